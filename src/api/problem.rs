@@ -1,0 +1,91 @@
+//! RFC 9457 problem details: the one error body of the whole API.
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::Object;
+use poem_openapi::payload::Payload;
+use poem_openapi::registry::{MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
+
+use poem::error::ResponseError;
+
+use crate::domain::FieldError;
+use crate::error::Error;
+
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+/// An error, as `application/problem+json` (RFC 9457).
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct Problem {
+    /// Always `about:blank`: the status code says what kind of problem it is.
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The status code's reason phrase.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong, for a human.
+    pub detail: String,
+    /// Each failing field of the request (empty unless the status is 422).
+    pub errors: Vec<FieldError>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        Self {
+            kind: "about:blank".into(),
+            title: status.canonical_reason().unwrap_or("Error").into(),
+            status: status.as_u16(),
+            detail: detail.into(),
+            errors,
+        }
+    }
+
+    /// Renders a poem error raised outside this crate (unknown route, bad content type, …).
+    pub fn from_foreign(error: &poem::Error) -> Self {
+        Self::new(error.status(), error.to_string(), Vec::new())
+    }
+}
+
+impl From<&Error> for Problem {
+    fn from(error: &Error) -> Self {
+        let errors = match error {
+            Error::Validation(errors) => errors.clone(),
+            _ => Vec::new(),
+        };
+        Self::new(error.status(), error.to_string(), errors)
+    }
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        ProblemJson(self).into_response()
+    }
+}
+
+/// A [`Problem`] as a response payload, so endpoints document it with its media type.
+pub struct ProblemJson(pub Problem);
+
+impl Payload for ProblemJson {
+    const CONTENT_TYPE: &'static str = PROBLEM_CONTENT_TYPE;
+
+    fn schema_ref() -> MetaSchemaRef {
+        Problem::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        Problem::register(registry);
+    }
+}
+
+impl IntoResponse for ProblemJson {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Response::builder()
+            .status(status)
+            .content_type(PROBLEM_CONTENT_TYPE)
+            .body(serde_json::to_vec(&self.0).expect("a problem always serialises"))
+    }
+}

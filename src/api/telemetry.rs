@@ -1,0 +1,121 @@
+//! `POST /agent/telemetry`: an agent pushes one snapshot of its host and containers.
+
+use chrono::Utc;
+use nexus_contract::TelemetryPayload;
+use poem::web::Data;
+use poem_openapi::{ApiResponse, OpenApi};
+
+use super::agent_auth::{AgentToken, agent_auth};
+use super::json_body::ValidJson;
+use super::problem::{Problem, ProblemJson};
+use super::{ApiTags, AppState};
+use crate::domain::snapshot::Snapshot;
+use crate::error::{BEARER_CHALLENGE, Error, UNAVAILABLE_RETRY_AFTER_SECS};
+
+pub struct TelemetryApi;
+
+/// Every answer of the telemetry endpoint. Errors carry RFC 9457 problem details.
+#[derive(ApiResponse)]
+pub enum IngestResponse {
+    /// Stored, or already stored: a retried snapshot (same host and `recorded_at`) is
+    /// acknowledged without writing a second row.
+    #[oai(status = 204)]
+    Stored(
+        /// Requests allowed per minute for this token.
+        #[oai(header = "X-RateLimit-Limit")]
+        u32,
+        /// Requests left in the current burst.
+        #[oai(header = "X-RateLimit-Remaining")]
+        u32,
+    ),
+    /// The body is not JSON (or is empty).
+    #[oai(status = 400)]
+    BadRequest(ProblemJson),
+    /// Missing, malformed, unknown or revoked token, or the token's host is archived.
+    #[oai(status = 401)]
+    Unauthorized(ProblemJson, #[oai(header = "WWW-Authenticate")] String),
+    /// The body exceeds the configured limit.
+    #[oai(status = 413)]
+    PayloadTooLarge(ProblemJson),
+    /// The body is not `application/json`.
+    #[oai(status = 415)]
+    UnsupportedMediaType(ProblemJson),
+    /// The body breaks the contract; `errors` names every failing field by path.
+    #[oai(status = 422)]
+    Unprocessable(ProblemJson),
+    /// The token's rate limit is used up.
+    #[oai(status = 429)]
+    TooManyRequests(
+        ProblemJson,
+        /// Seconds until the next request will be admitted.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
+    /// An unexpected server fault; nothing was written.
+    #[oai(status = 500)]
+    InternalError(ProblemJson),
+    /// The database is unreachable; nothing was written. Retry after the given seconds.
+    #[oai(status = 503)]
+    Unavailable(ProblemJson, #[oai(header = "Retry-After")] u64),
+}
+
+impl From<Error> for IngestResponse {
+    fn from(error: Error) -> Self {
+        use poem::error::ResponseError;
+        let problem = ProblemJson(Problem::from(&error));
+        match error {
+            Error::MalformedBody(_) => Self::BadRequest(problem),
+            Error::Unauthorized => Self::Unauthorized(problem, BEARER_CHALLENGE.into()),
+            Error::PayloadTooLarge { .. } => Self::PayloadTooLarge(problem),
+            Error::UnsupportedMediaType(_) => Self::UnsupportedMediaType(problem),
+            Error::Validation(_) => Self::Unprocessable(problem),
+            Error::RateLimited {
+                retry_after_secs, ..
+            } => Self::TooManyRequests(problem, retry_after_secs),
+            Error::Unavailable(_) => Self::Unavailable(problem, UNAVAILABLE_RETRY_AFTER_SECS),
+            Error::NotFound(_) | Error::Conflict(_) | Error::Internal(_) => {
+                let _ = error.as_response(); // logs the cause
+                Self::InternalError(ProblemJson(Problem::from(&Error::Internal(
+                    anyhow::anyhow!("unexpected"),
+                ))))
+            }
+        }
+    }
+}
+
+#[OpenApi]
+impl TelemetryApi {
+    /// Push a telemetry snapshot
+    ///
+    /// Records the host's facts, status and metrics and each container's state and metrics,
+    /// atomically. Checked in this order: token (401), rate limit (429), body (413, 415, 400,
+    /// 422), then stored (204).
+    #[oai(
+        path = "/agent/telemetry",
+        method = "post",
+        operation_id = "push_telemetry",
+        tag = "ApiTags::Agent",
+        transform = "agent_auth"
+    )]
+    async fn push_telemetry(
+        &self,
+        state: Data<&AppState>,
+        auth: AgentToken,
+        body: ValidJson<TelemetryPayload>,
+    ) -> IngestResponse {
+        let AgentToken(session) = auth;
+        let result = async {
+            let snapshot =
+                Snapshot::new(body.0, Utc::now(), state.skew).map_err(Error::Validation)?;
+            state
+                .store
+                .ingest(session.agent.host_id, &snapshot)
+                .await?
+                .ok_or(Error::Unauthorized)
+        };
+        match result.await {
+            Ok(_) => IngestResponse::Stored(session.quota.limit, session.quota.remaining),
+            Err(error) => error.into(),
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Command line and configuration: one struct per command, from flags and environment, with each
+//! default written once (and shown in `--help`).
+
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::domain::snapshot::SkewWindow;
+use crate::store::DbSettings;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nexus-telemetry",
+    version,
+    about = "Ingests host and Docker-container telemetry into TimescaleDB"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations (unless --no-migrate), then serve the HTTP API
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit
+    Migrate(DbArgs),
+    /// Print the OpenAPI document (YAML; JSON with --json)
+    Openapi {
+        /// Print JSON instead of YAML
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage monitored hosts
+    #[command(subcommand)]
+    Host(HostCommand),
+    /// Manage agent tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Create a host in status `pending`
+    Create {
+        /// Display name
+        #[arg(long)]
+        name: String,
+        /// Unique URL-safe identifier (default: derived from the name)
+        #[arg(long)]
+        slug: Option<String>,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint an agent token for a host and print it once (only its SHA-256 is stored)
+    Issue {
+        /// Id of the host the token authenticates
+        #[arg(long)]
+        host: i64,
+        /// Label to tell tokens apart
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DbArgs {
+    /// PostgreSQL URL of the database (TimescaleDB must be available in it)
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+    /// Maximum number of pooled database connections
+    #[arg(long, env = "NEXUS_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: usize,
+    /// Seconds a request waits for a database connection before it is answered 503
+    #[arg(long, env = "NEXUS_DB_TIMEOUT_SECONDS", default_value_t = 5)]
+    pub db_timeout_seconds: u64,
+}
+
+impl DbArgs {
+    pub fn settings(&self) -> DbSettings {
+        DbSettings {
+            url: self.database_url.clone(),
+            pool_size: self.db_pool_size,
+            acquire_timeout: Duration::from_secs(self.db_timeout_seconds),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Address to listen on
+    #[arg(long, env = "NEXUS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Do not apply migrations at start
+    #[arg(long)]
+    pub no_migrate: bool,
+    /// Telemetry requests admitted per token per minute (a burst of this size, refilled evenly)
+    #[arg(long, env = "NEXUS_RATE_LIMIT_PER_MINUTE", default_value = "60")]
+    pub rate_limit_per_minute: NonZeroU32,
+    /// How far in the past `recorded_at` may lie, in seconds
+    #[arg(long, env = "NEXUS_SKEW_PAST_SECONDS", default_value_t = 3600)]
+    pub skew_past_seconds: u32,
+    /// How far in the future `recorded_at` may lie, in seconds
+    #[arg(long, env = "NEXUS_SKEW_FUTURE_SECONDS", default_value_t = 300)]
+    pub skew_future_seconds: u32,
+    /// Largest request body accepted, in bytes (4 MiB holds 500 containers of ~8 KiB each)
+    #[arg(long, env = "NEXUS_BODY_LIMIT_BYTES", default_value_t = 4 * 1024 * 1024)]
+    pub body_limit_bytes: usize,
+    /// Log format
+    #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    pub fn skew(&self) -> SkewWindow {
+        SkewWindow {
+            past: chrono::Duration::seconds(self.skew_past_seconds.into()),
+            future: chrono::Duration::seconds(self.skew_future_seconds.into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines
+    Human,
+    /// One JSON object per line
+    Json,
+}

@@ -1,0 +1,183 @@
+//! A telemetry snapshot that passed every rule of the contract and is ready to store.
+//!
+//! The schema check has already enforced types and bounds; this adds the rules a schema cannot
+//! state: the skew window around the server's clock and the uniqueness of container ids.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Duration, Utc};
+use nexus_contract::{ContainerPayload, TelemetryPayload};
+
+use super::FieldError;
+
+/// How far `recorded_at` may stray from the server's clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SkewWindow {
+    pub past: Duration,
+    pub future: Duration,
+}
+
+/// A valid snapshot of one host. Exists only if every rule held.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub recorded_at: DateTime<Utc>,
+    pub payload: TelemetryPayload,
+}
+
+impl Snapshot {
+    pub fn new(
+        payload: TelemetryPayload,
+        now: DateTime<Utc>,
+        skew: SkewWindow,
+    ) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let recorded_at = payload.recorded_at.with_timezone(&Utc);
+        if recorded_at < now - skew.past {
+            errors.push(FieldError::new(
+                "recorded_at",
+                format!("must not be more than {} in the past", human(skew.past)),
+            ));
+        } else if recorded_at > now + skew.future {
+            errors.push(FieldError::new(
+                "recorded_at",
+                format!("must not be more than {} in the future", human(skew.future)),
+            ));
+        }
+        let mut first_index = HashMap::new();
+        for (index, container) in payload.container_list().iter().enumerate() {
+            if let Some(first) = first_index.insert(container.container_id.as_str(), index) {
+                first_index.insert(container.container_id.as_str(), first);
+                errors.push(FieldError::new(
+                    format!("containers.{index}.container_id"),
+                    format!("duplicates containers.{first}.container_id"),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(Self {
+                recorded_at,
+                payload,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn containers(&self) -> &[ContainerPayload] {
+        self.payload.container_list()
+    }
+}
+
+/// Memory use as a percentage of the limit, when both are known and the limit is positive.
+pub fn memory_percent(usage_mb: Option<i64>, limit_mb: Option<i64>) -> Option<f64> {
+    match (usage_mb, limit_mb) {
+        (Some(usage), Some(limit)) if limit > 0 => {
+            Some((usage as f64 / limit as f64 * 10_000.0).round() / 100.0)
+        }
+        _ => None,
+    }
+}
+
+fn human(duration: Duration) -> String {
+    let seconds = duration.num_seconds();
+    match seconds {
+        s if s % 3600 == 0 => plural(s / 3600, "hour"),
+        s if s % 60 == 0 => plural(s / 60, "minute"),
+        s => plural(s, "second"),
+    }
+}
+
+fn plural(n: i64, unit: &str) -> String {
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SKEW: SkewWindow = SkewWindow {
+        past: Duration::hours(1),
+        future: Duration::minutes(5),
+    };
+
+    fn payload(recorded_at: DateTime<Utc>, container_ids: &[&str]) -> TelemetryPayload {
+        let containers: Vec<_> = container_ids
+            .iter()
+            .map(|id| json!({"container_id": id, "name": id, "image": "nginx"}))
+            .collect();
+        serde_json::from_value(json!({
+            "recorded_at": recorded_at.to_rfc3339(),
+            "host": {"metrics": {}},
+            "containers": containers,
+        }))
+        .unwrap()
+    }
+
+    fn fields(result: Result<Snapshot, Vec<FieldError>>) -> Vec<String> {
+        result
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect()
+    }
+
+    #[test]
+    fn the_skew_window_edges_are_inclusive() {
+        let now = Utc::now();
+        assert!(Snapshot::new(payload(now - SKEW.past, &[]), now, SKEW).is_ok());
+        assert!(Snapshot::new(payload(now + SKEW.future, &[]), now, SKEW).is_ok());
+    }
+
+    #[test]
+    fn a_snapshot_outside_the_skew_window_is_refused() {
+        let now = Utc::now();
+        let second = Duration::seconds(1);
+        assert_eq!(
+            fields(Snapshot::new(
+                payload(now - SKEW.past - second, &[]),
+                now,
+                SKEW
+            )),
+            ["recorded_at: must not be more than 1 hour in the past"]
+        );
+        assert_eq!(
+            fields(Snapshot::new(
+                payload(now + SKEW.future + second, &[]),
+                now,
+                SKEW
+            )),
+            ["recorded_at: must not be more than 5 minutes in the future"]
+        );
+    }
+
+    #[test]
+    fn duplicate_container_ids_name_both_positions() {
+        let now = Utc::now();
+        assert_eq!(
+            fields(Snapshot::new(
+                payload(now, &["a", "b", "a", "a"]),
+                now,
+                SKEW
+            )),
+            [
+                "containers.2.container_id: duplicates containers.0.container_id",
+                "containers.3.container_id: duplicates containers.0.container_id",
+            ]
+        );
+    }
+
+    #[test]
+    fn memory_percent_needs_usage_and_a_positive_limit() {
+        assert_eq!(memory_percent(Some(256), Some(1024)), Some(25.0));
+        assert_eq!(memory_percent(Some(1), Some(3)), Some(33.33));
+        assert_eq!(memory_percent(Some(256), Some(0)), None);
+        assert_eq!(memory_percent(None, Some(1024)), None);
+        assert_eq!(memory_percent(Some(256), None), None);
+    }
+}

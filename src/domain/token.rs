@@ -1,0 +1,79 @@
+//! Bearer tokens: minting and hashing. Only the SHA-256 of a token is ever stored.
+
+use sha2::{Digest, Sha256};
+
+/// Prefix of agent tokens, so secret scanners can recognise a leaked one.
+pub const AGENT_TOKEN_PREFIX: &str = "nxa_";
+
+/// Random bytes in a minted token (256 bits, above the 190-bit floor).
+const TOKEN_BYTES: usize = 32;
+
+/// A freshly minted token. The plaintext exists only in this value, to be shown once.
+pub struct MintedToken {
+    pub plaintext: String,
+    pub hash: TokenHash,
+}
+
+impl MintedToken {
+    pub fn new(prefix: &str) -> Self {
+        let mut bytes = [0u8; TOKEN_BYTES];
+        rand::fill(&mut bytes);
+        let plaintext = format!("{prefix}{}", hex::encode(bytes));
+        let hash = TokenHash::of(&plaintext);
+        Self { plaintext, hash }
+    }
+}
+
+impl std::fmt::Debug for MintedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MintedToken")
+            .field("plaintext", &"<redacted>")
+            .field("hash", &self.hash)
+            .finish()
+    }
+}
+
+/// Lower-case hex SHA-256 of a bearer, as the original system stores it, so its tokens import as is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TokenHash(String);
+
+impl TokenHash {
+    pub fn of(bearer: &str) -> Self {
+        Self(hex::encode(Sha256::digest(bearer.as_bytes())))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minted_tokens_carry_the_prefix_and_256_random_bits() {
+        let token = MintedToken::new(AGENT_TOKEN_PREFIX);
+        let random = token.plaintext.strip_prefix("nxa_").expect("prefix");
+        assert_eq!(random.len(), 64);
+        assert!(random.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(
+            token.plaintext,
+            MintedToken::new(AGENT_TOKEN_PREFIX).plaintext
+        );
+    }
+
+    #[test]
+    fn the_hash_is_lowercase_hex_sha256() {
+        assert_eq!(
+            TokenHash::of("abc").as_str(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn debug_output_never_shows_the_plaintext() {
+        let token = MintedToken::new(AGENT_TOKEN_PREFIX);
+        assert!(!format!("{token:?}").contains(&token.plaintext));
+    }
+}

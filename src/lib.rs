@@ -1,0 +1,14 @@
+//! nexus-telemetry: ingests host and Docker-container telemetry into TimescaleDB.
+//!
+//! - [`api`]: the HTTP layer (routes, payloads, auth, problem details, OpenAPI);
+//! - [`domain`]: validated types and the rules of the contract, free of I/O;
+//! - [`store`]: SQL and transactions against PostgreSQL/TimescaleDB;
+//! - [`cli`], [`config`], [`startup`]: the binary's commands and how the app is assembled.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod startup;
+pub mod store;

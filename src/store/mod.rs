@@ -1,0 +1,95 @@
+//! PostgreSQL/TimescaleDB access: the pool, migrations, and one module of queries per table group.
+//! SQL lives in `sql/` (migrations) and `src/store/queries/` (statements), prepared once per
+//! connection with `prepare_cached`.
+
+pub mod hosts;
+pub mod ingest;
+pub mod tokens;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio_postgres::NoTls;
+
+use crate::error::Error;
+
+mod embedded {
+    refinery::embed_migrations!("sql");
+}
+
+/// Key of the advisory lock that serialises migrations across server processes.
+const MIGRATION_LOCK: i64 = 0x6e65_7875_735f_6d69; // "nexus_mi"
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct DbSettings {
+    pub url: String,
+    pub pool_size: usize,
+    /// Longest a request waits for a free connection (or for a new one) before a 503.
+    pub acquire_timeout: Duration,
+}
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    url: String,
+}
+
+impl Store {
+    /// Builds the pool; connections are opened lazily, so a database that is down at start
+    /// only makes requests answer 503 until it is back.
+    pub fn new(settings: &DbSettings) -> anyhow::Result<Self> {
+        let mut config = tokio_postgres::Config::from_str(&settings.url)
+            .context("Failed to parse DATABASE_URL")?;
+        config.connect_timeout(settings.acquire_timeout);
+        config.application_name("nexus-telemetry");
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(settings.pool_size)
+            .wait_timeout(Some(settings.acquire_timeout))
+            .create_timeout(Some(settings.acquire_timeout))
+            .recycle_timeout(Some(settings.acquire_timeout))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .context("Failed to build the connection pool")?;
+        Ok(Self {
+            pool,
+            url: settings.url.clone(),
+        })
+    }
+
+    /// Applies the migrations in `sql/` that have not run yet.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        let (mut client, connection) = tokio_postgres::connect(&self.url, NoTls)
+            .await
+            .context("Failed to connect to the database to migrate it")?;
+        let connection = tokio::spawn(connection);
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .context("Failed to take the migration lock")?;
+        let report = embedded::migrations::runner()
+            .run_async(&mut client)
+            .await
+            .context("Failed to apply migrations")?;
+        for migration in report.applied_migrations() {
+            tracing::info!(migration = %migration, "applied migration");
+        }
+        drop(client);
+        let _ = connection.await;
+        Ok(())
+    }
+
+    pub(crate) async fn client(&self) -> Result<Object, Error> {
+        Ok(self.pool.get().await?)
+    }
+}

@@ -1,0 +1,79 @@
+-- Writes one snapshot in a single statement (one round trip, atomic as any statement is).
+--  $1 host id, $2 recorded_at, $3..$10 host metrics, $11..$15 host facts,
+--  $16.. one array per container column, all of the same length.
+WITH host AS (
+    UPDATE hosts SET
+        cpu_count       = COALESCE($11, cpu_count),
+        memory_total_mb = COALESCE($12, memory_total_mb),
+        disk_total_gb   = COALESCE($13, disk_total_gb),
+        os              = COALESCE($14, os),
+        docker_version  = COALESCE($15, docker_version),
+        status          = CASE WHEN status IN ('pending', 'offline') THEN 'online' ELSE status END,
+        last_seen_at    = GREATEST(last_seen_at, $2), -- never backwards; GREATEST skips NULL
+        updated_at      = now()
+    WHERE id = $1 AND status <> 'archived'
+    RETURNING id
+),
+host_snapshot AS (
+    INSERT INTO host_metric_snapshots
+        (host_id, recorded_at, cpu_percent, memory_used_mb, memory_total_mb, disk_used_gb,
+         disk_total_gb, network_rx_bytes, network_tx_bytes, load_average)
+    SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM host
+    ON CONFLICT (host_id, recorded_at) DO NOTHING -- a retried post: first write wins
+    RETURNING 1
+),
+incoming AS (
+    SELECT *
+    FROM unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[],
+                $22::text[], $23::jsonb[], $24::jsonb[], $25::timestamptz[], $26::timestamptz[],
+                $27::float8[], $28::int8[], $29::int8[], $30::float8[], $31::int8[], $32::int8[],
+                $33::int8[], $34::int8[])
+        AS i (container_id, name, image, image_tag, status, state, health_status, ports, labels,
+              started_at, finished_at, cpu_percent, memory_usage_mb, memory_limit_mb,
+              memory_percent, network_rx_bytes, network_tx_bytes, block_read_bytes,
+              block_write_bytes)
+),
+upserted AS (
+    INSERT INTO containers AS c
+        (host_id, container_id, name, image, image_tag, status, state, health_status, ports,
+         labels, started_at, finished_at, first_seen_at, recorded_at)
+    SELECT host.id, i.container_id, i.name, i.image, i.image_tag, i.status, i.state,
+           i.health_status, i.ports, i.labels, i.started_at, i.finished_at, $2, $2
+    FROM incoming i CROSS JOIN host
+    ON CONFLICT (host_id, container_id) DO UPDATE SET
+        name = EXCLUDED.name, image = EXCLUDED.image, image_tag = EXCLUDED.image_tag,
+        status = EXCLUDED.status, state = EXCLUDED.state, health_status = EXCLUDED.health_status,
+        ports = EXCLUDED.ports, labels = EXCLUDED.labels, started_at = EXCLUDED.started_at,
+        finished_at = EXCLUDED.finished_at, recorded_at = EXCLUDED.recorded_at, updated_at = now()
+    -- Write only when the description changed, and never with state older than what we hold:
+    -- neither older than the row itself nor than any snapshot already seen for the container.
+    WHERE (c.name, c.image, c.image_tag, c.status, c.state, c.health_status, c.ports, c.labels,
+           c.started_at, c.finished_at)
+          IS DISTINCT FROM
+          (EXCLUDED.name, EXCLUDED.image, EXCLUDED.image_tag, EXCLUDED.status, EXCLUDED.state,
+           EXCLUDED.health_status, EXCLUDED.ports, EXCLUDED.labels, EXCLUDED.started_at,
+           EXCLUDED.finished_at)
+      AND c.recorded_at < EXCLUDED.recorded_at
+      AND NOT EXISTS (SELECT 1 FROM container_metric_snapshots s
+                      WHERE s.container_id = c.id AND s.recorded_at > EXCLUDED.recorded_at)
+    RETURNING c.id, c.container_id
+),
+container_snapshots AS (
+    INSERT INTO container_metric_snapshots
+        (container_id, host_id, recorded_at, cpu_percent, memory_usage_mb, memory_limit_mb,
+         memory_percent, network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes)
+    -- New rows are only visible through `upserted`, unchanged ones only through `containers`.
+    SELECT COALESCE(u.id, existing.id), host.id, $2, i.cpu_percent, i.memory_usage_mb,
+           i.memory_limit_mb, i.memory_percent, i.network_rx_bytes, i.network_tx_bytes,
+           i.block_read_bytes, i.block_write_bytes
+    FROM incoming i
+    CROSS JOIN host
+    LEFT JOIN upserted u ON u.container_id = i.container_id
+    LEFT JOIN containers existing
+           ON existing.host_id = host.id AND existing.container_id = i.container_id
+    ON CONFLICT (container_id, recorded_at) DO NOTHING
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM host)                AS hosts_updated,
+       (SELECT count(*) FROM host_snapshot)       AS host_rows,
+       (SELECT count(*) FROM container_snapshots) AS container_rows
