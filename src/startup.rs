@@ -55,7 +55,7 @@ impl Application {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                state.rate_limit.forget_idle();
+                state.rate_limit.forget_idle(std::time::Instant::now());
             }
         });
         tracing::info!(addr = %self.local_addr, "serving");

@@ -4,12 +4,12 @@
 //! The handler receives an [`AgentToken`]; obtaining it is the check, and the security scheme
 //! documents the bearer in the OpenAPI document.
 
-use poem::{Endpoint, EndpointExt, Request, Response};
+use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 
-use super::AppState;
 use super::rate_limit::Admitted;
+use super::{AppState, problem};
 use crate::domain::token::TokenHash;
 use crate::error::Error;
 use crate::store::tokens::AuthenticatedAgent;
@@ -47,7 +47,10 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             .authenticate_agent(&TokenHash::of(bearer))
             .await?
             .ok_or(Error::Unauthorized)?;
-        let admitted = match state.rate_limit.check(agent.token_id) {
+        let admitted = match state
+            .rate_limit
+            .check(agent.token_id, std::time::Instant::now())
+        {
             Ok(admitted) => admitted,
             Err(error @ Error::RateLimited { limit, .. }) => {
                 return Ok(with_quota(
@@ -63,7 +66,10 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             agent,
             quota: admitted,
         });
-        let response = endpoint.get_response(request).await;
+        let response = match endpoint.call(request).await {
+            Ok(response) => response.into_response(),
+            Err(error) => problem::error_response(error),
+        };
         Ok(with_quota(response, admitted.limit, admitted.remaining))
     })
 }

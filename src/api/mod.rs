@@ -10,13 +10,12 @@ pub mod telemetry;
 use std::sync::Arc;
 
 use poem::middleware::SetHeader;
-use poem::{Endpoint, EndpointExt, IntoResponse, Route};
+use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::domain::snapshot::SkewWindow;
 use crate::store::Store;
 use json_body::BodyLimit;
-use problem::Problem;
 use rate_limit::RateLimit;
 
 /// What every handler may use; shared by all requests.
@@ -72,13 +71,5 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/", service)
         .data(state)
         .data(body_limit)
-        .catch_all_error(|error: poem::Error| async move {
-            // Errors of this crate render themselves; the rest (unknown route, content type, …)
-            // get the same problem-details shape.
-            if error.is::<crate::error::Error>() {
-                error.into_response()
-            } else {
-                Problem::from_foreign(&error).into_response()
-            }
-        })
+        .catch_all_error(|error| async move { problem::error_response(error) })
 }

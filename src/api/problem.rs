@@ -64,6 +64,16 @@ impl IntoResponse for Problem {
     }
 }
 
+/// Renders any error as problem details: errors of this crate render themselves; the rest
+/// (unknown route, missing content type, …) get the same shape with their own status.
+pub fn error_response(error: poem::Error) -> Response {
+    if error.is::<Error>() {
+        error.into_response()
+    } else {
+        Problem::from_foreign(&error).into_response()
+    }
+}
+
 /// A [`Problem`] as a response payload, so endpoints document it with its media type.
 pub struct ProblemJson(pub Problem);
 

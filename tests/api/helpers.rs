@@ -1,0 +1,289 @@
+//! `TestApp`: the real server on port 0 against its own freshly created database.
+
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use clap::Parser;
+use nexus_telemetry::config::{Cli, Command, ServeArgs};
+use nexus_telemetry::startup::Application;
+use nexus_telemetry::store::Store;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+use tokio_postgres::NoTls;
+
+pub struct TestApp {
+    pub address: String,
+    pub database_url: String,
+    pub store: Store,
+    pub db: tokio_postgres::Client,
+    pub http: reqwest::Client,
+}
+
+/// Server settings as the binary would parse them from `args` (defaults included).
+pub fn serve_args(database_url: &str, extra: &[&str]) -> ServeArgs {
+    let mut argv = vec![
+        "nexus-telemetry",
+        "serve",
+        "--database-url",
+        database_url,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    argv.extend_from_slice(extra);
+    match Cli::try_parse_from(argv)
+        .expect("valid test arguments")
+        .command
+    {
+        Command::Serve(args) => args,
+        _ => unreachable!(),
+    }
+}
+
+impl TestApp {
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Spawns the server with extra `serve` flags, e.g. `["--rate-limit-per-minute", "2"]`.
+    pub async fn spawn_with(extra: &[&str]) -> Self {
+        let database_url = fresh_database().await;
+        let args = serve_args(&database_url, extra);
+        let app = Application::build(&args).await.expect("the app builds");
+        let address = format!("http://{}", app.local_addr);
+        tokio::spawn(app.run(std::future::pending()));
+        let store = Store::new(&args.db.settings()).expect("store");
+        Self {
+            address,
+            database_url: database_url.clone(),
+            store,
+            db: connect(&database_url).await,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn create_host(&self, name: &str) -> i64 {
+        let slug = nexus_telemetry::store::hosts::slugify(name);
+        self.store
+            .create_host(name, &slug)
+            .await
+            .expect("host created")
+            .id
+    }
+
+    /// A host with a fresh token: `(host_id, plaintext token)`.
+    pub async fn host_with_token(&self, name: &str) -> (i64, String) {
+        let host = self.create_host(name).await;
+        let issued = self
+            .store
+            .issue_agent_token(host, "test")
+            .await
+            .expect("token issued");
+        (host, issued.token.plaintext.clone())
+    }
+
+    pub fn telemetry_url(&self) -> String {
+        format!("{}/agent/telemetry", self.address)
+    }
+
+    pub async fn post_telemetry(&self, token: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(self.telemetry_url())
+            .bearer_auth(token)
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// A single number from SQL, e.g. `SELECT count(*) FROM hosts`.
+    pub async fn count(&self, sql: &str) -> i64 {
+        self.db
+            .query_one(sql, &[])
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .get(0)
+    }
+
+    pub async fn host_status(&self, host: i64) -> String {
+        self.db
+            .query_one("SELECT status FROM hosts WHERE id = $1", &[&host])
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// Rows written by ingestion in the whole database: (host rows, containers, container rows).
+    pub async fn written(&self) -> (i64, i64, i64) {
+        (
+            self.count("SELECT count(*) FROM host_metric_snapshots")
+                .await,
+            self.count("SELECT count(*) FROM containers").await,
+            self.count("SELECT count(*) FROM container_metric_snapshots")
+                .await,
+        )
+    }
+}
+
+pub async fn connect(url: &str) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .expect("connect to the test database");
+    tokio::spawn(connection);
+    client
+}
+
+/// An RFC 3339 timestamp `offset` from now.
+pub fn at(offset: Duration) -> String {
+    rfc3339(Utc::now() + offset)
+}
+
+pub fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// A realistic payload with the given containers (`(container_id, state)` pairs).
+pub fn payload(recorded_at: &str, containers: &[(&str, &str)]) -> Value {
+    let containers: Vec<Value> = containers
+        .iter()
+        .map(|(id, state)| {
+            json!({
+                "container_id": id,
+                "name": format!("app-{id}"),
+                "image": "ghcr.io/acme/app",
+                "image_tag": "1.4.2",
+                "status": "Up 3 hours",
+                "state": state,
+                "health_status": "healthy",
+                "ports": ["0.0.0.0:8080->80/tcp"],
+                "labels": {"com.docker.compose.project": "shop"},
+                "metrics": {
+                    "cpu_percent": 150.5, "memory_usage_mb": 256, "memory_limit_mb": 1024,
+                    "network_rx_bytes": 1000, "network_tx_bytes": 2000,
+                    "block_read_bytes": 30, "block_write_bytes": 40
+                },
+                "started_at": "2024-05-01T09:00:00Z",
+                "finished_at": null
+            })
+        })
+        .collect();
+    json!({
+        "recorded_at": recorded_at,
+        "host": {
+            "metrics": {
+                "cpu_percent": 12.5, "memory_used_mb": 2048, "memory_total_mb": 8192,
+                "disk_used_gb": 40, "disk_total_gb": 100, "network_rx_bytes": 123456,
+                "network_tx_bytes": 654321, "load_average": 0.42
+            },
+            "facts": {"cpu_count": 4, "memory_total_mb": 8192, "disk_total_gb": 100, "os": "Debian GNU/Linux 12", "docker_version": "27.1.1"}
+        },
+        "containers": containers
+    })
+}
+
+/// A new database cloned from a migrated template, so each test starts from the real schema.
+pub async fn fresh_database() -> String {
+    let base = std::env::var("DATABASE_URL")
+        .expect("DATABASE_URL must point at a TimescaleDB server (run scripts/test)");
+    let (prefix, query) = match base.split_once('?') {
+        Some((prefix, query)) => (prefix, format!("?{query}")),
+        None => (base.as_str(), String::new()),
+    };
+    let server = &prefix[..prefix.rfind('/').expect("DATABASE_URL has a database name")];
+    let url_of = |name: &str| format!("{server}/{name}{query}");
+    let admin = connect(&url_of("postgres")).await;
+    let template = template_name();
+    // One process builds the template; the lock also serialises copies, which PostgreSQL
+    // refuses while another session is attached to the template.
+    admin
+        .execute("SELECT pg_advisory_lock(7470401)", &[])
+        .await
+        .unwrap();
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
+        .await
+        .unwrap()
+        .is_some();
+    if !exists {
+        let building = format!("{template}_build");
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {building}"))
+            .await
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {building}"))
+            .await
+            .unwrap();
+        let settings = serve_args(&url_of(&building), &[]).db.settings();
+        Store::new(&settings)
+            .unwrap()
+            .migrate()
+            .await
+            .expect("migrations apply to a fresh database");
+        // TimescaleDB's scheduler attaches to every database; lock it out before copying.
+        for statement in [
+            format!("ALTER DATABASE {building} ALLOW_CONNECTIONS false"),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{building}'"
+            ),
+            format!("ALTER DATABASE {building} RENAME TO {template}"),
+        ] {
+            admin.batch_execute(&statement).await.unwrap();
+        }
+    }
+    drop_stale_databases(&admin).await;
+    let name = format!(
+        "test_{}_{}",
+        Utc::now().timestamp(),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+        .await
+        .unwrap();
+    admin
+        .execute("SELECT pg_advisory_unlock(7470401)", &[])
+        .await
+        .unwrap();
+    url_of(&name)
+}
+
+/// Test databases are kept for inspection after a run and dropped by a run hours later.
+async fn drop_stale_databases(admin: &tokio_postgres::Client) {
+    let cutoff = Utc::now().timestamp() - 3 * 3600;
+    let rows = admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'test\\_%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for row in rows {
+        let name: String = row.get(0);
+        let created = name.split('_').nth(1).and_then(|t| t.parse::<i64>().ok());
+        if created.is_none_or(|created| created < cutoff) {
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
+    }
+}
+
+/// Named after the migrations' content, so a changed migration gets a new template.
+fn template_name() -> String {
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        let mut files: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let mut hash = Sha256::new();
+        for file in files {
+            hash.update(file.file_name().unwrap().as_encoded_bytes());
+            hash.update(std::fs::read(&file).unwrap());
+        }
+        format!("nexus_tpl_{}", &hex::encode(hash.finalize())[..16])
+    })
+    .clone()
+}

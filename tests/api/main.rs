@@ -1,0 +1,9 @@
+//! Integration tests: the real HTTP server against a real TimescaleDB, one database per test.
+//! `DATABASE_URL` must point at a server with TimescaleDB (`scripts/test` provisions one).
+
+mod cli;
+mod helpers;
+mod ingest_errors;
+mod ingest_writes;
+mod openapi;
+mod readme;
