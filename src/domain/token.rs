@@ -5,6 +5,9 @@ use sha2::{Digest, Sha256};
 /// Prefix of agent tokens, so secret scanners can recognise a leaked one.
 pub const AGENT_TOKEN_PREFIX: &str = "nxa_";
 
+/// Prefix of admin API tokens: a separate credential, recognisable apart from agent tokens.
+pub const ADMIN_TOKEN_PREFIX: &str = "nxk_";
+
 /// Random bytes in a minted token (256 bits, above the 190-bit floor).
 const TOKEN_BYTES: usize = 32;
 
@@ -40,6 +43,11 @@ pub struct TokenHash(String);
 impl TokenHash {
     pub fn of(bearer: &str) -> Self {
         Self(hex::encode(Sha256::digest(bearer.as_bytes())))
+    }
+
+    /// A hash as stored in the database (e.g. received in a cache-invalidation notification).
+    pub fn from_stored(hash: &str) -> Self {
+        Self(hash.to_owned())
     }
 
     pub fn as_str(&self) -> &str {

@@ -2,6 +2,8 @@
 //! SQL lives in `sql/` (migrations) and `src/store/queries/` (statements), prepared once per
 //! connection with `prepare_cached`.
 
+pub mod admin_tokens;
+pub mod agent_cache;
 pub mod hosts;
 pub mod ingest;
 pub mod tokens;

@@ -1,6 +1,8 @@
-//! Agent tokens: issuing, authenticating and stamping. Only hashes reach the database.
+//! Agent tokens: issuing, listing, rotating, revoking, authenticating and stamping. Only hashes
+//! reach the database.
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
 
 use super::Store;
 use crate::domain::token::{AGENT_TOKEN_PREFIX, MintedToken, TokenHash};
@@ -23,29 +25,157 @@ pub struct IssuedToken {
     pub token: MintedToken,
 }
 
+/// What may be shown about an agent token: never its plaintext, never its hash.
+#[derive(Debug, Clone, serde::Serialize, poem_openapi::Object)]
+pub struct AgentTokenInfo {
+    pub id: i64,
+    /// The host the token authenticates.
+    pub host_id: i64,
+    /// Label to tell tokens apart.
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    /// Last time the token passed authentication and the rate limit.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// When the token was revoked (null while it is active).
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl From<tokio_postgres::Row> for AgentTokenInfo {
+    fn from(row: tokio_postgres::Row) -> Self {
+        Self {
+            id: row.get("id"),
+            host_id: row.get("host_id"),
+            name: row.get("name"),
+            created_at: row.get("created_at"),
+            last_used_at: row.get("last_used_at"),
+            revoked_at: row.get("revoked_at"),
+        }
+    }
+}
+
+const TOKEN_COLUMNS: &str = "id, host_id, name, created_at, last_used_at, revoked_at";
+
+/// Mints a token for a host that exists and is not archived, inside `client`'s transaction
+/// if it has one.
+async fn insert_agent_token(
+    client: &impl GenericClient,
+    host_id: i64,
+    name: &str,
+) -> Result<IssuedToken, Error> {
+    let token = MintedToken::new(AGENT_TOKEN_PREFIX);
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO agent_tokens (host_id, name, hashed_token) \
+             SELECT id, $2, $3 FROM hosts WHERE id = $1 AND status <> 'archived' \
+             RETURNING id, created_at",
+        )
+        .await?;
+    let Some(row) = client
+        .query_opt(&statement, &[&host_id, &name, &token.hash.as_str()])
+        .await?
+    else {
+        let exists = client
+            .prepare_cached("SELECT 1 FROM hosts WHERE id = $1")
+            .await?;
+        return Err(match client.query_opt(&exists, &[&host_id]).await? {
+            Some(_) => Error::Conflict(format!(
+                "host {host_id} is archived; its tokens cannot be issued or rotated"
+            )),
+            None => Error::NotFound("host"),
+        });
+    };
+    Ok(IssuedToken {
+        id: row.get("id"),
+        host_id,
+        name: name.to_owned(),
+        created_at: row.get("created_at"),
+        token,
+    })
+}
+
 impl Store {
-    /// Mints a token for a host that exists and is not archived.
+    /// Mints a token for a host that exists (else 404) and is not archived (else 409).
     pub async fn issue_agent_token(&self, host_id: i64, name: &str) -> Result<IssuedToken, Error> {
-        let token = MintedToken::new(AGENT_TOKEN_PREFIX);
+        let client = self.client().await?;
+        insert_agent_token(&client, host_id, name).await
+    }
+
+    /// Every token of a host (revoked ones too), oldest first.
+    pub async fn list_agent_tokens(&self, host_id: i64) -> Result<Vec<AgentTokenInfo>, Error> {
         let client = self.client().await?;
         let statement = client
+            .prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM agent_tokens WHERE host_id = $1 ORDER BY id"
+            ))
+            .await?;
+        let exists = client
+            .prepare_cached("SELECT 1 FROM hosts WHERE id = $1")
+            .await?;
+        if client.query_opt(&exists, &[&host_id]).await?.is_none() {
+            return Err(Error::NotFound("host"));
+        }
+        Ok(client
+            .query(&statement, &[&host_id])
+            .await?
+            .into_iter()
+            .map(AgentTokenInfo::from)
+            .collect())
+    }
+
+    /// Revokes an active token of a host and issues its replacement (same name), atomically.
+    /// A token of another host is not found; a revoked one cannot be rotated (409).
+    pub async fn rotate_agent_token(
+        &self,
+        host_id: i64,
+        token_id: i64,
+    ) -> Result<IssuedToken, Error> {
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        let revoke = transaction
             .prepare_cached(
-                "INSERT INTO agent_tokens (host_id, name, hashed_token) \
-                 SELECT id, $2, $3 FROM hosts WHERE id = $1 AND status <> 'archived' \
-                 RETURNING id, created_at",
+                "UPDATE agent_tokens SET revoked_at = now() \
+                 WHERE id = $2 AND host_id = $1 AND revoked_at IS NULL RETURNING name",
             )
             .await?;
-        let row = client
-            .query_opt(&statement, &[&host_id, &name, &token.hash.as_str()])
+        let name: String = match transaction.query_opt(&revoke, &[&host_id, &token_id]).await? {
+            Some(row) => row.get("name"),
+            None => {
+                let find = transaction
+                    .prepare_cached("SELECT 1 FROM agent_tokens WHERE id = $2 AND host_id = $1")
+                    .await?;
+                return Err(
+                    match transaction.query_opt(&find, &[&host_id, &token_id]).await? {
+                        Some(_) => Error::Conflict(format!(
+                            "token {token_id} is revoked; issue a new token instead"
+                        )),
+                        None => Error::NotFound("token"),
+                    },
+                );
+            }
+        };
+        let issued = insert_agent_token(&transaction, host_id, &name).await?;
+        transaction.commit().await?;
+        Ok(issued)
+    }
+
+    /// Revokes a token of a host; revoking a revoked token keeps its first `revoked_at`.
+    pub async fn revoke_agent_token(
+        &self,
+        host_id: i64,
+        token_id: i64,
+    ) -> Result<AgentTokenInfo, Error> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(&format!(
+                "UPDATE agent_tokens SET revoked_at = COALESCE(revoked_at, now()) \
+                 WHERE id = $2 AND host_id = $1 RETURNING {TOKEN_COLUMNS}"
+            ))
+            .await?;
+        client
+            .query_opt(&statement, &[&host_id, &token_id])
             .await?
-            .ok_or(Error::NotFound("host"))?;
-        Ok(IssuedToken {
-            id: row.get("id"),
-            host_id,
-            name: name.to_owned(),
-            created_at: row.get("created_at"),
-            token,
-        })
+            .map(AgentTokenInfo::from)
+            .ok_or(Error::NotFound("token"))
     }
 
     /// The agent whose unrevoked token hashes to `hash`, if its host is not archived.
@@ -67,13 +197,18 @@ impl Store {
         }))
     }
 
-    /// Records that the token was just used (after it passed auth and the rate limit).
-    pub async fn stamp_token(&self, token_id: i64) -> Result<(), Error> {
+    /// Records that the token was just used (after it passed auth and the rate limit), if it is
+    /// still valid: `false` when it was revoked or its host archived since it was looked up,
+    /// which closes the gap between a revocation and its cache-invalidating notification.
+    pub async fn stamp_token(&self, token_id: i64) -> Result<bool, Error> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached("UPDATE agent_tokens SET last_used_at = now() WHERE id = $1")
+            .prepare_cached(
+                "UPDATE agent_tokens t SET last_used_at = now() FROM hosts h \
+                 WHERE t.id = $1 AND h.id = t.host_id \
+                   AND t.revoked_at IS NULL AND h.status <> 'archived'",
+            )
             .await?;
-        client.execute(&statement, &[&token_id]).await?;
-        Ok(())
+        Ok(client.execute(&statement, &[&token_id]).await? == 1)
     }
 }

@@ -1,0 +1,146 @@
+//! Hosts as the admin API sees them: their lifecycle status, labels, and the parsing of list
+//! filters and page cursors.
+
+use std::collections::BTreeMap;
+
+use super::FieldError;
+
+/// Free-form `key → value` labels of a host (bounds are on the API types that accept them).
+pub type Labels = BTreeMap<String, String>;
+
+/// Where a host is in its lifecycle. Agents move it between `pending`, `online`, `offline` and
+/// `degraded`; only an operator archives it, and an archived host stays archived.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+    poem_openapi::Enum,
+)]
+#[serde(rename_all = "lowercase")]
+#[oai(rename_all = "lowercase")]
+pub enum HostStatus {
+    /// Created; no snapshot received yet.
+    Pending,
+    /// Sending snapshots.
+    Online,
+    /// Stopped sending snapshots.
+    Offline,
+    /// Sending snapshots that report a problem.
+    Degraded,
+    /// Retired by an operator; its tokens are revoked.
+    Archived,
+}
+
+impl HostStatus {
+    /// The value stored in `hosts.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Online => "online",
+            Self::Offline => "offline",
+            Self::Degraded => "degraded",
+            Self::Archived => "archived",
+        }
+    }
+
+    /// Reads `hosts.status` (constrained by a CHECK to these values).
+    pub fn from_db(value: &str) -> Self {
+        match value {
+            "online" => Self::Online,
+            "offline" => Self::Offline,
+            "degraded" => Self::Degraded,
+            "archived" => Self::Archived,
+            _ => Self::Pending,
+        }
+    }
+}
+
+impl std::fmt::Display for HostStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Parses label filters written `key:value` (split at the first colon) into the one object
+/// that every matching host's labels must contain.
+pub fn label_filter(field: &str, filters: &[String]) -> Result<Labels, Vec<FieldError>> {
+    let mut wanted = Labels::new();
+    let mut errors = Vec::new();
+    for (index, filter) in filters.iter().enumerate() {
+        match filter.split_once(':') {
+            Some((key, value)) if !key.is_empty() => {
+                wanted.insert(key.to_owned(), value.to_owned());
+            }
+            _ => {
+                let field = if filters.len() == 1 {
+                    field.to_owned()
+                } else {
+                    format!("{field}.{index}")
+                };
+                errors.push(FieldError::new(
+                    field,
+                    "must be `key:value` with a non-empty key",
+                ));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(wanted)
+    } else {
+        Err(errors)
+    }
+}
+
+/// An opaque position in a list ordered by id: the id of the last item of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor(pub i64);
+
+impl Cursor {
+    /// Parses a cursor this server handed out as `next_cursor`.
+    pub fn parse(field: &str, text: &str) -> Result<Self, FieldError> {
+        text.strip_prefix("h")
+            .and_then(|id| id.parse::<i64>().ok())
+            .filter(|id| *id >= 0)
+            .map(Self)
+            .ok_or_else(|| FieldError::new(field, "is not a cursor returned by this API"))
+    }
+
+    pub fn encode(self) -> String {
+        format!("h{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_filters_split_at_the_first_colon_and_combine() {
+        let wanted = label_filter("label", &["env:prod".into(), "url:http://x".into()]).unwrap();
+        assert_eq!(wanted["env"], "prod");
+        assert_eq!(wanted["url"], "http://x");
+        assert_eq!(label_filter("label", &["env:".into()]).unwrap()["env"], "");
+    }
+
+    #[test]
+    fn malformed_label_filters_are_named_by_position() {
+        let errors = label_filter("label", &["ok:1".into(), "nocolon".into(), ":v".into()])
+            .unwrap_err();
+        let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["label.1", "label.2"]);
+        assert_eq!(label_filter("label", &["x".into()]).unwrap_err()[0].field, "label");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_refuse_anything_else() {
+        assert_eq!(Cursor::parse("cursor", &Cursor(42).encode()), Ok(Cursor(42)));
+        for bad in ["42", "h", "h-1", "hx", ""] {
+            assert!(Cursor::parse("cursor", bad).is_err(), "{bad}");
+        }
+    }
+}
