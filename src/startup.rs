@@ -11,6 +11,7 @@ use poem::{EndpointExt, middleware::Tracing};
 use crate::api::{self, AppState, State, rate_limit::RateLimit};
 use crate::config::ServeArgs;
 use crate::store::Store;
+use crate::store::agent_cache::AgentTokenCache;
 
 /// A server bound to its address, ready to run.
 pub struct Application {
@@ -40,6 +41,7 @@ impl Application {
             rate_limit: RateLimit::per_minute(config.rate_limit_per_minute),
             skew: config.skew(),
             body_limit: config.body_limit_bytes,
+            agent_cache: Arc::new(AgentTokenCache::new()),
         });
         Ok(Self {
             acceptor,
@@ -58,6 +60,10 @@ impl Application {
                 state.rate_limit.forget_idle(std::time::Instant::now());
             }
         });
+        let listener = self
+            .state
+            .store
+            .spawn_agent_cache_listener(self.state.agent_cache.clone());
         tracing::info!(addr = %self.local_addr, "serving");
         let result = poem::Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(
@@ -67,6 +73,7 @@ impl Application {
             )
             .await;
         housekeeping.abort();
+        listener.abort();
         result
     }
 }

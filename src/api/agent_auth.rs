@@ -1,5 +1,6 @@
 //! Authentication and rate limiting of `POST /agent/telemetry`, as a middleware run before the
-//! body is read: bearer → token lookup → per-token quota → `last_used_at` stamp.
+//! body is read: bearer → token lookup (cached) → per-token quota → `last_used_at` stamp, which
+//! also re-checks that the token is still valid.
 //!
 //! The handler receives an [`AgentToken`]; obtaining it is the check, and the security scheme
 //! documents the bearer in the OpenAPI document.
@@ -41,10 +42,10 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             .data::<AppState>()
             .expect("AppState is app data")
             .clone();
-        let bearer = bearer_token(&request).ok_or(Error::Unauthorized)?;
+        let hash = TokenHash::of(bearer_token(&request).ok_or(Error::Unauthorized)?);
         let agent = state
-            .store
-            .authenticate_agent(&TokenHash::of(bearer))
+            .agent_cache
+            .authenticate(&state.store, &hash)
             .await?
             .ok_or(Error::Unauthorized)?;
         let admitted = match state
@@ -61,7 +62,11 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             }
             Err(error) => return Err(error.into()),
         };
-        state.store.stamp_token(agent.token_id).await?;
+        if !state.store.stamp_token(agent.token_id).await? {
+            // Revoked (or its host archived) after the lookup, before the notification came.
+            state.agent_cache.forget(&hash);
+            return Err(Error::Unauthorized.into());
+        }
         request.extensions_mut().insert(AgentSession {
             agent,
             quota: admitted,

@@ -1,6 +1,7 @@
 //! The HTTP layer: one module per resource, the shared request/response plumbing, and the
 //! assembly of routes, OpenAPI document and docs.
 
+pub mod admin;
 pub mod agent_auth;
 pub mod json_body;
 pub mod problem;
@@ -15,6 +16,7 @@ use poem_openapi::{OpenApiService, Tags};
 
 use crate::domain::snapshot::SkewWindow;
 use crate::store::Store;
+use crate::store::agent_cache::AgentTokenCache;
 use json_body::BodyLimit;
 use rate_limit::RateLimit;
 
@@ -26,20 +28,32 @@ pub struct State {
     pub rate_limit: RateLimit,
     pub skew: SkewWindow,
     pub body_limit: usize,
+    /// Agent-token lookups, kept exact by the LISTEN/NOTIFY listener.
+    pub agent_cache: Arc<AgentTokenCache>,
 }
 
 #[derive(Tags)]
 pub enum ApiTags {
     /// Endpoints called by agents on monitored hosts.
     Agent,
+    /// Managing hosts and their agent tokens; requires an admin token.
+    Admin,
 }
 
-type Apis = telemetry::TelemetryApi;
+type Apis = (
+    telemetry::TelemetryApi,
+    admin::hosts::HostsApi,
+    admin::tokens::TokensApi,
+);
 
 /// The OpenAPI service, also used to print and snapshot the document.
 pub fn openapi() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        telemetry::TelemetryApi,
+        (
+            telemetry::TelemetryApi,
+            admin::hosts::HostsApi,
+            admin::tokens::TokensApi,
+        ),
         "nexus-telemetry",
         env!("CARGO_PKG_VERSION"),
     )

@@ -64,11 +64,20 @@ impl IntoResponse for Problem {
     }
 }
 
-/// Renders any error as problem details: errors of this crate render themselves; the rest
-/// (unknown route, missing content type, …) get the same shape with their own status.
+/// Renders any error as problem details: errors of this crate render themselves; poem-openapi's
+/// missing bearer becomes this crate's 401 (with `WWW-Authenticate`) and its unparsable path or
+/// query parameter a 422 naming the parameter; the rest (unknown route, missing content type, …)
+/// get the same shape with their own status.
 pub fn error_response(error: poem::Error) -> Response {
+    use poem_openapi::error::{AuthorizationError, ParseParamError, ParsePathError};
     if error.is::<Error>() {
         error.into_response()
+    } else if error.is::<AuthorizationError>() {
+        Error::Unauthorized.as_response()
+    } else if let Some(param) = error.downcast_ref::<ParseParamError>() {
+        Error::invalid(param.name, &param.reason).as_response()
+    } else if let Some(param) = error.downcast_ref::<ParsePathError>() {
+        Error::invalid(param.name, &param.reason).as_response()
     } else {
         Problem::from_foreign(&error).into_response()
     }

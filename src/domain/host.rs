@@ -129,16 +129,22 @@ mod tests {
 
     #[test]
     fn malformed_label_filters_are_named_by_position() {
-        let errors = label_filter("label", &["ok:1".into(), "nocolon".into(), ":v".into()])
-            .unwrap_err();
+        let errors =
+            label_filter("label", &["ok:1".into(), "nocolon".into(), ":v".into()]).unwrap_err();
         let fields: Vec<_> = errors.iter().map(|e| e.field.as_str()).collect();
         assert_eq!(fields, ["label.1", "label.2"]);
-        assert_eq!(label_filter("label", &["x".into()]).unwrap_err()[0].field, "label");
+        assert_eq!(
+            label_filter("label", &["x".into()]).unwrap_err()[0].field,
+            "label"
+        );
     }
 
     #[test]
     fn cursors_round_trip_and_refuse_anything_else() {
-        assert_eq!(Cursor::parse("cursor", &Cursor(42).encode()), Ok(Cursor(42)));
+        assert_eq!(
+            Cursor::parse("cursor", &Cursor(42).encode()),
+            Ok(Cursor(42))
+        );
         for bad in ["42", "h", "h-1", "hx", ""] {
             assert!(Cursor::parse("cursor", bad).is_err(), "{bad}");
         }

@@ -4,7 +4,8 @@
 //! The bounds of the contract are written once, as `oai(validator(...))` attributes; this module
 //! enforces exactly what the OpenAPI document publishes, and reports all violations at once (the
 //! derive's own parser stops at the first). Beyond the schema it refuses strings holding a NUL
-//! character, which PostgreSQL cannot store. Unknown properties are ignored; `null` stands for
+//! character, which PostgreSQL cannot store. String `pattern`s are regular expressions
+//! (`regex` syntax, anchored by the pattern itself). Unknown properties are ignored; `null` stands for
 //! an absent optional field.
 
 use std::any::TypeId;
@@ -128,6 +129,12 @@ impl Schema {
                         "must not be shorter than {} characters",
                         schema.min_length.unwrap_or(0)
                     ));
+                } else if let Some(pattern) = schema
+                    .pattern
+                    .as_deref()
+                    .filter(|pattern| !matches_pattern(pattern, text))
+                {
+                    fail(format!("must match the pattern {pattern}"));
                 } else if schema.format == Some("date-time")
                     && DateTime::parse_from_rfc3339(text).is_err()
                 {
@@ -165,6 +172,23 @@ fn string_problem(text: &str, max_length: Option<usize>) -> Option<String> {
     max_length
         .filter(|max| text.chars().nth(*max).is_some())
         .map(|max| format!("must not be longer than {max} characters"))
+}
+
+/// Whether `text` matches a schema's `pattern` (compiled once per pattern). A pattern that does
+/// not compile is a programming error caught by the tests of the types using it.
+fn matches_pattern(pattern: &str, text: &str) -> bool {
+    static COMPILED: OnceLock<RwLock<HashMap<String, regex::Regex>>> = OnceLock::new();
+    let compiled = COMPILED.get_or_init(Default::default);
+    if let Some(regex) = compiled.read().expect("pattern cache").get(pattern) {
+        return regex.is_match(text);
+    }
+    let regex = regex::Regex::new(pattern).expect("schema patterns are valid regular expressions");
+    let matched = regex.is_match(text);
+    compiled
+        .write()
+        .expect("pattern cache")
+        .insert(pattern.to_owned(), regex);
+    matched
 }
 
 fn check_range(n: f64, schema: &MetaSchema, fail: &mut impl FnMut(String)) {

@@ -97,7 +97,10 @@ impl Store {
     }
 
     /// The holder of the unrevoked admin token hashing to `hash`, stamping its `last_used_at`.
-    pub async fn authenticate_admin(&self, hash: &TokenHash) -> Result<Option<AdminSession>, Error> {
+    pub async fn authenticate_admin(
+        &self,
+        hash: &TokenHash,
+    ) -> Result<Option<AdminSession>, Error> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(

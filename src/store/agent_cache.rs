@@ -65,10 +65,7 @@ impl Invalidation {
     fn parse(payload: &str) -> Self {
         if let Some(hash) = payload.strip_prefix("token:") {
             Self::Token(TokenHash::from_stored(hash))
-        } else if let Some(id) = payload
-            .strip_prefix("host:")
-            .and_then(|id| id.parse().ok())
-        {
+        } else if let Some(id) = payload.strip_prefix("host:").and_then(|id| id.parse().ok()) {
             Self::Host(id)
         } else {
             Self::All
@@ -274,7 +271,11 @@ mod tests {
 
     #[test]
     fn invalidations_evict_only_what_they_name() {
-        let cache = seeded(&[("a", agent(1, 10)), ("b", agent(2, 10)), ("c", agent(3, 20))]);
+        let cache = seeded(&[
+            ("a", agent(1, 10)),
+            ("b", agent(2, 10)),
+            ("c", agent(3, 20)),
+        ]);
         cache.invalidate(&Invalidation::Token(TokenHash::of("a")));
         assert_eq!(cache.len(), 2);
         cache.invalidate(&Invalidation::Host(10));

@@ -137,7 +137,10 @@ impl Store {
                  WHERE id = $2 AND host_id = $1 AND revoked_at IS NULL RETURNING name",
             )
             .await?;
-        let name: String = match transaction.query_opt(&revoke, &[&host_id, &token_id]).await? {
+        let name: String = match transaction
+            .query_opt(&revoke, &[&host_id, &token_id])
+            .await?
+        {
             Some(row) => row.get("name"),
             None => {
                 let find = transaction

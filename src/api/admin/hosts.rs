@@ -1,0 +1,258 @@
+//! `/api/v1/hosts`: create, list, show, update and archive monitored hosts.
+
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+use serde::Deserialize;
+
+use super::{AdminToken, admin_response, default_page_size};
+use crate::api::json_body::ValidJson;
+use crate::api::{ApiTags, AppState};
+use crate::domain::host::{Cursor, HostStatus, Labels, label_filter};
+use crate::error::Error;
+use crate::store::hosts::{Host, HostFilter, slugify};
+
+pub struct HostsApi;
+
+/// A host to create.
+#[derive(Debug, Clone, Object, Deserialize, serde::Serialize)]
+pub struct NewHost {
+    /// Display name.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub name: String,
+    /// Unique URL-safe identifier: lower-case letters and digits joined by single dashes
+    /// (default: derived from the name).
+    #[oai(validator(max_length = 255, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$"))]
+    pub slug: Option<String>,
+    /// Free-form labels (at most 64; keys and values at most 255 characters).
+    #[oai(validator(max_properties = 64, max_length = 255))]
+    pub labels: Option<Labels>,
+}
+
+/// Changes to a host; absent fields stay as they are.
+#[derive(Debug, Clone, Object, Deserialize, serde::Serialize)]
+pub struct HostUpdate {
+    /// New display name.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub name: Option<String>,
+    /// New labels, replacing all current ones (at most 64; keys and values at most 255
+    /// characters).
+    #[oai(validator(max_properties = 64, max_length = 255))]
+    pub labels: Option<Labels>,
+}
+
+/// One page of hosts, ordered by id.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct HostPage {
+    pub items: Vec<Host>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+admin_response! {
+    /// Answers of `POST /api/v1/hosts`.
+    pub enum CreateHostResponse {
+        /// The host, created in status `pending`.
+        #[oai(status = 201)]
+        Created(Json<Host>),
+    }
+    problems {
+        /// The body is not JSON (or is empty).
+        BadRequest = 400,
+        /// A host with this slug already exists.
+        Conflict = 409,
+        /// The body exceeds the configured limit.
+        PayloadTooLarge = 413,
+        /// The body is not `application/json`.
+        UnsupportedMediaType = 415,
+        /// The body breaks the schema; `errors` names every failing field.
+        Unprocessable = 422,
+    }
+}
+
+admin_response! {
+    /// Answers of `GET /api/v1/hosts`.
+    pub enum ListHostsResponse {
+        /// A page of hosts.
+        #[oai(status = 200)]
+        Ok(Json<HostPage>),
+    }
+    problems {
+        /// A malformed filter, limit or cursor; `errors` names it.
+        Unprocessable = 422,
+    }
+}
+
+admin_response! {
+    /// Answers of the operations on one host that take no body.
+    pub enum HostResponse {
+        /// The host.
+        #[oai(status = 200)]
+        Ok(Json<Host>),
+    }
+    problems {
+        /// No host has this id.
+        NotFound = 404,
+        /// The id is not an integer.
+        Unprocessable = 422,
+    }
+}
+
+admin_response! {
+    /// Answers of `PATCH /api/v1/hosts/{id}`.
+    pub enum UpdateHostResponse {
+        /// The updated host.
+        #[oai(status = 200)]
+        Ok(Json<Host>),
+    }
+    problems {
+        /// The body is not JSON (or is empty).
+        BadRequest = 400,
+        /// No host has this id.
+        NotFound = 404,
+        /// The body exceeds the configured limit.
+        PayloadTooLarge = 413,
+        /// The body is not `application/json`.
+        UnsupportedMediaType = 415,
+        /// The id is not an integer or the body breaks the schema; `errors` names every
+        /// failing field.
+        Unprocessable = 422,
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Admin")]
+impl HostsApi {
+    /// Create a host
+    ///
+    /// The host starts in status `pending` and turns `online` with its first snapshot. Issue it
+    /// a token with `POST /api/v1/hosts/{id}/tokens`.
+    #[oai(path = "/hosts", method = "post", operation_id = "create_host")]
+    async fn create_host(
+        &self,
+        state: Data<&AppState>,
+        _auth: AdminToken,
+        body: ValidJson<NewHost>,
+    ) -> CreateHostResponse {
+        let NewHost { name, slug, labels } = body.0;
+        let slug = slug.unwrap_or_else(|| slugify(&name));
+        match state
+            .store
+            .create_host_with_labels(&name, &slug, &labels.unwrap_or_default())
+            .await
+        {
+            Ok(host) => CreateHostResponse::Created(Json(host)),
+            Err(error) => error.into(),
+        }
+    }
+
+    /// List hosts
+    ///
+    /// Ordered by id and paged by cursor: pass the `next_cursor` of a page as `cursor` to get
+    /// the next one. Hosts created while paging appear on later pages; none is repeated or
+    /// skipped.
+    #[oai(path = "/hosts", method = "get", operation_id = "list_hosts")]
+    async fn list_hosts(
+        &self,
+        state: Data<&AppState>,
+        _auth: AdminToken,
+        /// Only hosts in this status.
+        status: Query<Option<HostStatus>>,
+        /// Only hosts carrying this label, written `key:value`; repeat to require several.
+        label: Query<Vec<String>>,
+        /// Only hosts whose name contains this text (case-insensitive).
+        name: Query<Option<String>>,
+        /// Hosts per page.
+        #[oai(
+            default = "default_page_size",
+            validator(minimum(value = "1"), maximum(value = "200"))
+        )]
+        limit: Query<u32>,
+        /// Where to continue: the `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> ListHostsResponse {
+        let filter = || -> Result<HostFilter, Error> {
+            Ok(HostFilter {
+                status: status.0,
+                labels: label_filter("label", &label.0).map_err(Error::Validation)?,
+                name_contains: name.0.clone(),
+                after: cursor
+                    .0
+                    .as_deref()
+                    .map(|text| Cursor::parse("cursor", text))
+                    .transpose()
+                    .map_err(|error| Error::Validation(vec![error]))?,
+                limit: limit.0,
+            })
+        };
+        let result = async { state.store.list_hosts(&filter()?).await };
+        match result.await {
+            Ok(page) => ListHostsResponse::Ok(Json(HostPage {
+                items: page.items,
+                next_cursor: page.next.map(Cursor::encode),
+            })),
+            Err(error) => error.into(),
+        }
+    }
+
+    /// Show a host
+    #[oai(path = "/hosts/:id", method = "get", operation_id = "get_host")]
+    async fn get_host(
+        &self,
+        state: Data<&AppState>,
+        _auth: AdminToken,
+        /// The host's id.
+        id: Path<i64>,
+    ) -> HostResponse {
+        match state.store.host(id.0).await {
+            Ok(host) => HostResponse::Ok(Json(host)),
+            Err(error) => error.into(),
+        }
+    }
+
+    /// Update a host
+    ///
+    /// Renames it and/or replaces its labels; absent fields stay as they are.
+    #[oai(path = "/hosts/:id", method = "patch", operation_id = "update_host")]
+    async fn update_host(
+        &self,
+        state: Data<&AppState>,
+        _auth: AdminToken,
+        /// The host's id.
+        id: Path<i64>,
+        body: ValidJson<HostUpdate>,
+    ) -> UpdateHostResponse {
+        let HostUpdate { name, labels } = body.0;
+        match state
+            .store
+            .update_host(id.0, name.as_deref(), labels.as_ref())
+            .await
+        {
+            Ok(host) => UpdateHostResponse::Ok(Json(host)),
+            Err(error) => error.into(),
+        }
+    }
+
+    /// Archive a host
+    ///
+    /// Sets status `archived` and `archived_at`, and revokes every active token of the host,
+    /// in one transaction: its agent is refused from the next request on. Archiving an
+    /// archived host changes nothing (the first `archived_at` stays).
+    #[oai(
+        path = "/hosts/:id/archive",
+        method = "post",
+        operation_id = "archive_host"
+    )]
+    async fn archive_host(
+        &self,
+        state: Data<&AppState>,
+        _auth: AdminToken,
+        /// The host's id.
+        id: Path<i64>,
+    ) -> HostResponse {
+        match state.store.archive_host(id.0).await {
+            Ok(host) => HostResponse::Ok(Json(host)),
+            Err(error) => error.into(),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! The admin API under `/api/v1`: hosts and their agent tokens, for operators and integrators.
+//!
+//! Every operation takes an [`AdminToken`]: obtaining it is the check (an admin token, `nxk_…`,
+//! unrevoked; agent tokens are refused). Answers are declared per operation with
+//! [`admin_response!`], which also maps the crate's [`Error`] onto them, once for all.
+
+pub mod hosts;
+pub mod tokens;
+
+use poem::Request;
+use poem_openapi::SecurityScheme;
+use poem_openapi::auth::Bearer;
+
+use super::AppState;
+use super::problem::{Problem, ProblemJson};
+use crate::domain::token::TokenHash;
+use crate::error::Error;
+use crate::store::admin_tokens::AdminSession;
+
+/// An admin API token (`Authorization: Bearer nxk_…`), created with
+/// `nexus-telemetry admin-token create`. Agent tokens are refused.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", checker = "admin_session")]
+pub struct AdminToken(pub AdminSession);
+
+async fn admin_session(request: &Request, bearer: Bearer) -> poem::Result<AdminSession> {
+    let state = request.data::<AppState>().expect("AppState is app data");
+    Ok(state
+        .store
+        .authenticate_admin(&TokenHash::of(&bearer.token))
+        .await?
+        .ok_or(Error::Unauthorized)?)
+}
+
+/// Page size of list operations when `limit` is not given.
+pub fn default_page_size() -> u32 {
+    50
+}
+
+/// The problem for an error the operation does not document: logged with its cause, answered
+/// as a bare 500 so nothing internal reaches the client.
+pub(crate) fn internal_problem(error: &Error) -> ProblemJson {
+    match error {
+        Error::Internal(cause) => {
+            tracing::error!(error = format!("{cause:#}"), "internal error")
+        }
+        other => tracing::error!(error = %other, "error not documented for this operation"),
+    }
+    ProblemJson(Problem::from(&Error::Internal(anyhow::anyhow!(
+        "undocumented"
+    ))))
+}
+
+/// The problem of a 503, logged as a warning with its cause.
+pub(crate) fn unavailable_problem(error: &Error) -> ProblemJson {
+    if let Error::Unavailable(cause) = error {
+        tracing::warn!(error = format!("{cause:#}"), "database unavailable");
+    }
+    ProblemJson(Problem::from(error))
+}
+
+/// Declares an admin operation's `ApiResponse` enum: its success variants, the problem
+/// variants it may answer with (`Name = status`), and the ones every admin operation may
+/// answer with (401 with `WWW-Authenticate`, 500, 503 with `Retry-After`); and maps [`Error`]
+/// onto them by status. An error whose status the operation does not declare is a 500.
+macro_rules! admin_response {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$success_meta:meta])* $success:ident $(($payload:ty))?, )*
+        }
+        problems {
+            $( $(#[$problem_meta:meta])* $problem:ident = $status:tt, )*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(poem_openapi::ApiResponse)]
+        pub enum $name {
+            $( $(#[$success_meta])* $success $(($payload))?, )*
+            $(
+                $(#[$problem_meta])*
+                #[oai(status = $status)]
+                $problem($crate::api::problem::ProblemJson),
+            )*
+            /// Missing, malformed, unknown or revoked admin token (agent tokens are refused).
+            #[oai(status = 401)]
+            Unauthorized(
+                $crate::api::problem::ProblemJson,
+                #[oai(header = "WWW-Authenticate")] String,
+            ),
+            /// An unexpected server fault; nothing was changed.
+            #[oai(status = 500)]
+            InternalError($crate::api::problem::ProblemJson),
+            /// The database is unreachable; nothing was changed. Retry after the given seconds.
+            #[oai(status = 503)]
+            Unavailable(
+                $crate::api::problem::ProblemJson,
+                #[oai(header = "Retry-After")] u64,
+            ),
+        }
+
+        impl From<$crate::error::Error> for $name {
+            fn from(error: $crate::error::Error) -> Self {
+                use poem::error::ResponseError;
+                let problem =
+                    || $crate::api::problem::ProblemJson($crate::api::problem::Problem::from(&error));
+                match error.status().as_u16() {
+                    401 => Self::Unauthorized(problem(), $crate::error::BEARER_CHALLENGE.into()),
+                    503 => Self::Unavailable(
+                        $crate::api::admin::unavailable_problem(&error),
+                        $crate::error::UNAVAILABLE_RETRY_AFTER_SECS,
+                    ),
+                    $( $status => Self::$problem(problem()), )*
+                    _ => Self::InternalError($crate::api::admin::internal_problem(&error)),
+                }
+            }
+        }
+    };
+}
+pub(crate) use admin_response;
