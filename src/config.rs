@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::domain::host::HostStatus;
 use crate::domain::snapshot::SkewWindow;
 use crate::store::DbSettings;
 
@@ -38,6 +39,9 @@ pub enum Command {
     /// Manage agent tokens
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Manage admin API tokens (the credential of `/api/v1`)
+    #[command(subcommand)]
+    AdminToken(AdminTokenCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +54,71 @@ pub enum HostCommand {
         /// Unique URL-safe identifier (default: derived from the name)
         #[arg(long)]
         slug: Option<String>,
+        /// A label, `KEY=VALUE`; repeat for several
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List hosts, ordered by id, one page at a time
+    List {
+        /// Only hosts in this status
+        #[arg(long, value_enum)]
+        status: Option<HostStatus>,
+        /// Only hosts carrying this label, `KEY:VALUE`; repeat to require several
+        #[arg(long = "label", value_name = "KEY:VALUE")]
+        labels: Vec<String>,
+        /// Only hosts whose name contains this text (case-insensitive)
+        #[arg(long)]
+        name: Option<String>,
+        /// Hosts per page
+        #[arg(long, default_value_t = crate::api::admin::default_page_size())]
+        limit: u32,
+        /// Where to continue: the `next_cursor` of the previous page
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Print the page as JSON (`{"items": [...], "next_cursor": ...}`) instead of a table
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Show one host
+    Show {
+        /// The host's id
+        id: i64,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Rename a host and/or replace its labels
+    Update {
+        /// The host's id
+        id: i64,
+        /// New display name
+        #[arg(long)]
+        name: Option<String>,
+        /// A label, `KEY=VALUE`; repeat for several. Replaces all current labels
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Remove every label
+        #[arg(long, conflicts_with = "labels")]
+        clear_labels: bool,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Archive a host and revoke all its tokens (idempotent)
+    Archive {
+        /// The host's id
+        id: i64,
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
@@ -68,6 +137,78 @@ pub enum TokenCommand {
         /// Label to tell tokens apart
         #[arg(long, default_value = "default")]
         name: String,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List a host's tokens (metadata only; never the plaintext or the hash)
+    List {
+        /// Id of the host
+        #[arg(long)]
+        host: i64,
+        /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a token and issue its replacement, printed once
+    Rotate {
+        /// Id of the host
+        #[arg(long)]
+        host: i64,
+        /// Id of the token to rotate
+        #[arg(long)]
+        token: i64,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a token (idempotent)
+    Revoke {
+        /// Id of the host
+        #[arg(long)]
+        host: i64,
+        /// Id of the token to revoke
+        #[arg(long)]
+        token: i64,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCommand {
+    /// Create an admin API token and print it once (only its SHA-256 is stored)
+    Create {
+        /// Who or what the token is for
+        #[arg(long)]
+        name: String,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List admin API tokens (metadata only)
+    List {
+        /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke an admin API token (idempotent)
+    Revoke {
+        /// The token's id
+        id: i64,
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,

@@ -1,21 +1,33 @@
-//! The binary's commands: serve, migrate, print the OpenAPI document, manage hosts and tokens.
+//! The binary's commands: serve, migrate, print the OpenAPI document; managing hosts, agent
+//! tokens and admin tokens lives in one file per command group. Those call the same store
+//! functions as the admin API, and print its JSON shapes with `--json`.
+
+mod admin_token;
+mod host;
+mod output;
+mod token;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use serde_json::json;
 use tracing_subscriber::EnvFilter;
 
 use crate::api;
-use crate::config::{Cli, Command, DbArgs, HostCommand, LogFormat, ServeArgs, TokenCommand};
+use crate::config::{Cli, Command, DbArgs, LogFormat, ServeArgs};
+use crate::error::Error;
 use crate::startup::Application;
-use crate::store::{Store, hosts::slugify};
+use crate::store::Store;
 
 pub async fn run(cli: Cli) -> ExitCode {
     match execute(cli.command).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
+            if let Some(Error::Validation(errors)) = error.downcast_ref::<Error>() {
+                for error in errors {
+                    eprintln!("  {}: {}", error.field, error.message);
+                }
+            }
             ExitCode::FAILURE
         }
     }
@@ -40,54 +52,9 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Host(HostCommand::Create {
-            name,
-            slug,
-            json,
-            db,
-        }) => {
-            let store = migrated_store(&db).await?;
-            let slug = slug.unwrap_or_else(|| slugify(&name));
-            let host = store.create_host(&name, &slug).await?;
-            if json {
-                println!("{}", serde_json::to_string(&host)?);
-            } else {
-                println!(
-                    "created host {} ({}) with id {}, status {}",
-                    host.name, host.slug, host.id, host.status
-                );
-            }
-            Ok(())
-        }
-        Command::Token(TokenCommand::Issue {
-            host,
-            name,
-            json,
-            db,
-        }) => {
-            let store = migrated_store(&db).await?;
-            let issued = store
-                .issue_agent_token(host, &name)
-                .await
-                .context("Failed to issue the token")?;
-            if json {
-                let out = json!({
-                    "id": issued.id,
-                    "host_id": issued.host_id,
-                    "name": issued.name,
-                    "created_at": issued.created_at,
-                    "token": issued.token.plaintext,
-                });
-                println!("{out}");
-            } else {
-                println!("{}", issued.token.plaintext);
-                eprintln!(
-                    "token {} for host {host}: shown once, store it now (only its hash is kept)",
-                    issued.id
-                );
-            }
-            Ok(())
-        }
+        Command::Host(command) => host::run(command).await,
+        Command::Token(command) => token::run(command).await,
+        Command::AdminToken(command) => admin_token::run(command).await,
     }
 }
 

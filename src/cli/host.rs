@@ -1,0 +1,190 @@
+//! `nexus-telemetry host create|list|show|update|archive`.
+
+use crate::api::admin::hosts::{HostUpdate, NewHost};
+use crate::api::json_body;
+use crate::cli::{migrated_store, output};
+use crate::config::HostCommand;
+use crate::domain::host::{Cursor, Labels, label_filter};
+use crate::error::Error;
+use crate::store::hosts::{Host, HostFilter, slugify};
+
+pub async fn run(command: HostCommand) -> anyhow::Result<()> {
+    match command {
+        HostCommand::Create {
+            name,
+            slug,
+            labels,
+            json,
+            db,
+        } => {
+            let request: NewHost = checked(&NewHost {
+                slug: Some(slug.unwrap_or_else(|| slugify(&name))),
+                name,
+                labels: Some(assignments(&labels)?),
+            })?;
+            let store = migrated_store(&db).await?;
+            let host = store
+                .create_host_with_labels(
+                    &request.name,
+                    request.slug.as_deref().unwrap_or_default(),
+                    &request.labels.unwrap_or_default(),
+                )
+                .await?;
+            if json {
+                output::json(&host)?;
+            } else {
+                println!(
+                    "created host {} ({}) with id {}, status {}",
+                    host.name, host.slug, host.id, host.status
+                );
+            }
+        }
+        HostCommand::List {
+            status,
+            labels,
+            name,
+            limit,
+            cursor,
+            json,
+            db,
+        } => {
+            let filter = HostFilter {
+                status,
+                labels: label_filter("label", &labels).map_err(Error::Validation)?,
+                name_contains: name,
+                after: cursor
+                    .as_deref()
+                    .map(|text| Cursor::parse("cursor", text))
+                    .transpose()
+                    .map_err(|error| Error::Validation(vec![error]))?,
+                limit,
+            };
+            let store = migrated_store(&db).await?;
+            let page = store.list_hosts(&filter).await?;
+            let next_cursor = page.next.map(Cursor::encode);
+            if json {
+                output::json(&crate::api::admin::hosts::HostPage {
+                    items: page.items,
+                    next_cursor,
+                })?;
+            } else {
+                let rows: Vec<[String; 6]> = page
+                    .items
+                    .iter()
+                    .map(|host| {
+                        [
+                            host.id.to_string(),
+                            host.slug.clone(),
+                            host.name.clone(),
+                            host.status.to_string(),
+                            output::time(host.last_seen_at),
+                            labels_text(&host.labels),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    ["ID", "SLUG", "NAME", "STATUS", "LAST SEEN", "LABELS"],
+                    &rows,
+                );
+                if let Some(cursor) = next_cursor {
+                    eprintln!("more hosts follow: pass --cursor {cursor}");
+                }
+            }
+        }
+        HostCommand::Show { id, json, db } => {
+            let host = migrated_store(&db).await?.host(id).await?;
+            print_host(&host, json)?;
+        }
+        HostCommand::Update {
+            id,
+            name,
+            labels,
+            clear_labels,
+            json,
+            db,
+        } => {
+            let labels = if clear_labels {
+                Some(Labels::new())
+            } else if labels.is_empty() {
+                None
+            } else {
+                Some(assignments(&labels)?)
+            };
+            let request: HostUpdate = checked(&HostUpdate { name, labels })?;
+            let host = migrated_store(&db)
+                .await?
+                .update_host(id, request.name.as_deref(), request.labels.as_ref())
+                .await?;
+            print_host(&host, json)?;
+        }
+        HostCommand::Archive { id, json, db } => {
+            let host = migrated_store(&db).await?.archive_host(id).await?;
+            print_host(&host, json)?;
+        }
+    }
+    Ok(())
+}
+
+/// The request checked against the same schema the admin API enforces.
+fn checked<T>(request: &T) -> Result<T, Error>
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + poem_openapi::types::Type + 'static,
+{
+    let bytes = serde_json::to_vec(request).map_err(|error| Error::Internal(error.into()))?;
+    json_body::parse::<T>(&bytes)
+}
+
+/// Labels written `KEY=VALUE` (split at the first `=`).
+fn assignments(labels: &[String]) -> Result<Labels, Error> {
+    labels
+        .iter()
+        .map(|label| match label.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+            _ => Err(Error::invalid(
+                "label",
+                format!("`{label}` must be KEY=VALUE with a non-empty key"),
+            )),
+        })
+        .collect()
+}
+
+fn labels_text(labels: &Labels) -> String {
+    let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    if pairs.is_empty() {
+        "-".into()
+    } else {
+        pairs.join(",")
+    }
+}
+
+fn print_host(host: &Host, json: bool) -> anyhow::Result<()> {
+    if json {
+        return output::json(host);
+    }
+    let optional = |value: Option<String>| value.unwrap_or_else(|| "-".into());
+    for (field, value) in [
+        ("id", host.id.to_string()),
+        ("name", host.name.clone()),
+        ("slug", host.slug.clone()),
+        ("status", host.status.to_string()),
+        ("labels", labels_text(&host.labels)),
+        ("last seen", output::time(host.last_seen_at)),
+        ("cpus", optional(host.cpu_count.map(|n| n.to_string()))),
+        (
+            "memory",
+            optional(host.memory_total_mb.map(|n| format!("{n} MiB"))),
+        ),
+        (
+            "disk",
+            optional(host.disk_total_gb.map(|n| format!("{n} GiB"))),
+        ),
+        ("os", optional(host.os.clone())),
+        ("docker", optional(host.docker_version.clone())),
+        ("archived", output::time(host.archived_at)),
+        ("created", output::time(Some(host.created_at))),
+        ("updated", output::time(Some(host.updated_at))),
+    ] {
+        println!("{field:<10} {value}");
+    }
+    Ok(())
+}

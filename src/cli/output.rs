@@ -1,0 +1,39 @@
+//! How commands print: one JSON document (`--json`, for scripts) or aligned text tables.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+/// Prints `value` as one line of JSON.
+pub fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
+/// Prints rows under a header, each column as wide as its widest cell.
+pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
+    let mut widths = header.map(|title| title.chars().count());
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: [&str; N]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(header);
+    for row in rows {
+        line(row.each_ref().map(String::as_str));
+    }
+}
+
+/// A timestamp for a table cell; `-` when absent.
+pub fn time(at: Option<DateTime<Utc>>) -> String {
+    at.map_or_else(
+        || "-".into(),
+        |at| at.to_rfc3339_opts(SecondsFormat::Secs, true),
+    )
+}

@@ -1,0 +1,97 @@
+//! `nexus-telemetry token issue|list|rotate|revoke`: a host's agent tokens.
+
+use crate::api::admin::tokens::{IssuedAgentToken, NewAgentToken};
+use crate::api::json_body;
+use crate::cli::{migrated_store, output};
+use crate::config::TokenCommand;
+use crate::store::tokens::AgentTokenInfo;
+
+pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
+    match command {
+        TokenCommand::Issue {
+            host,
+            name,
+            json,
+            db,
+        } => {
+            let request: NewAgentToken =
+                json_body::parse(&serde_json::to_vec(&NewAgentToken { name })?)?;
+            let store = migrated_store(&db).await?;
+            let issued = store
+                .issue_agent_token(host, &request.name)
+                .await
+                .map_err(|error| anyhow::Error::new(error).context("Failed to issue the token"))?;
+            print_issued(issued.into(), json, "issued")?;
+        }
+        TokenCommand::List { host, json, db } => {
+            let tokens = migrated_store(&db).await?.list_agent_tokens(host).await?;
+            if json {
+                output::json(&tokens)?;
+            } else {
+                let rows: Vec<[String; 5]> = tokens.iter().map(row).collect();
+                output::table(["ID", "NAME", "CREATED", "LAST USED", "REVOKED"], &rows);
+            }
+        }
+        TokenCommand::Rotate {
+            host,
+            token,
+            json,
+            db,
+        } => {
+            let issued = migrated_store(&db)
+                .await?
+                .rotate_agent_token(host, token)
+                .await?;
+            print_issued(
+                issued.into(),
+                json,
+                &format!("replaces token {token} and was issued"),
+            )?;
+        }
+        TokenCommand::Revoke {
+            host,
+            token,
+            json,
+            db,
+        } => {
+            let info = migrated_store(&db)
+                .await?
+                .revoke_agent_token(host, token)
+                .await?;
+            if json {
+                output::json(&info)?;
+            } else {
+                println!(
+                    "token {} of host {} revoked at {}",
+                    info.id,
+                    info.host_id,
+                    output::time(info.revoked_at)
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The plaintext alone on stdout (for `$(…)`), the note on stderr; or one JSON object.
+fn print_issued(issued: IssuedAgentToken, json: bool, what: &str) -> anyhow::Result<()> {
+    if json {
+        return output::json(&issued);
+    }
+    println!("{}", issued.token);
+    eprintln!(
+        "token {} for host {} {what}: shown once, store it now (only its hash is kept)",
+        issued.id, issued.host_id
+    );
+    Ok(())
+}
+
+fn row(token: &AgentTokenInfo) -> [String; 5] {
+    [
+        token.id.to_string(),
+        token.name.clone(),
+        output::time(Some(token.created_at)),
+        output::time(token.last_used_at),
+        output::time(token.revoked_at),
+    ]
+}
