@@ -6,7 +6,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde::Deserialize;
 
-use super::{AdminToken, admin_response, default_page_size};
+use super::{AdminToken, admin_response, default_page_size, named_path_params};
 use crate::api::json_body::ValidJson;
 use crate::api::{ApiTags, AppState};
 use crate::domain::host::{Cursor, HostStatus, Labels, label_filter};
@@ -196,7 +196,12 @@ impl HostsApi {
     }
 
     /// Show a host
-    #[oai(path = "/hosts/:id", method = "get", operation_id = "get_host")]
+    #[oai(
+        path = "/hosts/:id",
+        method = "get",
+        transform = "named_path_params",
+        operation_id = "get_host"
+    )]
     async fn get_host(
         &self,
         state: Data<&AppState>,
@@ -213,7 +218,12 @@ impl HostsApi {
     /// Update a host
     ///
     /// Renames it and/or replaces its labels; absent fields stay as they are.
-    #[oai(path = "/hosts/:id", method = "patch", operation_id = "update_host")]
+    #[oai(
+        path = "/hosts/:id",
+        method = "patch",
+        transform = "named_path_params",
+        operation_id = "update_host"
+    )]
     async fn update_host(
         &self,
         state: Data<&AppState>,
@@ -241,6 +251,7 @@ impl HostsApi {
     #[oai(
         path = "/hosts/:id/archive",
         method = "post",
+        transform = "named_path_params",
         operation_id = "archive_host"
     )]
     async fn archive_host(

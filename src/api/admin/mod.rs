@@ -7,9 +7,10 @@
 pub mod hosts;
 pub mod tokens;
 
-use poem::Request;
+use poem::{Endpoint, EndpointExt, IntoResponse, Request};
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
+use poem_openapi::error::ParsePathError;
 
 use super::AppState;
 use super::problem::{Problem, ProblemJson};
@@ -30,6 +31,28 @@ async fn admin_session(request: &Request, bearer: Bearer) -> poem::Result<AdminS
         .authenticate_admin(&TokenHash::of(&bearer.token))
         .await?
         .ok_or(Error::Unauthorized)?)
+}
+
+/// Path parameters of the admin routes, in the order they appear in every path
+/// (`/hosts/{id}/tokens/{token_id}…`).
+const PATH_PARAMS: [&str; 2] = ["id", "token_id"];
+
+/// Wraps an operation with path parameters (used as its `transform`) so that an unparsable one
+/// is a 422 naming it: poem-openapi reports path parameters by position (`param0`, …).
+pub fn named_path_params(endpoint: impl Endpoint + 'static) -> impl Endpoint {
+    endpoint.around(|endpoint, request| async move {
+        endpoint
+            .call(request)
+            .await
+            .map(IntoResponse::into_response)
+            .map_err(|error| {
+                let renamed = error.downcast_ref::<ParsePathError>().and_then(|param| {
+                    let position: usize = param.name.strip_prefix("param")?.parse().ok()?;
+                    Some(Error::invalid(*PATH_PARAMS.get(position)?, &param.reason))
+                });
+                renamed.map_or(error, poem::Error::from)
+            })
+    })
 }
 
 /// Page size of list operations when `limit` is not given.

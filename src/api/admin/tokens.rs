@@ -10,7 +10,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde::Deserialize;
 
-use super::{AdminToken, admin_response};
+use super::{AdminToken, admin_response, named_path_params};
 use crate::api::json_body::ValidJson;
 use crate::api::{ApiTags, AppState};
 use crate::store::tokens::{AgentTokenInfo, IssuedToken};
@@ -129,6 +129,7 @@ impl TokensApi {
     #[oai(
         path = "/hosts/:id/tokens",
         method = "post",
+        transform = "named_path_params",
         operation_id = "issue_token"
     )]
     async fn issue_token(
@@ -151,6 +152,7 @@ impl TokensApi {
     #[oai(
         path = "/hosts/:id/tokens",
         method = "get",
+        transform = "named_path_params",
         operation_id = "list_tokens"
     )]
     async fn list_tokens(
@@ -173,6 +175,7 @@ impl TokensApi {
     #[oai(
         path = "/hosts/:id/tokens/:token_id/rotate",
         method = "post",
+        transform = "named_path_params",
         operation_id = "rotate_token"
     )]
     async fn rotate_token(
@@ -197,6 +200,7 @@ impl TokensApi {
     #[oai(
         path = "/hosts/:id/tokens/:token_id",
         method = "delete",
+        transform = "named_path_params",
         operation_id = "revoke_token"
     )]
     async fn revoke_token(
