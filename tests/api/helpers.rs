@@ -287,3 +287,91 @@ fn template_name() -> String {
     })
     .clone()
 }
+
+/// An answer of the admin API: status, headers and the JSON body (`Null` when empty).
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The field paths of a problem's `errors`.
+    pub fn error_fields(&self) -> Vec<String> {
+        self.body["errors"]
+            .as_array()
+            .map(|errors| {
+                errors
+                    .iter()
+                    .map(|e| e["field"].as_str().unwrap_or_default().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl TestApp {
+    /// A fresh admin token (plaintext), created the way `admin-token create` does.
+    pub async fn admin_token(&self) -> String {
+        self.store
+            .create_admin_token("test")
+            .await
+            .expect("admin token created")
+            .token
+            .plaintext
+            .clone()
+    }
+
+    /// Calls the admin API at `path` (under `/api/v1`) with a bearer and an optional JSON body.
+    pub async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> Answer {
+        call(&self.http, &self.address, method, path, bearer, body).await
+    }
+
+    /// Another server process on this app's database (its own pool, cache and listener).
+    pub async fn spawn_another_server(&self) -> String {
+        let args = serve_args(&self.database_url, &["--no-migrate"]);
+        let app = Application::build(&args).await.expect("the app builds");
+        let address = format!("http://{}", app.local_addr);
+        tokio::spawn(app.run(std::future::pending()));
+        address
+    }
+}
+
+/// Calls `{address}/api/v1{path}`.
+pub async fn call(
+    http: &reqwest::Client,
+    address: &str,
+    method: reqwest::Method,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<&Value>,
+) -> Answer {
+    let mut request = http.request(method, format!("{address}/api/v1{path}"));
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    let response = request.send().await.expect("request sent");
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body read");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("JSON body: {}", String::from_utf8_lossy(&bytes)))
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}

@@ -1,9 +1,14 @@
 //! Integration tests: the real HTTP server against a real TimescaleDB, one database per test.
 //! `DATABASE_URL` must point at a server with TimescaleDB (`scripts/test` provisions one).
 
+mod admin_hosts;
+mod admin_tokens;
 mod cli;
+mod cli_admin;
 mod helpers;
 mod ingest_errors;
 mod ingest_writes;
 mod openapi;
 mod readme;
+mod secrets_in_logs;
+mod token_cache;

@@ -1,0 +1,219 @@
+//! Cached agent-token lookups stay exact across server processes sharing one database:
+//! a revocation through one server (or plain SQL) is refused by the others on the next request.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nexus_telemetry::domain::token::TokenHash;
+use nexus_telemetry::store::agent_cache::{AgentTokenCache, LISTENER_APPLICATION_NAME};
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::helpers::{TestApp, at, call, payload};
+
+/// A snapshot `n` seconds old, so repeated posts write distinct rows.
+fn snapshot(n: i64) -> Value {
+    payload(&at(chrono::Duration::seconds(-n)), &[])
+}
+
+async fn post(app: &TestApp, address: &str, token: &str, n: i64) -> u16 {
+    app.http
+        .post(format!("{address}/agent/telemetry"))
+        .bearer_auth(token)
+        .json(&snapshot(n))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+/// Waits until `condition` holds, for at most 5 s.
+async fn eventually(what: &str, condition: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_token_revoked_through_one_server_is_refused_by_another_on_the_next_request() {
+    let app = TestApp::spawn().await;
+    let other = app.spawn_another_server().await;
+    let admin = app.admin_token().await;
+    let (host, token) = app.host_with_token("web").await;
+    let token_id: i64 = app
+        .db
+        .query_one("SELECT id FROM agent_tokens", &[])
+        .await
+        .unwrap()
+        .get(0);
+    for n in 1..=3 {
+        assert_eq!(post(&app, &other, &token, n).await, 204, "warms the cache");
+    }
+
+    let revoked = app
+        .admin(
+            Method::DELETE,
+            &format!("/hosts/{host}/tokens/{token_id}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, 204);
+
+    assert_eq!(post(&app, &other, &token, 4).await, 401);
+    assert_eq!(post(&app, &app.address, &token, 5).await, 401);
+}
+
+#[tokio::test]
+async fn revocation_rotation_and_archiving_in_sql_are_refused_by_every_server() {
+    let app = TestApp::spawn().await;
+    let servers = [app.address.clone(), app.spawn_another_server().await];
+    let admin = app.admin_token().await;
+    let (revoked_host, revoked) = app.host_with_token("revoked").await;
+    let (archived_host, archived) = app.host_with_token("archived").await;
+    let (rotated_host, rotated) = app.host_with_token("rotated").await;
+    for (i, server) in servers.iter().enumerate() {
+        for token in [&revoked, &archived, &rotated] {
+            assert_eq!(post(&app, server, token, i as i64 + 1).await, 204);
+        }
+    }
+
+    app.db
+        .execute(
+            "UPDATE agent_tokens SET revoked_at = now() WHERE host_id = $1",
+            &[&revoked_host],
+        )
+        .await
+        .unwrap();
+    app.db
+        .execute(
+            "UPDATE hosts SET status = 'archived' WHERE id = $1",
+            &[&archived_host],
+        )
+        .await
+        .unwrap();
+    let rotated_id: i64 = app
+        .db
+        .query_one(
+            "SELECT id FROM agent_tokens WHERE host_id = $1",
+            &[&rotated_host],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let replacement = call(
+        &app.http,
+        &servers[1],
+        Method::POST,
+        &format!("/hosts/{rotated_host}/tokens/{rotated_id}/rotate"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(replacement.status, 201);
+
+    for (i, server) in servers.iter().enumerate() {
+        for token in [&revoked, &archived, &rotated] {
+            assert_eq!(
+                post(&app, server, token, 10 + i as i64).await,
+                401,
+                "server {i} refuses a token that is no longer valid"
+            );
+        }
+        let new_token = replacement.body["token"].as_str().unwrap();
+        assert_eq!(post(&app, server, new_token, 20 + i as i64).await, 204);
+    }
+}
+
+#[tokio::test]
+async fn notifications_evict_cached_lookups_without_waiting_for_a_request() {
+    let app = TestApp::spawn().await;
+    let (host, token) = app.host_with_token("web").await;
+    let (_, other) = app.host_with_token("other").await;
+    let cache = Arc::new(AgentTokenCache::new());
+    let listener = app.store.spawn_agent_cache_listener(cache.clone());
+    eventually("the listener is connected", || cache.is_live()).await;
+    for bearer in [&token, &other] {
+        let agent = cache
+            .authenticate(&app.store, &TokenHash::of(bearer))
+            .await
+            .unwrap();
+        assert!(agent.is_some());
+    }
+    assert_eq!(cache.len(), 2);
+
+    app.db
+        .execute(
+            "UPDATE agent_tokens SET revoked_at = now() WHERE host_id = $1",
+            &[&host],
+        )
+        .await
+        .unwrap();
+    eventually("the revoked token is evicted", || cache.len() == 1).await;
+    let stamped = app
+        .db
+        .execute("UPDATE agent_tokens SET last_used_at = now()", &[])
+        .await
+        .unwrap();
+    assert_eq!(stamped, 2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(cache.len(), 1, "stamping last_used_at evicts nothing");
+    assert_eq!(
+        cache
+            .authenticate(&app.store, &TokenHash::of(&token))
+            .await
+            .unwrap(),
+        None
+    );
+    listener.abort();
+}
+
+#[tokio::test]
+async fn a_lost_listener_connection_empties_and_bypasses_the_cache_until_it_reconnects() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.host_with_token("web").await;
+    let cache = Arc::new(AgentTokenCache::new());
+    assert_eq!(
+        cache
+            .authenticate(&app.store, &TokenHash::of(&token))
+            .await
+            .unwrap()
+            .map(|agent| agent.host_id)
+            .is_some(),
+        true
+    );
+    assert!(
+        cache.is_empty(),
+        "nothing is cached before a listener connects"
+    );
+    let listener = app.store.spawn_agent_cache_listener(cache.clone());
+    eventually("the listener is connected", || cache.is_live()).await;
+    cache
+        .authenticate(&app.store, &TokenHash::of(&token))
+        .await
+        .unwrap();
+    assert_eq!(cache.len(), 1);
+
+    let killed = app
+        .db
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = $1 AND datname = current_database()",
+            &[&LISTENER_APPLICATION_NAME],
+        )
+        .await
+        .unwrap();
+    assert!(killed >= 1, "the listeners were found");
+
+    eventually("the cache is emptied", || cache.is_empty()).await;
+    eventually("the listener reconnects", || cache.is_live()).await;
+    cache
+        .authenticate(&app.store, &TokenHash::of(&token))
+        .await
+        .unwrap();
+    assert_eq!(cache.len(), 1, "the cache is used again once reconnected");
+    listener.abort();
+}
