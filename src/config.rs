@@ -121,6 +121,12 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (4 MiB holds 500 containers of ~8 KiB each)
     #[arg(long, env = "NEXUS_BODY_LIMIT_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub body_limit_bytes: usize,
+    /// Seconds a client may take to send a whole request body (slower → 408)
+    #[arg(long, env = "NEXUS_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub body_timeout_seconds: u64,
+    /// Seconds a connection may stay silent before it is closed
+    #[arg(long, env = "NEXUS_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub idle_timeout_seconds: u64,
     /// Log format
     #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

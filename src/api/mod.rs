@@ -3,8 +3,11 @@
 
 pub mod agent_auth;
 pub mod json_body;
+pub mod metrics;
+pub mod ops;
 pub mod problem;
 pub mod rate_limit;
+pub mod request_log;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use poem_openapi::{OpenApiService, Tags};
 
 use crate::domain::snapshot::SkewWindow;
 use crate::store::Store;
-use json_body::BodyLimit;
+use json_body::BodyLimits;
 use rate_limit::RateLimit;
 
 /// What every handler may use; shared by all requests.
@@ -25,21 +28,23 @@ pub struct State {
     pub store: Store,
     pub rate_limit: RateLimit,
     pub skew: SkewWindow,
-    pub body_limit: usize,
+    pub body_limits: BodyLimits,
 }
 
 #[derive(Tags)]
 pub enum ApiTags {
     /// Endpoints called by agents on monitored hosts.
     Agent,
+    /// Liveness, readiness and metrics for operators and orchestrators.
+    Operations,
 }
 
-type Apis = telemetry::TelemetryApi;
+type Apis = (telemetry::TelemetryApi, ops::OpsApi);
 
 /// The OpenAPI service, also used to print and snapshot the document.
 pub fn openapi() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        telemetry::TelemetryApi,
+        (telemetry::TelemetryApi, ops::OpsApi),
         "nexus-telemetry",
         env!("CARGO_PKG_VERSION"),
     )
@@ -55,7 +60,7 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
 pub fn app(state: AppState) -> impl Endpoint {
     let service = openapi();
     let docs = service.swagger_ui();
-    let body_limit = BodyLimit(state.body_limit);
+    let body_limits = state.body_limits;
     Route::new()
         .at("/openapi.json", service.spec_endpoint())
         .at("/openapi.yaml", service.spec_endpoint_yaml())
@@ -70,6 +75,6 @@ pub fn app(state: AppState) -> impl Endpoint {
         )
         .nest("/", service)
         .data(state)
-        .data(body_limit)
-        .catch_all_error(|error| async move { problem::error_response(error) })
+        .data(body_limits)
+        .with(request_log::RequestLog)
 }

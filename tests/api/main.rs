@@ -2,8 +2,11 @@
 //! `DATABASE_URL` must point at a server with TimescaleDB (`scripts/test` provisions one).
 
 mod cli;
+mod faults;
 mod helpers;
+mod ingest_encoding;
 mod ingest_errors;
 mod ingest_writes;
 mod openapi;
+mod ops;
 mod readme;
