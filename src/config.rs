@@ -112,6 +112,10 @@ pub struct ServeArgs {
     /// Telemetry requests admitted per token per minute (a burst of this size, refilled evenly)
     #[arg(long, env = "NEXUS_RATE_LIMIT_PER_MINUTE", default_value = "60")]
     pub rate_limit_per_minute: NonZeroU32,
+    /// Failed authentications allowed per client IP address per minute; beyond it requests from
+    /// that address get 429 without a database lookup
+    #[arg(long, env = "NEXUS_AUTH_FAILURES_PER_MINUTE", default_value = "30")]
+    pub auth_failures_per_minute: NonZeroU32,
     /// How far in the past `recorded_at` may lie, in seconds
     #[arg(long, env = "NEXUS_SKEW_PAST_SECONDS", default_value_t = 3600)]
     pub skew_past_seconds: u32,

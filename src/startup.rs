@@ -51,6 +51,7 @@ impl Application {
         let state = Arc::new(State {
             store,
             rate_limit: RateLimit::per_minute(config.rate_limit_per_minute),
+            auth_failures: RateLimit::per_minute(config.auth_failures_per_minute),
             skew: config.skew(),
             body_limits: BodyLimits {
                 max_bytes: config.body_limit_bytes,
@@ -72,7 +73,9 @@ impl Application {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                state.rate_limit.forget_idle(std::time::Instant::now());
+                let now = std::time::Instant::now();
+                state.rate_limit.forget_idle(now);
+                state.auth_failures.forget_idle(now);
             }
         });
         tracing::info!(addr = %self.local_addr, "serving");

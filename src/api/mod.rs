@@ -27,6 +27,8 @@ pub type AppState = Arc<State>;
 pub struct State {
     pub store: Store,
     pub rate_limit: RateLimit,
+    /// Failed authentications per client address.
+    pub auth_failures: RateLimit<std::net::IpAddr>,
     pub skew: SkewWindow,
     pub body_limits: BodyLimits,
 }

@@ -46,7 +46,8 @@ pub enum IngestResponse {
     /// The body breaks the contract; `errors` names every failing field by path.
     #[oai(status = 422)]
     Unprocessable(ProblemJson),
-    /// The token's rate limit is used up.
+    /// The token's rate limit is used up, or the client's address failed authentication too
+    /// often.
     #[oai(status = 429)]
     TooManyRequests(
         ProblemJson,
