@@ -56,8 +56,12 @@ CREATE TABLE containers (
     UNIQUE (host_id, container_id)
 );
 
+-- The hypertables carry no foreign keys: TimescaleDB adds them to every new chunk, which takes
+-- a SHARE ROW EXCLUSIVE lock on the referenced table and deadlocks with concurrent ingests that
+-- hold a row of it. The ids come from the server (the authenticated host, the upserted
+-- containers), and rows of hosts and containers are never deleted by the service.
 CREATE TABLE host_metric_snapshots (
-    host_id          bigint           NOT NULL REFERENCES hosts (id) ON DELETE CASCADE,
+    host_id          bigint           NOT NULL,
     recorded_at      timestamptz      NOT NULL,
     cpu_percent      double precision,
     memory_used_mb   bigint,
@@ -73,8 +77,8 @@ CREATE TABLE host_metric_snapshots (
 SELECT create_hypertable('host_metric_snapshots', by_range('recorded_at', INTERVAL '1 day'));
 
 CREATE TABLE container_metric_snapshots (
-    container_id      bigint           NOT NULL REFERENCES containers (id) ON DELETE CASCADE,
-    host_id           bigint           NOT NULL REFERENCES hosts (id) ON DELETE CASCADE,
+    container_id      bigint           NOT NULL, -- containers.id
+    host_id           bigint           NOT NULL, -- hosts.id
     recorded_at       timestamptz      NOT NULL,
     cpu_percent       double precision,
     memory_usage_mb   bigint,

@@ -253,6 +253,10 @@ pub struct ServeArgs {
     /// Telemetry requests admitted per token per minute (a burst of this size, refilled evenly)
     #[arg(long, env = "NEXUS_RATE_LIMIT_PER_MINUTE", default_value = "60")]
     pub rate_limit_per_minute: NonZeroU32,
+    /// Failed authentications allowed per client IP address per minute; beyond it requests from
+    /// that address get 429 without a database lookup
+    #[arg(long, env = "NEXUS_AUTH_FAILURES_PER_MINUTE", default_value = "30")]
+    pub auth_failures_per_minute: NonZeroU32,
     /// How far in the past `recorded_at` may lie, in seconds
     #[arg(long, env = "NEXUS_SKEW_PAST_SECONDS", default_value_t = 3600)]
     pub skew_past_seconds: u32,
@@ -262,6 +266,12 @@ pub struct ServeArgs {
     /// Largest request body accepted, in bytes (4 MiB holds 500 containers of ~8 KiB each)
     #[arg(long, env = "NEXUS_BODY_LIMIT_BYTES", default_value_t = 4 * 1024 * 1024)]
     pub body_limit_bytes: usize,
+    /// Seconds a client may take to send a whole request body (slower → 408)
+    #[arg(long, env = "NEXUS_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub body_timeout_seconds: u64,
+    /// Seconds a connection may stay silent before it is closed
+    #[arg(long, env = "NEXUS_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub idle_timeout_seconds: u64,
     /// Log format
     #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

@@ -6,26 +6,38 @@ use std::time::Duration;
 
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::{EndpointExt, middleware::Tracing};
 
+use crate::api::json_body::BodyLimits;
 use crate::api::{self, AppState, State, rate_limit::RateLimit};
 use crate::config::ServeArgs;
 use crate::store::Store;
 use crate::store::agent_cache::AgentTokenCache;
 
+const MIGRATION_RETRY: Duration = Duration::from_secs(2);
+
 /// A server bound to its address, ready to run.
 pub struct Application {
     acceptor: TcpAcceptor,
     state: AppState,
+    idle_timeout: Duration,
     pub local_addr: SocketAddr,
 }
 
 impl Application {
     /// Migrates (unless told not to) and binds the listener. Port 0 picks a free port.
+    ///
+    /// A database that is down at start does not stop the server: it serves (ingest answers
+    /// 503, `/readyz` says not ready) and keeps retrying the migrations in the background.
     pub async fn build(config: &ServeArgs) -> anyhow::Result<Self> {
         let store = Store::new(&config.db.settings())?;
-        if !config.no_migrate {
-            store.migrate().await?;
+        if !config.no_migrate
+            && let Err(error) = store.migrate().await
+        {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "migrations failed; retrying in the background"
+            );
+            tokio::spawn(migrate_until_done(store.clone()));
         }
         let acceptor = TcpListener::bind(config.listen.clone())
             .into_acceptor()
@@ -36,16 +48,22 @@ impl Application {
             .first()
             .and_then(|addr| addr.as_socket_addr())
             .context("Listener has no socket address")?;
+        api::metrics::install();
         let state = Arc::new(State {
             store,
             rate_limit: RateLimit::per_minute(config.rate_limit_per_minute),
+            auth_failures: RateLimit::per_minute(config.auth_failures_per_minute),
             skew: config.skew(),
-            body_limit: config.body_limit_bytes,
+            body_limits: BodyLimits {
+                max_bytes: config.body_limit_bytes,
+                read_timeout: Duration::from_secs(config.body_timeout_seconds),
+            },
             agent_cache: Arc::new(AgentTokenCache::new()),
         });
         Ok(Self {
             acceptor,
             state,
+            idle_timeout: Duration::from_secs(config.idle_timeout_seconds),
             local_addr,
         })
     }
@@ -57,7 +75,9 @@ impl Application {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tick.tick().await;
-                state.rate_limit.forget_idle(std::time::Instant::now());
+                let now = std::time::Instant::now();
+                state.rate_limit.forget_idle(now);
+                state.auth_failures.forget_idle(now);
             }
         });
         let listener = self
@@ -66,8 +86,9 @@ impl Application {
             .spawn_agent_cache_listener(self.state.agent_cache.clone());
         tracing::info!(addr = %self.local_addr, "serving");
         let result = poem::Server::new_with_acceptor(self.acceptor)
+            .idle_timeout(self.idle_timeout)
             .run_with_graceful_shutdown(
-                api::app(self.state).with(Tracing),
+                api::app(self.state),
                 shutdown,
                 Some(Duration::from_secs(30)),
             )
@@ -75,5 +96,17 @@ impl Application {
         housekeeping.abort();
         listener.abort();
         result
+    }
+}
+
+async fn migrate_until_done(store: Store) {
+    let mut retry = tokio::time::interval(MIGRATION_RETRY);
+    retry.tick().await;
+    loop {
+        retry.tick().await;
+        match store.migrate().await {
+            Ok(()) => return tracing::info!("migrations applied"),
+            Err(error) => tracing::warn!(error = format!("{error:#}"), "migrations still failing"),
+        }
     }
 }

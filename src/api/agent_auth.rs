@@ -5,6 +5,9 @@
 //! The handler receives an [`AgentToken`]; obtaining it is the check, and the security scheme
 //! documents the bearer in the OpenAPI document.
 
+use std::net::{IpAddr, Ipv6Addr};
+use std::time::Instant;
+
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
@@ -42,16 +45,19 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             .data::<AppState>()
             .expect("AppState is app data")
             .clone();
-        let hash = TokenHash::of(bearer_token(&request).ok_or(Error::Unauthorized)?);
-        let agent = state
-            .agent_cache
-            .authenticate(&state.store, &hash)
-            .await?
-            .ok_or(Error::Unauthorized)?;
-        let admitted = match state
-            .rate_limit
-            .check(agent.token_id, std::time::Instant::now())
-        {
+        let client = client_address(&request);
+        // An address that keeps failing is refused before its guesses cost a database lookup.
+        state.auth_failures.peek(client, Instant::now())?;
+        let hash = bearer_token(&request).map(TokenHash::of);
+        let agent = match &hash {
+            Some(hash) => state.agent_cache.authenticate(&state.store, hash).await?,
+            None => None,
+        };
+        let (Some(hash), Some(agent)) = (hash, agent) else {
+            let _ = state.auth_failures.check(client, Instant::now());
+            return Err(Error::Unauthorized.into());
+        };
+        let admitted = match state.rate_limit.check(agent.token_id, Instant::now()) {
             Ok(admitted) => admitted,
             Err(error @ Error::RateLimited { limit, .. }) => {
                 return Ok(with_quota(
@@ -84,6 +90,15 @@ fn with_quota(mut response: Response, limit: u32, remaining: u32) -> Response {
     headers.insert("X-RateLimit-Limit", limit.into());
     headers.insert("X-RateLimit-Remaining", remaining.into());
     response
+}
+
+/// The peer's IP address (not a forwarded header, which any client can forge).
+fn client_address(request: &Request) -> IpAddr {
+    request
+        .remote_addr()
+        .as_socket_addr()
+        .map(|addr| addr.ip())
+        .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED))
 }
 
 /// The token of an `Authorization: Bearer <token>` header; `None` for anything else

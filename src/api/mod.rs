@@ -4,8 +4,11 @@
 pub mod admin;
 pub mod agent_auth;
 pub mod json_body;
+pub mod metrics;
+pub mod ops;
 pub mod problem;
 pub mod rate_limit;
+pub mod request_log;
 pub mod telemetry;
 
 use std::sync::Arc;
@@ -17,7 +20,7 @@ use poem_openapi::{OpenApiService, Tags};
 use crate::domain::snapshot::SkewWindow;
 use crate::store::Store;
 use crate::store::agent_cache::AgentTokenCache;
-use json_body::BodyLimit;
+use json_body::BodyLimits;
 use rate_limit::RateLimit;
 
 /// What every handler may use; shared by all requests.
@@ -26,8 +29,10 @@ pub type AppState = Arc<State>;
 pub struct State {
     pub store: Store,
     pub rate_limit: RateLimit,
+    /// Failed authentications per client address.
+    pub auth_failures: RateLimit<std::net::IpAddr>,
     pub skew: SkewWindow,
-    pub body_limit: usize,
+    pub body_limits: BodyLimits,
     /// Agent-token lookups, kept exact by the LISTEN/NOTIFY listener.
     pub agent_cache: Arc<AgentTokenCache>,
 }
@@ -36,12 +41,15 @@ pub struct State {
 pub enum ApiTags {
     /// Endpoints called by agents on monitored hosts.
     Agent,
+    /// Liveness, readiness and metrics for operators and orchestrators.
+    Operations,
     /// Managing hosts and their agent tokens; requires an admin token.
     Admin,
 }
 
 type Apis = (
     telemetry::TelemetryApi,
+    ops::OpsApi,
     admin::hosts::HostsApi,
     admin::tokens::TokensApi,
 );
@@ -51,6 +59,7 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
             telemetry::TelemetryApi,
+            ops::OpsApi,
             admin::hosts::HostsApi,
             admin::tokens::TokensApi,
         ),
@@ -69,7 +78,7 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
 pub fn app(state: AppState) -> impl Endpoint {
     let service = openapi();
     let docs = service.swagger_ui();
-    let body_limit = BodyLimit(state.body_limit);
+    let body_limits = state.body_limits;
     Route::new()
         .at("/openapi.json", service.spec_endpoint())
         .at("/openapi.yaml", service.spec_endpoint_yaml())
@@ -84,6 +93,6 @@ pub fn app(state: AppState) -> impl Endpoint {
         )
         .nest("/", service)
         .data(state)
-        .data(body_limit)
-        .catch_all_error(|error| async move { problem::error_response(error) })
+        .data(body_limits)
+        .with(request_log::RequestLog)
 }

@@ -1,10 +1,12 @@
-//! Per-token rate limiting: at most `limit` requests in any 60-second window (a sliding log).
+//! Rate limiting: at most `limit` events per key in any 60-second window (a sliding log). Keyed
+//! by token for admitted requests, and by client address for failed authentications.
 //!
 //! The contract says "the 61st request inside 60 s gets 429"; a token bucket (GCRA, as in
 //! `governor`) refills continuously and would admit it, so the window is kept exactly: the
 //! times of a token's last `limit` requests. State is per server process.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -13,9 +15,9 @@ use crate::error::Error;
 
 const WINDOW: Duration = Duration::from_secs(60);
 
-pub struct RateLimit {
+pub struct RateLimit<K = i64> {
     limit: NonZeroU32,
-    recent: Mutex<HashMap<i64, VecDeque<Instant>>>,
+    recent: Mutex<HashMap<K, VecDeque<Instant>>>,
 }
 
 /// The quota left after a request was admitted.
@@ -25,7 +27,7 @@ pub struct Admitted {
     pub remaining: u32,
 }
 
-impl RateLimit {
+impl<K: Hash + Eq> RateLimit<K> {
     pub fn per_minute(limit: NonZeroU32) -> Self {
         Self {
             limit,
@@ -33,8 +35,17 @@ impl RateLimit {
         }
     }
 
-    /// Admits one request of token `key` at `now`, or says how long until one would be.
-    pub fn check(&self, key: i64, now: Instant) -> Result<Admitted, Error> {
+    /// Admits one event of `key` at `now` and counts it, or says how long until one would be.
+    pub fn check(&self, key: K, now: Instant) -> Result<Admitted, Error> {
+        self.admit(key, now, true)
+    }
+
+    /// Whether an event of `key` would be admitted at `now`, without counting one.
+    pub fn peek(&self, key: K, now: Instant) -> Result<Admitted, Error> {
+        self.admit(key, now, false)
+    }
+
+    fn admit(&self, key: K, now: Instant, count: bool) -> Result<Admitted, Error> {
         let limit = self.limit.get();
         let mut recent = self.recent.lock().expect("rate limit state");
         let times = recent.entry(key).or_default();
@@ -52,7 +63,9 @@ impl RateLimit {
                 retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
             });
         }
-        times.push_back(now);
+        if count {
+            times.push_back(now);
+        }
         Ok(Admitted {
             limit,
             remaining: limit - times.len() as u32,
@@ -74,7 +87,7 @@ impl RateLimit {
 mod tests {
     use super::*;
 
-    fn limit(n: u32) -> RateLimit {
+    fn limit(n: u32) -> RateLimit<i64> {
         RateLimit::per_minute(NonZeroU32::new(n).unwrap())
     }
 
@@ -122,6 +135,16 @@ mod tests {
         assert!(limiter.check(1, now).is_ok());
         assert!(limiter.check(1, now).is_err());
         assert!(limiter.check(2, now).is_ok());
+    }
+
+    #[test]
+    fn peeking_counts_nothing() {
+        let limiter = limit(1);
+        let now = Instant::now();
+        assert!(limiter.peek(1, now).is_ok());
+        assert!(limiter.peek(1, now).is_ok());
+        limiter.check(1, now).unwrap();
+        assert!(limiter.peek(1, now).is_err());
     }
 
     #[test]

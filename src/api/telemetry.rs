@@ -8,7 +8,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 use super::agent_auth::{AgentToken, agent_auth};
 use super::json_body::ValidJson;
 use super::problem::{Problem, ProblemJson};
-use super::{ApiTags, AppState};
+use super::{ApiTags, AppState, metrics};
 use crate::domain::snapshot::Snapshot;
 use crate::error::{BEARER_CHALLENGE, Error, UNAVAILABLE_RETRY_AFTER_SECS};
 
@@ -34,16 +34,20 @@ pub enum IngestResponse {
     /// Missing, malformed, unknown or revoked token, or the token's host is archived.
     #[oai(status = 401)]
     Unauthorized(ProblemJson, #[oai(header = "WWW-Authenticate")] String),
-    /// The body exceeds the configured limit.
+    /// The body did not arrive within the read timeout.
+    #[oai(status = 408)]
+    RequestTimeout(ProblemJson),
+    /// The body exceeds the configured limit (compressed or inflated).
     #[oai(status = 413)]
     PayloadTooLarge(ProblemJson),
-    /// The body is not `application/json`.
+    /// The body is not `application/json`, or its `Content-Encoding` is neither gzip nor identity.
     #[oai(status = 415)]
     UnsupportedMediaType(ProblemJson),
     /// The body breaks the contract; `errors` names every failing field by path.
     #[oai(status = 422)]
     Unprocessable(ProblemJson),
-    /// The token's rate limit is used up.
+    /// The token's rate limit is used up, or the client's address failed authentication too
+    /// often.
     #[oai(status = 429)]
     TooManyRequests(
         ProblemJson,
@@ -67,6 +71,7 @@ impl From<Error> for IngestResponse {
             Error::MalformedBody(_) => Self::BadRequest(problem),
             Error::Unauthorized => Self::Unauthorized(problem, BEARER_CHALLENGE.into()),
             Error::PayloadTooLarge { .. } => Self::PayloadTooLarge(problem),
+            Error::BodyTimeout(_) => Self::RequestTimeout(problem),
             Error::UnsupportedMediaType(_) => Self::UnsupportedMediaType(problem),
             Error::Validation(_) => Self::Unprocessable(problem),
             Error::RateLimited {
@@ -104,6 +109,7 @@ impl TelemetryApi {
         body: ValidJson<TelemetryPayload>,
     ) -> IngestResponse {
         let AgentToken(session) = auth;
+        let started = std::time::Instant::now();
         let result = async {
             let snapshot =
                 Snapshot::new(body.0, Utc::now(), state.skew).map_err(Error::Validation)?;
@@ -114,7 +120,10 @@ impl TelemetryApi {
                 .ok_or(Error::Unauthorized)
         };
         match result.await {
-            Ok(_) => IngestResponse::Stored(session.quota.limit, session.quota.remaining),
+            Ok(written) => {
+                metrics::record_ingest(started.elapsed(), written.container_rows);
+                IngestResponse::Stored(session.quota.limit, session.quota.remaining)
+            }
             Err(error) => error.into(),
         }
     }

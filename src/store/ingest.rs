@@ -1,5 +1,6 @@
 //! Writes a validated snapshot: host facts and status, one host metric row, container dimension
-//! upserts and one metric row per container, all in one statement.
+//! upserts and one metric row per container, in one transaction of two statements, pipelined
+//! so the whole ingest costs a single round trip.
 
 use serde_json::Value;
 use tokio_postgres::types::ToSql;
@@ -8,7 +9,8 @@ use super::Store;
 use crate::domain::snapshot::{Snapshot, memory_percent};
 use crate::error::Error;
 
-const INGEST: &str = include_str!("queries/ingest.sql");
+const INGEST_HOST: &str = include_str!("queries/ingest_host.sql");
+const INGEST_CONTAINERS: &str = include_str!("queries/ingest_containers.sql");
 
 /// What one ingest wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +95,7 @@ impl Store {
         let metrics = &host.metrics;
         let facts = host.facts.clone().unwrap_or_default();
         let c = ContainerColumns::of(snapshot);
-        let params: [&(dyn ToSql + Sync); 34] = [
+        let host_params: [&(dyn ToSql + Sync); 15] = [
             &host_id,
             &snapshot.recorded_at,
             &metrics.cpu_percent,
@@ -109,6 +111,10 @@ impl Store {
             &facts.disk_total_gb,
             &facts.os,
             &facts.docker_version,
+        ];
+        let container_params: [&(dyn ToSql + Sync); 21] = [
+            &host_id,
+            &snapshot.recorded_at,
             &c.container_id,
             &c.name,
             &c.image,
@@ -130,14 +136,25 @@ impl Store {
             &c.block_write_bytes,
         ];
         let client = self.client().await?;
-        let statement = client.prepare_cached(INGEST).await?;
-        let row = client.query_one(&statement, &params).await?;
-        if row.get::<_, i64>("hosts_updated") == 0 {
+        let (host_statement, containers_statement) = tokio::try_join!(
+            client.prepare_cached(INGEST_HOST),
+            client.prepare_cached(INGEST_CONTAINERS)
+        )?;
+        // Sent back to back without waiting (tokio-postgres pipelines concurrent queries on one
+        // connection). If a statement fails, the transaction is aborted and COMMIT rolls it back.
+        let (_, host_row, containers_row, _) = tokio::try_join!(
+            client.batch_execute("BEGIN"),
+            client.query_one(&host_statement, &host_params),
+            client.query_one(&containers_statement, &container_params),
+            client.batch_execute("COMMIT"),
+        )?;
+        if host_row.get::<_, i64>("hosts_updated") == 0 {
             return Ok(None);
         }
+        let row = (host_row, containers_row);
         Ok(Some(Written {
-            host_rows: row.get("host_rows"),
-            container_rows: row.get("container_rows"),
+            host_rows: row.0.get("host_rows"),
+            container_rows: row.1.get("container_rows"),
         }))
     }
 }

@@ -33,6 +33,11 @@ pub struct DbSettings {
     pub acquire_timeout: Duration,
 }
 
+pub enum Readiness {
+    Ready,
+    MigrationsPending { applied: Option<i32>, expected: i32 },
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -89,6 +94,31 @@ impl Store {
         drop(client);
         let _ = connection.await;
         Ok(())
+    }
+
+    /// Whether the database answers and every embedded migration is applied.
+    pub async fn readiness(&self) -> Result<Readiness, Error> {
+        let expected = embedded::migrations::runner()
+            .get_migrations()
+            .iter()
+            .map(|m| m.version())
+            .max()
+            .unwrap_or(0);
+        let client = self.client().await?;
+        let applied = client
+            .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+            .await
+            .ok()
+            .and_then(|row| row.get::<_, Option<i32>>(0));
+        Ok(if applied == Some(expected) {
+            Readiness::Ready
+        } else {
+            Readiness::MigrationsPending { applied, expected }
+        })
+    }
+
+    pub fn pool_status(&self) -> deadpool_postgres::Status {
+        self.pool.status()
     }
 
     pub(crate) async fn client(&self) -> Result<Object, Error> {

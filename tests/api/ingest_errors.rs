@@ -560,3 +560,48 @@ async fn an_unreachable_database_is_503_with_retry_after() {
         "no hang"
     );
 }
+
+#[tokio::test]
+async fn an_address_that_keeps_failing_auth_is_refused_while_others_are_unaffected() {
+    let app = TestApp::spawn_with(&["--auth-failures-per-minute", "3"]).await;
+    let (_, token) = app.host_with_token("web-01").await;
+    let from = |ip: [u8; 4]| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap()
+    };
+    let (attacker, neighbour) = (from([127, 0, 0, 1]), from([127, 0, 0, 2]));
+    let post = |client: &reqwest::Client, token: &str| {
+        client
+            .post(app.telemetry_url())
+            .bearer_auth(token)
+            .json(&payload(&at(Duration::zero()), &[]))
+            .send()
+    };
+
+    for guess in 0..3 {
+        assert_eq!(
+            post(&attacker, &format!("nxa_guess{guess}"))
+                .await
+                .unwrap()
+                .status(),
+            401
+        );
+    }
+    let blocked = post(&attacker, "nxa_guess4").await.unwrap();
+    assert_eq!(blocked.status(), 429);
+    assert!(blocked.headers().contains_key("retry-after"));
+    assert_eq!(
+        post(&attacker, &token).await.unwrap().status(),
+        429,
+        "the address is refused outright"
+    );
+
+    assert_eq!(
+        post(&neighbour, &token).await.unwrap().status(),
+        204,
+        "other addresses are unaffected"
+    );
+    assert_eq!(app.written().await.0, 1);
+}

@@ -65,7 +65,7 @@ fn the_telemetry_operation_documents_every_status_and_the_bearer_scheme() {
     assert_eq!(
         statuses,
         [
-            "204", "400", "401", "413", "415", "422", "429", "500", "503"
+            "204", "400", "401", "408", "413", "415", "422", "429", "500", "503"
         ]
     );
     assert_eq!(

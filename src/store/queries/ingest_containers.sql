@@ -1,33 +1,15 @@
--- Writes one snapshot in a single statement (one round trip, atomic as any statement is).
---  $1 host id, $2 recorded_at, $3..$10 host metrics, $11..$15 host facts,
---  $16.. one array per container column, all of the same length.
+-- Second statement of an ingest: container dimension rows (written only when they change)
+-- and one metric row per container. Runs after the host statement locked the host's row.
+--  $1 host id, $2 recorded_at, $3..$21 one array per container column, all of one length.
 WITH host AS (
-    UPDATE hosts SET
-        cpu_count       = COALESCE($11, cpu_count),
-        memory_total_mb = COALESCE($12, memory_total_mb),
-        disk_total_gb   = COALESCE($13, disk_total_gb),
-        os              = COALESCE($14, os),
-        docker_version  = COALESCE($15, docker_version),
-        status          = CASE WHEN status IN ('pending', 'offline') THEN 'online' ELSE status END,
-        last_seen_at    = GREATEST(last_seen_at, $2), -- never backwards; GREATEST skips NULL
-        updated_at      = now()
-    WHERE id = $1 AND status <> 'archived'
-    RETURNING id
-),
-host_snapshot AS (
-    INSERT INTO host_metric_snapshots
-        (host_id, recorded_at, cpu_percent, memory_used_mb, memory_total_mb, disk_used_gb,
-         disk_total_gb, network_rx_bytes, network_tx_bytes, load_average)
-    SELECT id, $2, $3, $4, $5, $6, $7, $8, $9, $10 FROM host
-    ON CONFLICT (host_id, recorded_at) DO NOTHING -- a retried post: first write wins
-    RETURNING 1
+    SELECT id FROM hosts WHERE id = $1 AND status <> 'archived'
 ),
 incoming AS (
     SELECT *
-    FROM unnest($16::text[], $17::text[], $18::text[], $19::text[], $20::text[], $21::text[],
-                $22::text[], $23::jsonb[], $24::jsonb[], $25::timestamptz[], $26::timestamptz[],
-                $27::float8[], $28::int8[], $29::int8[], $30::float8[], $31::int8[], $32::int8[],
-                $33::int8[], $34::int8[])
+    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+                $9::text[], $10::jsonb[], $11::jsonb[], $12::timestamptz[], $13::timestamptz[],
+                $14::float8[], $15::int8[], $16::int8[], $17::float8[], $18::int8[], $19::int8[],
+                $20::int8[], $21::int8[])
         AS i (container_id, name, image, image_tag, status, state, health_status, ports, labels,
               started_at, finished_at, cpu_percent, memory_usage_mb, memory_limit_mb,
               memory_percent, network_rx_bytes, network_tx_bytes, block_read_bytes,
@@ -74,6 +56,4 @@ container_snapshots AS (
     ON CONFLICT (container_id, recorded_at) DO NOTHING
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM host)                AS hosts_updated,
-       (SELECT count(*) FROM host_snapshot)       AS host_rows,
-       (SELECT count(*) FROM container_snapshots) AS container_rows
+SELECT count(*) AS container_rows FROM container_snapshots

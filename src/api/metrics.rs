@@ -1,0 +1,53 @@
+//! Prometheus metrics: what is recorded, and the exposition. One recorder per process.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets of the ingest histogram, in seconds.
+const INGEST_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+
+fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Full("nexus_ingest_duration_seconds".into()),
+                INGEST_BUCKETS,
+            )
+            .expect("valid buckets")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may exist when the app is embedded; then this one stays local.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Makes sure the recorder exists before the first request records anything.
+pub fn install() {
+    handle();
+}
+
+pub fn record_request(route: &str, status: u16) {
+    counter!("nexus_http_requests_total", "route" => route.to_owned(), "status" => status.to_string()).increment(1);
+}
+
+pub fn record_ingest(duration: Duration, container_rows: i64) {
+    histogram!("nexus_ingest_duration_seconds").record(duration.as_secs_f64());
+    counter!("nexus_snapshots_written_total").increment(1);
+    counter!("nexus_container_rows_written_total").increment(container_rows.max(0) as u64);
+}
+
+/// The exposition text, with the pool's current state.
+pub fn render(pool: deadpool_postgres::Status) -> String {
+    gauge!("nexus_db_pool_size").set(pool.size as f64);
+    gauge!("nexus_db_pool_max_size").set(pool.max_size as f64);
+    gauge!("nexus_db_pool_available").set(pool.available as f64);
+    gauge!("nexus_db_pool_waiting").set(pool.waiting as f64);
+    handle().render()
+}
