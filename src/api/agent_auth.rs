@@ -93,7 +93,7 @@ fn with_quota(mut response: Response, limit: u32, remaining: u32) -> Response {
 }
 
 /// The peer's IP address (not a forwarded header, which any client can forge).
-fn client_address(request: &Request) -> IpAddr {
+pub(crate) fn client_address(request: &Request) -> IpAddr {
     request
         .remote_addr()
         .as_socket_addr()

@@ -350,3 +350,32 @@ async fn imported_tokens_authenticate_by_their_sha256() {
 
     assert_eq!(app.post_telemetry(legacy, &now()).await.status(), 204);
 }
+
+#[tokio::test]
+async fn guessing_admin_tokens_is_throttled_per_client_address() {
+    let app = TestApp::spawn_with(&["--auth-failures-per-minute", "2"]).await;
+    let admin = app.admin_token().await;
+
+    let guesses = [
+        app.admin(Method::GET, "/hosts", Some("nxk_guess1"), None)
+            .await,
+        app.admin(Method::GET, "/hosts", Some("nxk_guess2"), None)
+            .await,
+        app.admin(Method::GET, "/hosts", Some("nxk_guess3"), None)
+            .await,
+    ];
+    let valid = app.admin(Method::GET, "/hosts", Some(&admin), None).await;
+
+    assert_eq!(guesses[0].status, 401);
+    assert_eq!(guesses[1].status, 401);
+    assert_eq!(guesses[2].status, 429);
+    assert!(guesses[2].headers.contains_key("retry-after"));
+    assert_eq!(
+        guesses[2].headers["content-type"],
+        "application/problem+json"
+    );
+    assert_eq!(
+        valid.status, 429,
+        "the address is throttled, whatever it sends"
+    );
+}

@@ -101,7 +101,7 @@ fn every_admin_operation_documents_its_statuses_and_the_admin_bearer() {
             "/api/v1/hosts",
             "post",
             "create_host",
-            &["201", "400", "409", "413", "415", "422"],
+            &["201", "400", "408", "409", "413", "415", "422"],
         ),
         ("/api/v1/hosts", "get", "list_hosts", &["200", "422"]),
         (
@@ -114,7 +114,7 @@ fn every_admin_operation_documents_its_statuses_and_the_admin_bearer() {
             "/api/v1/hosts/{id}",
             "patch",
             "update_host",
-            &["200", "400", "404", "413", "415", "422"],
+            &["200", "400", "404", "408", "413", "415", "422"],
         ),
         (
             "/api/v1/hosts/{id}/archive",
@@ -126,7 +126,7 @@ fn every_admin_operation_documents_its_statuses_and_the_admin_bearer() {
             "/api/v1/hosts/{id}/tokens",
             "post",
             "issue_token",
-            &["201", "400", "404", "409", "413", "415", "422"],
+            &["201", "400", "404", "408", "409", "413", "415", "422"],
         ),
         (
             "/api/v1/hosts/{id}/tokens",
@@ -151,7 +151,7 @@ fn every_admin_operation_documents_its_statuses_and_the_admin_bearer() {
         let operation = &spec["paths"][path][method];
         assert_eq!(operation["operationId"], operation_id, "{method} {path}");
         let mut want: Vec<&str> = statuses.to_vec();
-        want.extend(["401", "500", "503"]);
+        want.extend(["401", "429", "500", "503"]);
         want.sort();
         let mut got: Vec<&str> = operation["responses"]
             .as_object()

@@ -60,6 +60,8 @@ admin_response! {
     problems {
         /// The body is not JSON (or is empty).
         BadRequest = 400,
+        /// The body did not arrive within the configured time.
+        RequestTimeout = 408,
         /// A host with this slug already exists.
         Conflict = 409,
         /// The body exceeds the configured limit.
@@ -109,6 +111,8 @@ admin_response! {
     problems {
         /// The body is not JSON (or is empty).
         BadRequest = 400,
+        /// The body did not arrive within the configured time.
+        RequestTimeout = 408,
         /// No host has this id.
         NotFound = 404,
         /// The body exceeds the configured limit.

@@ -12,7 +12,10 @@ use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 use poem_openapi::error::ParsePathError;
 
+use std::time::Instant;
+
 use super::AppState;
+use super::agent_auth::client_address;
 use super::problem::{Problem, ProblemJson};
 use crate::domain::token::TokenHash;
 use crate::error::Error;
@@ -24,13 +27,23 @@ use crate::store::admin_tokens::AdminSession;
 #[oai(ty = "bearer", checker = "admin_session")]
 pub struct AdminToken(pub AdminSession);
 
+/// Looks the bearer up; failures count against the client address's limit, as on the agent
+/// endpoint, so guessing admin tokens is throttled too (429 before any database lookup).
 async fn admin_session(request: &Request, bearer: Bearer) -> poem::Result<AdminSession> {
     let state = request.data::<AppState>().expect("AppState is app data");
-    Ok(state
+    let client = client_address(request);
+    state.auth_failures.peek(client, Instant::now())?;
+    match state
         .store
         .authenticate_admin(&TokenHash::of(&bearer.token))
         .await?
-        .ok_or(Error::Unauthorized)?)
+    {
+        Some(session) => Ok(session),
+        None => {
+            let _ = state.auth_failures.check(client, Instant::now());
+            Err(Error::Unauthorized.into())
+        }
+    }
 }
 
 /// Path parameters of the admin routes, in the order they appear in every path
@@ -84,8 +97,8 @@ pub(crate) fn unavailable_problem(error: &Error) -> ProblemJson {
 
 /// Declares an admin operation's `ApiResponse` enum: its success variants, the problem
 /// variants it may answer with (`Name = status`), and the ones every admin operation may
-/// answer with (401 with `WWW-Authenticate`, 500, 503 with `Retry-After`); and maps [`Error`]
-/// onto them by status. An error whose status the operation does not declare is a 500.
+/// answer with (401 with `WWW-Authenticate`, 429 and 503 with `Retry-After`, 500); and maps
+/// [`Error`] onto them by status. An error whose status the operation does not declare is a 500.
 macro_rules! admin_response {
     (
         $(#[$meta:meta])*
@@ -111,6 +124,13 @@ macro_rules! admin_response {
                 $crate::api::problem::ProblemJson,
                 #[oai(header = "WWW-Authenticate")] String,
             ),
+            /// Too many failed authentications from this client address; retry after the given
+            /// seconds.
+            #[oai(status = 429)]
+            TooManyRequests(
+                $crate::api::problem::ProblemJson,
+                #[oai(header = "Retry-After")] u64,
+            ),
             /// An unexpected server fault; nothing was changed.
             #[oai(status = 500)]
             InternalError($crate::api::problem::ProblemJson),
@@ -129,6 +149,15 @@ macro_rules! admin_response {
                     || $crate::api::problem::ProblemJson($crate::api::problem::Problem::from(&error));
                 match error.status().as_u16() {
                     401 => Self::Unauthorized(problem(), $crate::error::BEARER_CHALLENGE.into()),
+                    429 => {
+                        let retry_after = match &error {
+                            $crate::error::Error::RateLimited { retry_after_secs, .. } => {
+                                *retry_after_secs
+                            }
+                            _ => 1,
+                        };
+                        Self::TooManyRequests(problem(), retry_after)
+                    }
                     503 => Self::Unavailable(
                         $crate::api::admin::unavailable_problem(&error),
                         $crate::error::UNAVAILABLE_RETRY_AFTER_SECS,
