@@ -3,6 +3,7 @@
 
 mod cli;
 mod faults;
+mod fuzz;
 mod helpers;
 mod ingest_encoding;
 mod ingest_errors;
