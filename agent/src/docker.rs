@@ -99,10 +99,9 @@ impl DockerCollector {
         let docker = match &self.client {
             Some(docker) => docker.clone(),
             None => {
-                let docker = connect(&self.host)?
-                    .with_timeout(self.timeout)
-                    .negotiate_version()
-                    .await?;
+                // bollard sends unversioned paths, so the engine answers in its own API version
+                // and no negotiation is needed.
+                let docker = connect(&self.host)?.with_timeout(self.timeout);
                 self.client = Some(docker.clone());
                 docker
             }
