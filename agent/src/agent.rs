@@ -131,6 +131,7 @@ impl Agent {
         let payload = self.collector.snapshot().await;
         match PendingSnapshot::encode(&payload) {
             Ok(snapshot) => {
+                tracing::debug!(recorded_at = %snapshot.recorded_at, "snapshot taken");
                 let evicted = self.buffer.push(snapshot);
                 if evicted > 0 {
                     tracing::warn!(

@@ -2,6 +2,8 @@
 //!
 //! Bodies go gzip-compressed while the server accepts that: the first `415` to a gzip body turns
 //! compression off for the rest of the process (logged once) and the snapshot is resent plain.
+//! A `400` to a gzip body is retried plain too, and turns compression off if that succeeds (a
+//! server that ignores `Content-Encoding` reads the compressed bytes as broken JSON).
 
 use std::time::Duration;
 
@@ -78,18 +80,38 @@ impl Sender {
 
     /// One attempt (two when the server turns out not to accept gzip).
     pub async fn deliver(&mut self, snapshot: &PendingSnapshot) -> Delivery {
-        if self.gzip {
-            match self.post(snapshot.gzip_body.clone(), true).await {
-                Ok((StatusCode::UNSUPPORTED_MEDIA_TYPE, _)) => {
-                    tracing::warn!(
-                        "the server does not accept gzip-compressed bodies (415); sending uncompressed from now on"
-                    );
-                    self.gzip = false;
-                }
-                Ok((status, response)) => return classify(status, response).await,
-                Err(error) => return unavailable(&error),
-            }
+        if !self.gzip {
+            return self.deliver_plain(snapshot).await;
         }
+        match self.post(snapshot.gzip_body.clone(), true).await {
+            Ok((StatusCode::UNSUPPORTED_MEDIA_TYPE, _)) => {
+                self.stop_compressing("415");
+                self.deliver_plain(snapshot).await
+            }
+            // A server that ignores Content-Encoding reads the compressed bytes as JSON and
+            // answers 400; if the same snapshot uncompressed is fine, compression is the cause.
+            Ok((StatusCode::BAD_REQUEST, response)) => {
+                let plain = self.deliver_plain(snapshot).await;
+                if plain == Delivery::Stored {
+                    self.stop_compressing("400 to a compressed body, 204 to the same uncompressed");
+                    plain
+                } else {
+                    classify(StatusCode::BAD_REQUEST, response).await
+                }
+            }
+            Ok((status, response)) => classify(status, response).await,
+            Err(error) => unavailable(&error),
+        }
+    }
+
+    fn stop_compressing(&mut self, evidence: &str) {
+        tracing::warn!(
+            "the server does not accept gzip-compressed bodies ({evidence}); sending uncompressed from now on"
+        );
+        self.gzip = false;
+    }
+
+    async fn deliver_plain(&self, snapshot: &PendingSnapshot) -> Delivery {
         let body = match snapshot.json_body() {
             Ok(body) => body,
             Err(error) => {

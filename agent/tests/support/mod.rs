@@ -1,3 +1,4 @@
-//! Test doubles shared by the integration tests.
+//! Test doubles and harnesses shared by the integration tests.
 
+pub mod e2e;
 pub mod fake_docker;
