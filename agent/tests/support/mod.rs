@@ -2,3 +2,4 @@
 
 pub mod e2e;
 pub mod fake_docker;
+pub mod fake_server;
