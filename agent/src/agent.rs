@@ -195,7 +195,10 @@ impl Agent {
                             "server unavailable ({reason}); buffering snapshots until it answers"
                         );
                     } else {
-                        tracing::debug!(buffered = self.buffer.len(), "still unavailable: {reason}");
+                        tracing::debug!(
+                            buffered = self.buffer.len(),
+                            "still unavailable: {reason}"
+                        );
                     }
                     self.outage = Some(reason);
                     let wait = retry_after.unwrap_or(self.backoff);
@@ -219,7 +222,10 @@ impl Agent {
 
     fn end_outage(&mut self, delivered: usize) {
         if self.outage.take().is_some() {
-            tracing::info!(delivered, "server reachable again; buffered snapshots delivered");
+            tracing::info!(
+                delivered,
+                "server reachable again; buffered snapshots delivered"
+            );
         }
     }
 }

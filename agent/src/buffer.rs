@@ -29,7 +29,8 @@ pub struct PendingSnapshot {
 impl PendingSnapshot {
     pub fn encode(payload: &TelemetryPayload) -> io::Result<Self> {
         let json = serde_json::to_vec(payload)?;
-        let mut encoder = GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::default());
+        let mut encoder =
+            GzEncoder::new(Vec::with_capacity(json.len() / 4), Compression::default());
         encoder.write_all(&json)?;
         Ok(Self {
             recorded_at: payload.recorded_at.to_utc(),
@@ -61,7 +62,11 @@ pub struct SnapshotBuffer {
 
 impl SnapshotBuffer {
     /// An empty buffer, or with `spool_dir` the snapshots a previous run left there.
-    pub fn new(max_bytes: usize, max_age: Duration, spool_dir: Option<PathBuf>) -> io::Result<Self> {
+    pub fn new(
+        max_bytes: usize,
+        max_age: Duration,
+        spool_dir: Option<PathBuf>,
+    ) -> io::Result<Self> {
         let mut buffer = Self {
             queue: VecDeque::new(),
             bytes: 0,
@@ -102,7 +107,8 @@ impl SnapshotBuffer {
     /// bound. A spool write failure is logged and the snapshot kept in memory.
     pub fn push(&mut self, snapshot: PendingSnapshot) -> usize {
         if let Some(dir) = &self.spool_dir
-            && let Err(error) = write_atomically(&dir.join(snapshot.spool_name()), &snapshot.gzip_body)
+            && let Err(error) =
+                write_atomically(&dir.join(snapshot.spool_name()), &snapshot.gzip_body)
         {
             tracing::warn!(dir = %dir.display(), "could not spool a snapshot ({error}); keeping it in memory only");
         }
@@ -175,7 +181,9 @@ fn load_spool(dir: &Path) -> io::Result<Vec<PendingSnapshot>> {
                 recorded_at,
                 gzip_body,
             }),
-            Err(error) => tracing::warn!(path = %path.display(), "skipping unreadable spool file: {error}"),
+            Err(error) => {
+                tracing::warn!(path = %path.display(), "skipping unreadable spool file: {error}")
+            }
         }
     }
     snapshots.sort_by_key(|snapshot| snapshot.recorded_at);

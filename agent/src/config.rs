@@ -63,7 +63,11 @@ pub struct Cli {
     #[arg(long, env = "NEXUS_AGENT_HOST_ROOT", default_value = "/")]
     pub host_root: PathBuf,
     /// Docker Engine address: unix:///path/to/docker.sock or tcp://host:port
-    #[arg(long, env = "DOCKER_HOST", default_value = "unix:///var/run/docker.sock")]
+    #[arg(
+        long,
+        env = "DOCKER_HOST",
+        default_value = "unix:///var/run/docker.sock"
+    )]
     pub docker_host: String,
     /// Containers inspected and measured at once
     #[arg(long, env = "NEXUS_AGENT_DOCKER_CONCURRENCY", default_value_t = 8,
@@ -79,7 +83,11 @@ pub struct Cli {
     #[arg(long, env = "NEXUS_AGENT_BUFFER_MAX_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub buffer_max_bytes: usize,
     /// Unsent snapshots older than this are dropped (the server's past window, 1 hour by default)
-    #[arg(long, env = "NEXUS_AGENT_MAX_SNAPSHOT_AGE_SECONDS", default_value_t = 3600)]
+    #[arg(
+        long,
+        env = "NEXUS_AGENT_MAX_SNAPSHOT_AGE_SECONDS",
+        default_value_t = 3600
+    )]
     pub max_snapshot_age_seconds: u64,
     /// Compress request bodies with gzip (turned off by itself if the server answers 415)
     #[arg(long, env = "NEXUS_AGENT_GZIP", default_value_t = true, action = ArgAction::Set)]
@@ -88,7 +96,11 @@ pub struct Cli {
     #[arg(long, env = "NEXUS_AGENT_CONNECT_TIMEOUT_SECONDS", default_value_t = 5)]
     pub connect_timeout_seconds: u64,
     /// Seconds one request to the server may take in all
-    #[arg(long, env = "NEXUS_AGENT_REQUEST_TIMEOUT_SECONDS", default_value_t = 20)]
+    #[arg(
+        long,
+        env = "NEXUS_AGENT_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 20
+    )]
     pub request_timeout_seconds: u64,
     /// Take one snapshot, send it and exit
     #[arg(long)]

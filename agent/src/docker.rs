@@ -162,7 +162,9 @@ impl ContainerDetails {
                 stats: None,
             };
         };
-        let running = summary.state.is_some_and(|state| state.to_string() == "running");
+        let running = summary
+            .state
+            .is_some_and(|state| state.to_string() == "running");
         let inspect = async {
             docker
                 .inspect_container(&id, None)
@@ -201,12 +203,18 @@ impl ContainerDetails {
     fn to_payload(&self, previous_cpu: &HashMap<String, CpuSample>) -> Option<ContainerPayload> {
         let summary = &self.summary;
         let id = summary.id.clone()?;
-        let state = self.inspect.as_ref().and_then(|inspect| inspect.state.as_ref());
+        let state = self
+            .inspect
+            .as_ref()
+            .and_then(|inspect| inspect.state.as_ref());
         let name = summary
             .names
             .as_ref()
             .and_then(|names| names.first())
-            .or(self.inspect.as_ref().and_then(|inspect| inspect.name.as_ref()))
+            .or(self
+                .inspect
+                .as_ref()
+                .and_then(|inspect| inspect.name.as_ref()))
             .map(|name| name.trim_start_matches('/').to_owned())
             .unwrap_or_else(|| id.chars().take(12).collect());
         let (image, image_tag) = split_image(summary.image.as_deref().unwrap_or_default());
@@ -290,7 +298,10 @@ pub fn container_metrics(
     ContainerMetrics {
         cpu_percent,
         memory_usage_mb: memory.and_then(memory_usage_bytes).map(bytes_to_mib),
-        memory_limit_mb: memory.and_then(|m| m.limit).filter(|&l| l > 0).map(bytes_to_mib),
+        memory_limit_mb: memory
+            .and_then(|m| m.limit)
+            .filter(|&l| l > 0)
+            .map(bytes_to_mib),
         network_rx_bytes: network_rx.map(saturating_i64),
         network_tx_bytes: network_tx.map(saturating_i64),
         block_read_bytes: block_read.map(saturating_i64),
@@ -336,7 +347,10 @@ pub fn memory_usage_bytes(memory: &ContainerMemoryStats) -> Option<u64> {
 /// Bytes read and written, summed over devices (`Read`/`Write` on cgroup v1, `read`/`write` on
 /// v2).
 pub fn block_io(blkio: &ContainerBlkioStats) -> (u64, u64) {
-    let entries = blkio.io_service_bytes_recursive.as_deref().unwrap_or_default();
+    let entries = blkio
+        .io_service_bytes_recursive
+        .as_deref()
+        .unwrap_or_default();
     entries.iter().fold((0, 0), |(read, write), entry| {
         let value = entry.value.unwrap_or(0);
         match entry.op.as_deref().map(str::to_ascii_lowercase).as_deref() {
@@ -386,7 +400,10 @@ pub fn format_port(port: &PortSummary) -> String {
         .map(|typ| typ.to_string())
         .filter(|typ| !typ.is_empty())
         .unwrap_or_else(|| "tcp".to_owned());
-    match (port.public_port, port.ip.as_deref().filter(|ip| !ip.is_empty())) {
+    match (
+        port.public_port,
+        port.ip.as_deref().filter(|ip| !ip.is_empty()),
+    ) {
         (Some(public), Some(ip)) if ip.contains(':') => {
             format!("[{ip}]:{public}->{}/{protocol}", port.private_port)
         }
@@ -419,9 +436,15 @@ mod tests {
         let cases = [
             ("nginx:1.25", ("nginx", Some("1.25"))),
             ("redis", ("redis", Some("latest"))),
-            ("localhost:5000/app:1.2", ("localhost:5000/app", Some("1.2"))),
+            (
+                "localhost:5000/app:1.2",
+                ("localhost:5000/app", Some("1.2")),
+            ),
             ("localhost:5000/app", ("localhost:5000/app", Some("latest"))),
-            ("ghcr.io/org/app@sha256:abc", ("ghcr.io/org/app", Some("sha256:abc"))),
+            (
+                "ghcr.io/org/app@sha256:abc",
+                ("ghcr.io/org/app", Some("sha256:abc")),
+            ),
             ("app:1.2@sha256:abc", ("app", Some("1.2"))),
             ("sha256:0123abcd", ("sha256:0123abcd", None)),
         ];

@@ -109,8 +109,16 @@ impl HostCollector {
         if cpu.is_some() {
             self.previous_cpu = cpu;
         }
-        let memory = proc.read("meminfo").ok().as_deref().and_then(MemInfo::parse);
-        let network = proc.read("net/dev").ok().as_deref().and_then(NetTotals::parse);
+        let memory = proc
+            .read("meminfo")
+            .ok()
+            .as_deref()
+            .and_then(MemInfo::parse);
+        let network = proc
+            .read("net/dev")
+            .ok()
+            .as_deref()
+            .and_then(NetTotals::parse);
         let load_average = proc
             .read("loadavg")
             .ok()

@@ -95,7 +95,10 @@ mod tests {
             short_status("Up About a minute (health: starting)"),
             "Up About a minute"
         );
-        assert_eq!(short_status("Exited (0) 3 hours ago"), "Exited (0) 3 hours ago");
+        assert_eq!(
+            short_status("Exited (0) 3 hours ago"),
+            "Exited (0) 3 hours ago"
+        );
     }
 
     #[test]

@@ -212,7 +212,13 @@ mod tests {
     #[test]
     fn cpu_line_without_steal_and_guest_columns_still_parses() {
         let times = CpuTimes::parse("cpu  10 0 10 70 10\ncpu0 10 0 10 70 10\n").unwrap();
-        assert_eq!(times, CpuTimes { idle: 80, total: 100 });
+        assert_eq!(
+            times,
+            CpuTimes {
+                idle: 80,
+                total: 100
+            }
+        );
     }
 
     #[test]

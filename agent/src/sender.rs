@@ -201,7 +201,14 @@ fn unavailable(error: &reqwest::Error) -> Delivery {
 }
 
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let seconds: u64 = response.headers().get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let seconds: u64 = response
+        .headers()
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(seconds))
 }
 
@@ -252,7 +259,11 @@ mod tests {
 
     #[test]
     fn telemetry_url_keeps_a_path_prefix_and_ignores_a_trailing_slash() {
-        let url = |base: &str| telemetry_url(&Url::parse(base).unwrap()).unwrap().to_string();
+        let url = |base: &str| {
+            telemetry_url(&Url::parse(base).unwrap())
+                .unwrap()
+                .to_string()
+        };
         assert_eq!(url("http://h:8080"), "http://h:8080/agent/telemetry");
         assert_eq!(url("https://h/nexus/"), "https://h/nexus/agent/telemetry");
     }

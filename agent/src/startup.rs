@@ -47,11 +47,16 @@ pub async fn run(cli: Cli) -> u8 {
     let buffer = match SnapshotBuffer::new(cli.buffer_max_bytes, max_age, cli.spool_dir.clone()) {
         Ok(buffer) => buffer,
         Err(error) => {
-            tracing::error!("cannot use the spool directory {:?}: {error}", cli.spool_dir);
+            tracing::error!(
+                "cannot use the spool directory {:?}: {error}",
+                cli.spool_dir
+            );
             return EXIT_FAILURE;
         }
     };
-    Agent::new(collector, sender, buffer, cli.interval()).run().await
+    Agent::new(collector, sender, buffer, cli.interval())
+        .run()
+        .await
 }
 
 fn collector(cli: &Cli) -> Collector {

@@ -6,7 +6,10 @@ use nexus_contract::{HostMetrics, HostPayload, TelemetryPayload};
 
 fn snapshot_at(second: i64) -> PendingSnapshot {
     PendingSnapshot::encode(&TelemetryPayload {
-        recorded_at: Utc.timestamp_opt(1_800_000_000 + second, 0).unwrap().fixed_offset(),
+        recorded_at: Utc
+            .timestamp_opt(1_800_000_000 + second, 0)
+            .unwrap()
+            .fixed_offset(),
         host: HostPayload {
             metrics: HostMetrics::default(),
             facts: None,
@@ -26,7 +29,9 @@ fn snapshots_come_out_oldest_first() {
     for second in 0..3 {
         buffer.push(snapshot_at(second));
     }
-    let order: Vec<_> = std::iter::from_fn(|| buffer.pop_front()).map(|s| s.recorded_at).collect();
+    let order: Vec<_> = std::iter::from_fn(|| buffer.pop_front())
+        .map(|s| s.recorded_at)
+        .collect();
     assert_eq!(order, vec![at(0), at(1), at(2)]);
 }
 
@@ -57,18 +62,24 @@ fn a_spooled_buffer_survives_a_restart_in_order() {
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     {
-        let mut buffer = SnapshotBuffer::new(1 << 20, Duration::hours(1), Some(spool.clone())).unwrap();
+        let mut buffer =
+            SnapshotBuffer::new(1 << 20, Duration::hours(1), Some(spool.clone())).unwrap();
         buffer.push(snapshot_at(2));
         buffer.push(snapshot_at(1));
         buffer.push(snapshot_at(3));
         buffer.pop_front(); // delivered: gone from disk too
     }
-    let mut restarted = SnapshotBuffer::new(1 << 20, Duration::hours(1), Some(spool.clone())).unwrap();
+    let mut restarted =
+        SnapshotBuffer::new(1 << 20, Duration::hours(1), Some(spool.clone())).unwrap();
     assert_eq!(restarted.len(), 2);
     assert_eq!(restarted.pop_front().unwrap().recorded_at, at(1));
     let last = restarted.pop_front().unwrap();
     assert_eq!(last.recorded_at, at(3));
-    assert!(String::from_utf8(last.json_body().unwrap()).unwrap().contains("recorded_at"));
+    assert!(
+        String::from_utf8(last.json_body().unwrap())
+            .unwrap()
+            .contains("recorded_at")
+    );
     assert_eq!(std::fs::read_dir(&spool).unwrap().count(), 0);
 }
 

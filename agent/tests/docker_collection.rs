@@ -31,31 +31,49 @@ fn find<'a>(containers: &'a [ContainerPayload], id: &str) -> &'a ContainerPayloa
 #[tokio::test]
 async fn every_container_is_reported_running_or_not_with_its_docker_ps_fields() {
     let fake = FakeDocker::start(recorded_routes(), Duration::ZERO);
-    let reading = collector_for(&fake).collect().await.expect("engine reachable");
+    let reading = collector_for(&fake)
+        .collect()
+        .await
+        .expect("engine reachable");
 
     assert_eq!(reading.version.as_deref(), Some("26.1.4"));
     assert_eq!(reading.containers.len(), 4);
     let web = find(&reading.containers, WEB);
     assert_eq!(web.name, "shop-web-1");
-    assert_eq!((web.image.as_str(), web.image_tag.as_deref()), ("nginx", Some("1.25")));
+    assert_eq!(
+        (web.image.as_str(), web.image_tag.as_deref()),
+        ("nginx", Some("1.25"))
+    );
     assert_eq!(web.state.as_deref(), Some("running"));
     assert_eq!(web.status.as_deref(), Some("Up 3 hours (healthy)"));
     assert_eq!(web.health_status.as_deref(), Some("healthy"));
     assert_eq!(
         web.ports.as_deref(),
-        Some(&["0.0.0.0:8080->80/tcp".to_owned(), "443/tcp".to_owned(), "[::]:8080->80/tcp".to_owned()][..])
+        Some(
+            &[
+                "0.0.0.0:8080->80/tcp".to_owned(),
+                "443/tcp".to_owned(),
+                "[::]:8080->80/tcp".to_owned()
+            ][..]
+        )
     );
     let labels = web.labels.as_ref().unwrap();
-    assert_eq!(labels.get("com.docker.compose.service").map(String::as_str), Some("web"));
+    assert_eq!(
+        labels.get("com.docker.compose.service").map(String::as_str),
+        Some("web")
+    );
 
     let job = find(&reading.containers, JOB);
     assert_eq!(job.state.as_deref(), Some("exited"));
     assert_eq!(job.health_status.as_deref(), Some("none"), "no healthcheck");
     assert_eq!(job.metrics, None, "no stats for a stopped container");
-    assert_eq!((job.image.as_str(), job.image_tag.as_deref()), (
-        "busybox",
-        Some("sha256:9ae97d36d26566ff84e8893c64a6dc4fe8ca6d1144bf5b87b2b85a32def253c7")
-    ));
+    assert_eq!(
+        (job.image.as_str(), job.image_tag.as_deref()),
+        (
+            "busybox",
+            Some("sha256:9ae97d36d26566ff84e8893c64a6dc4fe8ca6d1144bf5b87b2b85a32def253c7")
+        )
+    );
 }
 
 #[tokio::test]
@@ -83,7 +101,10 @@ async fn docker_zero_time_becomes_null_and_real_times_keep_their_precision() {
         "2024-05-01T10:00:00.123456789+00:00"
     );
     let job = find(&reading.containers, JOB);
-    assert_eq!(job.finished_at.unwrap().to_rfc3339(), "2024-04-28T08:05:00.500+00:00");
+    assert_eq!(
+        job.finished_at.unwrap().to_rfc3339(),
+        "2024-04-28T08:05:00.500+00:00"
+    );
 }
 
 #[tokio::test]
@@ -110,11 +131,18 @@ async fn one_shot_stats_take_cpu_percent_from_the_previous_tick_on_cgroup_v1() {
 
     let first = collector.collect().await.unwrap();
     let first = find(&first.containers, APP).metrics.clone().unwrap();
-    assert_eq!(first.cpu_percent, None, "one-shot stats carry no previous sample");
+    assert_eq!(
+        first.cpu_percent, None,
+        "one-shot stats carry no previous sample"
+    );
     // 200 MiB usage minus 50 MiB total_inactive_file (not `cache`).
     assert_eq!(first.memory_usage_mb, Some(150));
     assert_eq!(first.memory_limit_mb, Some(512));
-    assert_eq!(first.block_read_bytes, Some(1_049_600), "Read summed over devices");
+    assert_eq!(
+        first.block_read_bytes,
+        Some(1_049_600),
+        "Read summed over devices"
+    );
     assert_eq!(first.block_write_bytes, Some(2_097_152));
 
     let second = collector.collect().await.unwrap();
@@ -145,8 +173,16 @@ async fn the_agent_lists_all_containers_and_asks_one_shot_stats_of_running_ones(
         .unwrap();
     assert!(list.contains("all=true"), "{list}");
     let stats: Vec<_> = requests.iter().filter(|t| t.contains("/stats")).collect();
-    assert_eq!(stats.len(), 3, "one stats call per running container: {stats:?}");
-    assert!(stats.iter().all(|t| t.contains("stream=false") && t.contains("one-shot=true")));
+    assert_eq!(
+        stats.len(),
+        3,
+        "one stats call per running container: {stats:?}"
+    );
+    assert!(
+        stats
+            .iter()
+            .all(|t| t.contains("stream=false") && t.contains("one-shot=true"))
+    );
 }
 
 #[tokio::test]
@@ -159,21 +195,30 @@ async fn stats_for_many_containers_are_gathered_concurrently_within_the_bound() 
     let most = fake.max_in_flight();
     // Three containers at a time, each with its inspect and stats call in flight.
     assert!(most > 2, "requests should overlap, saw at most {most}");
-    assert!(most <= 6, "at most 3 containers at once, saw {most} requests");
+    assert!(
+        most <= 6,
+        "at most 3 containers at once, saw {most} requests"
+    );
 }
 
 #[tokio::test]
 async fn without_a_daemon_there_is_no_reading_until_the_daemon_appears() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("docker.sock");
-    let mut collector =
-        DockerCollector::new(format!("unix://{}", socket.display()), Duration::from_secs(5), 4);
+    let mut collector = DockerCollector::new(
+        format!("unix://{}", socket.display()),
+        Duration::from_secs(5),
+        4,
+    );
 
     assert_eq!(collector.collect().await, None);
     assert_eq!(collector.collect().await, None);
 
     let _fake = FakeDocker::start_at(dir, socket, recorded_routes(), Duration::ZERO);
-    let reading = collector.collect().await.expect("reachable once it listens");
+    let reading = collector
+        .collect()
+        .await
+        .expect("reachable once it listens");
     assert_eq!(reading.containers.len(), 4);
 }
 
@@ -198,7 +243,10 @@ async fn a_snapshot_with_docker_carries_its_version_and_fits_the_contract() {
     );
     let payload = collector.snapshot().await;
 
-    assert_eq!(payload.host.facts.unwrap().docker_version.as_deref(), Some("26.1.4"));
+    assert_eq!(
+        payload.host.facts.unwrap().docker_version.as_deref(),
+        Some("26.1.4")
+    );
     let app = find(payload.containers.as_deref().unwrap(), APP);
     // Docker's 36-character status loses its health note to fit the contract's 32.
     assert_eq!(app.status.as_deref(), Some("Up About a minute"));

@@ -17,7 +17,11 @@ async fn snapshots_from_the_agent_appear_as_host_and_container_rows() {
     let (host_id, token) = host_with_token(&database, "e2e rows");
     let server = TestServer::start(&database, free_port(), &[]);
     let docker = FakeDocker::start(recorded_routes(), Duration::ZERO);
-    let agent = TestAgent::start(&server.url(), &token, &[("DOCKER_HOST", &docker.docker_host())]);
+    let agent = TestAgent::start(
+        &server.url(),
+        &token,
+        &[("DOCKER_HOST", &docker.docker_host())],
+    );
 
     let arrived = eventually(Duration::from_secs(30), || async {
         database.host_rows(host_id).await.len() >= 3
@@ -29,7 +33,10 @@ async fn snapshots_from_the_agent_appear_as_host_and_container_rows() {
         "container rows expected; agent log:\n{}",
         agent.log()
     );
-    assert!(!agent.log().contains(&token), "the token must never be logged");
+    assert!(
+        !agent.log().contains(&token),
+        "the token must never be logged"
+    );
 }
 
 #[tokio::test]
@@ -41,7 +48,10 @@ async fn a_wrong_token_makes_the_agent_exit_with_code_3() {
     let code = agent.wait_for_exit(Duration::from_secs(20));
     assert_eq!(code, Some(3), "agent log:\n{}", agent.log());
     assert!(agent.log().contains("401"));
-    assert!(!agent.log().contains("nxa_not_a_real_token"), "the token must never be logged");
+    assert!(
+        !agent.log().contains("nxa_not_a_real_token"),
+        "the token must never be logged"
+    );
 }
 
 #[tokio::test]
@@ -49,7 +59,11 @@ async fn a_rate_limited_agent_waits_for_retry_after_before_sending_again() {
     let database = TestDatabase::create().await;
     let (host_id, token) = host_with_token(&database, "e2e rate limit");
     // A burst of 2, then one request per 30 s.
-    let server = TestServer::start(&database, free_port(), &[("NEXUS_RATE_LIMIT_PER_MINUTE", "2")]);
+    let server = TestServer::start(
+        &database,
+        free_port(),
+        &[("NEXUS_RATE_LIMIT_PER_MINUTE", "2")],
+    );
     let agent = TestAgent::start(&server.url(), &token, &[("NEXUS_AGENT_GZIP", "false")]);
 
     let limited = eventually(Duration::from_secs(20), || async {
@@ -61,16 +75,30 @@ async fn a_rate_limited_agent_waits_for_retry_after_before_sending_again() {
     tokio::time::sleep(Duration::from_secs(5)).await;
 
     let log = agent.log();
-    assert_eq!(agent.log_lines("rate limited"), 1, "retried before Retry-After:\n{log}");
+    assert_eq!(
+        agent.log_lines("rate limited"),
+        1,
+        "retried before Retry-After:\n{log}"
+    );
     let waited: u64 = log
         .split("retry_after_seconds=")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|seconds| seconds.parse().ok())
         .expect("the wait is logged");
-    assert!(waited >= 20, "Retry-After of a 2/min limit is ~30 s, got {waited}");
-    assert_eq!(database.host_rows(host_id).await.len(), 2, "the burst, nothing more");
-    assert!(agent.log_lines("snapshot taken") >= 6, "snapshots keep being taken while waiting");
+    assert!(
+        waited >= 20,
+        "Retry-After of a 2/min limit is ~30 s, got {waited}"
+    );
+    assert_eq!(
+        database.host_rows(host_id).await.len(),
+        2,
+        "the burst, nothing more"
+    );
+    assert!(
+        agent.log_lines("snapshot taken") >= 6,
+        "snapshots keep being taken while waiting"
+    );
 }
 
 #[tokio::test]
@@ -86,7 +114,11 @@ async fn an_outage_followed_by_recovery_loses_no_snapshot_and_duplicates_none() 
     })
     .await;
     assert!(buffered, "agent log:\n{}", agent.log());
-    assert_eq!(agent.log_lines("server unavailable"), 1, "the outage is logged once");
+    assert_eq!(
+        agent.log_lines("server unavailable"),
+        1,
+        "the outage is logged once"
+    );
 
     let _server = TestServer::start(&database, port, &[]);
     let caught_up = eventually(Duration::from_secs(30), || async {
@@ -100,7 +132,10 @@ async fn an_outage_followed_by_recovery_loses_no_snapshot_and_duplicates_none() 
     let log = agent.log();
     let taken = agent.log_lines("snapshot taken");
     let rows = database.host_rows(host_id).await;
-    assert!(!log.contains("not yet delivered"), "everything delivered before stopping:\n{log}");
+    assert!(
+        !log.contains("not yet delivered"),
+        "everything delivered before stopping:\n{log}"
+    );
     assert_eq!(rows.len(), taken, "one row per snapshot taken:\n{log}");
     for pair in rows.windows(2) {
         let gap = pair[1] - pair[0];

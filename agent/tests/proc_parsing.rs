@@ -7,7 +7,9 @@ use nexus_agent::host::{HostCollector, HostPaths};
 use nexus_agent::proc::{CpuTimes, MemInfo, NetTotals, ProcRoot};
 
 fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(path)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(path)
 }
 
 fn read_fixture(path: &str) -> String {
@@ -124,14 +126,20 @@ fn a_reading_of_the_fixture_host_carries_every_metric_and_fact() {
     assert_eq!(metrics.load_average, Some(0.42));
     assert_eq!(metrics.network_rx_bytes, Some(1_200_300));
     assert_eq!(metrics.network_tx_bytes, Some(600_025));
-    assert!(metrics.disk_total_gb.is_some(), "statvfs of the fixture root");
+    assert!(
+        metrics.disk_total_gb.is_some(),
+        "statvfs of the fixture root"
+    );
     assert!(metrics.disk_used_gb <= metrics.disk_total_gb);
 
     let facts = &reading.facts;
     assert_eq!(facts.cpu_count, Some(2));
     assert_eq!(facts.memory_total_mb, Some(7860));
     assert_eq!(facts.os.as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
-    assert_eq!(facts.docker_version, None, "filled in by the Docker collector");
+    assert_eq!(
+        facts.docker_version, None,
+        "filled in by the Docker collector"
+    );
 }
 
 #[test]

@@ -56,7 +56,10 @@ async fn a_delivery_carries_the_token_user_agent_and_a_gzip_body() {
 
     let request = &server.received()[0];
     assert_eq!(request.headers["authorization"], "Bearer nxa_test_token");
-    assert_eq!(request.headers["user-agent"], format!("nexus-agent/{}", env!("CARGO_PKG_VERSION")));
+    assert_eq!(
+        request.headers["user-agent"],
+        format!("nexus-agent/{}", env!("CARGO_PKG_VERSION"))
+    );
     assert_eq!(request.headers["content-type"], "application/json");
     assert_eq!(request.headers["content-encoding"], "gzip");
     assert!(gunzip(&request.body).contains("\"cpu_percent\":12.5"));
@@ -72,7 +75,13 @@ async fn a_415_to_gzip_resends_plain_and_keeps_sending_plain() {
 
     let received = server.received();
     assert_eq!(received.len(), 3);
-    assert_eq!(received[0].headers.get("content-encoding").map(String::as_str), Some("gzip"));
+    assert_eq!(
+        received[0]
+            .headers
+            .get("content-encoding")
+            .map(String::as_str),
+        Some("gzip")
+    );
     for plain in &received[1..] {
         assert_eq!(plain.headers.get("content-encoding"), None);
         assert!(String::from_utf8_lossy(&plain.body).starts_with('{'));
@@ -110,7 +119,10 @@ async fn a_422_is_rejected_with_the_problem_details() {
         panic!("expected a rejection");
     };
     assert_eq!(status, 422);
-    assert!(problem.contains("host.metrics.cpu_percent: must be at most 100"), "{problem}");
+    assert!(
+        problem.contains("host.metrics.cpu_percent: must be at most 100"),
+        "{problem}"
+    );
 }
 
 #[tokio::test]
@@ -144,10 +156,17 @@ async fn a_503_is_unavailable_with_its_retry_after() {
 
 #[tokio::test]
 async fn no_listener_is_unavailable_not_rejected() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut sender = sender_to(&format!("http://127.0.0.1:{port}"), true);
     assert!(matches!(
         sender.deliver(&snapshot()).await,
-        Delivery::Unavailable { retry_after: None, .. }
+        Delivery::Unavailable {
+            retry_after: None,
+            ..
+        }
     ));
 }

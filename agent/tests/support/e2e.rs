@@ -20,12 +20,19 @@ pub fn base_database_url() -> String {
     let output = Command::new(&script)
         .output()
         .unwrap_or_else(|error| panic!("DATABASE_URL is unset and {script:?} failed: {error}"));
-    assert!(output.status.success(), "{script:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{script:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     String::from_utf8(output.stdout).unwrap().trim().to_owned()
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 /// The server binary the workspace build left behind.
@@ -43,7 +50,11 @@ pub fn server_binary() -> PathBuf {
 
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A database of its own for one test.
@@ -64,7 +75,10 @@ impl TestDatabase {
             .await
             .expect("connect to the postgres database");
         tokio::spawn(connection);
-        client.batch_execute(&format!("CREATE DATABASE {name}")).await.unwrap();
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
         Self {
             url: format!("{prefix}/{name}"),
         }
@@ -110,7 +124,11 @@ pub fn server_cli(database: &TestDatabase, args: &[&str]) -> serde_json::Value {
         .env("DATABASE_URL", &database.url)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     serde_json::from_slice(&output.stdout).unwrap()
 }
 
@@ -118,7 +136,10 @@ pub fn server_cli(database: &TestDatabase, args: &[&str]) -> serde_json::Value {
 pub fn host_with_token(database: &TestDatabase, name: &str) -> (i64, String) {
     let host = server_cli(database, &["host", "create", "--name", name, "--json"]);
     let host_id = host["id"].as_i64().unwrap();
-    let token = server_cli(database, &["token", "issue", "--host", &host_id.to_string(), "--json"]);
+    let token = server_cli(
+        database,
+        &["token", "issue", "--host", &host_id.to_string(), "--json"],
+    );
     (host_id, token["token"].as_str().unwrap().to_owned())
 }
 
@@ -142,7 +163,10 @@ impl TestServer {
         let server = Self { child, port };
         let deadline = Instant::now() + Duration::from_secs(60);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the server did not listen on {port}");
+            assert!(
+                Instant::now() < deadline,
+                "the server did not listen on {port}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         server
@@ -191,7 +215,10 @@ impl TestAgent {
 
     /// Lines of the log containing `needle`.
     pub fn log_lines(&self, needle: &str) -> usize {
-        self.log().lines().filter(|line| line.contains(needle)).count()
+        self.log()
+            .lines()
+            .filter(|line| line.contains(needle))
+            .count()
     }
 
     /// Waits up to `timeout` for the agent to exit by itself.

@@ -100,7 +100,11 @@ fn serve(stream: std::os::unix::net::UnixStream, state: &State, delay: Duration)
             break;
         }
     }
-    let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let target = request_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or("/")
+        .to_owned();
     state.requests.lock().unwrap().push(target.clone());
     let now = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     state.max_in_flight.fetch_max(now, Ordering::SeqCst);

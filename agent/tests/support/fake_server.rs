@@ -73,11 +73,7 @@ impl FakeServer {
     }
 }
 
-fn serve(
-    stream: std::net::TcpStream,
-    log: &Mutex<Vec<Received>>,
-    script: &Mutex<VecDeque<Reply>>,
-) {
+fn serve(stream: std::net::TcpStream, log: &Mutex<Vec<Received>>, script: &Mutex<VecDeque<Reply>>) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     loop {
         let mut request_line = String::new();
@@ -107,12 +103,20 @@ fn serve(
             return;
         }
         log.lock().unwrap().push(Received { headers, body });
-        let reply = script.lock().unwrap().pop_front().unwrap_or(Reply::status(204));
+        let reply = script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Reply::status(204));
         let mut response = format!("HTTP/1.1 {} Fake\r\n", reply.status);
         for (name, value) in &reply.headers {
             response.push_str(&format!("{name}: {value}\r\n"));
         }
-        response.push_str(&format!("Content-Length: {}\r\n\r\n{}", reply.body.len(), reply.body));
+        response.push_str(&format!(
+            "Content-Length: {}\r\n\r\n{}",
+            reply.body.len(),
+            reply.body
+        ));
         let mut stream = &stream;
         if stream.write_all(response.as_bytes()).is_err() {
             return;
