@@ -90,14 +90,13 @@ impl Sender {
             }
             // A server that ignores Content-Encoding reads the compressed bytes as JSON and
             // answers 400; if the same snapshot uncompressed is fine, compression is the cause.
-            Ok((StatusCode::BAD_REQUEST, response)) => {
+            // The plain answer is the one that counts for the snapshot either way.
+            Ok((StatusCode::BAD_REQUEST, _)) => {
                 let plain = self.deliver_plain(snapshot).await;
                 if plain == Delivery::Stored {
                     self.stop_compressing("400 to a compressed body, 204 to the same uncompressed");
-                    plain
-                } else {
-                    classify(StatusCode::BAD_REQUEST, response).await
                 }
+                plain
             }
             Ok((status, response)) => classify(status, response).await,
             Err(error) => unavailable(&error),
@@ -189,7 +188,7 @@ fn unavailable(error: &reqwest::Error) -> Delivery {
     } else {
         "request failed"
     };
-    // `without_url` keeps the message short; the URL is logged once at start.
+    // The innermost cause is the informative part; the URL is logged once at start.
     let mut source: &dyn std::error::Error = error;
     while let Some(inner) = source.source() {
         source = inner;
