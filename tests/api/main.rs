@@ -6,6 +6,7 @@ mod admin_tokens;
 mod cli;
 mod cli_admin;
 mod faults;
+mod fuzz;
 mod helpers;
 mod ingest_encoding;
 mod ingest_errors;
