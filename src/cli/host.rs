@@ -4,7 +4,7 @@ use crate::api::admin::hosts::{HostUpdate, NewHost};
 use crate::api::json_body;
 use crate::cli::{migrated_store, output};
 use crate::config::HostCommand;
-use crate::domain::host::{Cursor, Labels, label_filter};
+use crate::domain::host::{Cursor, Labels, label_filter, search_text};
 use crate::error::Error;
 use crate::store::hosts::{Host, HostFilter, slugify};
 
@@ -51,7 +51,11 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
             let filter = HostFilter {
                 status,
                 labels: label_filter("label", &labels).map_err(Error::Validation)?,
-                name_contains: name,
+                name_contains: name
+                    .as_deref()
+                    .map(|text| search_text("name", text))
+                    .transpose()
+                    .map_err(|error| Error::Validation(vec![error]))?,
                 after: cursor
                     .as_deref()
                     .map(|text| Cursor::parse("cursor", text))

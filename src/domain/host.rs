@@ -73,7 +73,7 @@ pub fn label_filter(field: &str, filters: &[String]) -> Result<Labels, Vec<Field
     let mut errors = Vec::new();
     for (index, filter) in filters.iter().enumerate() {
         match filter.split_once(':') {
-            Some((key, value)) if !key.is_empty() => {
+            Some((key, value)) if !key.is_empty() && !filter.contains('\0') => {
                 wanted.insert(key.to_owned(), value.to_owned());
             }
             _ => {
@@ -84,7 +84,7 @@ pub fn label_filter(field: &str, filters: &[String]) -> Result<Labels, Vec<Field
                 };
                 errors.push(FieldError::new(
                     field,
-                    "must be `key:value` with a non-empty key",
+                    "must be `key:value` with a non-empty key and no NUL character",
                 ));
             }
         }
@@ -93,6 +93,15 @@ pub fn label_filter(field: &str, filters: &[String]) -> Result<Labels, Vec<Field
         Ok(wanted)
     } else {
         Err(errors)
+    }
+}
+
+/// A text to search for, which PostgreSQL can hold (no NUL character).
+pub fn search_text(field: &str, text: &str) -> Result<String, FieldError> {
+    if text.contains('\0') {
+        Err(FieldError::new(field, "must not contain NUL characters"))
+    } else {
+        Ok(text.to_owned())
     }
 }
 

@@ -25,14 +25,21 @@ pub struct Host {
     /// Free-form labels.
     pub labels: Labels,
     /// `recorded_at` of the newest snapshot received.
+    #[oai(nullable)]
     pub last_seen_at: Option<DateTime<Utc>>,
     /// Facts reported by the agent (null until reported).
+    #[oai(nullable)]
     pub cpu_count: Option<i32>,
+    #[oai(nullable)]
     pub memory_total_mb: Option<i64>,
+    #[oai(nullable)]
     pub disk_total_gb: Option<i64>,
+    #[oai(nullable)]
     pub os: Option<String>,
+    #[oai(nullable)]
     pub docker_version: Option<String>,
     /// When the host was first archived.
+    #[oai(nullable)]
     pub archived_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -35,8 +35,10 @@ pub struct AgentTokenInfo {
     pub name: String,
     pub created_at: DateTime<Utc>,
     /// Last time the token passed authentication and the rate limit.
+    #[oai(nullable)]
     pub last_used_at: Option<DateTime<Utc>>,
     /// When the token was revoked (null while it is active).
+    #[oai(nullable)]
     pub revoked_at: Option<DateTime<Utc>>,
 }
 

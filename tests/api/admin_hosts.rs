@@ -158,6 +158,8 @@ async fn bad_path_and_query_parameters_are_422_problems_naming_them() {
         (Method::GET, "/hosts?limit=ten", "limit"),
         (Method::GET, "/hosts?cursor=bogus", "cursor"),
         (Method::GET, "/hosts?label=nocolon", "label"),
+        (Method::GET, "/hosts?label=k:%00", "label"),
+        (Method::GET, "/hosts?name=a%00", "name"),
     ];
     for (method, path, field) in cases {
         let answer = app.admin(method.clone(), path, Some(&admin), None).await;

@@ -7,6 +7,7 @@ mod cli;
 mod cli_admin;
 mod faults;
 mod fuzz;
+mod fuzz_admin;
 mod helpers;
 mod ingest_encoding;
 mod ingest_errors;

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::{AdminToken, admin_response, default_page_size, named_path_params};
 use crate::api::json_body::ValidJson;
 use crate::api::{ApiTags, AppState};
-use crate::domain::host::{Cursor, HostStatus, Labels, label_filter};
+use crate::domain::host::{Cursor, HostStatus, Labels, label_filter, search_text};
 use crate::error::Error;
 use crate::store::hosts::{Host, HostFilter, slugify};
 
@@ -47,6 +47,7 @@ pub struct HostUpdate {
 pub struct HostPage {
     pub items: Vec<Host>,
     /// Pass as `cursor` to get the next page; null on the last page.
+    #[oai(nullable)]
     pub next_cursor: Option<String>,
 }
 
@@ -183,7 +184,12 @@ impl HostsApi {
             Ok(HostFilter {
                 status: status.0,
                 labels: label_filter("label", &label.0).map_err(Error::Validation)?,
-                name_contains: name.0.clone(),
+                name_contains: name
+                    .0
+                    .as_deref()
+                    .map(|text| search_text("name", text))
+                    .transpose()
+                    .map_err(|error| Error::Validation(vec![error]))?,
                 after: cursor
                     .0
                     .as_deref()
