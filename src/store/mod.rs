@@ -4,6 +4,8 @@
 
 pub mod hosts;
 pub mod ingest;
+pub mod liveness;
+pub mod retention;
 pub mod tokens;
 
 use std::str::FromStr;

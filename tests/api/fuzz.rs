@@ -11,7 +11,13 @@ fn schemathesis() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
-    let app = TestApp::spawn_with(&["--rate-limit-per-minute", "100000", "--auth-failures-per-minute", "100000"]).await;
+    let app = TestApp::spawn_with(&[
+        "--rate-limit-per-minute",
+        "100000",
+        "--auth-failures-per-minute",
+        "100000",
+    ])
+    .await;
     let (_, token) = app.host_with_token("fuzzed").await;
     let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.yaml");
 
@@ -30,6 +36,13 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_response() {
         .unwrap_or_else(|e| panic!("cannot run {} ({e}); run the suite with scripts/test", schemathesis()));
 
     let report = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "schemathesis found problems:\n{report}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(report.contains("/agent/telemetry"), "the agent endpoint was exercised:\n{report}");
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        report.contains("/agent/telemetry"),
+        "the agent endpoint was exercised:\n{report}"
+    );
 }

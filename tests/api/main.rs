@@ -1,6 +1,7 @@
 //! Integration tests: the real HTTP server against a real TimescaleDB, one database per test.
 //! `DATABASE_URL` must point at a server with TimescaleDB (`scripts/test` provisions one).
 
+mod analytics_doc;
 mod cli;
 mod faults;
 mod fuzz;
@@ -8,6 +9,8 @@ mod helpers;
 mod ingest_encoding;
 mod ingest_errors;
 mod ingest_writes;
+mod liveness;
 mod openapi;
 mod ops;
 mod readme;
+mod retention;
