@@ -3,6 +3,7 @@
 
 pub mod liveness;
 pub mod schema_check;
+pub mod series;
 pub mod snapshot;
 pub mod token;
 

@@ -5,6 +5,7 @@
 pub mod hosts;
 pub mod ingest;
 pub mod liveness;
+pub mod readings;
 pub mod retention;
 pub mod tokens;
 
