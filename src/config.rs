@@ -272,6 +272,12 @@ pub struct ServeArgs {
     /// Seconds a connection may stay silent before it is closed
     #[arg(long, env = "NEXUS_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
     pub idle_timeout_seconds: u64,
+    /// Seconds without telemetry after which an online host is marked offline
+    #[arg(long, env = "NEXUS_HEARTBEAT_TIMEOUT_SECONDS", default_value_t = 120)]
+    pub heartbeat_timeout_seconds: u64,
+    /// Days of raw snapshots to keep
+    #[arg(long, env = "NEXUS_RETENTION_DAYS", default_value_t = 30)]
+    pub retention_days: u64,
     /// Log format
     #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

@@ -100,12 +100,15 @@ impl ResponseError for Error {
 
 impl From<tokio_postgres::Error> for Error {
     fn from(error: tokio_postgres::Error) -> Self {
-        let connection_lost = error.is_closed()
-            || error.code().is_none_or(|code| {
-                let code = code.code();
-                code.starts_with("08") || code.starts_with("57P")
-            });
-        if connection_lost {
+        use std::error::Error as _;
+        // Lost or refused connections and server shutdowns are the database being away; any
+        // other failure (bad SQL, serialisation, constraint) is a fault of ours.
+        let io = error
+            .source()
+            .is_some_and(|source| source.is::<std::io::Error>());
+        let code = error.code().map(|code| code.code());
+        let away = code.is_some_and(|code| code.starts_with("08") || code.starts_with("57P"));
+        if error.is_closed() || io || away {
             Error::Unavailable(error.into())
         } else {
             Error::Internal(error.into())

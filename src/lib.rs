@@ -3,9 +3,11 @@
 //! - [`api`]: the HTTP layer (routes, payloads, auth, problem details, OpenAPI);
 //! - [`domain`]: validated types and the rules of the contract, free of I/O;
 //! - [`store`]: SQL and transactions against PostgreSQL/TimescaleDB;
+//! - [`background`]: periodic work (liveness, retention);
 //! - [`cli`], [`config`], [`startup`]: the binary's commands and how the app is assembled.
 
 pub mod api;
+pub mod background;
 pub mod cli;
 pub mod config;
 pub mod domain;

@@ -9,6 +9,7 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::api::json_body::BodyLimits;
 use crate::api::{self, AppState, State, rate_limit::RateLimit};
+use crate::background::{self, Schedule};
 use crate::config::ServeArgs;
 use crate::store::Store;
 use crate::store::agent_cache::AgentTokenCache;
@@ -20,6 +21,7 @@ pub struct Application {
     acceptor: TcpAcceptor,
     state: AppState,
     idle_timeout: Duration,
+    schedule: Schedule,
     pub local_addr: SocketAddr,
 }
 
@@ -64,22 +66,18 @@ impl Application {
             acceptor,
             state,
             idle_timeout: Duration::from_secs(config.idle_timeout_seconds),
+            schedule: Schedule {
+                heartbeat_timeout: Duration::from_secs(config.heartbeat_timeout_seconds),
+                retention: Duration::from_secs(config.retention_days * 86400),
+            },
             local_addr,
         })
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
-        let state = self.state.clone();
-        let housekeeping = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tick.tick().await;
-                let now = std::time::Instant::now();
-                state.rate_limit.forget_idle(now);
-                state.auth_failures.forget_idle(now);
-            }
-        });
+        // Stopped (dropped) when the server returns.
+        let _tasks = background::spawn(self.state.clone(), self.schedule);
         let listener = self
             .state
             .store
@@ -93,7 +91,6 @@ impl Application {
                 Some(Duration::from_secs(30)),
             )
             .await;
-        housekeeping.abort();
         listener.abort();
         result
     }

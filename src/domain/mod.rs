@@ -2,7 +2,9 @@
 //! `now` as an argument so they are testable without faking time.
 
 pub mod host;
+pub mod liveness;
 pub mod schema_check;
+pub mod series;
 pub mod snapshot;
 pub mod token;
 

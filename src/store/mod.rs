@@ -6,6 +6,9 @@ pub mod admin_tokens;
 pub mod agent_cache;
 pub mod hosts;
 pub mod ingest;
+pub mod liveness;
+pub mod readings;
+pub mod retention;
 pub mod tokens;
 
 use std::str::FromStr;

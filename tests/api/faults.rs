@@ -130,7 +130,7 @@ async fn proxied_app(hosts: usize, extra: &[&str], proxy_up: bool) -> ProxiedApp
 #[tokio::test]
 async fn with_the_database_down_at_start_the_server_serves_503_and_recovers_by_itself() {
     let app = proxied_app(1, &[], false).await;
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http_client();
     let ready = || http.get(format!("{}/readyz", app.address)).send();
     let post = || {
         http.post(format!("{}/agent/telemetry", app.address))
@@ -161,7 +161,7 @@ async fn a_database_cut_under_load_leaves_every_snapshot_whole_or_absent() {
     for token in app.tokens.clone() {
         let (app, stop) = (app.clone(), stop.clone());
         agents.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
+            let http = crate::helpers::http_client();
             let mut outcomes = Vec::new();
             let mut offset = 0;
             while !stop.load(Ordering::SeqCst) {
@@ -236,7 +236,7 @@ async fn a_database_cut_under_load_leaves_every_snapshot_whole_or_absent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_pool_answers_503_after_the_configured_wait() {
     let app = proxied_app(2, &["--db-pool-size", "1"], true).await;
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http_client();
     // Hold the first host's row so its ingest keeps the only connection busy.
     app.direct
         .batch_execute("BEGIN; SELECT * FROM hosts WHERE slug = 'host-0' FOR UPDATE")
@@ -301,7 +301,7 @@ async fn sigterm_mid_load_finishes_in_flight_requests_and_exits_cleanly() {
         .spawn()
         .unwrap();
     let address = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http_client();
     let deadline = Instant::now() + StdDuration::from_secs(20);
     while http.get(format!("{address}/healthz")).send().await.is_err() {
         assert!(Instant::now() < deadline, "server did not start");

@@ -57,7 +57,7 @@ impl TestApp {
             database_url: database_url.clone(),
             store,
             db: connect(&database_url).await,
-            http: reqwest::Client::new(),
+            http: http_client(),
         }
     }
 
@@ -122,6 +122,18 @@ impl TestApp {
                 .await,
         )
     }
+}
+
+/// An HTTP client for the tests. The agent crate builds reqwest with rustls and no bundled
+/// crypto provider; when the workspace is built together that feature reaches these tests too,
+/// so the provider the agent uses is installed here as well.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+pub fn http_client() -> reqwest::Client {
+    http_client_builder().build().expect("HTTP client")
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {

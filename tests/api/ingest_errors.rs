@@ -544,7 +544,7 @@ async fn an_unreachable_database_is_503_with_retry_after() {
     tokio::spawn(app.run(std::future::pending()));
 
     let started = std::time::Instant::now();
-    let response = reqwest::Client::new()
+    let response = crate::helpers::http_client()
         .post(url)
         .bearer_auth("nxa_x")
         .json(&payload(&at(Duration::zero()), &[]))
@@ -566,7 +566,7 @@ async fn an_address_that_keeps_failing_auth_is_refused_while_others_are_unaffect
     let app = TestApp::spawn_with(&["--auth-failures-per-minute", "3"]).await;
     let (_, token) = app.host_with_token("web-01").await;
     let from = |ip: [u8; 4]| {
-        reqwest::Client::builder()
+        crate::helpers::http_client_builder()
             .local_address(std::net::IpAddr::from(ip))
             .build()
             .unwrap()

@@ -3,6 +3,7 @@
 
 mod admin_hosts;
 mod admin_tokens;
+mod analytics_doc;
 mod cli;
 mod cli_admin;
 mod faults;
@@ -12,8 +13,10 @@ mod helpers;
 mod ingest_encoding;
 mod ingest_errors;
 mod ingest_writes;
+mod liveness;
 mod openapi;
 mod ops;
 mod readme;
+mod retention;
 mod secrets_in_logs;
 mod token_cache;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{at, call, fresh_database, payload};
+use crate::helpers::{at, call, fresh_database, http_client, payload};
 
 #[tokio::test]
 async fn no_plaintext_token_appears_in_the_debug_log_of_issuing_and_using_it() {
@@ -68,7 +68,7 @@ async fn no_plaintext_token_appears_in_the_debug_log_of_issuing_and_using_it() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let http = reqwest::Client::new();
+    let http = http_client();
 
     let host = call(
         &http,

@@ -1,0 +1,25 @@
+-- Host liveness transitions, and the read-only role for analysts.
+
+CREATE TABLE host_events (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    host_id bigint      NOT NULL REFERENCES hosts (id) ON DELETE CASCADE,
+    -- online: first contact; offline: silent past the heartbeat timeout; recovered: back from offline
+    kind    text        NOT NULL CHECK (kind IN ('online', 'offline', 'recovered')),
+    at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX host_events_host_id_idx ON host_events (host_id, id DESC); -- newest first, by page
+
+-- The liveness detector looks for online hosts not seen lately.
+CREATE INDEX hosts_online_last_seen_idx ON hosts (last_seen_at) WHERE status = 'online';
+
+-- Analysts read everything but credentials. Roles are cluster-wide: create it once.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'nexus_analyst') THEN
+        CREATE ROLE nexus_analyst NOLOGIN;
+    END IF;
+END
+$$;
+GRANT USAGE ON SCHEMA public TO nexus_analyst;
+GRANT SELECT ON hosts, containers, containers_latest, host_metric_snapshots,
+    container_metric_snapshots, host_events TO nexus_analyst;
