@@ -275,6 +275,9 @@ pub struct ServeArgs {
     /// Seconds without telemetry after which an online host is marked offline
     #[arg(long, env = "NEXUS_HEARTBEAT_TIMEOUT_SECONDS", default_value_t = 120)]
     pub heartbeat_timeout_seconds: u64,
+    /// Seconds after which a container missing from its host's snapshots is flagged stale
+    #[arg(long, env = "NEXUS_CONTAINER_STALE_SECONDS", default_value_t = 300)]
+    pub container_stale_seconds: u64,
     /// Days of raw snapshots to keep
     #[arg(long, env = "NEXUS_RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: u64,

@@ -56,6 +56,7 @@ impl Application {
             rate_limit: RateLimit::per_minute(config.rate_limit_per_minute),
             auth_failures: RateLimit::per_minute(config.auth_failures_per_minute),
             skew: config.skew(),
+            container_stale_after: Duration::from_secs(config.container_stale_seconds),
             body_limits: BodyLimits {
                 max_bytes: config.body_limit_bytes,
                 read_timeout: Duration::from_secs(config.body_timeout_seconds),

@@ -35,6 +35,8 @@ pub struct State {
     pub body_limits: BodyLimits,
     /// Agent-token lookups, kept exact by the LISTEN/NOTIFY listener.
     pub agent_cache: Arc<AgentTokenCache>,
+    /// A container not seen for this long is flagged stale in listings.
+    pub container_stale_after: std::time::Duration,
 }
 
 #[derive(Tags)]
@@ -52,6 +54,7 @@ type Apis = (
     ops::OpsApi,
     admin::hosts::HostsApi,
     admin::tokens::TokensApi,
+    admin::readings::ReadingsApi,
 );
 
 /// The OpenAPI service, also used to print and snapshot the document.
@@ -62,6 +65,7 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
             ops::OpsApi,
             admin::hosts::HostsApi,
             admin::tokens::TokensApi,
+            admin::readings::ReadingsApi,
         ),
         "nexus-telemetry",
         env!("CARGO_PKG_VERSION"),

@@ -16,6 +16,7 @@ mod ingest_writes;
 mod liveness;
 mod openapi;
 mod ops;
+mod readings;
 mod readme;
 mod retention;
 mod secrets_in_logs;

@@ -5,6 +5,7 @@
 //! [`admin_response!`], which also maps the crate's [`Error`] onto them, once for all.
 
 pub mod hosts;
+pub mod readings;
 pub mod tokens;
 
 use poem::{Endpoint, EndpointExt, IntoResponse, Request};

@@ -1,0 +1,287 @@
+//! Reading data back under `/api/v1`: aggregated metrics of a host or a container, a host's
+//! containers with their latest state, and a host's liveness events.
+
+use chrono::{DateTime, Utc};
+use poem::web::Data;
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Object, OpenApi};
+
+use super::{AdminToken, admin_response, default_page_size, named_path_params};
+use crate::api::{ApiTags, AppState};
+use crate::domain::host::Cursor;
+use crate::domain::series::SeriesRequest;
+use crate::error::Error;
+use crate::store::readings::{
+    ContainerMetricsBucket, ContainerState, HostEvent, HostMetricsBucket,
+};
+
+pub struct ReadingsApi;
+
+/// Host metrics aggregated per time bucket.
+#[derive(Debug, Clone, Object)]
+pub struct HostSeries {
+    /// The bucket width used: the one asked for, or the finest that keeps the answer under
+    /// 1,000 points.
+    pub bucket: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Buckets with at least one sample, oldest first.
+    pub points: Vec<HostMetricsBucket>,
+}
+
+/// Container metrics aggregated per time bucket.
+#[derive(Debug, Clone, Object)]
+pub struct ContainerSeries {
+    pub bucket: String,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub points: Vec<ContainerMetricsBucket>,
+}
+
+/// A host's containers.
+#[derive(Debug, Clone, Object)]
+pub struct ContainerList {
+    pub items: Vec<ContainerState>,
+}
+
+/// One page of a host's events, newest first.
+#[derive(Debug, Clone, Object)]
+pub struct EventPage {
+    pub items: Vec<HostEvent>,
+    /// Pass as `cursor` to get the next (older) page; null on the last page.
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
+}
+
+admin_response! {
+    /// Answers of `GET /api/v1/hosts/{id}/metrics`.
+    pub enum HostSeriesResponse {
+        /// The aggregated series.
+        #[oai(status = 200)]
+        Ok(Json<HostSeries>),
+    }
+    problems {
+        /// No host has this id.
+        NotFound = 404,
+        /// A malformed id, range or bucket; `errors` names each.
+        Unprocessable = 422,
+    }
+}
+
+admin_response! {
+    /// Answers of `GET /api/v1/containers/{id}/metrics`.
+    pub enum ContainerSeriesResponse {
+        /// The aggregated series.
+        #[oai(status = 200)]
+        Ok(Json<ContainerSeries>),
+    }
+    problems {
+        /// No container has this id.
+        NotFound = 404,
+        /// A malformed id, range or bucket; `errors` names each.
+        Unprocessable = 422,
+    }
+}
+
+admin_response! {
+    /// Answers of `GET /api/v1/hosts/{id}/containers`.
+    pub enum ContainerListResponse {
+        /// The host's containers.
+        #[oai(status = 200)]
+        Ok(Json<ContainerList>),
+    }
+    problems {
+        /// No host has this id.
+        NotFound = 404,
+        /// A malformed id or filter.
+        Unprocessable = 422,
+    }
+}
+
+admin_response! {
+    /// Answers of `GET /api/v1/hosts/{id}/events`.
+    pub enum EventPageResponse {
+        /// A page of events.
+        #[oai(status = 200)]
+        Ok(Json<EventPage>),
+    }
+    problems {
+        /// No host has this id.
+        NotFound = 404,
+        /// A malformed id, limit or cursor.
+        Unprocessable = 422,
+    }
+}
+
+fn series(
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: Option<&str>,
+) -> Result<SeriesRequest, Error> {
+    SeriesRequest::new(from, to, bucket).map_err(Error::Validation)
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Admin")]
+impl ReadingsApi {
+    /// Host metrics over time
+    ///
+    /// Averages and maxima of each metric per bucket (`time_bucket`), with the sample count,
+    /// for `[from, to)`.
+    #[oai(
+        path = "/hosts/:id/metrics",
+        method = "get",
+        transform = "named_path_params",
+        operation_id = "get_host_metrics"
+    )]
+    async fn host_metrics(
+        &self,
+        state: Data<&AppState>,
+        _auth: AdminToken,
+        /// The host's id.
+        id: Path<i64>,
+        /// Start of the range (RFC 3339, inclusive).
+        from: Query<DateTime<Utc>>,
+        /// End of the range (RFC 3339, exclusive); at most 400 days after `from`.
+        to: Query<DateTime<Utc>>,
+        /// Bucket width: `1m`, `5m`, `15m`, `1h`, `6h` or `1d`; default: the finest under 1,000 points.
+        bucket: Query<Option<String>>,
+    ) -> HostSeriesResponse {
+        let result = async {
+            let request = series(from.0, to.0, bucket.0.as_deref())?;
+            state.store.host(id.0).await?;
+            let points = state.store.host_series(id.0, &request).await?;
+            Ok::<_, Error>(HostSeries {
+                bucket: request.bucket_name.into(),
+                from: request.from,
+                to: request.to,
+                points,
+            })
+        };
+        match result.await {
+            Ok(series) => HostSeriesResponse::Ok(Json(series)),
+            Err(error) => error.into(),
+        }
+    }
+
+    /// Container metrics over time
+    #[oai(
+        path = "/containers/:id/metrics",
+        method = "get",
+        transform = "named_path_params",
+        operation_id = "get_container_metrics"
+    )]
+    async fn container_metrics(
+        &self,
+        state: Data<&AppState>,
+        _auth: AdminToken,
+        /// The container's id (`id` in `GET /api/v1/hosts/{id}/containers`).
+        id: Path<i64>,
+        /// Start of the range (RFC 3339, inclusive).
+        from: Query<DateTime<Utc>>,
+        /// End of the range (RFC 3339, exclusive); at most 400 days after `from`.
+        to: Query<DateTime<Utc>>,
+        /// Bucket width: `1m`, `5m`, `15m`, `1h`, `6h` or `1d`; default: the finest under 1,000 points.
+        bucket: Query<Option<String>>,
+    ) -> ContainerSeriesResponse {
+        let result = async {
+            let request = series(from.0, to.0, bucket.0.as_deref())?;
+            if !state.store.container_exists(id.0).await? {
+                return Err(Error::NotFound("container"));
+            }
+            let points = state.store.container_series(id.0, &request).await?;
+            Ok(ContainerSeries {
+                bucket: request.bucket_name.into(),
+                from: request.from,
+                to: request.to,
+                points,
+            })
+        };
+        match result.await {
+            Ok(series) => ContainerSeriesResponse::Ok(Json(series)),
+            Err(error) => error.into(),
+        }
+    }
+
+    /// A host's containers with their latest state
+    ///
+    /// Containers not seen for longer than the staleness threshold are listed with
+    /// `stale: true` rather than hidden.
+    #[oai(
+        path = "/hosts/:id/containers",
+        method = "get",
+        transform = "named_path_params",
+        operation_id = "list_host_containers"
+    )]
+    async fn host_containers(
+        &self,
+        state: Data<&AppState>,
+        _auth: AdminToken,
+        /// The host's id.
+        id: Path<i64>,
+        /// Only containers in this Docker state (`running`, `exited`, …).
+        #[oai(name = "state", validator(max_length = 32))]
+        state_filter: Query<Option<String>>,
+    ) -> ContainerListResponse {
+        let result = async {
+            state.store.host(id.0).await?;
+            state
+                .store
+                .host_containers(id.0, state_filter.0.as_deref(), state.container_stale_after)
+                .await
+        };
+        match result.await {
+            Ok(items) => ContainerListResponse::Ok(Json(ContainerList { items })),
+            Err(error) => error.into(),
+        }
+    }
+
+    /// A host's liveness events
+    ///
+    /// Transitions `online` (first contact), `offline` and `recovered`, newest first.
+    #[oai(
+        path = "/hosts/:id/events",
+        method = "get",
+        transform = "named_path_params",
+        operation_id = "list_host_events"
+    )]
+    async fn host_events(
+        &self,
+        state: Data<&AppState>,
+        _auth: AdminToken,
+        /// The host's id.
+        id: Path<i64>,
+        /// Events per page.
+        #[oai(
+            default = "default_page_size",
+            validator(minimum(value = "1"), maximum(value = "200"))
+        )]
+        limit: Query<u32>,
+        /// Where to continue: the `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> EventPageResponse {
+        let result = async {
+            let before = cursor
+                .0
+                .as_deref()
+                .map(|text| Cursor::parse("cursor", text))
+                .transpose()
+                .map_err(|e| Error::Validation(vec![e]))?;
+            state.store.host(id.0).await?;
+            let limit = i64::from(limit.0);
+            let mut items = state
+                .store
+                .host_events(id.0, before.map(|cursor| cursor.0), limit + 1)
+                .await?;
+            let next_cursor = (items.len() as i64 > limit).then(|| {
+                items.truncate(limit as usize);
+                Cursor(items[items.len() - 1].id).encode()
+            });
+            Ok::<_, Error>(EventPage { items, next_cursor })
+        };
+        match result.await {
+            Ok(page) => EventPageResponse::Ok(Json(page)),
+            Err(error) => error.into(),
+        }
+    }
+}

@@ -1,0 +1,359 @@
+//! The read API: aggregated series, containers with their latest state, events; and the query
+//! plans that keep a week of 30 s data fast.
+
+use chrono::{Duration, Utc};
+use reqwest::Method;
+use serde_json::json;
+
+use crate::helpers::{TestApp, at, payload, rfc3339};
+
+fn range(from: Duration, to: Duration) -> String {
+    let encode = |offset| rfc3339(Utc::now() + offset).replace('+', "%2B");
+    format!("from={}&to={}", encode(from), encode(to))
+}
+
+#[tokio::test]
+async fn host_metrics_are_averaged_and_maxed_per_bucket_with_sample_counts() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (host, token) = app.host_with_token("web-01").await;
+    for (seconds, cpu) in [(-50, 10.0), (-40, 30.0), (-30, 50.0)] {
+        let mut body = payload(&at(Duration::seconds(seconds)), &[]);
+        body["host"]["metrics"]["cpu_percent"] = json!(cpu);
+        assert_eq!(app.post_telemetry(&token, &body).await.status(), 204);
+    }
+
+    let answer = app
+        .admin(
+            Method::GET,
+            &format!(
+                "/hosts/{host}/metrics?{}&bucket=1d",
+                range(Duration::hours(-1), Duration::minutes(1))
+            ),
+            Some(&admin),
+            None,
+        )
+        .await;
+
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["bucket"], "1d");
+    let points = answer.body["points"].as_array().unwrap();
+    let samples: i64 = points.iter().map(|p| p["samples"].as_i64().unwrap()).sum();
+    assert_eq!(samples, 3);
+    let max = points
+        .iter()
+        .map(|p| p["cpu_percent"]["max"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert_eq!(max, 50.0);
+    if points.len() == 1 {
+        assert_eq!(points[0]["cpu_percent"]["avg"], 30.0);
+    }
+}
+
+#[tokio::test]
+async fn without_a_bucket_the_answer_stays_under_a_thousand_points() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let host = app.create_host("web-01").await;
+
+    let hour = app
+        .admin(
+            Method::GET,
+            &format!(
+                "/hosts/{host}/metrics?{}",
+                range(Duration::hours(-1), Duration::zero())
+            ),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let week = app
+        .admin(
+            Method::GET,
+            &format!(
+                "/hosts/{host}/metrics?{}",
+                range(Duration::days(-7), Duration::zero())
+            ),
+            Some(&admin),
+            None,
+        )
+        .await;
+
+    assert_eq!(hour.body["bucket"], "1m");
+    assert_eq!(week.body["bucket"], "15m");
+}
+
+#[tokio::test]
+async fn bad_ranges_and_buckets_are_422_naming_the_parameter() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let host = app.create_host("web-01").await;
+    let cases = [
+        (range(Duration::zero(), Duration::hours(-1)), "to"),
+        (range(Duration::days(-500), Duration::zero()), "to"),
+        (
+            format!("{}&bucket=2m", range(Duration::hours(-1), Duration::zero())),
+            "bucket",
+        ),
+        (
+            format!("{}&bucket=1m", range(Duration::days(-30), Duration::zero())),
+            "bucket",
+        ),
+        ("from=yesterday&to=today".into(), "from"),
+    ];
+    for (query, field) in cases {
+        let answer = app
+            .admin(
+                Method::GET,
+                &format!("/hosts/{host}/metrics?{query}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, 422, "{query}: {}", answer.body);
+        assert!(
+            answer.error_fields().contains(&field.to_string()),
+            "{query}: {}",
+            answer.body
+        );
+    }
+}
+
+#[tokio::test]
+async fn unknown_hosts_and_containers_are_404_and_agent_tokens_are_refused() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (host, agent_token) = app.host_with_token("web-01").await;
+    let window = range(Duration::hours(-1), Duration::zero());
+
+    for path in [
+        format!("/hosts/999999/metrics?{window}"),
+        format!("/containers/999999/metrics?{window}"),
+        "/hosts/999999/containers".into(),
+        "/hosts/999999/events".into(),
+    ] {
+        assert_eq!(
+            app.admin(Method::GET, &path, Some(&admin), None)
+                .await
+                .status,
+            404,
+            "{path}"
+        );
+    }
+    let refused = app
+        .admin(
+            Method::GET,
+            &format!("/hosts/{host}/events"),
+            Some(&agent_token),
+            None,
+        )
+        .await;
+    assert_eq!(refused.status, 401);
+}
+
+#[tokio::test]
+async fn a_hosts_containers_carry_their_latest_metrics_and_stale_ones_are_flagged() {
+    let app = TestApp::spawn_with(&["--container-stale-seconds", "60"]).await;
+    let admin = app.admin_token().await;
+    let (host, token) = app.host_with_token("web-01").await;
+    app.post_telemetry(
+        &token,
+        &payload(
+            &at(Duration::minutes(-5)),
+            &[("gone", "running"), ("web", "running")],
+        ),
+    )
+    .await;
+    app.post_telemetry(
+        &token,
+        &payload(
+            &at(Duration::zero()),
+            &[("web", "running"), ("job", "exited")],
+        ),
+    )
+    .await;
+
+    let all = app
+        .admin(
+            Method::GET,
+            &format!("/hosts/{host}/containers"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let running = app
+        .admin(
+            Method::GET,
+            &format!("/hosts/{host}/containers?state=running"),
+            Some(&admin),
+            None,
+        )
+        .await;
+
+    let items = all.body["items"].as_array().unwrap();
+    let stale: Vec<(&str, bool)> = items
+        .iter()
+        .map(|c| {
+            (
+                c["container_id"].as_str().unwrap(),
+                c["stale"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(stale, [("gone", true), ("job", false), ("web", false)]);
+    assert_eq!(items[2]["memory_percent"], 25.0);
+    let running: Vec<&str> = running.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["container_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(running, ["gone", "web"]);
+
+    let container = items[2]["id"].as_i64().unwrap();
+    let series = app
+        .admin(
+            Method::GET,
+            &format!(
+                "/containers/{container}/metrics?{}",
+                range(Duration::hours(-1), Duration::minutes(1))
+            ),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(series.status, 200);
+    let samples: i64 = series.body["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["samples"].as_i64().unwrap())
+        .sum();
+    assert_eq!(samples, 2);
+}
+
+#[tokio::test]
+async fn events_come_newest_first_in_stable_pages() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let host = app.create_host("web-01").await;
+    for kind in ["online", "offline", "recovered", "offline", "recovered"] {
+        app.db
+            .execute(
+                "INSERT INTO host_events (host_id, kind) VALUES ($1, $2)",
+                &[&host, &kind],
+            )
+            .await
+            .unwrap();
+    }
+
+    let first = app
+        .admin(
+            Method::GET,
+            &format!("/hosts/{host}/events?limit=2"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let cursor = first.body["next_cursor"].as_str().unwrap().to_owned();
+    let second = app
+        .admin(
+            Method::GET,
+            &format!("/hosts/{host}/events?limit=2&cursor={cursor}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let cursor = second.body["next_cursor"].as_str().unwrap().to_owned();
+    let third = app
+        .admin(
+            Method::GET,
+            &format!("/hosts/{host}/events?limit=2&cursor={cursor}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+
+    let kinds = |answer: &crate::helpers::Answer| -> Vec<String> {
+        answer.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["kind"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(kinds(&first), ["recovered", "offline"]);
+    assert_eq!(kinds(&second), ["recovered", "offline"]);
+    assert_eq!(kinds(&third), ["online"]);
+    assert!(third.body["next_cursor"].is_null());
+}
+
+#[tokio::test]
+async fn a_week_of_30_second_data_is_read_through_the_primary_key_index() {
+    let app = TestApp::spawn().await;
+    let (host, token) = app.host_with_token("web-01").await;
+    let ids: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    let containers: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), "running")).collect();
+    app.post_telemetry(&token, &payload(&at(Duration::zero()), &containers))
+        .await;
+    // A week of 30 s snapshots for this host and 9 others, and for its 20 containers.
+    app.db
+        .batch_execute(&format!(
+            "INSERT INTO hosts (name, slug) SELECT 'h' || i, 'h-' || i FROM generate_series(1, 9) i;
+             INSERT INTO host_metric_snapshots (host_id, recorded_at, cpu_percent)
+             SELECT h.id, t, random() * 100 FROM hosts h,
+                    generate_series(now() - interval '7 days', now() - interval '1 minute', interval '30 seconds') t
+             WHERE h.id <> {host} OR true
+             ON CONFLICT DO NOTHING;
+             INSERT INTO container_metric_snapshots (container_id, host_id, recorded_at, cpu_percent)
+             SELECT c.id, c.host_id, t, random() FROM containers c,
+                    generate_series(now() - interval '7 days', now() - interval '1 minute', interval '30 seconds') t
+             ON CONFLICT DO NOTHING;
+             ANALYZE host_metric_snapshots; ANALYZE container_metric_snapshots;"
+        ))
+        .await
+        .unwrap();
+    let host_query = format!(
+        "EXPLAIN SELECT time_bucket('15 minutes', recorded_at) b, avg(cpu_percent) FROM host_metric_snapshots
+         WHERE host_id = {host} AND recorded_at >= now() - interval '7 days' AND recorded_at < now() GROUP BY b"
+    );
+    let container_query = "EXPLAIN SELECT time_bucket('15 minutes', recorded_at) b, avg(cpu_percent) FROM container_metric_snapshots
+         WHERE container_id = (SELECT min(id) FROM containers) AND recorded_at >= now() - interval '7 days' AND recorded_at < now() GROUP BY b";
+
+    for query in [host_query.as_str(), container_query] {
+        let plan: Vec<String> = app
+            .db
+            .query(query, &[])
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let plan = plan.join("\n");
+        assert!(
+            plan.contains("_pkey"),
+            "the (id, recorded_at) primary key serves it:\n{plan}"
+        );
+        assert!(!plan.contains("Seq Scan"), "no sequential scan:\n{plan}");
+    }
+
+    let admin = app.admin_token().await;
+    let started = std::time::Instant::now();
+    let answer = app
+        .admin(
+            Method::GET,
+            &format!(
+                "/hosts/{host}/metrics?{}",
+                range(Duration::days(-7), Duration::zero())
+            ),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.body["points"].as_array().unwrap().len(), 7 * 96 + 1);
+    eprintln!(
+        "a week at 15 min buckets answered in {:?}",
+        started.elapsed()
+    );
+}
