@@ -12,12 +12,13 @@ CREATE INDEX host_events_host_id_idx ON host_events (host_id, id DESC); -- newes
 -- The liveness detector looks for online hosts not seen lately.
 CREATE INDEX hosts_online_last_seen_idx ON hosts (last_seen_at) WHERE status = 'online';
 
--- Analysts read everything but credentials. Roles are cluster-wide: create it once.
+-- Analysts read everything but credentials. Roles are cluster-wide, and databases of one
+-- cluster may migrate at the same time: whoever comes second finds the role there.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'nexus_analyst') THEN
-        CREATE ROLE nexus_analyst NOLOGIN;
-    END IF;
+    CREATE ROLE nexus_analyst NOLOGIN;
+EXCEPTION WHEN duplicate_object OR unique_violation THEN
+    NULL;
 END
 $$;
 GRANT USAGE ON SCHEMA public TO nexus_analyst;
