@@ -71,9 +71,16 @@ pub async fn run(spec: &LoadSpec, agents: &[Agent], probe: &mut dyn Probe) -> Re
         )));
     }
     drop(ready_tx);
+    let warming = Instant::now();
     for _ in 0..concurrency {
         ready_rx.recv().await;
     }
+    eprintln!(
+        "bench: warm-up ({} posts) took {:.1} s; measuring {} s",
+        agents.len(),
+        warming.elapsed().as_secs_f64(),
+        spec.duration.as_secs()
+    );
     let t0 = Instant::now() + Duration::from_millis(20);
     tokio::time::sleep_until(t0).await;
     probe.start();
@@ -121,7 +128,8 @@ async fn agent(
     let mut next = 0usize;
     let mut slot = 0u64;
     loop {
-        let (agent, feed) = &mut hosts[next % hosts.len()];
+        let share = hosts.len();
+        let (agent, feed) = &mut hosts[next % share];
         next += 1;
         let scheduled = match spec.rate {
             None => None,

@@ -44,6 +44,7 @@ async fn main() -> Result<()> {
         if cli.keep_database {
             eprintln!("bench: kept database {name}");
         } else {
+            eprintln!("bench: dropping database {name} (waits for a checkpoint)");
             database::drop_database(&server, name).await?;
         }
     }

@@ -308,8 +308,3 @@ fn bump(counter: &mut Option<i64>, by: u64) {
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
-
-/// Serialised size of a payload, for the report.
-pub fn encoded_len(payload: &TelemetryPayload) -> usize {
-    serde_json::to_vec(payload).map(|v| v.len()).unwrap_or(0)
-}

@@ -44,10 +44,12 @@ pub fn print(results: &[ScenarioResult], machine: &str) {
         };
         let e2e = r.rows_per_second();
         println!(
-            "| {} | {:.0} | {:.0} | {:.2} | {:.0} ({} posts/txn) | {:.2} |",
+            "| {} | {:.0} | {:.0} ({} posts in {:.1} s) | {:.2} | {:.0} ({} posts/txn) | {:.2} |",
             r.scenario.label,
             e2e,
             per_post.rows_per_second(),
+            per_post.posts,
+            per_post.elapsed.as_secs_f64(),
             e2e / per_post.rows_per_second(),
             bulk.rows_per_second(),
             bulk.posts_per_batch,

@@ -87,8 +87,6 @@ impl Probe for CpuProbe {
 pub struct ScenarioResult {
     pub scenario: Scenario,
     pub load: LoadOutcome,
-    /// Rows the database gained during warm-up and measurement: (host, container).
-    pub rows_written: (i64, i64),
     pub peak_rss_kib: Option<u64>,
     pub rate_limit_per_minute: Option<u32>,
     pub pool_size: Option<usize>,
@@ -213,7 +211,6 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
     Ok(ScenarioResult {
         scenario: scenario.clone(),
         load,
-        rows_written,
         peak_rss_kib,
         rate_limit_per_minute: spawned.then_some(target.server.rate_limit_per_minute),
         pool_size: target.server.pool_size,

@@ -80,11 +80,6 @@ impl Server {
         procfs::status_kib(self.pid, "VmHWM")
     }
 
-    /// CPU seconds (user + system) the server has used so far.
-    pub fn cpu_seconds(&self) -> Option<f64> {
-        procfs::cpu_seconds(self.pid)
-    }
-
     /// Sends SIGKILL and waits: its data are committed per request, nothing is lost.
     pub async fn stop(mut self) -> Result<()> {
         self.child.kill().await?;
