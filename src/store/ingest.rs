@@ -2,13 +2,20 @@
 //! upserts and one metric row per container, all in one statement.
 
 use serde_json::Value;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 
 use super::Store;
+use super::new_chunks::LOCK_NEW_CHUNKS;
 use crate::domain::snapshot::{Snapshot, memory_percent};
 use crate::error::Error;
 
 const INGEST: &str = include_str!("queries/ingest.sql");
+
+/// Tries of the ingest statement when PostgreSQL aborts it to break a deadlock: the backstop for
+/// a chunk created behind `new_chunks`' back (e.g. a day's chunk dropped and written again).
+/// The statement is atomic and idempotent, so running it again is safe.
+const DEADLOCK_TRIES: usize = 3;
 
 /// What one ingest wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,11 +136,36 @@ impl Store {
             &c.block_read_bytes,
             &c.block_write_bytes,
         ];
-        let client = self.client().await?;
+        let mut client = self.client().await?;
         let statement = client.prepare_cached(INGEST).await?;
-        let row = client.query_one(&statement, &params).await?;
+        let known_day = self.known_days.contains(snapshot.recorded_at);
+        let row = if known_day {
+            let mut tries = 1;
+            loop {
+                match client.query_one(&statement, &params).await {
+                    Err(error)
+                        if tries < DEADLOCK_TRIES
+                            && error.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) =>
+                    {
+                        tracing::warn!(host_id, tries, "ingest deadlocked; retrying");
+                        tries += 1;
+                    }
+                    result => break result?,
+                }
+            }
+        } else {
+            // Possibly the first write into a new chunk: one at a time (see `new_chunks`).
+            let transaction = client.transaction().await?;
+            transaction.batch_execute(LOCK_NEW_CHUNKS).await?;
+            let row = transaction.query_one(&statement, &params).await?;
+            transaction.commit().await?;
+            row
+        };
         if row.get::<_, i64>("hosts_updated") == 0 {
             return Ok(None);
+        }
+        if !known_day {
+            self.known_days.insert(snapshot.recorded_at); // its chunks exist now
         }
         Ok(Some(Written {
             host_rows: row.get("host_rows"),

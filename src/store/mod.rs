@@ -4,6 +4,7 @@
 
 pub mod hosts;
 pub mod ingest;
+pub mod new_chunks;
 pub mod tokens;
 
 use std::str::FromStr;
@@ -36,6 +37,8 @@ pub struct DbSettings {
 pub struct Store {
     pool: Pool,
     url: String,
+    /// Days this process has written snapshots into (see [`new_chunks`]).
+    known_days: new_chunks::KnownDays,
 }
 
 impl Store {
@@ -64,6 +67,7 @@ impl Store {
         Ok(Self {
             pool,
             url: settings.url.clone(),
+            known_days: new_chunks::KnownDays::default(),
         })
     }
 
