@@ -15,6 +15,12 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
     })
 }
 
+/// Resets a process's `VmHWM` to its current resident size (`5` → `clear_refs`, Linux ≥ 4.0),
+/// so the next read is the peak of what follows.
+pub fn reset_peak_rss(pid: u32) -> bool {
+    fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
+}
+
 /// User + system CPU seconds of a process (`self` for this one).
 pub fn cpu_seconds(pid: impl std::fmt::Display) -> Option<f64> {
     let (_, fields) = stat(&format!("/proc/{pid}/stat"))?;

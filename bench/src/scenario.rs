@@ -61,14 +61,22 @@ impl CpuSample {
     }
 }
 
-struct CpuProbe {
+/// At the start of the measured phase: CPU counters, and the server's peak memory so far
+/// (warm-up included), which is then reset so the end shows the measured phase's own peak.
+struct PhaseProbe {
     pid: Option<u32>,
     start: CpuSample,
     split: CpuSplit,
+    warmup_peak_rss_kib: Option<u64>,
+    peak_was_reset: bool,
 }
 
-impl Probe for CpuProbe {
+impl Probe for PhaseProbe {
     fn start(&mut self) {
+        if let Some(pid) = self.pid {
+            self.warmup_peak_rss_kib = procfs::status_kib(pid, "VmHWM");
+            self.peak_was_reset = procfs::reset_peak_rss(pid);
+        }
         self.start = CpuSample::take(self.pid);
     }
 
@@ -87,7 +95,10 @@ impl Probe for CpuProbe {
 pub struct ScenarioResult {
     pub scenario: Scenario,
     pub load: LoadOutcome,
+    /// Server's peak resident memory during the measured phase (None if it could not be reset).
     pub peak_rss_kib: Option<u64>,
+    /// Server's peak resident memory over warm-up and measurement.
+    pub peak_rss_with_warmup_kib: Option<u64>,
     pub rate_limit_per_minute: Option<u32>,
     pub pool_size: Option<usize>,
     pub cpu: CpuSplit,
@@ -145,13 +156,20 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
         rate: scenario.rate,
         concurrency: scenario.concurrency,
     };
-    let mut probe = CpuProbe {
+    let mut probe = PhaseProbe {
         pid: server.as_ref().map(|s| s.pid),
         start: CpuSample::default(),
         split: CpuSplit::default(),
+        warmup_peak_rss_kib: None,
+        peak_was_reset: false,
     };
     let load = load::run(&spec, &agents, &mut probe).await?;
     let peak_rss_kib = server.as_ref().and_then(Server::peak_rss_kib);
+    let peak_rss_with_warmup_kib = match (peak_rss_kib, probe.warmup_peak_rss_kib) {
+        (Some(a), Some(b)) if probe.peak_was_reset => Some(a.max(b)),
+        (peak, _) => peak,
+    };
+    let peak_rss_kib = peak_rss_kib.filter(|_| probe.peak_was_reset);
     if let Some(server) = server {
         server.stop().await?;
     }
@@ -212,6 +230,7 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
         scenario: scenario.clone(),
         load,
         peak_rss_kib,
+        peak_rss_with_warmup_kib,
         rate_limit_per_minute: spawned.then_some(target.server.rate_limit_per_minute),
         pool_size: target.server.pool_size,
         cpu: probe.split,
