@@ -8,7 +8,7 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::{EndpointExt, middleware::Tracing};
 
-use crate::api::{self, AppState, State, rate_limit::RateLimit};
+use crate::api::{self, AppState, State, ingest_slots::IngestSlots, rate_limit::RateLimit};
 use crate::config::ServeArgs;
 use crate::store::Store;
 
@@ -40,6 +40,10 @@ impl Application {
             rate_limit: RateLimit::per_minute(config.rate_limit_per_minute),
             skew: config.skew(),
             body_limit: config.body_limit_bytes,
+            ingest_slots: IngestSlots::new(
+                config.db.db_pool_size,
+                config.db.settings().acquire_timeout,
+            ),
         });
         Ok(Self {
             acceptor,

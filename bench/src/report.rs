@@ -27,10 +27,11 @@ pub fn print(results: &[ScenarioResult], machine: &str) {
             m.percentile_ms(0.95),
             m.percentile_ms(0.99),
             m.errors_text(),
-            r.peak_rss_kib.map_or("n/a".to_owned(), |k| format!(
-                "{:.1} MiB",
-                k as f64 / 1024.0
-            )),
+            format!(
+                "{} ({})",
+                mib(r.peak_rss_kib),
+                mib(r.peak_rss_with_warmup_kib)
+            ),
         );
     }
     println!();

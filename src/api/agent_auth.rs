@@ -1,5 +1,6 @@
 //! Authentication and rate limiting of `POST /agent/telemetry`, as a middleware run before the
-//! body is read: bearer → token lookup → per-token quota → `last_used_at` stamp.
+//! body is read: bearer → token lookup → per-token quota → `last_used_at` stamp → a free
+//! ingest slot (see [`super::ingest_slots`]).
 //!
 //! The handler receives an [`AgentToken`]; obtaining it is the check, and the security scheme
 //! documents the bearer in the OpenAPI document.
@@ -62,6 +63,7 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             Err(error) => return Err(error.into()),
         };
         state.store.stamp_token(agent.token_id).await?;
+        let _slot = state.ingest_slots.acquire().await?;
         request.extensions_mut().insert(AgentSession {
             agent,
             quota: admitted,

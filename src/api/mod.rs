@@ -2,6 +2,7 @@
 //! assembly of routes, OpenAPI document and docs.
 
 pub mod agent_auth;
+pub mod ingest_slots;
 pub mod json_body;
 pub mod problem;
 pub mod rate_limit;
@@ -15,6 +16,7 @@ use poem_openapi::{OpenApiService, Tags};
 
 use crate::domain::snapshot::SkewWindow;
 use crate::store::Store;
+use ingest_slots::IngestSlots;
 use json_body::BodyLimit;
 use rate_limit::RateLimit;
 
@@ -26,6 +28,7 @@ pub struct State {
     pub rate_limit: RateLimit,
     pub skew: SkewWindow,
     pub body_limit: usize,
+    pub ingest_slots: IngestSlots,
 }
 
 #[derive(Tags)]
