@@ -36,19 +36,35 @@ impl CopyOutcome {
     }
 }
 
-/// Copies up to `posts` posts' rows for `agents` (whose containers exist), `posts_per_batch`
-/// posts per transaction, stopping early after `budget`. `base` is the first `recorded_at`;
-/// every post gets its own microsecond after it, so no row collides with another.
+/// What to copy.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyPlan {
+    pub containers: usize,
+    /// Posts to copy at most.
+    pub posts: u64,
+    pub posts_per_batch: usize,
+    /// The first `recorded_at`: every post gets its own microsecond after it, so no row
+    /// collides with another.
+    pub base: DateTime<Utc>,
+    /// Stop early after this long.
+    pub budget: Duration,
+}
+
+/// Copies the rows of `plan.posts` posts of `agents` (whose containers exist), round-robin over
+/// the hosts, `plan.posts_per_batch` posts per transaction.
 pub async fn run(
     db: &mut Client,
     agents: &[Agent],
-    containers: usize,
     container_ids: &HashMap<(i64, String), i64>,
-    posts: u64,
-    posts_per_batch: usize,
-    base: DateTime<Utc>,
-    budget: Duration,
+    plan: CopyPlan,
 ) -> Result<CopyOutcome> {
+    let CopyPlan {
+        containers,
+        posts,
+        posts_per_batch,
+        base,
+        budget,
+    } = plan;
     let mut feeds: Vec<HostFeed> = (0..agents.len())
         .map(|i| HostFeed::new(i, containers))
         .collect();

@@ -14,7 +14,7 @@ pub fn print(results: &[ScenarioResult], machine: &str) {
         let s = &r.scenario;
         let m = &r.load.measured;
         println!(
-            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} ({}) |",
             s.label,
             s.containers,
             s.hosts,
@@ -27,11 +27,8 @@ pub fn print(results: &[ScenarioResult], machine: &str) {
             m.percentile_ms(0.95),
             m.percentile_ms(0.99),
             m.errors_text(),
-            format!(
-                "{} ({})",
-                mib(r.peak_rss_kib),
-                mib(r.peak_rss_with_warmup_kib)
-            ),
+            mib(r.peak_rss_kib),
+            mib(r.peak_rss_with_warmup_kib),
         );
     }
     println!();

@@ -8,7 +8,7 @@ use anyhow::{Result, ensure};
 use chrono::Utc;
 use tokio_postgres::Client;
 
-use crate::copy_baseline::{self, BULK_ROWS, CopyOutcome};
+use crate::copy_baseline::{self, BULK_ROWS, CopyOutcome, CopyPlan};
 use crate::database::{self, provision_hosts, snapshot_rows};
 use crate::load::{self, LoadOutcome, LoadSpec, Probe};
 use crate::procfs;
@@ -187,40 +187,29 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
             &agents.iter().map(|a| a.host_id).collect::<Vec<_>>(),
         )
         .await?;
-        let posts = load.measured.stored();
-        let budget = Duration::from_secs(10);
-        let base = Utc::now() - chrono::Duration::minutes(40);
         eprintln!(
             "bench: [{}] COPY baseline, one post per transaction",
             scenario.label
         );
-        let per_post = copy_baseline::run(
-            target.db,
-            &agents,
-            scenario.containers,
-            &ids,
-            posts,
-            1,
-            base,
-            budget,
-        )
-        .await?;
+        let plan = CopyPlan {
+            containers: scenario.containers,
+            posts: load.measured.stored(),
+            posts_per_batch: 1,
+            base: Utc::now() - chrono::Duration::minutes(40),
+            budget: Duration::from_secs(10),
+        };
+        let per_post = copy_baseline::run(target.db, &agents, &ids, plan).await?;
         let bulk_posts = (BULK_ROWS / (scenario.containers + 1)).max(1);
         eprintln!(
             "bench: [{}] COPY baseline, {bulk_posts} posts per transaction",
             scenario.label
         );
-        let bulk = copy_baseline::run(
-            target.db,
-            &agents,
-            scenario.containers,
-            &ids,
-            posts,
-            bulk_posts,
-            base - chrono::Duration::minutes(10),
-            budget,
-        )
-        .await?;
+        let plan = CopyPlan {
+            posts_per_batch: bulk_posts,
+            base: plan.base - chrono::Duration::minutes(10),
+            ..plan
+        };
+        let bulk = copy_baseline::run(target.db, &agents, &ids, plan).await?;
         (Some(per_post), Some(bulk))
     } else {
         (None, None)
