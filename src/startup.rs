@@ -8,7 +8,7 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::api::json_body::BodyLimits;
-use crate::api::{self, AppState, State, rate_limit::RateLimit};
+use crate::api::{self, AppState, State, ingest_slots::IngestSlots, rate_limit::RateLimit};
 use crate::background::{self, Schedule};
 use crate::config::ServeArgs;
 use crate::store::Store;
@@ -62,6 +62,10 @@ impl Application {
                 read_timeout: Duration::from_secs(config.body_timeout_seconds),
             },
             agent_cache: Arc::new(AgentTokenCache::new()),
+            ingest_slots: IngestSlots::new(
+                config.db.db_pool_size,
+                config.db.settings().acquire_timeout,
+            ),
         });
         Ok(Self {
             acceptor,

@@ -1,6 +1,7 @@
 //! Authentication and rate limiting of `POST /agent/telemetry`, as a middleware run before the
 //! body is read: bearer → token lookup (cached) → per-token quota → `last_used_at` stamp, which
-//! also re-checks that the token is still valid.
+//! also re-checks that the token is still valid → a free ingest slot (see
+//! [`super::ingest_slots`]).
 //!
 //! The handler receives an [`AgentToken`]; obtaining it is the check, and the security scheme
 //! documents the bearer in the OpenAPI document.
@@ -73,6 +74,7 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             state.agent_cache.forget(&hash);
             return Err(Error::Unauthorized.into());
         }
+        let _slot = state.ingest_slots.acquire().await?;
         request.extensions_mut().insert(AgentSession {
             agent,
             quota: admitted,

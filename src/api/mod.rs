@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agent_auth;
+pub mod ingest_slots;
 pub mod json_body;
 pub mod metrics;
 pub mod ops;
@@ -20,6 +21,7 @@ use poem_openapi::{OpenApiService, Tags};
 use crate::domain::snapshot::SkewWindow;
 use crate::store::Store;
 use crate::store::agent_cache::AgentTokenCache;
+use ingest_slots::IngestSlots;
 use json_body::BodyLimits;
 use rate_limit::RateLimit;
 
@@ -37,6 +39,8 @@ pub struct State {
     pub agent_cache: Arc<AgentTokenCache>,
     /// A container not seen for this long is flagged stale in listings.
     pub container_stale_after: std::time::Duration,
+    /// Bounds the telemetry bodies in flight to what the pool can write.
+    pub ingest_slots: IngestSlots,
 }
 
 #[derive(Tags)]

@@ -45,14 +45,16 @@ container_snapshots AS (
         (container_id, host_id, recorded_at, cpu_percent, memory_usage_mb, memory_limit_mb,
          memory_percent, network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes)
     -- New rows are only visible through `upserted`, unchanged ones only through `containers`.
-    SELECT COALESCE(u.id, existing.id), host.id, $2, i.cpu_percent, i.memory_usage_mb,
+    -- The latter is a per-row lookup by the unique key (a scalar subquery, not a join): a join
+    -- let a plan cached while `containers` was small hash the whole table on every post.
+    SELECT COALESCE(u.id, (SELECT e.id FROM containers e
+                           WHERE e.host_id = host.id AND e.container_id = i.container_id)),
+           host.id, $2, i.cpu_percent, i.memory_usage_mb,
            i.memory_limit_mb, i.memory_percent, i.network_rx_bytes, i.network_tx_bytes,
            i.block_read_bytes, i.block_write_bytes
     FROM incoming i
     CROSS JOIN host
     LEFT JOIN upserted u ON u.container_id = i.container_id
-    LEFT JOIN containers existing
-           ON existing.host_id = host.id AND existing.container_id = i.container_id
     ON CONFLICT (container_id, recorded_at) DO NOTHING
     RETURNING 1
 )

@@ -1,0 +1,70 @@
+//! Command line of `nexus-bench`: one scenario from flags, or the default matrix (`--matrix`).
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "nexus-bench",
+    about = "Load-tests POST /agent/telemetry and compares it with a binary COPY baseline"
+)]
+pub struct Cli {
+    /// PostgreSQL URL of the TimescaleDB server. Without --server-url a fresh database
+    /// `bench_<timestamp>` is created on that server for the run and dropped afterwards;
+    /// with --server-url this must be the running server's own database.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Run the default matrix (C=20 closed loop, C=20 at half its max rate, C=0, C=200, and
+    /// 500 keep-alive agents at a low rate) instead of one scenario.
+    #[arg(long)]
+    pub matrix: bool,
+
+    /// Hosts, each with its own token (one scenario).
+    #[arg(long, default_value_t = 64)]
+    pub hosts: usize,
+
+    /// Containers per post.
+    #[arg(long, default_value_t = 20)]
+    pub containers: usize,
+
+    /// Measured seconds of each scenario (after one warm-up post per host).
+    #[arg(long, default_value_t = 15)]
+    pub duration: u64,
+
+    /// Fixed target rate in requests/s over all agents (open loop, latency measured from each
+    /// request's scheduled start). Absent: closed loop at maximum rate.
+    #[arg(long)]
+    pub rate: Option<f64>,
+
+    /// Agents in flight, each with its own keep-alive connection (default: --hosts). Hosts are
+    /// dealt out to agents round-robin.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+
+    /// Use an already running server (e.g. http://127.0.0.1:8080) instead of spawning one.
+    /// Its memory is then not reported.
+    #[arg(long)]
+    pub server_url: Option<String>,
+
+    /// The server binary to spawn (built with `cargo build --release`).
+    #[arg(long, default_value = "target/release/nexus-telemetry")]
+    pub server_bin: PathBuf,
+
+    /// Per-token rate limit given to a spawned server (its production default is 60).
+    #[arg(long, default_value_t = 60)]
+    pub rate_limit_per_minute: u32,
+
+    /// Connection pool size given to a spawned server (absent: the server's default).
+    #[arg(long)]
+    pub pool_size: Option<usize>,
+
+    /// Skip the binary COPY baseline after closed-loop scenarios.
+    #[arg(long)]
+    pub no_baseline: bool,
+
+    /// Keep the bench database instead of dropping it at the end.
+    #[arg(long)]
+    pub keep_database: bool,
+}

@@ -1,0 +1,261 @@
+//! The baseline: the same rows an end-to-end run wrote (one host row and C container rows per
+//! post, from the same generator and the same hosts and containers) written straight into the
+//! hypertables with binary `COPY` from one client: no HTTP, no auth, no JSON, no upserts.
+//!
+//! Each batch is one transaction of two `COPY`s (host rows, then container rows). Two batch
+//! sizes are measured: one post per transaction (the server's unit of atomicity) and bulk
+//! batches of about 10 000 rows (what a bulk loader would do: the ceiling of the database).
+
+use std::collections::HashMap;
+use std::pin::pin;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use tokio_postgres::Client;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+
+use crate::database::Agent;
+use crate::payload::{HostFeed, micros};
+
+/// Rows per bulk transaction (host + container rows), roughly.
+pub const BULK_ROWS: usize = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct CopyOutcome {
+    pub posts: u64,
+    pub rows: u64,
+    pub elapsed: Duration,
+    pub posts_per_batch: usize,
+}
+
+impl CopyOutcome {
+    pub fn rows_per_second(&self) -> f64 {
+        self.rows as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// What to copy.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyPlan {
+    pub containers: usize,
+    /// Posts to copy at most.
+    pub posts: u64,
+    pub posts_per_batch: usize,
+    /// The first `recorded_at`: every post gets its own microsecond after it, so no row
+    /// collides with another.
+    pub base: DateTime<Utc>,
+    /// Stop early after this long.
+    pub budget: Duration,
+}
+
+/// Copies the rows of `plan.posts` posts of `agents` (whose containers exist), round-robin over
+/// the hosts, `plan.posts_per_batch` posts per transaction.
+pub async fn run(
+    db: &mut Client,
+    agents: &[Agent],
+    container_ids: &HashMap<(i64, String), i64>,
+    plan: CopyPlan,
+) -> Result<CopyOutcome> {
+    let CopyPlan {
+        containers,
+        posts,
+        posts_per_batch,
+        base,
+        budget,
+    } = plan;
+    let mut feeds: Vec<HostFeed> = (0..agents.len())
+        .map(|i| HostFeed::new(i, containers))
+        .collect();
+    let started = Instant::now();
+    let mut done = 0u64;
+    let mut rows = 0u64;
+    while done < posts && started.elapsed() < budget {
+        let batch = (posts - done).min(posts_per_batch as u64);
+        let mut host_rows = Vec::with_capacity(batch as usize);
+        let mut container_rows = Vec::with_capacity(batch as usize * containers);
+        for p in done..done + batch {
+            let h = (p % agents.len() as u64) as usize;
+            let feed = &mut feeds[h];
+            let host_id = agents[h].host_id;
+            feed.advance_to(micros(base) + chrono::Duration::microseconds(p as i64));
+            host_rows.push(HostRow::of(host_id, feed));
+            for c in feed.payload.container_list() {
+                let id = *container_ids
+                    .get(&(host_id, c.container_id.clone()))
+                    .context("a container of the end-to-end run is missing")?;
+                container_rows.push(ContainerRow::of(id, host_id, feed.recorded_at(), c));
+            }
+        }
+        rows += write_batch(db, &host_rows, &container_rows).await?;
+        done += batch;
+    }
+    Ok(CopyOutcome {
+        posts: done,
+        rows,
+        elapsed: started.elapsed(),
+        posts_per_batch,
+    })
+}
+
+struct HostRow {
+    host_id: i64,
+    recorded_at: DateTime<Utc>,
+    cpu_percent: Option<f64>,
+    ints: [Option<i64>; 6],
+    load_average: Option<f64>,
+}
+
+impl HostRow {
+    fn of(host_id: i64, feed: &HostFeed) -> Self {
+        let m = &feed.payload.host.metrics;
+        Self {
+            host_id,
+            recorded_at: feed.recorded_at(),
+            cpu_percent: m.cpu_percent,
+            ints: [
+                m.memory_used_mb,
+                m.memory_total_mb,
+                m.disk_used_gb,
+                m.disk_total_gb,
+                m.network_rx_bytes,
+                m.network_tx_bytes,
+            ],
+            load_average: m.load_average,
+        }
+    }
+}
+
+struct ContainerRow {
+    container_id: i64,
+    host_id: i64,
+    recorded_at: DateTime<Utc>,
+    cpu_percent: Option<f64>,
+    memory_usage_mb: Option<i64>,
+    memory_limit_mb: Option<i64>,
+    memory_percent: Option<f64>,
+    counters: [Option<i64>; 4],
+}
+
+impl ContainerRow {
+    fn of(
+        container_id: i64,
+        host_id: i64,
+        recorded_at: DateTime<Utc>,
+        c: &nexus_contract::ContainerPayload,
+    ) -> Self {
+        let m = c.metrics.clone().unwrap_or_default();
+        // as the server computes it (src/domain/snapshot.rs)
+        let memory_percent = match (m.memory_usage_mb, m.memory_limit_mb) {
+            (Some(usage), Some(limit)) if limit > 0 => {
+                Some((usage as f64 / limit as f64 * 10_000.0).round() / 100.0)
+            }
+            _ => None,
+        };
+        Self {
+            container_id,
+            host_id,
+            recorded_at,
+            cpu_percent: m.cpu_percent,
+            memory_usage_mb: m.memory_usage_mb,
+            memory_limit_mb: m.memory_limit_mb,
+            memory_percent,
+            counters: [
+                m.network_rx_bytes,
+                m.network_tx_bytes,
+                m.block_read_bytes,
+                m.block_write_bytes,
+            ],
+        }
+    }
+}
+
+async fn write_batch(
+    db: &mut Client,
+    hosts: &[HostRow],
+    containers: &[ContainerRow],
+) -> Result<u64> {
+    let tx = db.transaction().await?;
+    let sink = tx
+        .copy_in(
+            "COPY host_metric_snapshots (host_id, recorded_at, cpu_percent, memory_used_mb, \
+             memory_total_mb, disk_used_gb, disk_total_gb, network_rx_bytes, network_tx_bytes, \
+             load_average) FROM STDIN (FORMAT binary)",
+        )
+        .await?;
+    let types = [
+        Type::INT8,
+        Type::TIMESTAMPTZ,
+        Type::FLOAT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::INT8,
+        Type::FLOAT8,
+    ];
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+    for r in hosts {
+        let [a, b, c, d, e, f] = &r.ints;
+        let row: [&(dyn ToSql + Sync); 10] = [
+            &r.host_id,
+            &r.recorded_at,
+            &r.cpu_percent,
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+            &r.load_average,
+        ];
+        writer.as_mut().write(&row).await?;
+    }
+    let mut rows = writer.finish().await?;
+    if !containers.is_empty() {
+        let sink = tx
+            .copy_in(
+                "COPY container_metric_snapshots (container_id, host_id, recorded_at, \
+                 cpu_percent, memory_usage_mb, memory_limit_mb, memory_percent, \
+                 network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes) \
+                 FROM STDIN (FORMAT binary)",
+            )
+            .await?;
+        let types = [
+            Type::INT8,
+            Type::INT8,
+            Type::TIMESTAMPTZ,
+            Type::FLOAT8,
+            Type::INT8,
+            Type::INT8,
+            Type::FLOAT8,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+            Type::INT8,
+        ];
+        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+        for r in containers {
+            let [a, b, c, d] = &r.counters;
+            let row: [&(dyn ToSql + Sync); 11] = [
+                &r.container_id,
+                &r.host_id,
+                &r.recorded_at,
+                &r.cpu_percent,
+                &r.memory_usage_mb,
+                &r.memory_limit_mb,
+                &r.memory_percent,
+                a,
+                b,
+                c,
+                d,
+            ];
+            writer.as_mut().write(&row).await?;
+        }
+        rows += writer.finish().await?;
+    }
+    tx.commit().await?;
+    Ok(rows)
+}

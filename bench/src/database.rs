@@ -1,0 +1,136 @@
+//! The bench's database: a fresh one per run on the given server (migrated by the server on its
+//! first start), hosts and tokens inserted with SQL (tokens stored as the server stores them:
+//! lower-case hex SHA-256 of the bearer), row counts, and the drop at the end.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use sha2::{Digest, Sha256};
+use tokio_postgres::{Client, NoTls};
+
+/// A database URL split around its database name.
+#[derive(Debug, Clone)]
+pub struct ServerUrl {
+    prefix: String,
+    query: String,
+}
+
+impl ServerUrl {
+    pub fn parse(url: &str) -> Result<Self> {
+        let (base, query) = match url.split_once('?') {
+            Some((base, query)) => (base, format!("?{query}")),
+            None => (url, String::new()),
+        };
+        let slash = base
+            .rfind('/')
+            .filter(|&i| i > "postgres://".len())
+            .context("DATABASE_URL has no database name")?;
+        Ok(Self {
+            prefix: base[..slash].to_owned(),
+            query,
+        })
+    }
+
+    pub fn database(&self, name: &str) -> String {
+        format!("{}/{name}{}", self.prefix, self.query)
+    }
+}
+
+pub async fn connect(url: &str) -> Result<Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls)
+        .await
+        .with_context(|| format!("Failed to connect to {url}"))?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// Creates `bench_<unix time>` and returns its URL.
+pub async fn create_fresh(server: &ServerUrl) -> Result<(String, String)> {
+    let name = format!("bench_{}", chrono::Utc::now().format("%Y%m%d_%H%M%S"));
+    let admin = connect(&server.database("postgres")).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .with_context(|| format!("Failed to create database {name}"))?;
+    Ok((name.clone(), server.database(&name)))
+}
+
+pub async fn drop_database(server: &ServerUrl, name: &str) -> Result<()> {
+    let admin = connect(&server.database("postgres")).await?;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .with_context(|| format!("Failed to drop database {name}"))
+}
+
+/// A provisioned host and its bearer token.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub host_id: i64,
+    pub token: String,
+}
+
+/// Creates `count` hosts named `<prefix>-<n>`, each with its own token.
+pub async fn provision_hosts(db: &Client, prefix: &str, count: usize) -> Result<Vec<Agent>> {
+    let names: Vec<String> = (0..count).map(|i| format!("{prefix}-{i:05}")).collect();
+    let rows = db
+        .query(
+            "INSERT INTO hosts (name, slug) SELECT n, n FROM unnest($1::text[]) WITH ORDINALITY \
+             AS t(n, o) ORDER BY o RETURNING id",
+            &[&names],
+        )
+        .await
+        .context("Failed to insert hosts")?;
+    let host_ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let tokens: Vec<String> = names
+        .iter()
+        .map(|n| {
+            format!(
+                "nxa_{}",
+                hex::encode(Sha256::digest(format!("bench {n} {prefix}")))
+            )
+        })
+        .collect();
+    let hashes: Vec<String> = tokens
+        .iter()
+        .map(|t| hex::encode(Sha256::digest(t.as_bytes())))
+        .collect();
+    db.execute(
+        "INSERT INTO agent_tokens (host_id, name, hashed_token) \
+         SELECT * FROM unnest($1::int8[], $2::text[], $3::text[])",
+        &[&host_ids, &vec!["bench".to_owned(); count], &hashes],
+    )
+    .await
+    .context("Failed to insert agent tokens")?;
+    Ok(host_ids
+        .into_iter()
+        .zip(tokens)
+        .map(|(host_id, token)| Agent { host_id, token })
+        .collect())
+}
+
+/// Rows in the two hypertables: (host rows, container rows).
+pub async fn snapshot_rows(db: &Client) -> Result<(i64, i64)> {
+    let row = db
+        .query_one(
+            "SELECT (SELECT count(*) FROM host_metric_snapshots), \
+                    (SELECT count(*) FROM container_metric_snapshots)",
+            &[],
+        )
+        .await?;
+    Ok((row.get(0), row.get(1)))
+}
+
+/// The `containers.id` of each (host, Docker container id) of the given hosts.
+pub async fn container_ids(db: &Client, hosts: &[i64]) -> Result<HashMap<(i64, String), i64>> {
+    let rows = db
+        .query(
+            "SELECT host_id, container_id, id FROM containers WHERE host_id = ANY($1)",
+            &[&hosts],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| ((r.get(0), r.get(1)), r.get(2)))
+        .collect())
+}

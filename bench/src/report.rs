@@ -1,0 +1,151 @@
+//! The report: a Markdown table of the scenarios (stdout), the COPY comparison, the CPU split,
+//! and the targets of issue 6 checked against the numbers.
+
+use crate::copy_baseline::CopyOutcome;
+use crate::scenario::ScenarioResult;
+
+pub fn print(results: &[ScenarioResult], machine: &str) {
+    println!("{machine}\n");
+    println!(
+        "| scenario | C | hosts | agents | load | req/s | container rows/s | p50 ms | p95 ms | p99 ms | errors (non-204) | server peak RSS (with warm-up) |"
+    );
+    println!("|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---:|");
+    for r in results {
+        let s = &r.scenario;
+        let m = &r.load.measured;
+        println!(
+            "| {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.1} | {:.1} | {:.1} | {} | {} ({}) |",
+            s.label,
+            s.containers,
+            s.hosts,
+            s.concurrency,
+            s.rate
+                .map_or("closed loop".to_owned(), |r| format!("{r:.0} req/s")),
+            r.requests_per_second(),
+            r.container_rows_per_second(),
+            m.percentile_ms(0.50),
+            m.percentile_ms(0.95),
+            m.percentile_ms(0.99),
+            m.errors_text(),
+            mib(r.peak_rss_kib),
+            mib(r.peak_rss_with_warmup_kib),
+        );
+    }
+    println!();
+    println!(
+        "| scenario | end-to-end rows/s (host+container) | COPY rows/s, 1 post/txn | ratio | COPY rows/s, bulk | ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for r in results {
+        let (Some(per_post), Some(bulk)) = (r.copy_per_post, r.copy_bulk) else {
+            continue;
+        };
+        let e2e = r.rows_per_second();
+        println!(
+            "| {} | {:.0} | {:.0} ({} posts in {:.1} s) | {:.2} | {:.0} ({} posts/txn) | {:.2} |",
+            r.scenario.label,
+            e2e,
+            per_post.rows_per_second(),
+            per_post.posts,
+            per_post.elapsed.as_secs_f64(),
+            e2e / per_post.rows_per_second(),
+            bulk.rows_per_second(),
+            bulk.posts_per_batch,
+            e2e / bulk.rows_per_second(),
+        );
+    }
+    println!();
+    println!(
+        "| scenario | measured s | stored posts | body bytes/post | CPU s: server | postgres | bench | whole machine | connections reopened | rate limit/min | pool |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        let m = &r.load.measured;
+        println!(
+            "| {} | {:.1} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |",
+            r.scenario.label,
+            r.load.elapsed.as_secs_f64(),
+            m.stored(),
+            m.body_bytes.checked_div(m.requests()).unwrap_or(0),
+            r.cpu.server,
+            r.cpu.postgres,
+            r.cpu.bench,
+            r.cpu.machine,
+            m.connections_opened,
+            r.rate_limit_per_minute
+                .map_or("server's".to_owned(), |l| l.to_string()),
+            r.pool_size
+                .map_or("default (16)".to_owned(), |p| p.to_string()),
+        );
+    }
+    let mut warmup = crate::stats::Observed::default();
+    for r in results {
+        warmup.merge(&r.load.warmup);
+    }
+    println!();
+    println!(
+        "Warm-up (one post per host, not measured): {} posts, errors: {}. Database rows checked \
+         against 204 answers: all scenarios match.",
+        warmup.requests(),
+        warmup.errors_text()
+    );
+    targets(results);
+}
+
+fn targets(results: &[ScenarioResult]) {
+    println!("\nTargets (issue 6):");
+    let find = |label: &str| results.iter().find(|r| r.scenario.label == label);
+    if let Some(r) = find("C=20 max")
+        && let Some(bulk) = r.copy_bulk
+    {
+        let ratio = r.rows_per_second() / bulk.rows_per_second();
+        let per_post: Option<CopyOutcome> = r.copy_per_post;
+        println!(
+            "- end-to-end ÷ COPY at C=20 ≥ 0.50: {:.2} against bulk COPY ({}), {:.2} against \
+             one-post-per-transaction COPY",
+            ratio,
+            verdict(ratio >= 0.5),
+            per_post.map_or(f64::NAN, |p| r.rows_per_second() / p.rows_per_second())
+        );
+    }
+    if let Some(r) = find("C=20 half") {
+        let p99 = r.load.measured.percentile_ms(0.99);
+        println!(
+            "- p99 < 50 ms at half the maximum throughput: {p99:.1} ms ({})",
+            verdict(p99 < 50.0)
+        );
+    }
+    if let Some(r) = find("500 agents")
+        && let Some(kib) = r.peak_rss_kib
+    {
+        let measured = kib as f64 / 1024.0;
+        println!(
+            "- server peak RSS < 64 MiB with 500 keep-alive agents: {measured:.1} MiB in the \
+             measured phase ({}); {} including the warm-up burst (all 500 agents posting at once)",
+            verdict(measured < 64.0),
+            mib(r.peak_rss_with_warmup_kib)
+        );
+    }
+    let unexpected: u64 = results
+        .iter()
+        .map(|r| r.load.measured.unexpected_errors() + r.load.warmup.unexpected_errors())
+        .sum();
+    let limited: u64 = results
+        .iter()
+        .map(|r| r.load.measured.statuses.get(&429).copied().unwrap_or(0))
+        .sum();
+    println!(
+        "- zero errors other than deliberate 429s: {unexpected} unexpected, {limited} × 429 ({})",
+        verdict(unexpected == 0)
+    );
+}
+
+fn mib(kib: Option<u64>) -> String {
+    kib.map_or("n/a".to_owned(), |k| {
+        format!("{:.1} MiB", k as f64 / 1024.0)
+    })
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "MISSED" }
+}

@@ -1,0 +1,88 @@
+//! The server under test: spawned as its release binary on a free loopback port (one process per
+//! scenario, so each peak resident memory is that scenario's), and stopped after it.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tokio::process::{Child, Command};
+
+use crate::procfs;
+
+pub struct Server {
+    child: Child,
+    pub url: String,
+    pub pid: u32,
+}
+
+/// How to start the server.
+#[derive(Debug, Clone)]
+pub struct ServerSettings<'a> {
+    pub binary: &'a Path,
+    pub database_url: &'a str,
+    pub rate_limit_per_minute: u32,
+    pub pool_size: Option<usize>,
+}
+
+impl Server {
+    /// Starts `serve` (which migrates the database first) and waits until it accepts connections.
+    pub async fn spawn(settings: &ServerSettings<'_>) -> Result<Self> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut command = Command::new(settings.binary);
+        command
+            .arg("serve")
+            .env("DATABASE_URL", settings.database_url)
+            .env("NEXUS_LISTEN", &listen)
+            .env(
+                "NEXUS_RATE_LIMIT_PER_MINUTE",
+                settings.rate_limit_per_minute.to_string(),
+            )
+            .env("NEXUS_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .kill_on_drop(true);
+        if let Some(pool) = settings.pool_size {
+            command.env("NEXUS_DB_POOL_SIZE", pool.to_string());
+        }
+        let mut child = command.spawn().with_context(|| {
+            format!(
+                "Failed to start {} (build it: cargo build --release)",
+                settings.binary.display()
+            )
+        })?;
+        let pid = child.id().context("server exited at once")?;
+        let started = Instant::now();
+        loop {
+            if tokio::net::TcpStream::connect(&listen).await.is_ok() {
+                break;
+            }
+            if let Some(status) = child.try_wait()? {
+                bail!("the server exited during start-up: {status}");
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                bail!("the server did not listen on {listen} within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(Self {
+            child,
+            url: format!("http://{listen}"),
+            pid,
+        })
+    }
+
+    /// Peak resident set size so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        procfs::status_kib(self.pid, "VmHWM")
+    }
+
+    /// Sends SIGKILL and waits: its data are committed per request, nothing is lost.
+    pub async fn stop(mut self) -> Result<()> {
+        self.child.kill().await?;
+        Ok(())
+    }
+}
