@@ -269,6 +269,9 @@ pub struct ServeArgs {
     /// Seconds a client may take to send a whole request body (slower → 408)
     #[arg(long, env = "NEXUS_BODY_TIMEOUT_SECONDS", default_value_t = 30)]
     pub body_timeout_seconds: u64,
+    /// Seconds a client may take to send a request's line and headers (slower: connection closed)
+    #[arg(long, env = "NEXUS_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub header_timeout_seconds: u64,
     /// Seconds a connection may stay silent before it is closed
     #[arg(long, env = "NEXUS_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
     pub idle_timeout_seconds: u64,

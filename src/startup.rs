@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
+use crate::api::header_deadline::HeaderDeadline;
 use crate::api::json_body::BodyLimits;
 use crate::api::{self, AppState, State, ingest_slots::IngestSlots, rate_limit::RateLimit};
 use crate::background::{self, Schedule};
@@ -21,6 +22,7 @@ pub struct Application {
     acceptor: TcpAcceptor,
     state: AppState,
     idle_timeout: Duration,
+    header_timeout: Duration,
     schedule: Schedule,
     pub local_addr: SocketAddr,
 }
@@ -71,6 +73,7 @@ impl Application {
             acceptor,
             state,
             idle_timeout: Duration::from_secs(config.idle_timeout_seconds),
+            header_timeout: Duration::from_secs(config.header_timeout_seconds),
             schedule: Schedule {
                 heartbeat_timeout: Duration::from_secs(config.heartbeat_timeout_seconds),
                 retention: Duration::from_secs(config.retention_days * 86400),
@@ -88,7 +91,8 @@ impl Application {
             .store
             .spawn_agent_cache_listener(self.state.agent_cache.clone());
         tracing::info!(addr = %self.local_addr, "serving");
-        let result = poem::Server::new_with_acceptor(self.acceptor)
+        let acceptor = HeaderDeadline::new(self.acceptor, self.header_timeout);
+        let result = poem::Server::new_with_acceptor(acceptor)
             .idle_timeout(self.idle_timeout)
             .run_with_graceful_shutdown(
                 api::app(self.state),

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agent_auth;
+pub mod header_deadline;
 pub mod ingest_slots;
 pub mod json_body;
 pub mod metrics;

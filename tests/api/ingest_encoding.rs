@@ -119,3 +119,47 @@ async fn a_body_trickling_in_slower_than_the_timeout_is_408() {
     assert!(started.elapsed() < StdDuration::from_secs(5));
     assert_eq!(app.written().await, (0, 0, 0));
 }
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_cut_off_and_keep_alive_still_works() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = TestApp::spawn_with(&["--header-timeout-seconds", "1"]).await;
+    let addr = app.address.trim_start_matches("http://").to_owned();
+
+    // One header byte every 200 ms: never idle, never done.
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for byte in b"POST /agent/telemetry HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nxa_"
+        .iter()
+        .cycle()
+        .take(100)
+    {
+        if slow.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut buf = [0u8; 256];
+        if let Ok(read) =
+            tokio::time::timeout(StdDuration::from_millis(200), slow.read(&mut buf)).await
+        {
+            closed = matches!(read, Ok(0) | Err(_));
+            if closed {
+                break;
+            }
+        }
+    }
+    assert!(closed, "the trickling connection was closed");
+    assert!(
+        started.elapsed() < StdDuration::from_secs(5),
+        "within the header timeout: {:?}",
+        started.elapsed()
+    );
+
+    // A normal keep-alive client idling longer than the header timeout between requests is fine.
+    let client = crate::helpers::http_client();
+    let url = format!("{}/healthz", app.address);
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+}
