@@ -134,3 +134,19 @@ pub async fn container_ids(db: &Client, hosts: &[i64]) -> Result<HashMap<(i64, S
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::ServerUrl;
+
+    #[test]
+    fn database_urls_keep_the_server_and_the_query() {
+        let url =
+            ServerUrl::parse("postgres://postgres@127.0.0.1:54329/nexus?sslmode=disable").unwrap();
+        assert_eq!(
+            url.database("bench_1"),
+            "postgres://postgres@127.0.0.1:54329/bench_1?sslmode=disable"
+        );
+        assert!(ServerUrl::parse("postgres://host").is_err());
+    }
+}

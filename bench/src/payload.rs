@@ -308,3 +308,61 @@ fn bump(counter: &mut Option<i64>, by: u64) {
 fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::Duration;
+    use nexus_telemetry::api::json_body::parse;
+    use nexus_telemetry::domain::snapshot::{SkewWindow, Snapshot};
+
+    use super::*;
+
+    /// What the server does with a body: schema check, typed parse, then the domain rules.
+    fn accepted_by_the_server(feed: &HostFeed) {
+        let body = serde_json::to_vec(&feed.payload).unwrap();
+        let payload: TelemetryPayload = parse(&body).expect("the schema admits the payload");
+        let skew = SkewWindow {
+            past: Duration::hours(1),
+            future: Duration::minutes(5),
+        };
+        Snapshot::new(payload, Utc::now(), skew).expect("the domain rules admit the payload");
+    }
+
+    #[test]
+    fn payloads_are_valid_for_the_server_at_every_size_of_the_matrix() {
+        for containers in [0, 20, 200] {
+            let mut feed = HostFeed::new(7, containers);
+            feed.advance();
+            accepted_by_the_server(&feed);
+            assert_eq!(feed.payload.container_list().len(), containers);
+        }
+    }
+
+    #[test]
+    fn recorded_at_strictly_increases_and_containers_stay_the_same() {
+        let mut feed = HostFeed::new(3, 20);
+        feed.advance();
+        let first = feed.recorded_at();
+        let ids: Vec<String> = feed
+            .payload
+            .container_list()
+            .iter()
+            .map(|c| c.container_id.clone())
+            .collect();
+        for _ in 0..1000 {
+            let before = feed.recorded_at();
+            feed.advance();
+            assert!(feed.recorded_at() > before);
+        }
+        assert!(feed.recorded_at() > first);
+        let again: Vec<String> = feed
+            .payload
+            .container_list()
+            .iter()
+            .map(|c| c.container_id.clone())
+            .collect();
+        assert_eq!(ids, again);
+        let unique: std::collections::BTreeSet<_> = ids.iter().collect();
+        assert_eq!(unique.len(), ids.len(), "container ids are unique per host");
+    }
+}
