@@ -374,3 +374,22 @@ fn planned_rows(line: &str) -> u64 {
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
 }
+
+#[tokio::test]
+async fn a_state_filter_with_a_nul_character_is_422_not_500() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let host = app.create_host("web-01").await;
+
+    let answer = app
+        .admin(
+            Method::GET,
+            &format!("/hosts/{host}/containers?state=run%00ning"),
+            Some(&admin),
+            None,
+        )
+        .await;
+
+    assert_eq!(answer.status, 422, "{}", answer.body);
+    assert_eq!(answer.error_fields(), ["state"]);
+}

@@ -9,7 +9,7 @@ use poem_openapi::{Object, OpenApi};
 
 use super::{AdminToken, admin_response, default_page_size, named_path_params};
 use crate::api::{ApiTags, AppState};
-use crate::domain::host::Cursor;
+use crate::domain::host::{Cursor, search_text};
 use crate::domain::series::SeriesRequest;
 use crate::error::Error;
 use crate::store::readings::{
@@ -224,10 +224,16 @@ impl ReadingsApi {
         state_filter: Query<Option<String>>,
     ) -> ContainerListResponse {
         let result = async {
+            let state_filter = state_filter
+                .0
+                .as_deref()
+                .map(|text| search_text("state", text))
+                .transpose()
+                .map_err(|error| Error::Validation(vec![error]))?;
             state.store.host(id.0).await?;
             state
                 .store
-                .host_containers(id.0, state_filter.0.as_deref(), state.container_stale_after)
+                .host_containers(id.0, state_filter.as_deref(), state.container_stale_after)
                 .await
         };
         match result.await {
