@@ -108,3 +108,25 @@ impl IntoResponse for ProblemJson {
             .body(serde_json::to_vec(&self.0).expect("a problem always serialises"))
     }
 }
+
+/// The problem for an error the operation does not document: logged with its cause, answered
+/// as a bare 500 so nothing internal reaches the client.
+pub(crate) fn internal_problem(error: &Error) -> ProblemJson {
+    match error {
+        Error::Internal(cause) => {
+            tracing::error!(error = format!("{cause:#}"), "internal error")
+        }
+        other => tracing::error!(error = %other, "error not documented for this operation"),
+    }
+    ProblemJson(Problem::from(&Error::Internal(anyhow::anyhow!(
+        "undocumented"
+    ))))
+}
+
+/// The problem of a 503, logged as a warning with its cause.
+pub(crate) fn unavailable_problem(error: &Error) -> ProblemJson {
+    if let Error::Unavailable(cause) = error {
+        tracing::warn!(error = format!("{cause:#}"), "database unavailable");
+    }
+    ProblemJson(Problem::from(error))
+}

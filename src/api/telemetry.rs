@@ -7,7 +7,7 @@ use poem_openapi::{ApiResponse, OpenApi};
 
 use super::agent_auth::{AgentToken, agent_auth};
 use super::json_body::ValidJson;
-use super::problem::{Problem, ProblemJson};
+use super::problem::{Problem, ProblemJson, internal_problem, unavailable_problem};
 use super::{ApiTags, AppState, metrics};
 use crate::domain::snapshot::Snapshot;
 use crate::error::{BEARER_CHALLENGE, Error, UNAVAILABLE_RETRY_AFTER_SECS};
@@ -65,7 +65,6 @@ pub enum IngestResponse {
 
 impl From<Error> for IngestResponse {
     fn from(error: Error) -> Self {
-        use poem::error::ResponseError;
         let problem = ProblemJson(Problem::from(&error));
         match error {
             Error::MalformedBody(_) => Self::BadRequest(problem),
@@ -77,12 +76,11 @@ impl From<Error> for IngestResponse {
             Error::RateLimited {
                 retry_after_secs, ..
             } => Self::TooManyRequests(problem, retry_after_secs),
-            Error::Unavailable(_) => Self::Unavailable(problem, UNAVAILABLE_RETRY_AFTER_SECS),
+            Error::Unavailable(_) => {
+                Self::Unavailable(unavailable_problem(&error), UNAVAILABLE_RETRY_AFTER_SECS)
+            }
             Error::NotFound(_) | Error::Conflict(_) | Error::Internal(_) => {
-                let _ = error.as_response(); // logs the cause
-                Self::InternalError(ProblemJson(Problem::from(&Error::Internal(
-                    anyhow::anyhow!("unexpected"),
-                ))))
+                Self::InternalError(internal_problem(&error))
             }
         }
     }

@@ -17,7 +17,6 @@ use std::time::Instant;
 
 use super::AppState;
 use super::agent_auth::client_address;
-use super::problem::{Problem, ProblemJson};
 use crate::domain::token::TokenHash;
 use crate::error::Error;
 use crate::store::admin_tokens::AdminSession;
@@ -72,28 +71,6 @@ pub fn named_path_params(endpoint: impl Endpoint + 'static) -> impl Endpoint {
 /// Page size of list operations when `limit` is not given.
 pub fn default_page_size() -> u32 {
     50
-}
-
-/// The problem for an error the operation does not document: logged with its cause, answered
-/// as a bare 500 so nothing internal reaches the client.
-pub(crate) fn internal_problem(error: &Error) -> ProblemJson {
-    match error {
-        Error::Internal(cause) => {
-            tracing::error!(error = format!("{cause:#}"), "internal error")
-        }
-        other => tracing::error!(error = %other, "error not documented for this operation"),
-    }
-    ProblemJson(Problem::from(&Error::Internal(anyhow::anyhow!(
-        "undocumented"
-    ))))
-}
-
-/// The problem of a 503, logged as a warning with its cause.
-pub(crate) fn unavailable_problem(error: &Error) -> ProblemJson {
-    if let Error::Unavailable(cause) = error {
-        tracing::warn!(error = format!("{cause:#}"), "database unavailable");
-    }
-    ProblemJson(Problem::from(error))
 }
 
 /// Declares an admin operation's `ApiResponse` enum: its success variants, the problem
@@ -160,11 +137,11 @@ macro_rules! admin_response {
                         Self::TooManyRequests(problem(), retry_after)
                     }
                     503 => Self::Unavailable(
-                        $crate::api::admin::unavailable_problem(&error),
+                        $crate::api::problem::unavailable_problem(&error),
                         $crate::error::UNAVAILABLE_RETRY_AFTER_SECS,
                     ),
                     $( $status => Self::$problem(problem()), )*
-                    _ => Self::InternalError($crate::api::admin::internal_problem(&error)),
+                    _ => Self::InternalError($crate::api::problem::internal_problem(&error)),
                 }
             }
         }
