@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::domain::host::HostStatus;
 use crate::domain::snapshot::SkewWindow;
 use crate::store::DbSettings;
+use crate::store::ingest_queue::BatchLimits;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -284,12 +285,30 @@ pub struct ServeArgs {
     /// Days of raw snapshots to keep
     #[arg(long, env = "NEXUS_RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: u64,
+    /// Ingest writers: transactions of telemetry in flight at once, each on its own pooled
+    /// connection. Snapshots arriving while they are busy are written together (group commit)
+    #[arg(long, env = "NEXUS_INGEST_WRITERS", default_value_t = 4)]
+    pub ingest_writers: usize,
+    /// Most snapshots one ingest transaction writes
+    #[arg(long, env = "NEXUS_INGEST_BATCH_SNAPSHOTS", default_value_t = 256)]
+    pub ingest_batch_snapshots: usize,
+    /// Most container rows one ingest transaction writes (a lone snapshot may exceed it)
+    #[arg(long, env = "NEXUS_INGEST_BATCH_CONTAINERS", default_value_t = 10_000)]
+    pub ingest_batch_containers: usize,
     /// Log format
     #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
 }
 
 impl ServeArgs {
+    pub fn batch_limits(&self) -> BatchLimits {
+        BatchLimits {
+            writers: self.ingest_writers.max(1),
+            max_snapshots: self.ingest_batch_snapshots.max(1),
+            max_container_rows: self.ingest_batch_containers,
+        }
+    }
+
     pub fn skew(&self) -> SkewWindow {
         SkewWindow {
             past: chrono::Duration::seconds(self.skew_past_seconds.into()),

@@ -14,6 +14,7 @@ use crate::background::{self, Schedule};
 use crate::config::ServeArgs;
 use crate::store::Store;
 use crate::store::agent_cache::AgentTokenCache;
+use crate::store::ingest_queue::IngestQueue;
 
 const MIGRATION_RETRY: Duration = Duration::from_secs(2);
 
@@ -54,7 +55,7 @@ impl Application {
             .context("Listener has no socket address")?;
         api::metrics::install();
         let state = Arc::new(State {
-            store,
+            store: store.clone(),
             rate_limit: RateLimit::per_minute(config.rate_limit_per_minute),
             auth_failures: RateLimit::per_minute(config.auth_failures_per_minute),
             skew: config.skew(),
@@ -64,6 +65,7 @@ impl Application {
                 read_timeout: Duration::from_secs(config.body_timeout_seconds),
             },
             agent_cache: Arc::new(AgentTokenCache::new()),
+            ingest_queue: IngestQueue::spawn(store.clone(), config.batch_limits()),
             ingest_slots: IngestSlots::new(
                 config.db.db_pool_size,
                 config.db.settings().acquire_timeout,

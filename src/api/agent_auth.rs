@@ -1,7 +1,8 @@
 //! Authentication and rate limiting of `POST /agent/telemetry`, as a middleware run before the
-//! body is read: bearer → token lookup (cached) → per-token quota → `last_used_at` stamp, which
-//! also re-checks that the token is still valid → a free ingest slot (see
-//! [`super::ingest_slots`]).
+//! body is read: bearer → token lookup (cached) → per-token quota → a free ingest slot (see
+//! [`super::ingest_slots`]) → the handler → `last_used_at` stamp, which also re-checks that the
+//! token is still valid. A stored snapshot's token is stamped (and re-checked) by the very
+//! transaction that stores it; any other answer to an admitted request is stamped here.
 //!
 //! The handler receives an [`AgentToken`]; obtaining it is the check, and the security scheme
 //! documents the bearer in the OpenAPI document.
@@ -9,6 +10,7 @@
 use std::net::{IpAddr, Ipv6Addr};
 use std::time::Instant;
 
+use poem::http::StatusCode;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
@@ -69,12 +71,7 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             }
             Err(error) => return Err(error.into()),
         };
-        if !state.store.stamp_token(agent.token_id).await? {
-            // Revoked (or its host archived) after the lookup, before the notification came.
-            state.agent_cache.forget(&hash);
-            return Err(Error::Unauthorized.into());
-        }
-        let _slot = state.ingest_slots.acquire().await?;
+        let slot = state.ingest_slots.acquire().await?;
         request.extensions_mut().insert(AgentSession {
             agent,
             quota: admitted,
@@ -83,6 +80,18 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             Ok(response) => response.into_response(),
             Err(error) => problem::error_response(error),
         };
+        drop(slot);
+        let still_valid = match response.status() {
+            StatusCode::NO_CONTENT => true, // stamped by the transaction that stored the snapshot
+            StatusCode::UNAUTHORIZED => false, // refused by that transaction
+            status if status.is_server_error() => true, // nothing to stamp with
+            _ => state.store.stamp_token(agent.token_id).await?,
+        };
+        if !still_valid {
+            // Revoked (or its host archived) after the lookup, before the notification came.
+            state.agent_cache.forget(&hash);
+            return Err(Error::Unauthorized.into());
+        }
         Ok(with_quota(response, admitted.limit, admitted.remaining))
     })
 }

@@ -22,6 +22,7 @@ use poem_openapi::{OpenApiService, Tags};
 use crate::domain::snapshot::SkewWindow;
 use crate::store::Store;
 use crate::store::agent_cache::AgentTokenCache;
+use crate::store::ingest_queue::IngestQueue;
 use ingest_slots::IngestSlots;
 use json_body::BodyLimits;
 use rate_limit::RateLimit;
@@ -42,6 +43,8 @@ pub struct State {
     pub container_stale_after: std::time::Duration,
     /// Bounds the telemetry bodies in flight to what the pool can write.
     pub ingest_slots: IngestSlots,
+    /// Writes telemetry snapshots, batching those that arrive together.
+    pub ingest_queue: IngestQueue,
 }
 
 #[derive(Tags)]

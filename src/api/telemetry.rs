@@ -11,6 +11,7 @@ use super::problem::{Problem, ProblemJson, internal_problem, unavailable_problem
 use super::{ApiTags, AppState, metrics};
 use crate::domain::snapshot::Snapshot;
 use crate::error::{BEARER_CHALLENGE, Error, UNAVAILABLE_RETRY_AFTER_SECS};
+use crate::store::ingest::{Outcome, Submission};
 
 pub struct TelemetryApi;
 
@@ -111,11 +112,15 @@ impl TelemetryApi {
         let result = async {
             let snapshot =
                 Snapshot::new(body.0, Utc::now(), state.skew).map_err(Error::Validation)?;
-            state
-                .store
-                .ingest(session.agent.host_id, &snapshot)
-                .await?
-                .ok_or(Error::Unauthorized)
+            let submission = Submission {
+                host_id: session.agent.host_id,
+                token_id: session.agent.token_id,
+                snapshot,
+            };
+            match state.ingest_queue.ingest(submission).await? {
+                Outcome::Stored(written) => Ok(written),
+                Outcome::Refused => Err(Error::Unauthorized),
+            }
         };
         match result.await {
             Ok(written) => {

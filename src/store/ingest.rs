@@ -1,38 +1,216 @@
-//! Writes a validated snapshot: host facts and status, one host metric row, container dimension
-//! upserts and one metric row per container, in one transaction of two statements, pipelined
-//! so the whole ingest costs a single round trip.
+//! Writes a batch of validated snapshots in one transaction of two set-based statements: per
+//! snapshot its token's stamp, its host's facts and status and one host metric row, then the
+//! container dimension upserts and one metric row per container. What a batch costs the
+//! database (statement start-up, chunk routing, commit and WAL flush) is paid once for all its
+//! snapshots; see [`super::ingest_queue`] for how batches are formed.
 
-use serde_json::Value;
-use tokio_postgres::types::ToSql;
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{Json, ToSql};
 
 use super::Store;
 use crate::domain::snapshot::{Snapshot, memory_percent};
 use crate::error::Error;
 
-const INGEST_HOST: &str = include_str!("queries/ingest_host.sql");
+const INGEST_HOSTS: &str = include_str!("queries/ingest_hosts.sql");
 const INGEST_CONTAINERS: &str = include_str!("queries/ingest_containers.sql");
 
-/// What one ingest wrote.
+/// Attempts of a batch that lost a deadlock (e.g. against the liveness detector, which locks
+/// hosts in another order) before its error is answered.
+const DEADLOCK_ATTEMPTS: usize = 3;
+
+/// One snapshot to store, from the agent of `token_id` on `host_id`.
+#[derive(Debug)]
+pub struct Submission {
+    pub host_id: i64,
+    pub token_id: i64,
+    pub snapshot: Snapshot,
+}
+
+/// What became of one submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Committed: its rows, or none when the same host and instant was already stored.
+    Stored(Written),
+    /// Its host was archived or its token revoked since the token was checked; nothing written.
+    Refused,
+}
+
+/// What one stored snapshot wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Written {
     pub host_rows: i64,
     pub container_rows: i64,
 }
 
-/// The payload's containers as one array per column, the shape `unnest` takes.
+impl Store {
+    /// Stores `batch` atomically and tells each submission's outcome, in order. Host ids must be
+    /// distinct within a batch (two snapshots of one host go in separate batches).
+    pub async fn ingest(&self, batch: &[Submission]) -> Result<Vec<Outcome>, Error> {
+        debug_assert!(
+            {
+                let mut hosts: Vec<_> = batch.iter().map(|s| s.host_id).collect();
+                hosts.sort_unstable();
+                hosts.windows(2).all(|pair| pair[0] != pair[1])
+            },
+            "host ids repeat within an ingest batch"
+        );
+        let mut attempt = 1;
+        loop {
+            match self.ingest_once(batch).await {
+                Err(error) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&error) => {
+                    tracing::info!(attempt, "ingest batch lost a deadlock; retrying");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn ingest_once(&self, batch: &[Submission]) -> Result<Vec<Outcome>, Error> {
+        let hosts = HostColumns::of(batch);
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await?;
+        let statement = transaction.prepare_cached(INGEST_HOSTS).await?;
+        let admitted: HashMap<i64, bool> = transaction
+            .query(&statement, &hosts.params())
+            .await?
+            .iter()
+            .map(|row| (row.get("host_id"), row.get("host_row_written")))
+            .collect();
+        let containers =
+            ContainerColumns::of(batch.iter().filter(|s| admitted.contains_key(&s.host_id)));
+        let container_rows: HashMap<i64, i64> = if containers.container_id.is_empty() {
+            HashMap::new()
+        } else {
+            let statement = transaction.prepare_cached(INGEST_CONTAINERS).await?;
+            transaction
+                .query(&statement, &containers.params())
+                .await?
+                .iter()
+                .map(|row| (row.get("host_id"), row.get("container_rows")))
+                .collect()
+        };
+        transaction.commit().await?;
+        Ok(batch
+            .iter()
+            .map(|s| match admitted.get(&s.host_id) {
+                None => Outcome::Refused,
+                Some(&host_row) => Outcome::Stored(Written {
+                    host_rows: i64::from(host_row),
+                    container_rows: container_rows.get(&s.host_id).copied().unwrap_or(0),
+                }),
+            })
+            .collect())
+    }
+}
+
+fn is_deadlock(error: &Error) -> bool {
+    let Error::Internal(cause) = error else {
+        return false;
+    };
+    cause
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(tokio_postgres::Error::code)
+        .is_some_and(|code| {
+            *code == SqlState::T_R_DEADLOCK_DETECTED || *code == SqlState::T_R_SERIALIZATION_FAILURE
+        })
+}
+
+/// The batch's snapshots as one array per host column, the shape `unnest` takes.
 #[derive(Default)]
-struct ContainerColumns {
-    container_id: Vec<String>,
-    name: Vec<String>,
-    image: Vec<String>,
-    image_tag: Vec<Option<String>>,
-    status: Vec<Option<String>>,
-    state: Vec<Option<String>>,
-    health_status: Vec<Option<String>>,
-    ports: Vec<Value>,
-    labels: Vec<Value>,
-    started_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
-    finished_at: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+struct HostColumns<'a> {
+    host_id: Vec<i64>,
+    token_id: Vec<i64>,
+    recorded_at: Vec<DateTime<Utc>>,
+    cpu_percent: Vec<Option<f64>>,
+    memory_used_mb: Vec<Option<i64>>,
+    memory_total_mb: Vec<Option<i64>>,
+    disk_used_gb: Vec<Option<i64>>,
+    disk_total_gb: Vec<Option<i64>>,
+    network_rx_bytes: Vec<Option<i64>>,
+    network_tx_bytes: Vec<Option<i64>>,
+    load_average: Vec<Option<f64>>,
+    cpu_count: Vec<Option<i32>>,
+    facts_memory_total_mb: Vec<Option<i64>>,
+    facts_disk_total_gb: Vec<Option<i64>>,
+    os: Vec<Option<&'a str>>,
+    docker_version: Vec<Option<&'a str>>,
+}
+
+impl<'a> HostColumns<'a> {
+    fn of(batch: &'a [Submission]) -> Self {
+        let mut c = Self::default();
+        for submission in batch {
+            let snapshot = &submission.snapshot;
+            let metrics = &snapshot.payload.host.metrics;
+            let facts = snapshot.payload.host.facts.as_ref();
+            c.host_id.push(submission.host_id);
+            c.token_id.push(submission.token_id);
+            c.recorded_at.push(snapshot.recorded_at);
+            c.cpu_percent.push(metrics.cpu_percent);
+            c.memory_used_mb.push(metrics.memory_used_mb);
+            c.memory_total_mb.push(metrics.memory_total_mb);
+            c.disk_used_gb.push(metrics.disk_used_gb);
+            c.disk_total_gb.push(metrics.disk_total_gb);
+            c.network_rx_bytes.push(metrics.network_rx_bytes);
+            c.network_tx_bytes.push(metrics.network_tx_bytes);
+            c.load_average.push(metrics.load_average);
+            c.cpu_count.push(facts.and_then(|f| f.cpu_count));
+            c.facts_memory_total_mb
+                .push(facts.and_then(|f| f.memory_total_mb));
+            c.facts_disk_total_gb
+                .push(facts.and_then(|f| f.disk_total_gb));
+            c.os.push(facts.and_then(|f| f.os.as_deref()));
+            c.docker_version
+                .push(facts.and_then(|f| f.docker_version.as_deref()));
+        }
+        c
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 16] {
+        [
+            &self.host_id,
+            &self.token_id,
+            &self.recorded_at,
+            &self.cpu_percent,
+            &self.memory_used_mb,
+            &self.memory_total_mb,
+            &self.disk_used_gb,
+            &self.disk_total_gb,
+            &self.network_rx_bytes,
+            &self.network_tx_bytes,
+            &self.load_average,
+            &self.cpu_count,
+            &self.facts_memory_total_mb,
+            &self.facts_disk_total_gb,
+            &self.os,
+            &self.docker_version,
+        ]
+    }
+}
+
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+/// The containers of the batch's snapshots as one array per column, borrowing the strings.
+#[derive(Default)]
+struct ContainerColumns<'a> {
+    host_id: Vec<i64>,
+    recorded_at: Vec<DateTime<Utc>>,
+    container_id: Vec<&'a str>,
+    name: Vec<&'a str>,
+    image: Vec<&'a str>,
+    image_tag: Vec<Option<&'a str>>,
+    status: Vec<Option<&'a str>>,
+    state: Vec<Option<&'a str>>,
+    health_status: Vec<Option<&'a str>>,
+    /// Serialised straight from the payload into `jsonb`, no intermediate JSON value.
+    ports: Vec<Json<&'a [String]>>,
+    labels: Vec<Json<&'a BTreeMap<String, String>>>,
+    started_at: Vec<Option<DateTime<Utc>>>,
+    finished_at: Vec<Option<DateTime<Utc>>>,
     cpu_percent: Vec<Option<f64>>,
     memory_usage_mb: Vec<Option<i64>>,
     memory_limit_mb: Vec<Option<i64>>,
@@ -43,118 +221,68 @@ struct ContainerColumns {
     block_write_bytes: Vec<Option<i64>>,
 }
 
-impl ContainerColumns {
-    fn of(snapshot: &Snapshot) -> Self {
-        let mut columns = Self::default();
-        for container in snapshot.containers() {
-            let metrics = container.metrics.clone().unwrap_or_default();
-            columns.container_id.push(container.container_id.clone());
-            columns.name.push(container.name.clone());
-            columns.image.push(container.image.clone());
-            columns.image_tag.push(container.image_tag.clone());
-            columns.status.push(container.status.clone());
-            columns.state.push(container.state.clone());
-            columns.health_status.push(container.health_status.clone());
-            columns.ports.push(serde_json::json!(
-                container.ports.clone().unwrap_or_default()
-            ));
-            columns.labels.push(serde_json::json!(
-                container.labels.clone().unwrap_or_default()
-            ));
-            columns
-                .started_at
-                .push(container.started_at.map(|t| t.to_utc()));
-            columns
-                .finished_at
-                .push(container.finished_at.map(|t| t.to_utc()));
-            columns.cpu_percent.push(metrics.cpu_percent);
-            columns.memory_usage_mb.push(metrics.memory_usage_mb);
-            columns.memory_limit_mb.push(metrics.memory_limit_mb);
-            columns.memory_percent.push(memory_percent(
-                metrics.memory_usage_mb,
-                metrics.memory_limit_mb,
-            ));
-            columns.network_rx_bytes.push(metrics.network_rx_bytes);
-            columns.network_tx_bytes.push(metrics.network_tx_bytes);
-            columns.block_read_bytes.push(metrics.block_read_bytes);
-            columns.block_write_bytes.push(metrics.block_write_bytes);
+impl<'a> ContainerColumns<'a> {
+    fn of(submissions: impl Iterator<Item = &'a Submission>) -> Self {
+        let mut c = Self::default();
+        for submission in submissions {
+            let snapshot = &submission.snapshot;
+            for container in snapshot.containers() {
+                let metrics = container.metrics.clone().unwrap_or_default();
+                c.host_id.push(submission.host_id);
+                c.recorded_at.push(snapshot.recorded_at);
+                c.container_id.push(&container.container_id);
+                c.name.push(&container.name);
+                c.image.push(&container.image);
+                c.image_tag.push(container.image_tag.as_deref());
+                c.status.push(container.status.as_deref());
+                c.state.push(container.state.as_deref());
+                c.health_status.push(container.health_status.as_deref());
+                c.ports
+                    .push(Json(container.ports.as_deref().unwrap_or_default()));
+                c.labels
+                    .push(Json(container.labels.as_ref().unwrap_or(&NO_LABELS)));
+                c.started_at.push(container.started_at.map(|t| t.to_utc()));
+                c.finished_at
+                    .push(container.finished_at.map(|t| t.to_utc()));
+                c.cpu_percent.push(metrics.cpu_percent);
+                c.memory_usage_mb.push(metrics.memory_usage_mb);
+                c.memory_limit_mb.push(metrics.memory_limit_mb);
+                c.memory_percent.push(memory_percent(
+                    metrics.memory_usage_mb,
+                    metrics.memory_limit_mb,
+                ));
+                c.network_rx_bytes.push(metrics.network_rx_bytes);
+                c.network_tx_bytes.push(metrics.network_tx_bytes);
+                c.block_read_bytes.push(metrics.block_read_bytes);
+                c.block_write_bytes.push(metrics.block_write_bytes);
+            }
         }
-        columns
+        c
     }
-}
 
-impl Store {
-    /// Stores `snapshot` for `host_id`. `None` when the host no longer accepts telemetry
-    /// (archived or deleted since its token was checked); nothing is written then.
-    pub async fn ingest(
-        &self,
-        host_id: i64,
-        snapshot: &Snapshot,
-    ) -> Result<Option<Written>, Error> {
-        let host = &snapshot.payload.host;
-        let metrics = &host.metrics;
-        let facts = host.facts.clone().unwrap_or_default();
-        let c = ContainerColumns::of(snapshot);
-        let host_params: [&(dyn ToSql + Sync); 15] = [
-            &host_id,
-            &snapshot.recorded_at,
-            &metrics.cpu_percent,
-            &metrics.memory_used_mb,
-            &metrics.memory_total_mb,
-            &metrics.disk_used_gb,
-            &metrics.disk_total_gb,
-            &metrics.network_rx_bytes,
-            &metrics.network_tx_bytes,
-            &metrics.load_average,
-            &facts.cpu_count,
-            &facts.memory_total_mb,
-            &facts.disk_total_gb,
-            &facts.os,
-            &facts.docker_version,
-        ];
-        let container_params: [&(dyn ToSql + Sync); 21] = [
-            &host_id,
-            &snapshot.recorded_at,
-            &c.container_id,
-            &c.name,
-            &c.image,
-            &c.image_tag,
-            &c.status,
-            &c.state,
-            &c.health_status,
-            &c.ports,
-            &c.labels,
-            &c.started_at,
-            &c.finished_at,
-            &c.cpu_percent,
-            &c.memory_usage_mb,
-            &c.memory_limit_mb,
-            &c.memory_percent,
-            &c.network_rx_bytes,
-            &c.network_tx_bytes,
-            &c.block_read_bytes,
-            &c.block_write_bytes,
-        ];
-        let client = self.client().await?;
-        let (host_statement, containers_statement) = tokio::try_join!(
-            client.prepare_cached(INGEST_HOST),
-            client.prepare_cached(INGEST_CONTAINERS)
-        )?;
-        // Sent back to back without waiting (tokio-postgres pipelines concurrent queries on one
-        // connection). If a statement fails, the transaction is aborted and COMMIT rolls it back.
-        let (_, host_row, containers_row, _) = tokio::try_join!(
-            client.batch_execute("BEGIN"),
-            client.query_one(&host_statement, &host_params),
-            client.query_one(&containers_statement, &container_params),
-            client.batch_execute("COMMIT"),
-        )?;
-        if host_row.get::<_, i64>("hosts_updated") == 0 {
-            return Ok(None);
-        }
-        let row = (host_row, containers_row);
-        Ok(Some(Written {
-            host_rows: row.0.get("host_rows"),
-            container_rows: row.1.get("container_rows"),
-        }))
+    fn params(&self) -> [&(dyn ToSql + Sync); 21] {
+        [
+            &self.host_id,
+            &self.recorded_at,
+            &self.container_id,
+            &self.name,
+            &self.image,
+            &self.image_tag,
+            &self.status,
+            &self.state,
+            &self.health_status,
+            &self.ports,
+            &self.labels,
+            &self.started_at,
+            &self.finished_at,
+            &self.cpu_percent,
+            &self.memory_usage_mb,
+            &self.memory_limit_mb,
+            &self.memory_percent,
+            &self.network_rx_bytes,
+            &self.network_tx_bytes,
+            &self.block_read_bytes,
+            &self.block_write_bytes,
+        ]
     }
 }

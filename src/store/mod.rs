@@ -6,6 +6,7 @@ pub mod admin_tokens;
 pub mod agent_cache;
 pub mod hosts;
 pub mod ingest;
+pub mod ingest_queue;
 pub mod liveness;
 pub mod readings;
 pub mod retention;

@@ -3,6 +3,8 @@
 use chrono::Duration;
 use serde_json::json;
 
+use nexus_telemetry::store::ingest::{Outcome, Submission};
+
 use crate::helpers::{TestApp, at, payload};
 
 #[tokio::test]
@@ -384,6 +386,7 @@ async fn a_failure_midway_rolls_back_everything() {
 async fn a_host_archived_after_its_token_was_checked_gets_nothing_written() {
     let app = TestApp::spawn().await;
     let host = app.create_host("web-01").await;
+    let token = app.store.issue_agent_token(host, "test").await.unwrap().id;
     app.db
         .execute(
             "UPDATE hosts SET status = 'archived' WHERE id = $1",
@@ -398,7 +401,15 @@ async fn a_host_archived_after_its_token_was_checked_gets_nothing_written() {
     )
     .unwrap();
 
-    assert_eq!(app.store.ingest(host, &snapshot).await.unwrap(), None);
+    let submission = Submission {
+        host_id: host,
+        token_id: token,
+        snapshot,
+    };
+    assert_eq!(
+        app.store.ingest(&[submission]).await.unwrap(),
+        [Outcome::Refused]
+    );
     assert_eq!(app.written().await, (0, 0, 0));
     assert_eq!(
         app.host_status(host).await,

@@ -1,61 +1,70 @@
--- Second statement of an ingest: container dimension rows (written only when they change)
--- and one metric row per container. Runs after the host statement locked the host's row.
---  $1 host id, $2 recorded_at, $3..$21 one array per container column, all of one length.
-WITH host AS (
-    SELECT id FROM hosts WHERE id = $1 AND status <> 'archived'
-),
-incoming AS (
+-- Second statement of an ingest batch: container dimension rows (written only when they
+-- change) and one metric row per container, for the snapshots the first statement admitted
+-- (their hosts are locked by it).
+--  One array per column, one element per container; $1 and $2 repeat the host id and
+--  recorded_at of the container's snapshot. $3..$21 the container columns.
+WITH incoming AS (
     SELECT *
-    FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-                $9::text[], $10::jsonb[], $11::jsonb[], $12::timestamptz[], $13::timestamptz[],
-                $14::float8[], $15::int8[], $16::int8[], $17::float8[], $18::int8[], $19::int8[],
-                $20::int8[], $21::int8[])
-        AS i (container_id, name, image, image_tag, status, state, health_status, ports, labels,
-              started_at, finished_at, cpu_percent, memory_usage_mb, memory_limit_mb,
-              memory_percent, network_rx_bytes, network_tx_bytes, block_read_bytes,
-              block_write_bytes)
+    FROM unnest($1::int8[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::jsonb[],
+                $12::timestamptz[], $13::timestamptz[], $14::float8[], $15::int8[], $16::int8[],
+                $17::float8[], $18::int8[], $19::int8[], $20::int8[], $21::int8[])
+        AS i (host_id, recorded_at, container_id, name, image, image_tag, status, state,
+              health_status, ports, labels, started_at, finished_at, cpu_percent,
+              memory_usage_mb, memory_limit_mb, memory_percent, network_rx_bytes,
+              network_tx_bytes, block_read_bytes, block_write_bytes)
 ),
+-- Each container's row as held, if any, and whether its description is unchanged. A lookup
+-- by the unique key per container (OFFSET 0 keeps the planner from turning it into a join,
+-- which a plan cached while `containers` was small would run as a hash of the whole table).
+known AS (
+    SELECT i.*, c.id AS known_id, COALESCE(c.unchanged, false) AS unchanged
+    FROM incoming i
+    LEFT JOIN LATERAL (
+        SELECT c.id,
+               (c.name, c.image, c.image_tag, c.status, c.state, c.health_status, c.ports,
+                c.labels, c.started_at, c.finished_at)
+               IS NOT DISTINCT FROM
+               (i.name, i.image, i.image_tag, i.status, i.state, i.health_status, i.ports,
+                i.labels, i.started_at, i.finished_at) AS unchanged
+        FROM containers c
+        WHERE c.host_id = i.host_id AND c.container_id = i.container_id
+        OFFSET 0
+    ) c ON true
+),
+-- Only new and changed containers are written (and locked); never with state older than what
+-- we hold: neither older than the row itself nor than any snapshot already seen for it.
 upserted AS (
     INSERT INTO containers AS c
         (host_id, container_id, name, image, image_tag, status, state, health_status, ports,
          labels, started_at, finished_at, first_seen_at, recorded_at)
-    SELECT host.id, i.container_id, i.name, i.image, i.image_tag, i.status, i.state,
-           i.health_status, i.ports, i.labels, i.started_at, i.finished_at, $2, $2
-    FROM incoming i CROSS JOIN host
+    SELECT host_id, container_id, name, image, image_tag, status, state, health_status, ports,
+           labels, started_at, finished_at, recorded_at, recorded_at
+    FROM known
+    WHERE NOT unchanged
     ON CONFLICT (host_id, container_id) DO UPDATE SET
         name = EXCLUDED.name, image = EXCLUDED.image, image_tag = EXCLUDED.image_tag,
         status = EXCLUDED.status, state = EXCLUDED.state, health_status = EXCLUDED.health_status,
         ports = EXCLUDED.ports, labels = EXCLUDED.labels, started_at = EXCLUDED.started_at,
         finished_at = EXCLUDED.finished_at, recorded_at = EXCLUDED.recorded_at, updated_at = now()
-    -- Write only when the description changed, and never with state older than what we hold:
-    -- neither older than the row itself nor than any snapshot already seen for the container.
-    WHERE (c.name, c.image, c.image_tag, c.status, c.state, c.health_status, c.ports, c.labels,
-           c.started_at, c.finished_at)
-          IS DISTINCT FROM
-          (EXCLUDED.name, EXCLUDED.image, EXCLUDED.image_tag, EXCLUDED.status, EXCLUDED.state,
-           EXCLUDED.health_status, EXCLUDED.ports, EXCLUDED.labels, EXCLUDED.started_at,
-           EXCLUDED.finished_at)
-      AND c.recorded_at < EXCLUDED.recorded_at
+    WHERE c.recorded_at < EXCLUDED.recorded_at
       AND NOT EXISTS (SELECT 1 FROM container_metric_snapshots s
                       WHERE s.container_id = c.id AND s.recorded_at > EXCLUDED.recorded_at)
-    RETURNING c.id, c.container_id
+    RETURNING c.id, c.host_id, c.container_id
 ),
-container_snapshots AS (
+container_snapshot AS (
     INSERT INTO container_metric_snapshots
         (container_id, host_id, recorded_at, cpu_percent, memory_usage_mb, memory_limit_mb,
          memory_percent, network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes)
-    -- New rows are only visible through `upserted`, unchanged ones only through `containers`.
-    -- The latter is a per-row lookup by the unique key (a scalar subquery, not a join): a join
-    -- let a plan cached while `containers` was small hash the whole table on every post.
-    SELECT COALESCE(u.id, (SELECT e.id FROM containers e
-                           WHERE e.host_id = host.id AND e.container_id = i.container_id)),
-           host.id, $2, i.cpu_percent, i.memory_usage_mb,
-           i.memory_limit_mb, i.memory_percent, i.network_rx_bytes, i.network_tx_bytes,
-           i.block_read_bytes, i.block_write_bytes
-    FROM incoming i
-    CROSS JOIN host
-    LEFT JOIN upserted u ON u.container_id = i.container_id
-    ON CONFLICT (container_id, recorded_at) DO NOTHING
-    RETURNING 1
+    -- New rows are only visible through `upserted`, held ones through `known`.
+    SELECT COALESCE(u.id, k.known_id), k.host_id, k.recorded_at, k.cpu_percent,
+           k.memory_usage_mb, k.memory_limit_mb, k.memory_percent, k.network_rx_bytes,
+           k.network_tx_bytes, k.block_read_bytes, k.block_write_bytes
+    FROM known k
+    LEFT JOIN upserted u ON u.host_id = k.host_id AND u.container_id = k.container_id
+    ON CONFLICT (container_id, recorded_at) DO NOTHING -- a retried post: first write wins
+    RETURNING host_id
 )
-SELECT count(*) AS container_rows FROM container_snapshots
+SELECT host_id, count(*) AS container_rows
+FROM container_snapshot
+GROUP BY host_id

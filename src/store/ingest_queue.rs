@@ -1,0 +1,182 @@
+//! Group commit: snapshots posted at about the same time share one transaction.
+//!
+//! A request hands its validated snapshot to the queue and waits for its own outcome. A few
+//! writer tasks take turns at the queue: each takes everything waiting (up to a batch limit),
+//! writes it with [`Store::ingest`] and answers every request only after the commit. Under light
+//! load a batch holds one snapshot and costs what a lone transaction costs; under heavy load the
+//! per-statement and per-commit costs of the database are shared by the whole batch.
+//!
+//! Failures stay with the requests they concern: a batch that fails for a reason other than the
+//! database being away is written again one snapshot at a time, so one bad snapshot is answered
+//! its own error and the others are stored. Two snapshots of one host never share a batch (the
+//! later waits for the next), so each host's writes stay in order of arrival.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use super::Store;
+use super::ingest::{Outcome, Submission};
+use crate::error::Error;
+
+/// How batches are formed.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchLimits {
+    /// Writer tasks, each writing one batch at a time on its own pooled connection.
+    pub writers: usize,
+    /// Most snapshots in one batch.
+    pub max_snapshots: usize,
+    /// Most container rows in one batch (a batch always takes at least one snapshot).
+    pub max_container_rows: usize,
+}
+
+/// The entry to the writers; cheap to share. Writers stop when it is dropped.
+pub struct IngestQueue {
+    jobs: mpsc::Sender<Job>,
+}
+
+struct Job {
+    submission: Submission,
+    answer: oneshot::Sender<Result<Outcome, Error>>,
+}
+
+impl IngestQueue {
+    /// Starts `limits.writers` writer tasks on the current runtime.
+    pub fn spawn(store: Store, limits: BatchLimits) -> Self {
+        let (jobs, receiver) = mpsc::channel(limits.max_snapshots * limits.writers.max(1));
+        let receiver = Arc::new(Mutex::new(receiver));
+        for _ in 0..limits.writers.max(1) {
+            tokio::spawn(write_batches(store.clone(), receiver.clone(), limits));
+        }
+        Self { jobs }
+    }
+
+    /// Stores `submission` with whatever else is waiting; returns once it is committed (or not).
+    pub async fn ingest(&self, submission: Submission) -> Result<Outcome, Error> {
+        let (answer, outcome) = oneshot::channel();
+        let job = Job { submission, answer };
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| Error::Internal(anyhow::anyhow!("the ingest writers have stopped")))?;
+        outcome.await.map_err(|_| {
+            Error::Internal(anyhow::anyhow!("an ingest writer dropped the snapshot"))
+        })?
+    }
+}
+
+/// A batch being formed.
+struct Batch {
+    limits: BatchLimits,
+    jobs: Vec<Job>,
+    hosts: HashSet<i64>,
+    container_rows: usize,
+}
+
+impl Batch {
+    fn new(limits: BatchLimits) -> Self {
+        Self {
+            limits,
+            jobs: Vec::new(),
+            hosts: HashSet::new(),
+            container_rows: 0,
+        }
+    }
+
+    fn is_full(&self) -> bool {
+        self.jobs.len() >= self.limits.max_snapshots
+            || self.container_rows >= self.limits.max_container_rows
+    }
+
+    /// Takes `job`, or hands it back when its host is already in the batch or it would not fit.
+    fn add(&mut self, job: Job) -> Result<(), Job> {
+        let rows = job.submission.snapshot.containers().len();
+        let fits = self.jobs.is_empty()
+            || (self.jobs.len() < self.limits.max_snapshots
+                && self.container_rows + rows <= self.limits.max_container_rows);
+        if !fits || !self.hosts.insert(job.submission.host_id) {
+            return Err(job);
+        }
+        self.container_rows += rows;
+        self.jobs.push(job);
+        Ok(())
+    }
+}
+
+/// One writer: forms a batch from what is waiting, writes it, answers, and again.
+async fn write_batches(
+    store: Store,
+    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
+    limits: BatchLimits,
+) {
+    // Jobs that did not fit the last batch; they go first into the next.
+    let mut held: VecDeque<Job> = VecDeque::new();
+    loop {
+        let mut batch = Batch::new(limits);
+        for job in std::mem::take(&mut held) {
+            if let Err(job) = batch.add(job) {
+                held.push_back(job);
+            }
+        }
+        {
+            let mut receiver = receiver.lock().await;
+            if batch.jobs.is_empty() {
+                match receiver.recv().await {
+                    Some(job) => batch
+                        .add(job)
+                        .unwrap_or_else(|_| unreachable!("an empty batch takes any job")),
+                    None => return, // the queue is gone: the server is shutting down
+                }
+            }
+            while !batch.is_full() {
+                let Ok(job) = receiver.try_recv() else { break };
+                if let Err(job) = batch.add(job) {
+                    held.push_back(job);
+                }
+            }
+        }
+        write(&store, batch.jobs).await;
+    }
+}
+
+/// Writes one batch and answers each of its requests.
+async fn write(store: &Store, jobs: Vec<Job>) {
+    metrics::histogram!("nexus_ingest_batch_snapshots").record(jobs.len() as f64);
+    let (submissions, answers): (Vec<_>, Vec<_>) = jobs
+        .into_iter()
+        .map(|job| (job.submission, job.answer))
+        .unzip();
+    match store.ingest(&submissions).await {
+        Ok(outcomes) => {
+            for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                let _ = answer.send(Ok(outcome));
+            }
+        }
+        // The database is away: every request of the batch is affected alike.
+        Err(Error::Unavailable(cause)) => {
+            let cause = format!("{cause:#}");
+            for answer in answers {
+                let _ = answer.send(Err(Error::Unavailable(anyhow::anyhow!(cause.clone()))));
+            }
+        }
+        Err(error) if submissions.len() == 1 => {
+            let _ = answers
+                .into_iter()
+                .next()
+                .map(|answer| answer.send(Err(error)));
+        }
+        // Find the snapshot(s) at fault: each alone, answered its own outcome.
+        Err(error) => {
+            tracing::warn!(
+                error = ?error,
+                snapshots = submissions.len(),
+                "ingest batch failed; writing its snapshots one by one"
+            );
+            for (submission, answer) in submissions.iter().zip(answers) {
+                let outcome = store.ingest(std::slice::from_ref(submission)).await;
+                let _ = answer.send(outcome.map(|mut outcomes| outcomes.remove(0)));
+            }
+        }
+    }
+}

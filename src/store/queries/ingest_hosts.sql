@@ -1,0 +1,70 @@
+-- First statement of an ingest batch: per snapshot, re-check and stamp its token, then write
+-- its host's facts and status, the status-change event and the host metric row.
+-- Host rows are locked in id order, so concurrent batches cannot deadlock on them, and held
+-- until the transaction ends: that serialises the writes of one host, so the containers
+-- statement that follows sees every earlier snapshot of the host. The stamped token rows stay
+-- locked too, so a revocation waits for this commit instead of slipping in between statements.
+--  One array per column, one element per snapshot; host ids are distinct within a batch.
+--  $1 host id, $2 token id, $3 recorded_at, $4..$11 host metrics, $12..$16 host facts.
+WITH input AS (
+    SELECT *
+    FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::float8[], $5::int8[],
+                $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::float8[],
+                $12::int4[], $13::int8[], $14::int8[], $15::text[], $16::text[])
+        AS i (host_id, token_id, recorded_at, cpu_percent, memory_used_mb, memory_total_mb,
+              disk_used_gb, disk_total_gb, network_rx_bytes, network_tx_bytes, load_average,
+              cpu_count, facts_memory_total_mb, facts_disk_total_gb, os, docker_version)
+),
+locked AS (
+    SELECT id, status FROM hosts
+    WHERE id = ANY($1) AND status <> 'archived'
+    ORDER BY id
+    FOR UPDATE
+),
+stamped AS (
+    UPDATE agent_tokens t SET last_used_at = now()
+    FROM input i JOIN locked l ON l.id = i.host_id
+    WHERE t.id = i.token_id AND t.host_id = i.host_id AND t.revoked_at IS NULL
+    RETURNING t.host_id
+),
+-- The snapshots still allowed in: host not archived, token not revoked.
+admitted AS (
+    SELECT i.*, l.status AS previous_status
+    FROM input i
+    JOIN locked l ON l.id = i.host_id
+    JOIN stamped s ON s.host_id = i.host_id
+),
+host AS (
+    UPDATE hosts h SET
+        cpu_count       = COALESCE(a.cpu_count, h.cpu_count),
+        memory_total_mb = COALESCE(a.facts_memory_total_mb, h.memory_total_mb),
+        disk_total_gb   = COALESCE(a.facts_disk_total_gb, h.disk_total_gb),
+        os              = COALESCE(a.os, h.os),
+        docker_version  = COALESCE(a.docker_version, h.docker_version),
+        status          = CASE WHEN h.status IN ('pending', 'offline') THEN 'online'
+                               ELSE h.status END,
+        last_seen_at    = GREATEST(h.last_seen_at, a.recorded_at), -- never backwards; skips NULL
+        updated_at      = now()
+    FROM admitted a
+    WHERE h.id = a.host_id
+),
+-- Recorded with the status change itself, so a status and its event never disagree.
+event AS (
+    INSERT INTO host_events (host_id, kind)
+    SELECT host_id, CASE previous_status WHEN 'pending' THEN 'online' ELSE 'recovered' END
+    FROM admitted
+    WHERE previous_status IN ('pending', 'offline')
+),
+host_snapshot AS (
+    INSERT INTO host_metric_snapshots
+        (host_id, recorded_at, cpu_percent, memory_used_mb, memory_total_mb, disk_used_gb,
+         disk_total_gb, network_rx_bytes, network_tx_bytes, load_average)
+    SELECT host_id, recorded_at, cpu_percent, memory_used_mb, memory_total_mb, disk_used_gb,
+           disk_total_gb, network_rx_bytes, network_tx_bytes, load_average
+    FROM admitted
+    ON CONFLICT (host_id, recorded_at) DO NOTHING -- a retried post: first write wins
+    RETURNING host_id
+)
+-- One row per admitted snapshot; a snapshot without a row here is refused.
+SELECT a.host_id, a.host_id IN (SELECT host_id FROM host_snapshot) AS host_row_written
+FROM admitted a
