@@ -90,17 +90,18 @@ impl Batch {
     }
 
     /// Takes `job`, or hands it back when its host is already in the batch or it would not fit.
-    fn add(&mut self, job: Job) -> Result<(), Job> {
+    #[must_use]
+    fn add(&mut self, job: Job) -> Option<Job> {
         let rows = job.submission.snapshot.containers().len();
         let fits = self.jobs.is_empty()
             || (self.jobs.len() < self.limits.max_snapshots
                 && self.container_rows + rows <= self.limits.max_container_rows);
         if !fits || !self.hosts.insert(job.submission.host_id) {
-            return Err(job);
+            return Some(job);
         }
         self.container_rows += rows;
         self.jobs.push(job);
-        Ok(())
+        None
     }
 }
 
@@ -115,25 +116,19 @@ async fn write_batches(
     loop {
         let mut batch = Batch::new(limits);
         for job in std::mem::take(&mut held) {
-            if let Err(job) = batch.add(job) {
-                held.push_back(job);
-            }
+            held.extend(batch.add(job));
         }
         {
             let mut receiver = receiver.lock().await;
             if batch.jobs.is_empty() {
                 match receiver.recv().await {
-                    Some(job) => batch
-                        .add(job)
-                        .unwrap_or_else(|_| unreachable!("an empty batch takes any job")),
+                    Some(job) => held.extend(batch.add(job)), // an empty batch takes any job
                     None => return, // the queue is gone: the server is shutting down
                 }
             }
             while !batch.is_full() {
                 let Ok(job) = receiver.try_recv() else { break };
-                if let Err(job) = batch.add(job) {
-                    held.push_back(job);
-                }
+                held.extend(batch.add(job));
             }
         }
         write(&store, batch.jobs).await;
