@@ -20,6 +20,9 @@ use super::Store;
 use super::ingest::{Outcome, Submission};
 use crate::error::Error;
 
+/// Gauge of the snapshots accepted and not yet being written.
+pub const QUEUED_METRIC: &str = "nexus_ingest_queued_snapshots";
+
 /// How batches are formed.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
@@ -56,6 +59,7 @@ impl IngestQueue {
     pub async fn ingest(&self, submission: Submission) -> Result<Outcome, Error> {
         let (answer, outcome) = oneshot::channel();
         let job = Job { submission, answer };
+        metrics::gauge!(QUEUED_METRIC).increment(1.0);
         self.jobs
             .send(job)
             .await
@@ -137,6 +141,7 @@ async fn write_batches(
 
 /// Writes one batch and answers each of its requests.
 async fn write(store: &Store, jobs: Vec<Job>) {
+    metrics::gauge!(QUEUED_METRIC).decrement(jobs.len() as f64);
     metrics::histogram!("nexus_ingest_batch_snapshots").record(jobs.len() as f64);
     let (submissions, answers): (Vec<_>, Vec<_>) = jobs
         .into_iter()
@@ -173,5 +178,82 @@ async fn write(store: &Store, jobs: Vec<Job>) {
                 let _ = answer.send(outcome.map(|mut outcomes| outcomes.remove(0)));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::snapshot::{SkewWindow, Snapshot};
+    use chrono::Utc;
+
+    const LIMITS: BatchLimits = BatchLimits {
+        writers: 1,
+        max_snapshots: 3,
+        max_container_rows: 4,
+    };
+
+    fn job(host_id: i64, containers: usize) -> Job {
+        let now = Utc::now();
+        let containers: Vec<_> = (0..containers)
+            .map(
+                |n| serde_json::json!({"container_id": format!("c{n}"), "name": "n", "image": "i"}),
+            )
+            .collect();
+        let payload = serde_json::from_value(serde_json::json!({
+            "recorded_at": now.to_rfc3339(),
+            "host": {"metrics": {}},
+            "containers": containers,
+        }))
+        .unwrap();
+        let skew = SkewWindow {
+            past: chrono::Duration::hours(1),
+            future: chrono::Duration::hours(1),
+        };
+        Job {
+            submission: Submission {
+                host_id,
+                token_id: host_id,
+                snapshot: Snapshot::new(payload, now, skew).unwrap(),
+            },
+            answer: oneshot::channel().0,
+        }
+    }
+
+    fn hosts(batch: &Batch) -> Vec<i64> {
+        batch.jobs.iter().map(|j| j.submission.host_id).collect()
+    }
+
+    #[test]
+    fn a_batch_never_holds_two_snapshots_of_one_host() {
+        let mut batch = Batch::new(LIMITS);
+        assert!(batch.add(job(1, 0)).is_none());
+        let handed_back = batch.add(job(1, 0)).expect("second snapshot of host 1");
+        assert_eq!(handed_back.submission.host_id, 1);
+        assert!(batch.add(job(2, 0)).is_none());
+        assert_eq!(hosts(&batch), [1, 2]);
+    }
+
+    #[test]
+    fn a_batch_stops_at_its_snapshot_and_row_limits() {
+        let mut batch = Batch::new(LIMITS);
+        assert!(batch.add(job(1, 2)).is_none());
+        assert!(batch.add(job(2, 3)).is_some(), "5 rows exceed 4");
+        assert!(batch.add(job(3, 2)).is_none());
+        assert!(batch.is_full(), "4 rows reached");
+
+        let mut batch = Batch::new(LIMITS);
+        for host in 1..=3 {
+            assert!(batch.add(job(host, 0)).is_none());
+        }
+        assert!(batch.is_full());
+        assert!(batch.add(job(4, 0)).is_some(), "3 snapshots at most");
+    }
+
+    #[test]
+    fn an_empty_batch_takes_a_snapshot_larger_than_its_row_limit() {
+        let mut batch = Batch::new(LIMITS);
+        assert!(batch.add(job(1, 10)).is_none());
+        assert_eq!(hosts(&batch), [1]);
     }
 }

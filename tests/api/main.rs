@@ -9,6 +9,7 @@ mod cli_admin;
 mod faults;
 mod fuzz;
 mod fuzz_admin;
+mod group_commit;
 mod helpers;
 mod ingest_encoding;
 mod ingest_errors;

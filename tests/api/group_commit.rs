@@ -1,0 +1,271 @@
+//! Group commit: snapshots posted while the writer is busy share one transaction, and each
+//! request still gets its own outcome.
+//!
+//! Each test runs the server with one ingest writer and holds that writer up: a test connection
+//! locks one host's row, a snapshot of that host is posted (the writer's batch waits on the
+//! lock), then the snapshots under test are posted and queue up; releasing the lock lets the
+//! writer take them all in its next batch. Rows written by one transaction share its `xmin`.
+
+use chrono::Duration;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+
+use crate::helpers::{TestApp, at, connect, payload};
+
+/// A server whose only ingest writer is blocked until [`Held::release`].
+struct Held {
+    app: TestApp,
+    lock: tokio_postgres::Client,
+    blocked_post: JoinHandle<u16>,
+}
+
+impl Held {
+    async fn start(extra_ddl: &str) -> Self {
+        let app = TestApp::spawn_with(&["--ingest-writers", "1"]).await;
+        if !extra_ddl.is_empty() {
+            app.db.batch_execute(extra_ddl).await.unwrap();
+        }
+        let (host, token) = app.host_with_token("blocker").await;
+        let lock = connect(&app.database_url).await;
+        lock.batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM hosts WHERE id = {host} FOR UPDATE"
+        ))
+        .await
+        .unwrap();
+        let blocked_post = post_in_background(&app, &token, payload(&at(Duration::zero()), &[]));
+        wait_until(
+            &app,
+            "the writer waits on the locked host",
+            |app| async move {
+                app.count(
+                    "SELECT count(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .await
+                    == 1
+            },
+        )
+        .await;
+        Self {
+            app,
+            lock,
+            blocked_post,
+        }
+    }
+
+    /// Waits until `n` snapshots are queued behind the blocked batch, then unblocks the writer.
+    async fn release_when_queued(self, n: usize) -> TestApp {
+        wait_until(&self.app, "the snapshots are queued", |app| async move {
+            queued(app).await == n as f64
+        })
+        .await;
+        self.lock.batch_execute("COMMIT").await.unwrap();
+        assert_eq!(self.blocked_post.await.unwrap(), 204);
+        self.app
+    }
+}
+
+fn post_in_background(app: &TestApp, token: &str, body: Value) -> JoinHandle<u16> {
+    let request = app
+        .http
+        .post(app.telemetry_url())
+        .bearer_auth(token)
+        .json(&body);
+    tokio::spawn(async move {
+        request
+            .send()
+            .await
+            .expect("request sent")
+            .status()
+            .as_u16()
+    })
+}
+
+/// The `nexus_ingest_queued_snapshots` gauge of the server's `/metrics`.
+async fn queued(app: &TestApp) -> f64 {
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix("nexus_ingest_queued_snapshots "))
+        .map_or(0.0, |value| value.parse().unwrap())
+}
+
+async fn wait_until<'a, F, Fut>(app: &'a TestApp, what: &str, condition: F)
+where
+    F: Fn(&'a TestApp) -> Fut,
+    Fut: Future<Output = bool>,
+{
+    for _ in 0..200 {
+        if condition(app).await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+/// Transactions that wrote the host metric rows of `hosts`.
+async fn transactions_of(app: &TestApp, hosts: &[i64]) -> i64 {
+    app.db
+        .query_one(
+            "SELECT count(DISTINCT xmin::text) FROM host_metric_snapshots WHERE host_id = ANY($1)",
+            &[&hosts],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+async fn rows_of(app: &TestApp, host: i64) -> (i64, i64) {
+    let row = app
+        .db
+        .query_one(
+            "SELECT (SELECT count(*) FROM host_metric_snapshots WHERE host_id = $1), \
+                    (SELECT count(*) FROM container_metric_snapshots WHERE host_id = $1)",
+            &[&host],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+#[tokio::test]
+async fn snapshots_that_arrive_while_the_writer_is_busy_are_stored_in_one_transaction() {
+    let held = Held::start("").await;
+    let mut hosts = Vec::new();
+    let mut posts = Vec::new();
+    for n in 0..5 {
+        let (host, token) = held.app.host_with_token(&format!("web-{n}")).await;
+        let body = payload(
+            &at(Duration::zero()),
+            &[("a1", "running"), ("b2", "exited")],
+        );
+        posts.push(post_in_background(&held.app, &token, body));
+        hosts.push(host);
+    }
+    let app = held.release_when_queued(5).await;
+
+    for post in posts {
+        assert_eq!(post.await.unwrap(), 204);
+    }
+    for &host in &hosts {
+        assert_eq!(rows_of(&app, host).await, (1, 2), "host {host}");
+    }
+    assert_eq!(transactions_of(&app, &hosts).await, 1, "one shared commit");
+    let container_transactions = app
+        .count(
+            "SELECT count(DISTINCT xmin::text) FROM container_metric_snapshots \
+             WHERE host_id IN (SELECT id FROM hosts WHERE name LIKE 'web-%')",
+        )
+        .await;
+    assert_eq!(container_transactions, 1);
+}
+
+#[tokio::test]
+async fn two_snapshots_of_one_host_posted_together_are_both_stored_in_separate_transactions() {
+    let held = Held::start("").await;
+    let (host, token) = held.app.host_with_token("web-01").await;
+    let first = post_in_background(
+        &held.app,
+        &token,
+        payload(&at(Duration::seconds(-30)), &[("a1", "running")]),
+    );
+    let second = post_in_background(
+        &held.app,
+        &token,
+        payload(&at(Duration::zero()), &[("a1", "exited")]),
+    );
+    let app = held.release_when_queued(2).await;
+
+    assert_eq!((first.await.unwrap(), second.await.unwrap()), (204, 204));
+    assert_eq!(rows_of(&app, host).await, (2, 2));
+    assert_eq!(transactions_of(&app, &[host]).await, 2);
+    let state: String = app
+        .db
+        .query_one("SELECT state FROM containers WHERE host_id = $1", &[&host])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(state, "exited", "the newer snapshot's state is kept");
+}
+
+#[tokio::test]
+async fn a_snapshot_the_database_refuses_fails_alone_and_its_batch_mates_are_stored() {
+    // A rule only the database knows, so the snapshot passes validation and fails in the batch.
+    let held =
+        Held::start("ALTER TABLE hosts ADD CONSTRAINT no_poison CHECK (os <> 'poison')").await;
+    let mut good = Vec::new();
+    let mut posts = Vec::new();
+    for n in 0..3 {
+        let (host, token) = held.app.host_with_token(&format!("web-{n}")).await;
+        let body = payload(&at(Duration::zero()), &[("a1", "running")]);
+        posts.push(post_in_background(&held.app, &token, body));
+        good.push(host);
+    }
+    let (poisoned, token) = held.app.host_with_token("poisoned").await;
+    let mut body = payload(&at(Duration::zero()), &[("a1", "running")]);
+    body["host"]["facts"]["os"] = "poison".into();
+    let poisoned_post = post_in_background(&held.app, &token, body);
+    let app = held.release_when_queued(4).await;
+
+    assert_eq!(poisoned_post.await.unwrap(), 500);
+    assert_eq!(
+        rows_of(&app, poisoned).await,
+        (0, 0),
+        "nothing of it written"
+    );
+    for (post, host) in posts.into_iter().zip(good) {
+        assert_eq!(post.await.unwrap(), 204);
+        assert_eq!(rows_of(&app, host).await, (1, 1), "host {host}");
+    }
+}
+
+#[tokio::test]
+async fn a_token_revoked_while_its_snapshot_waits_is_refused_and_its_batch_mates_are_stored() {
+    let held = Held::start("").await;
+    let (kept, kept_token) = held.app.host_with_token("web-01").await;
+    let (revoked, revoked_token) = held.app.host_with_token("web-02").await;
+    let kept_post = post_in_background(
+        &held.app,
+        &kept_token,
+        payload(&at(Duration::zero()), &[("a1", "running")]),
+    );
+    let revoked_post = post_in_background(
+        &held.app,
+        &revoked_token,
+        payload(&at(Duration::zero()), &[("a1", "running")]),
+    );
+    wait_until(&held.app, "both snapshots are queued", |app| async move {
+        queued(app).await == 2.0
+    })
+    .await;
+    held.app
+        .db
+        .execute(
+            "UPDATE agent_tokens SET revoked_at = now() WHERE host_id = $1",
+            &[&revoked],
+        )
+        .await
+        .unwrap();
+    let app = held.release_when_queued(2).await;
+
+    assert_eq!(revoked_post.await.unwrap(), 401);
+    assert_eq!(rows_of(&app, revoked).await, (0, 0));
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM agent_tokens WHERE host_id = {revoked} AND last_used_at IS NOT NULL"
+        ))
+        .await,
+        0,
+        "a refused token is not stamped"
+    );
+    assert_eq!(kept_post.await.unwrap(), 204);
+    assert_eq!(rows_of(&app, kept).await, (1, 1));
+}
