@@ -1,8 +1,9 @@
-//! Writes a batch of validated snapshots in one transaction of two set-based statements: per
-//! snapshot its token's stamp, its host's facts and status and one host metric row, then the
-//! container dimension upserts and one metric row per container. What a batch costs the
-//! database (statement start-up, chunk routing, commit and WAL flush) is paid once for all its
-//! snapshots; see [`super::ingest_queue`] for how batches are formed.
+//! Writes a batch of validated snapshots in one transaction of set-based statements: per
+//! snapshot its token's stamp, its host's facts and status and one host metric row; the
+//! dimension rows of the containers not known unchanged (see [`super::container_cache`]); one
+//! metric row per container. What a batch costs the database (statement start-up, chunk
+//! routing, commit and WAL flush) is paid once for all its snapshots; see
+//! [`super::ingest_queue`] for how batches are formed.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -10,12 +11,16 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql};
 
+use nexus_contract::ContainerPayload;
+
 use super::Store;
+use super::container_cache::{ContainerCache, Fingerprint, HostUpdate, Known};
 use crate::domain::snapshot::{Snapshot, memory_percent};
 use crate::error::Error;
 
 const INGEST_HOSTS: &str = include_str!("queries/ingest_hosts.sql");
 const INGEST_CONTAINERS: &str = include_str!("queries/ingest_containers.sql");
+const INGEST_CONTAINER_METRICS: &str = include_str!("queries/ingest_container_metrics.sql");
 
 /// Attempts of a batch that lost a deadlock (e.g. against the liveness detector, which locks
 /// hosts in another order) before its error is answered.
@@ -74,36 +79,181 @@ impl Store {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
         let statement = transaction.prepare_cached(INGEST_HOSTS).await?;
-        let admitted: HashMap<i64, bool> = transaction
+        let admitted: HashMap<i64, HostWrite> = transaction
             .query(&statement, &hosts.params())
             .await?
             .iter()
-            .map(|row| (row.get("host_id"), row.get("host_row_written")))
+            .map(|row| {
+                let write = HostWrite {
+                    host_row_written: row.get("host_row_written"),
+                    version_before: row.get("version_before"),
+                    version_after: row.get("version_after"),
+                };
+                (row.get("host_id"), write)
+            })
             .collect();
-        let containers =
-            ContainerColumns::of(batch.iter().filter(|s| admitted.contains_key(&s.host_id)));
-        let container_rows: HashMap<i64, i64> = if containers.container_id.is_empty() {
-            HashMap::new()
-        } else {
+        // A snapshot whose host row was there already is a retry, stored before: skipped.
+        let stored: Vec<&Submission> = batch
+            .iter()
+            .filter(|s| admitted.get(&s.host_id).is_some_and(|w| w.host_row_written))
+            .collect();
+        let mut containers = ContainerRows::plan(&stored, &admitted, &self.containers);
+        if containers.unknown_count() > 0 {
+            let descriptions = DescriptionColumns::of(&containers);
             let statement = transaction.prepare_cached(INGEST_CONTAINERS).await?;
-            transaction
-                .query(&statement, &containers.params())
+            for row in transaction
+                .query(&statement, &descriptions.params())
                 .await?
-                .iter()
-                .map(|row| (row.get("host_id"), row.get("container_rows")))
-                .collect()
-        };
+            {
+                containers.found(
+                    row.get("host_id"),
+                    row.get("container_id"),
+                    row.get("id"),
+                    row.get("current"),
+                );
+            }
+        }
+        let mut container_rows: HashMap<i64, i64> = HashMap::new();
+        if !containers.rows.is_empty() {
+            let metrics = MetricColumns::of(&containers)?;
+            let statement = transaction.prepare_cached(INGEST_CONTAINER_METRICS).await?;
+            for row in transaction.query(&statement, &metrics.params()).await? {
+                container_rows.insert(row.get("host_id"), row.get("container_rows"));
+            }
+        }
         transaction.commit().await?;
+        containers.remember(&admitted, &self.containers);
         Ok(batch
             .iter()
             .map(|s| match admitted.get(&s.host_id) {
                 None => Outcome::Refused,
-                Some(&host_row) => Outcome::Stored(Written {
-                    host_rows: i64::from(host_row),
+                Some(write) => Outcome::Stored(Written {
+                    host_rows: i64::from(write.host_row_written),
                     container_rows: container_rows.get(&s.host_id).copied().unwrap_or(0),
                 }),
             })
             .collect())
+    }
+}
+
+/// What the first statement did for one admitted snapshot.
+struct HostWrite {
+    host_row_written: bool,
+    /// Version of the host row before and after the transaction (see [`ContainerCache`]).
+    version_before: i64,
+    version_after: i64,
+}
+
+/// One container of a stored snapshot, and its id once known.
+struct ContainerRow<'a> {
+    host_id: i64,
+    recorded_at: DateTime<Utc>,
+    container: &'a ContainerPayload,
+    fingerprint: Fingerprint,
+    /// From the cache, or from the description statement.
+    id: Option<i64>,
+    /// Whether the description stored is the one sent; `None` until known.
+    current: Option<bool>,
+    from_cache: bool,
+}
+
+/// The containers of a batch's stored snapshots, split into those whose row this process knows
+/// unchanged and those the description statement must look up.
+struct ContainerRows<'a> {
+    rows: Vec<ContainerRow<'a>>,
+    /// Position in `rows` of each (host id, container id).
+    index: HashMap<(i64, &'a str), usize>,
+}
+
+impl<'a> ContainerRows<'a> {
+    fn plan(
+        stored: &[&'a Submission],
+        admitted: &HashMap<i64, HostWrite>,
+        cache: &ContainerCache,
+    ) -> Self {
+        let mut rows = Vec::new();
+        let mut index = HashMap::new();
+        for submission in stored {
+            let containers = submission.snapshot.containers();
+            let fingerprints: Vec<_> = containers.iter().map(Fingerprint::of).collect();
+            let known = cache.lookup(
+                submission.host_id,
+                admitted[&submission.host_id].version_before,
+                containers
+                    .iter()
+                    .zip(&fingerprints)
+                    .map(|(c, f)| (c.container_id.as_str(), *f)),
+            );
+            for ((container, fingerprint), id) in containers.iter().zip(fingerprints).zip(known) {
+                index.insert(
+                    (submission.host_id, container.container_id.as_str()),
+                    rows.len(),
+                );
+                rows.push(ContainerRow {
+                    host_id: submission.host_id,
+                    recorded_at: submission.snapshot.recorded_at,
+                    container,
+                    fingerprint,
+                    id,
+                    current: id.map(|_| true),
+                    from_cache: id.is_some(),
+                });
+            }
+        }
+        Self { rows, index }
+    }
+
+    fn unknown(&self) -> impl Iterator<Item = &ContainerRow<'a>> {
+        self.rows.iter().filter(|row| !row.from_cache)
+    }
+
+    fn unknown_count(&self) -> usize {
+        self.unknown().count()
+    }
+
+    /// Records what the description statement found for one container.
+    fn found(&mut self, host_id: i64, container_id: &str, id: i64, current: bool) {
+        if let Some(&position) = self.index.get(&(host_id, container_id)) {
+            let row = &mut self.rows[position];
+            row.id = Some(id);
+            row.current = Some(current);
+        }
+    }
+
+    /// Tells the cache what the committed transaction left each admitted host's containers as.
+    fn remember(self, admitted: &HashMap<i64, HostWrite>, cache: &ContainerCache) {
+        let mut updates: HashMap<i64, HostUpdate> = admitted
+            .iter()
+            .map(|(&host_id, write)| {
+                let update = HostUpdate {
+                    host_id,
+                    version_before: write.version_before,
+                    version_after: write.version_after,
+                    current: Vec::new(),
+                    stale: Vec::new(),
+                };
+                (host_id, update)
+            })
+            .collect();
+        for row in self.rows {
+            let Some(update) = updates.get_mut(&row.host_id) else {
+                continue;
+            };
+            let container_id = row.container.container_id.clone();
+            match (row.id, row.current) {
+                (Some(id), Some(true)) => update.current.push((
+                    container_id,
+                    Known {
+                        id,
+                        fingerprint: row.fingerprint,
+                    },
+                )),
+                _ => update.stale.push(container_id),
+            }
+        }
+        for update in updates.into_values() {
+            cache.update(update);
+        }
     }
 }
 
@@ -194,9 +344,9 @@ impl<'a> HostColumns<'a> {
 
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
-/// The containers of the batch's snapshots as one array per column, borrowing the strings.
+/// The descriptions of the containers to look up, one array per column, borrowing the strings.
 #[derive(Default)]
-struct ContainerColumns<'a> {
+struct DescriptionColumns<'a> {
     host_id: Vec<i64>,
     recorded_at: Vec<DateTime<Utc>>,
     container_id: Vec<&'a str>,
@@ -211,56 +361,34 @@ struct ContainerColumns<'a> {
     labels: Vec<Json<&'a BTreeMap<String, String>>>,
     started_at: Vec<Option<DateTime<Utc>>>,
     finished_at: Vec<Option<DateTime<Utc>>>,
-    cpu_percent: Vec<Option<f64>>,
-    memory_usage_mb: Vec<Option<i64>>,
-    memory_limit_mb: Vec<Option<i64>>,
-    memory_percent: Vec<Option<f64>>,
-    network_rx_bytes: Vec<Option<i64>>,
-    network_tx_bytes: Vec<Option<i64>>,
-    block_read_bytes: Vec<Option<i64>>,
-    block_write_bytes: Vec<Option<i64>>,
 }
 
-impl<'a> ContainerColumns<'a> {
-    fn of(submissions: impl Iterator<Item = &'a Submission>) -> Self {
+impl<'a> DescriptionColumns<'a> {
+    fn of(rows: &'a ContainerRows<'a>) -> Self {
         let mut c = Self::default();
-        for submission in submissions {
-            let snapshot = &submission.snapshot;
-            for container in snapshot.containers() {
-                let metrics = container.metrics.clone().unwrap_or_default();
-                c.host_id.push(submission.host_id);
-                c.recorded_at.push(snapshot.recorded_at);
-                c.container_id.push(&container.container_id);
-                c.name.push(&container.name);
-                c.image.push(&container.image);
-                c.image_tag.push(container.image_tag.as_deref());
-                c.status.push(container.status.as_deref());
-                c.state.push(container.state.as_deref());
-                c.health_status.push(container.health_status.as_deref());
-                c.ports
-                    .push(Json(container.ports.as_deref().unwrap_or_default()));
-                c.labels
-                    .push(Json(container.labels.as_ref().unwrap_or(&NO_LABELS)));
-                c.started_at.push(container.started_at.map(|t| t.to_utc()));
-                c.finished_at
-                    .push(container.finished_at.map(|t| t.to_utc()));
-                c.cpu_percent.push(metrics.cpu_percent);
-                c.memory_usage_mb.push(metrics.memory_usage_mb);
-                c.memory_limit_mb.push(metrics.memory_limit_mb);
-                c.memory_percent.push(memory_percent(
-                    metrics.memory_usage_mb,
-                    metrics.memory_limit_mb,
-                ));
-                c.network_rx_bytes.push(metrics.network_rx_bytes);
-                c.network_tx_bytes.push(metrics.network_tx_bytes);
-                c.block_read_bytes.push(metrics.block_read_bytes);
-                c.block_write_bytes.push(metrics.block_write_bytes);
-            }
+        for row in rows.unknown() {
+            let container = row.container;
+            c.host_id.push(row.host_id);
+            c.recorded_at.push(row.recorded_at);
+            c.container_id.push(&container.container_id);
+            c.name.push(&container.name);
+            c.image.push(&container.image);
+            c.image_tag.push(container.image_tag.as_deref());
+            c.status.push(container.status.as_deref());
+            c.state.push(container.state.as_deref());
+            c.health_status.push(container.health_status.as_deref());
+            c.ports
+                .push(Json(container.ports.as_deref().unwrap_or_default()));
+            c.labels
+                .push(Json(container.labels.as_ref().unwrap_or(&NO_LABELS)));
+            c.started_at.push(container.started_at.map(|t| t.to_utc()));
+            c.finished_at
+                .push(container.finished_at.map(|t| t.to_utc()));
         }
         c
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 21] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 13] {
         [
             &self.host_id,
             &self.recorded_at,
@@ -275,6 +403,61 @@ impl<'a> ContainerColumns<'a> {
             &self.labels,
             &self.started_at,
             &self.finished_at,
+        ]
+    }
+}
+
+/// One metric row per container, one array per column.
+#[derive(Default)]
+struct MetricColumns {
+    container_id: Vec<i64>,
+    host_id: Vec<i64>,
+    recorded_at: Vec<DateTime<Utc>>,
+    cpu_percent: Vec<Option<f64>>,
+    memory_usage_mb: Vec<Option<i64>>,
+    memory_limit_mb: Vec<Option<i64>>,
+    memory_percent: Vec<Option<f64>>,
+    network_rx_bytes: Vec<Option<i64>>,
+    network_tx_bytes: Vec<Option<i64>>,
+    block_read_bytes: Vec<Option<i64>>,
+    block_write_bytes: Vec<Option<i64>>,
+}
+
+impl MetricColumns {
+    fn of(rows: &ContainerRows<'_>) -> Result<Self, Error> {
+        let mut c = Self::default();
+        for row in &rows.rows {
+            let id = row.id.ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!(
+                    "container {} of host {} has no id after its upsert",
+                    row.container.container_id,
+                    row.host_id
+                ))
+            })?;
+            let metrics = row.container.metrics.clone().unwrap_or_default();
+            c.container_id.push(id);
+            c.host_id.push(row.host_id);
+            c.recorded_at.push(row.recorded_at);
+            c.cpu_percent.push(metrics.cpu_percent);
+            c.memory_usage_mb.push(metrics.memory_usage_mb);
+            c.memory_limit_mb.push(metrics.memory_limit_mb);
+            c.memory_percent.push(memory_percent(
+                metrics.memory_usage_mb,
+                metrics.memory_limit_mb,
+            ));
+            c.network_rx_bytes.push(metrics.network_rx_bytes);
+            c.network_tx_bytes.push(metrics.network_tx_bytes);
+            c.block_read_bytes.push(metrics.block_read_bytes);
+            c.block_write_bytes.push(metrics.block_write_bytes);
+        }
+        Ok(c)
+    }
+
+    fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+        [
+            &self.container_id,
+            &self.host_id,
+            &self.recorded_at,
             &self.cpu_percent,
             &self.memory_usage_mb,
             &self.memory_limit_mb,

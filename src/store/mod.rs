@@ -4,6 +4,7 @@
 
 pub mod admin_tokens;
 pub mod agent_cache;
+pub mod container_cache;
 pub mod hosts;
 pub mod ingest;
 pub mod ingest_queue;
@@ -13,6 +14,7 @@ pub mod retention;
 pub mod tokens;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -20,6 +22,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, R
 use tokio_postgres::NoTls;
 
 use crate::error::Error;
+use container_cache::ContainerCache;
 
 mod embedded {
     refinery::embed_migrations!("sql");
@@ -47,6 +50,8 @@ pub enum Readiness {
 pub struct Store {
     pool: Pool,
     url: String,
+    /// This process's knowledge of container rows, shared by every clone.
+    containers: Arc<ContainerCache>,
 }
 
 impl Store {
@@ -75,6 +80,7 @@ impl Store {
         Ok(Self {
             pool,
             url: settings.url.clone(),
+            containers: Arc::default(),
         })
     }
 

@@ -473,3 +473,37 @@ async fn containers_latest_shows_each_container_with_its_newest_metrics() {
     assert_eq!(row.get::<_, Option<i64>>(1), Some(512));
     assert_eq!(row.get::<_, Option<f64>>(2), Some(50.0));
 }
+
+#[tokio::test]
+async fn a_container_changed_through_another_server_is_written_again_by_this_one() {
+    let app = TestApp::spawn().await;
+    let other = app.spawn_another_server().await;
+    let (_, token) = app.host_with_token("web-01").await;
+    let post_to = |address: String, body: serde_json::Value| {
+        let request = app
+            .http
+            .post(format!("{address}/agent/telemetry"))
+            .bearer_auth(&token)
+            .json(&body);
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    let state = || async {
+        app.db
+            .query_one("SELECT state FROM containers", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+
+    let running_then = payload(&at(Duration::seconds(-60)), &[("a1", "running")]);
+    assert_eq!(post_to(app.address.clone(), running_then).await, 204);
+    let exited = payload(&at(Duration::seconds(-30)), &[("a1", "exited")]);
+    assert_eq!(post_to(other, exited).await, 204);
+    assert_eq!(state().await, "exited");
+    // This server last saw the container running; the host row tells it that no longer holds.
+    let running_now = payload(&at(Duration::zero()), &[("a1", "running")]);
+    assert_eq!(post_to(app.address.clone(), running_now).await, 204);
+
+    assert_eq!(state().await, "running");
+    assert_eq!(app.written().await, (3, 1, 3));
+}

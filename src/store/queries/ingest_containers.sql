@@ -1,18 +1,17 @@
--- Second statement of an ingest batch: container dimension rows (written only when they
--- change) and one metric row per container, for the snapshots the first statement admitted
--- (their hosts are locked by it).
+-- Second statement of an ingest batch: the dimension rows of the containers this process does
+-- not know to be unchanged (see src/store/container_cache.rs), for snapshots the first
+-- statement admitted and whose host row it wrote (their hosts are locked by it). Each row is
+-- written only when its description changed, and then never with state older than held.
 --  One array per column, one element per container; $1 and $2 repeat the host id and
---  recorded_at of the container's snapshot. $3..$21 the container columns.
+--  recorded_at of the container's snapshot. $3..$13 the container's description.
+-- Returns every container with its id and whether its stored description is now the one sent.
 WITH incoming AS (
     SELECT *
     FROM unnest($1::int8[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
                 $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::jsonb[],
-                $12::timestamptz[], $13::timestamptz[], $14::float8[], $15::int8[], $16::int8[],
-                $17::float8[], $18::int8[], $19::int8[], $20::int8[], $21::int8[])
+                $12::timestamptz[], $13::timestamptz[])
         AS i (host_id, recorded_at, container_id, name, image, image_tag, status, state,
-              health_status, ports, labels, started_at, finished_at, cpu_percent,
-              memory_usage_mb, memory_limit_mb, memory_percent, network_rx_bytes,
-              network_tx_bytes, block_read_bytes, block_write_bytes)
+              health_status, ports, labels, started_at, finished_at)
 ),
 -- Each container's row as held, if any, and whether its description is unchanged. A lookup
 -- by the unique key per container (OFFSET 0 keeps the planner from turning it into a join,
@@ -51,20 +50,9 @@ upserted AS (
       AND NOT EXISTS (SELECT 1 FROM container_metric_snapshots s
                       WHERE s.container_id = c.id AND s.recorded_at > EXCLUDED.recorded_at)
     RETURNING c.id, c.host_id, c.container_id
-),
-container_snapshot AS (
-    INSERT INTO container_metric_snapshots
-        (container_id, host_id, recorded_at, cpu_percent, memory_usage_mb, memory_limit_mb,
-         memory_percent, network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes)
-    -- New rows are only visible through `upserted`, held ones through `known`.
-    SELECT COALESCE(u.id, k.known_id), k.host_id, k.recorded_at, k.cpu_percent,
-           k.memory_usage_mb, k.memory_limit_mb, k.memory_percent, k.network_rx_bytes,
-           k.network_tx_bytes, k.block_read_bytes, k.block_write_bytes
-    FROM known k
-    LEFT JOIN upserted u ON u.host_id = k.host_id AND u.container_id = k.container_id
-    ON CONFLICT (container_id, recorded_at) DO NOTHING -- a retried post: first write wins
-    RETURNING host_id
 )
-SELECT host_id, count(*) AS container_rows
-FROM container_snapshot
-GROUP BY host_id
+-- New rows are only visible through `upserted`, held ones through `known`.
+SELECT k.host_id, k.container_id, COALESCE(u.id, k.known_id) AS id,
+       k.unchanged OR u.id IS NOT NULL AS current
+FROM known k
+LEFT JOIN upserted u ON u.host_id = k.host_id AND u.container_id = k.container_id

@@ -1,5 +1,7 @@
 -- First statement of an ingest batch: per snapshot, re-check and stamp its token, then write
--- its host's facts and status, the status-change event and the host metric row.
+-- its host's facts and status, the status-change event and the host metric row. A snapshot
+-- whose host row already exists (a retried post) is stored already: the statements that
+-- follow skip it (first write wins).
 -- Host rows are locked in id order, so concurrent batches cannot deadlock on them, and held
 -- until the transaction ends: that serialises the writes of one host, so the containers
 -- statement that follows sees every earlier snapshot of the host. The stamped token rows stay
@@ -16,7 +18,7 @@ WITH input AS (
               cpu_count, facts_memory_total_mb, facts_disk_total_gb, os, docker_version)
 ),
 locked AS (
-    SELECT id, status FROM hosts
+    SELECT id, status, xmin::text::int8 AS version FROM hosts
     WHERE id = ANY($1) AND status <> 'archived'
     ORDER BY id
     FOR UPDATE
@@ -29,7 +31,7 @@ stamped AS (
 ),
 -- The snapshots still allowed in: host not archived, token not revoked.
 admitted AS (
-    SELECT i.*, l.status AS previous_status
+    SELECT i.*, l.status AS previous_status, l.version AS version_before
     FROM input i
     JOIN locked l ON l.id = i.host_id
     JOIN stamped s ON s.host_id = i.host_id
@@ -47,6 +49,7 @@ host AS (
         updated_at      = now()
     FROM admitted a
     WHERE h.id = a.host_id
+    RETURNING h.id, h.xmin::text::int8 AS version_after
 ),
 -- Recorded with the status change itself, so a status and its event never disagree.
 event AS (
@@ -65,6 +68,11 @@ host_snapshot AS (
     ON CONFLICT (host_id, recorded_at) DO NOTHING -- a retried post: first write wins
     RETURNING host_id
 )
--- One row per admitted snapshot; a snapshot without a row here is refused.
-SELECT a.host_id, a.host_id IN (SELECT host_id FROM host_snapshot) AS host_row_written
+-- One row per admitted snapshot; a snapshot without a row here is refused. The host row's
+-- version (the id of the transaction that wrote it last) before and after this one tells
+-- whether what this process remembers of the host's containers is still exact
+-- (see src/store/container_cache.rs).
+SELECT a.host_id, a.host_id IN (SELECT host_id FROM host_snapshot) AS host_row_written,
+       a.version_before, h.version_after
 FROM admitted a
+JOIN host h ON h.id = a.host_id
