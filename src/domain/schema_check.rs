@@ -54,12 +54,12 @@ impl Schema {
             .clone()
     }
 
-    /// Whether `bytes` are one JSON document that [`check`](Self::check) would pass, found
+    /// Whether `text` is one JSON document that [`check`](Self::check) would pass, found
     /// without building a `Value` or allocating. False when the document breaks the schema, is
     /// not JSON, or when this quick scan cannot tell; then parse a `Value` and `check` it to
     /// learn what is wrong.
-    pub fn surely_conforms(&self, bytes: &[u8]) -> bool {
-        self.scan.as_ref().is_some_and(|scan| scan.conforms(bytes))
+    pub fn surely_conforms(&self, text: &str) -> bool {
+        self.scan.as_ref().is_some_and(|scan| scan.conforms(text))
     }
 
     /// Every way `value` breaks the schema; empty when it conforms.

@@ -108,10 +108,10 @@ impl Compiled {
         })
     }
 
-    /// Whether `bytes` hold one JSON document that conforms to the schema. False when it does
+    /// Whether `text` holds one JSON document that conforms to the schema. False when it does
     /// not, when it is not JSON, and when this scan cannot tell.
-    pub fn conforms(&self, bytes: &[u8]) -> bool {
-        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    pub fn conforms(&self, text: &str) -> bool {
+        let mut deserializer = serde_json::Deserializer::from_str(text);
         let scan = Scan {
             compiled: self,
             node: self.root,
@@ -487,5 +487,96 @@ impl<'de> Visitor<'de> for MapKey {
             None => Ok(()),
             Some(_) => Err(nonconforming()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nexus_contract::TelemetryPayload;
+    use poem_openapi::types::Type;
+
+    use super::*;
+    use crate::api::admin::hosts::{HostUpdate, NewHost};
+    use crate::api::admin::tokens::NewAgentToken;
+
+    fn compiled<T: Type>() -> Option<Compiled> {
+        let mut registry = Registry::new();
+        T::register(&mut registry);
+        Compiled::new(&registry, &T::schema_ref())
+    }
+
+    fn inline(schema: MetaSchema) -> MetaSchemaRef {
+        MetaSchemaRef::Inline(Box::new(schema))
+    }
+
+    const MINIMAL: &str = r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{}}}"#;
+
+    #[test]
+    fn every_request_body_of_the_api_takes_the_fast_path() {
+        assert!(compiled::<TelemetryPayload>().is_some());
+        assert!(compiled::<NewHost>().is_some());
+        assert!(compiled::<HostUpdate>().is_some());
+        assert!(compiled::<NewAgentToken>().is_some());
+    }
+
+    #[test]
+    fn a_conforming_document_is_vouched_for() {
+        assert!(compiled::<TelemetryPayload>().unwrap().conforms(MINIMAL));
+    }
+
+    #[test]
+    fn a_repeated_property_is_left_to_the_value_path_even_when_both_values_conform() {
+        let twice = MINIMAL.replace('{', r#"{"host":{"metrics":{}},"#);
+        assert!(!compiled::<TelemetryPayload>().unwrap().conforms(&twice));
+    }
+
+    #[test]
+    fn trailing_characters_and_invalid_json_are_not_vouched_for() {
+        let scan = compiled::<TelemetryPayload>().unwrap();
+        assert!(!scan.conforms(&format!("{MINIMAL} {{}}")));
+        assert!(!scan.conforms(&MINIMAL[1..]));
+    }
+
+    #[test]
+    fn a_value_under_two_checked_schemas_at_once_is_not_modelled() {
+        let schema = MetaSchema {
+            all_of: vec![
+                inline(MetaSchema::new("string")),
+                inline(MetaSchema::new("integer")),
+            ],
+            ..MetaSchema::ANY
+        };
+        assert!(Compiled::new(&Registry::new(), &inline(schema)).is_none());
+    }
+
+    #[test]
+    fn a_reference_with_a_description_is_its_referenced_schema() {
+        let mut registry = Registry::new();
+        TelemetryPayload::register(&mut registry);
+        let described = TelemetryPayload::schema_ref().merge(MetaSchema {
+            description: Some("a snapshot"),
+            ..MetaSchema::ANY
+        });
+        assert!(
+            matches!(described, MetaSchemaRef::Inline(_)),
+            "an allOf wrapper"
+        );
+        let scan = Compiled::new(&registry, &described).unwrap();
+        assert!(scan.conforms(MINIMAL));
+        assert!(!scan.conforms(r#"{"host":{"metrics":{}}}"#));
+    }
+
+    #[test]
+    fn recursive_references_are_not_modelled() {
+        let mut registry = Registry::new();
+        registry.schemas.insert(
+            "Tree".into(),
+            MetaSchema {
+                properties: vec![("children", MetaSchemaRef::Reference("Tree".into()))],
+                ..MetaSchema::new("object")
+            },
+        );
+        let root = MetaSchemaRef::Reference("Tree".into());
+        assert!(Compiled::new(&registry, &root).is_none());
     }
 }
