@@ -7,6 +7,11 @@
 //! character, which PostgreSQL cannot store. String `pattern`s are regular expressions
 //! (`regex` syntax, anchored by the pattern itself). Unknown properties are ignored; `null` stands for
 //! an absent optional field.
+//!
+//! Building a `Value` costs more than the typed parse itself, so a conforming document is
+//! normally vouched for by [`Schema::surely_conforms`] (a scan of the text against the compiled
+//! schema, in `schema_scan`), and [`Schema::check`] runs only to name what is wrong. Both apply
+//! the same leaf rules (`TextRules`, `string_problem`, `check_range`).
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -133,14 +138,7 @@ impl Schema {
                 }
             }
             ("string", Value::String(text)) => {
-                let pattern = schema.pattern.as_deref().map(|p| (p, compiled_pattern(p)));
-                let rules = TextRules {
-                    max_length: schema.max_length,
-                    min_length: schema.min_length,
-                    pattern: pattern.as_ref().map(|(p, regex)| (*p, &**regex)),
-                    date_time: schema.format == Some("date-time"),
-                };
-                if let Some(problem) = text_problem(text, &rules) {
+                if let Some(problem) = TextRules::of(schema).problem(text) {
                     fail(problem);
                 }
             }
@@ -166,33 +164,56 @@ impl Schema {
 }
 
 /// The rules of a string schema, checked in this order; only the first broken one is reported.
-pub(super) struct TextRules<'a> {
-    pub max_length: Option<usize>,
-    pub min_length: Option<usize>,
-    /// The pattern as published, and compiled.
-    pub pattern: Option<(&'a str, &'a regex::Regex)>,
-    pub date_time: bool,
+pub(super) struct TextRules {
+    max_length: Option<usize>,
+    min_length: Option<usize>,
+    pattern: Option<Arc<regex::Regex>>,
+    date_time: bool,
 }
 
-/// What is wrong with a string value, if anything.
-pub(super) fn text_problem(text: &str, rules: &TextRules) -> Option<String> {
-    if let Some(problem) = string_problem(text, rules.max_length) {
-        return Some(problem);
+impl TextRules {
+    /// The rules of `schema`. A pattern that does not compile is a programming error caught by
+    /// the tests of the types using it.
+    pub(super) fn of(schema: &MetaSchema) -> Self {
+        Self::try_of(schema).expect("schema patterns are valid regular expressions")
     }
-    if let Some(min) = rules.min_length.filter(|min| is_shorter_than(text, *min)) {
-        return Some(format!("must not be shorter than {min} characters"));
+
+    /// The rules of `schema`, or the error of its pattern.
+    pub(super) fn try_of(schema: &MetaSchema) -> Result<Self, regex::Error> {
+        Ok(Self {
+            max_length: schema.max_length,
+            min_length: schema.min_length,
+            pattern: schema
+                .pattern
+                .as_deref()
+                .map(compiled_pattern)
+                .transpose()?,
+            date_time: schema.format == Some("date-time"),
+        })
     }
-    if let Some((pattern, _)) = rules.pattern.filter(|(_, regex)| !regex.is_match(text)) {
-        return Some(format!("must match the pattern {pattern}"));
+
+    /// What is wrong with `text`, if anything.
+    pub(super) fn problem(&self, text: &str) -> Option<String> {
+        if let Some(problem) = string_problem(text, self.max_length) {
+            return Some(problem);
+        }
+        if let Some(min) = self.min_length.filter(|min| is_shorter_than(text, *min)) {
+            return Some(format!("must not be shorter than {min} characters"));
+        }
+        if let Some(regex) = self.pattern.as_ref().filter(|regex| !regex.is_match(text)) {
+            return Some(format!("must match the pattern {}", regex.as_str()));
+        }
+        if self.date_time && DateTime::parse_from_rfc3339(text).is_err() {
+            return Some(
+                "must be an RFC 3339 timestamp with offset, e.g. 2024-05-01T12:00:00Z".into(),
+            );
+        }
+        None
     }
-    if rules.date_time && DateTime::parse_from_rfc3339(text).is_err() {
-        return Some("must be an RFC 3339 timestamp with offset, e.g. 2024-05-01T12:00:00Z".into());
-    }
-    None
 }
 
-/// What is wrong with a string (a value or a map key) beyond its schema's other rules: a NUL
-/// character, which PostgreSQL cannot store, or more than `max_length` characters.
+/// What is wrong with any string, a value or a map key: a NUL character, which PostgreSQL
+/// cannot store, or more than `max_length` characters.
 pub(super) fn string_problem(text: &str, max_length: Option<usize>) -> Option<String> {
     if text.contains('\0') {
         return Some("must not contain NUL characters".into());
@@ -216,21 +237,20 @@ fn is_shorter_than(text: &str, min: usize) -> bool {
             .is_some_and(|last| text.chars().nth(last).is_none())
 }
 
-/// A schema's `pattern`, compiled once per pattern. A pattern that does not compile is a
-/// programming error caught by the tests of the types using it.
-pub(super) fn compiled_pattern(pattern: &str) -> Arc<regex::Regex> {
+/// A schema's `pattern`, compiled once per pattern and shared.
+fn compiled_pattern(pattern: &str) -> Result<Arc<regex::Regex>, regex::Error> {
     static COMPILED: OnceLock<RwLock<HashMap<String, Arc<regex::Regex>>>> = OnceLock::new();
     let compiled = COMPILED.get_or_init(Default::default);
     if let Some(regex) = compiled.read().expect("pattern cache").get(pattern) {
-        return regex.clone();
+        return Ok(regex.clone());
     }
-    let regex = regex::Regex::new(pattern).expect("schema patterns are valid regular expressions");
-    compiled
+    let regex = Arc::new(regex::Regex::new(pattern)?);
+    Ok(compiled
         .write()
         .expect("pattern cache")
         .entry(pattern.to_owned())
-        .or_insert(Arc::new(regex))
-        .clone()
+        .or_insert(regex)
+        .clone())
 }
 
 /// Reports a number outside `[minimum, maximum]`, once per broken bound.

@@ -1,5 +1,5 @@
 //! The fast path of [`schema_check`](super::schema_check): a schema compiled once per type, then
-//! checked against the JSON bytes while they are parsed, without building a `serde_json::Value`.
+//! checked against the JSON text while it is parsed, without building a `serde_json::Value`.
 //!
 //! It answers one question: would `Schema::check` pass this document with no errors? Parsing into
 //! a `Value` allocates a node per string, array and object, which made the check cost several
@@ -10,17 +10,17 @@
 //! the two cannot drift apart on a bound.
 //!
 //! It says no (where `check` might say yes) to: a known property given twice in one object
-//! (where a `Value` keeps only the last one and a typed parse refuses), and any document whose
-//! schema it does not model (see [`Compiled::new`]).
+//! (where a `Value` keeps only the last one and a typed parse refuses), an object whose keys,
+//! repeats counted, outnumber its `maxProperties`, and any document whose schema it does not
+//! model (see [`Compiled::new`]).
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::schema_check::{TextRules, check_range, compiled_pattern, string_problem, text_problem};
+use super::schema_check::{TextRules, check_range, string_problem};
 
 type NodeId = usize;
 
@@ -53,7 +53,7 @@ enum Node {
         max_items: Option<usize>,
         items: Option<NodeId>,
     },
-    String(OwnedTextRules),
+    String(TextRules),
     Integer {
         int32: bool,
         minimum: Option<f64>,
@@ -64,28 +64,6 @@ enum Node {
         maximum: Option<f64>,
     },
     Boolean,
-}
-
-struct OwnedTextRules {
-    max_length: Option<usize>,
-    min_length: Option<usize>,
-    pattern: Option<(String, Arc<regex::Regex>)>,
-    date_time: bool,
-}
-
-impl OwnedTextRules {
-    fn conforms(&self, text: &str) -> bool {
-        let rules = TextRules {
-            max_length: self.max_length,
-            min_length: self.min_length,
-            pattern: self
-                .pattern
-                .as_ref()
-                .map(|(p, regex)| (p.as_str(), &**regex)),
-            date_time: self.date_time,
-        };
-        text_problem(text, &rules).is_none()
-    }
 }
 
 impl Compiled {
@@ -180,18 +158,7 @@ impl<'r> Compiler<'r> {
                     None => None,
                 },
             },
-            "string" => Node::String(OwnedTextRules {
-                max_length: schema.max_length,
-                min_length: schema.min_length,
-                pattern: match schema.pattern.as_deref() {
-                    Some(pattern) => {
-                        regex::Regex::new(pattern).ok()?;
-                        Some((pattern.to_owned(), compiled_pattern(pattern)))
-                    }
-                    None => None,
-                },
-                date_time: schema.format == Some("date-time"),
-            }),
+            "string" => Node::String(TextRules::try_of(schema).ok()?),
             "integer" => Node::Integer {
                 int32: schema.format == Some("int32"),
                 minimum: schema.minimum,
@@ -328,7 +295,7 @@ impl<'de> Visitor<'de> for Scan<'_> {
     fn visit_str<E: de::Error>(self, text: &str) -> Result<bool, E> {
         match self.node() {
             Node::Any => Ok(true),
-            Node::String(rules) if rules.conforms(text) => Ok(true),
+            Node::String(rules) if rules.problem(text).is_none() => Ok(true),
             _ => Err(nonconforming()),
         }
     }
