@@ -127,19 +127,281 @@ async fn read_body(
 impl_apirequest_for_payload!(ValidJson<T>, T: Type + DeserializeOwned + 'static);
 
 /// Parses and checks a JSON document against the schema of `T`.
+///
+/// The common case, a conforming document, takes a fast path: a scan of the text against the
+/// schema, then a typed parse straight from the text. Anything else (or anything the scan
+/// cannot vouch for) takes the slow path, which builds a `Value` to name every failing field.
+/// Both end the same way for every input: the scan passes only documents `check` passes, and
+/// `T` parsed from the text equals `T` parsed from its `Value`, given that `T` does not care
+/// about the order of keys within an object (a `Value` sorts them). The body types here are
+/// plain structs, options, vectors and `BTreeMap`s, which do not; a repeated property sends the
+/// document down the slow path.
 pub fn parse<T: Type + DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.is_empty() {
         return Err(Error::MalformedBody(
             "the request body is empty; a JSON object is expected".into(),
         ));
     }
+    let schema = Schema::of::<T>();
+    // Checking UTF-8 once, up front, spares both parses checking it string by string.
+    if let Ok(text) = std::str::from_utf8(bytes)
+        && schema.surely_conforms(text)
+        && let Ok(parsed) = serde_json::from_str(text)
+    {
+        return Ok(parsed);
+    }
+    parse_via_value(bytes, &schema)
+}
+
+/// The slow path of [`parse`]: every failing field, by path, in the schema's order.
+fn parse_via_value<T: DeserializeOwned>(bytes: &[u8], schema: &Schema) -> Result<T, Error> {
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| {
         Error::MalformedBody(format!("the request body is not valid JSON: {error}"))
     })?;
-    let errors = Schema::of::<T>().check(&value);
+    let errors = schema.check(&value);
     if !errors.is_empty() {
         return Err(Error::Validation(errors));
     }
     // The schema check admits only what the type accepts; this is a safety net, not a path.
     serde_json::from_value(value).map_err(|error| Error::invalid("", error.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The fast path must end exactly as the `Value` path for every body: the same `T`, or the
+    //! same error with the same fields, messages and order.
+
+    use nexus_contract::TelemetryPayload;
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::api::admin::hosts::NewHost;
+
+    const FIXTURE: &str = include_str!("../../benches/fixtures/telemetry-20.json");
+
+    /// What `parse` did before it had a fast path.
+    fn value_path<T: Type + DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Error> {
+        if bytes.is_empty() {
+            return parse(bytes);
+        }
+        parse_via_value(bytes, &Schema::of::<T>())
+    }
+
+    fn assert_same_outcome<T>(bytes: &[u8], case: &str)
+    where
+        T: Type + DeserializeOwned + std::fmt::Debug + 'static,
+    {
+        assert_eq!(
+            format!("{:?}", parse::<T>(bytes)),
+            format!("{:?}", value_path::<T>(bytes)),
+            "{case}: {}",
+            String::from_utf8_lossy(bytes)
+        );
+    }
+
+    /// As [`assert_same_outcome`], and a body the `Value` path accepts took the fast path.
+    fn assert_same_outcome_fast_when_accepted<T>(bytes: &[u8], case: &str)
+    where
+        T: Type + DeserializeOwned + std::fmt::Debug + 'static,
+    {
+        assert_same_outcome::<T>(bytes, case);
+        if value_path::<T>(bytes).is_ok() {
+            let text = std::str::from_utf8(bytes).unwrap();
+            assert!(
+                Schema::of::<T>().surely_conforms(text),
+                "{case}: not vouched for"
+            );
+        }
+    }
+
+    /// A small conforming payload that sets every field once.
+    fn full_payload() -> Value {
+        json!({
+            "recorded_at": "2024-05-01T12:00:00Z",
+            "host": {
+                "metrics": {"cpu_percent": 12.5, "memory_used_mb": 2048, "memory_total_mb": 8192,
+                            "disk_used_gb": 40, "disk_total_gb": 100, "load_average": 0.4,
+                            "network_rx_bytes": 123456, "network_tx_bytes": 654321},
+                "facts": {"cpu_count": 4, "memory_total_mb": 8192, "disk_total_gb": 100,
+                          "os": "Debian GNU/Linux 12 (bookworm)", "docker_version": "27.1.1"}
+            },
+            "containers": [{
+                "container_id": "3f2a9c1b7d4e", "name": "web", "image": "nginx", "image_tag": "1.27",
+                "state": "running", "status": "Up 3 hours", "health_status": "healthy",
+                "ports": ["0.0.0.0:8080->80/tcp"], "labels": {"com.docker.compose.project": "shop"},
+                "metrics": {"cpu_percent": 3.2, "memory_usage_mb": 64, "memory_limit_mb": 512,
+                            "network_rx_bytes": 1, "network_tx_bytes": 2,
+                            "block_read_bytes": 3, "block_write_bytes": 4},
+                "started_at": "2024-05-01T09:00:00Z", "finished_at": "2024-05-01T10:00:00+02:00"
+            }]
+        })
+    }
+
+    /// JSON pointers to every value inside `value`, itself included.
+    fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) => {
+                for (key, child) in map {
+                    pointers(child, format!("{at}/{key}"), out);
+                }
+            }
+            Value::Array(items) => {
+                for (index, child) in items.iter().enumerate() {
+                    pointers(child, format!("{at}/{index}"), out);
+                }
+            }
+            _ => {}
+        }
+        out.push(at);
+    }
+
+    /// Values that break some bound, type or rule wherever they are put, and some that do not.
+    fn replacements() -> Vec<Value> {
+        let mut values = vec![
+            json!(null),
+            json!(true),
+            json!(0),
+            json!(-1),
+            json!(-0.5),
+            json!(1.5),
+            json!(100),
+            json!(101),
+            json!(1024),
+            json!(1025),
+            json!(2147483648i64),
+            json!(-9223372036854775808i64),
+            json!(18446744073709551615u64),
+            json!(1e300),
+            json!(""),
+            json!("x"),
+            json!("nul\u{0}inside"),
+            json!("2024-05-01T12:00:00Z"),
+            json!("2024-05-01 12:00:00"),
+            json!("é".repeat(16)),
+            json!("é".repeat(17)),
+            json!([]),
+            json!(["a", 1]),
+            json!({}),
+            json!({"a": "b"}),
+            json!({"k\u{0}": "v"}),
+        ];
+        for length in [32, 33, 64, 65, 80, 81, 128, 129, 255, 256, 1024, 1025] {
+            values.push(json!("a".repeat(length)));
+        }
+        values.push(json!(vec!["p"; 129]));
+        values.push(Value::Object(
+            (0..129).map(|i| (format!("k{i}"), json!("v"))).collect(),
+        ));
+        values
+    }
+
+    #[test]
+    fn conforming_payloads_take_the_fast_path_and_parse_as_through_a_value() {
+        let schema = Schema::of::<TelemetryPayload>();
+        for (case, text) in [
+            ("the benchmark fixture", FIXTURE.to_string()),
+            ("every field set", full_payload().to_string()),
+            (
+                "the minimal payload",
+                r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{}}}"#.into(),
+            ),
+            (
+                "escapes and unknown fields",
+                r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{},"facts":{"os":"D\u00e9bian \"12\""}},"x":[{"y":null}]}"#
+                    .into(),
+            ),
+        ] {
+            assert!(schema.surely_conforms(&text), "{case}");
+            let value: Value = serde_json::from_str(&text).unwrap();
+            let through_value: TelemetryPayload = serde_json::from_value(value).unwrap();
+            assert_eq!(parse::<TelemetryPayload>(text.as_bytes()).unwrap(), through_value, "{case}");
+        }
+    }
+
+    #[test]
+    fn every_field_set_to_every_awkward_value_ends_as_through_a_value() {
+        let base = full_payload();
+        let mut paths = Vec::new();
+        pointers(&base, String::new(), &mut paths);
+        for path in &paths {
+            for replacement in replacements() {
+                let mut value = base.clone();
+                *value.pointer_mut(path).unwrap() = replacement.clone();
+                let bytes = serde_json::to_vec(&value).unwrap();
+                let case = format!("{path} = {replacement}");
+                assert_same_outcome_fast_when_accepted::<TelemetryPayload>(&bytes, &case);
+            }
+        }
+    }
+
+    #[test]
+    fn every_field_left_out_ends_as_through_a_value() {
+        let base = full_payload();
+        let mut paths = Vec::new();
+        pointers(&base, String::new(), &mut paths);
+        // The root (the empty pointer) has no parent to leave it out of.
+        for path in paths.iter().filter(|path| path.contains('/')) {
+            let (parent, key) = path.rsplit_once('/').unwrap();
+            let mut value = base.clone();
+            match value.pointer_mut(parent).unwrap() {
+                Value::Object(map) => drop(map.remove(key)),
+                Value::Array(items) => drop(items.remove(key.parse::<usize>().unwrap())),
+                _ => unreachable!(),
+            }
+            let bytes = serde_json::to_vec(&value).unwrap();
+            let case = format!("without {path}");
+            assert_same_outcome_fast_when_accepted::<TelemetryPayload>(&bytes, &case);
+        }
+    }
+
+    #[test]
+    fn repeated_keys_end_as_through_a_value() {
+        let cases = [
+            r#"{"recorded_at":"2024-05-01T12:00:00Z","recorded_at":"later","host":{"metrics":{}}}"#,
+            r#"{"recorded_at":"yesterday","recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{}}}"#,
+            r#"{"recorded_at":"2024-05-01T12:00:00Z","recorded_at":null,"host":{"metrics":{}}}"#,
+            r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{"cpu_percent":1,"cpu_percent":2}}}"#,
+            r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{}},"x":1,"x":2}"#,
+            r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{}},"containers":[{"container_id":"a","name":"n","image":"i","labels":{"k":"1","k":"2"}}]}"#,
+            r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{}},"containers":[{"container_id":"a","name":"n","image":"i","labels":{"k":"\u0000","k":"2"}}]}"#,
+        ];
+        for case in cases {
+            assert_same_outcome::<TelemetryPayload>(case.as_bytes(), case);
+        }
+    }
+
+    #[test]
+    fn bodies_that_are_not_one_json_object_end_as_through_a_value() {
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let cases: [&[u8]; 11] = [
+            b"",
+            b"   ",
+            b"null",
+            b"[]",
+            b"\"text\"",
+            b"{",
+            b"{} {}",
+            b"{\"recorded_at\":\"2024-05-01T12:00:00Z\",\"host\":{\"metrics\":{}}} x",
+            b"{\"recorded_at\":\"2024-05-01T12:00:00Z\",\"host\":{\"metrics\":{\"os\":\"\xff\"}}}",
+            b"{\"recorded_at\":\"2024-05-01T12:00:00Z\",\"host\":{\"metrics\":{}},\"x\":\"\x01\"}",
+            deep.as_bytes(),
+        ];
+        for case in cases {
+            assert_same_outcome::<TelemetryPayload>(case, "not one JSON object");
+        }
+    }
+
+    #[test]
+    fn patterns_and_lengths_of_other_bodies_end_as_through_a_value() {
+        for body in [
+            json!({"name": "web"}),
+            json!({"name": "web", "slug": "web-01"}),
+            json!({"name": "web", "slug": "Web 01"}),
+            json!({"name": "", "slug": "a".repeat(256)}),
+            json!({"name": "web", "labels": {"k": "v".repeat(256)}}),
+        ] {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            assert_same_outcome_fast_when_accepted::<NewHost>(&bytes, &body.to_string());
+        }
+    }
 }

@@ -7,6 +7,11 @@
 //! character, which PostgreSQL cannot store. String `pattern`s are regular expressions
 //! (`regex` syntax, anchored by the pattern itself). Unknown properties are ignored; `null` stands for
 //! an absent optional field.
+//!
+//! Building a `Value` costs more than the typed parse itself, so a conforming document is
+//! normally vouched for by [`Schema::surely_conforms`] (a scan of the text against the compiled
+//! schema, in `schema_scan`), and [`Schema::check`] runs only to name what is wrong. Both apply
+//! the same leaf rules (`TextRules`, `string_problem`, `check_range`).
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -18,11 +23,14 @@ use poem_openapi::types::Type;
 use serde_json::Value;
 
 use super::FieldError;
+use super::schema_scan::Compiled;
 
 /// The schema of one type, with the registry its references resolve in.
 pub struct Schema {
     registry: Registry,
     root: MetaSchemaRef,
+    /// The same schema compiled for [`Schema::surely_conforms`]; `None` when it cannot be.
+    scan: Option<Compiled>,
 }
 
 impl Schema {
@@ -36,9 +44,12 @@ impl Schema {
         }
         let mut registry = Registry::new();
         T::register(&mut registry);
+        let root = T::schema_ref();
+        let scan = Compiled::new(&registry, &root);
         let schema = Arc::new(Schema {
             registry,
-            root: T::schema_ref(),
+            root,
+            scan,
         });
         cache
             .write()
@@ -46,6 +57,14 @@ impl Schema {
             .entry(id)
             .or_insert(schema)
             .clone()
+    }
+
+    /// Whether `text` is one JSON document that [`check`](Self::check) would pass, found
+    /// without building a `Value` or allocating. False when the document breaks the schema, is
+    /// not JSON, or when this quick scan cannot tell; then parse a `Value` and `check` it to
+    /// learn what is wrong.
+    pub fn surely_conforms(&self, text: &str) -> bool {
+        self.scan.as_ref().is_some_and(|scan| scan.conforms(text))
     }
 
     /// Every way `value` breaks the schema; empty when it conforms.
@@ -119,41 +138,20 @@ impl Schema {
                 }
             }
             ("string", Value::String(text)) => {
-                if let Some(problem) = string_problem(text, schema.max_length) {
+                if let Some(problem) = TextRules::of(schema).problem(text) {
                     fail(problem);
-                } else if schema
-                    .min_length
-                    .is_some_and(|min| text.chars().count() < min)
-                {
-                    fail(format!(
-                        "must not be shorter than {} characters",
-                        schema.min_length.unwrap_or(0)
-                    ));
-                } else if let Some(pattern) = schema
-                    .pattern
-                    .as_deref()
-                    .filter(|pattern| !matches_pattern(pattern, text))
-                {
-                    fail(format!("must match the pattern {pattern}"));
-                } else if schema.format == Some("date-time")
-                    && DateTime::parse_from_rfc3339(text).is_err()
-                {
-                    fail(
-                        "must be an RFC 3339 timestamp with offset, e.g. 2024-05-01T12:00:00Z"
-                            .into(),
-                    );
                 }
             }
             ("integer", Value::Number(number)) => match number.as_i64() {
                 Some(n) if schema.format == Some("int32") && i32::try_from(n).is_err() => {
                     fail("is out of range for a 32-bit integer".into())
                 }
-                Some(n) => check_range(n as f64, schema, &mut fail),
+                Some(n) => check_range(n as f64, schema.minimum, schema.maximum, &mut fail),
                 None if number.is_u64() => fail("is too large for a 64-bit integer".into()),
                 None => fail("must be an integer".into()),
             },
             ("number", Value::Number(number)) => match number.as_f64() {
-                Some(n) => check_range(n, schema, &mut fail),
+                Some(n) => check_range(n, schema.minimum, schema.maximum, &mut fail),
                 None => fail("must be a number".into()),
             },
             ("boolean", Value::Bool(_)) => {}
@@ -165,37 +163,107 @@ impl Schema {
     }
 }
 
-fn string_problem(text: &str, max_length: Option<usize>) -> Option<String> {
+/// The rules of a string schema, checked in this order; only the first broken one is reported.
+pub(super) struct TextRules {
+    max_length: Option<usize>,
+    min_length: Option<usize>,
+    pattern: Option<Arc<regex::Regex>>,
+    date_time: bool,
+}
+
+impl TextRules {
+    /// The rules of `schema`. A pattern that does not compile is a programming error caught by
+    /// the tests of the types using it.
+    pub(super) fn of(schema: &MetaSchema) -> Self {
+        Self::try_of(schema).expect("schema patterns are valid regular expressions")
+    }
+
+    /// The rules of `schema`, or the error of its pattern.
+    pub(super) fn try_of(schema: &MetaSchema) -> Result<Self, regex::Error> {
+        Ok(Self {
+            max_length: schema.max_length,
+            min_length: schema.min_length,
+            pattern: schema
+                .pattern
+                .as_deref()
+                .map(compiled_pattern)
+                .transpose()?,
+            date_time: schema.format == Some("date-time"),
+        })
+    }
+
+    /// What is wrong with `text`, if anything.
+    pub(super) fn problem(&self, text: &str) -> Option<String> {
+        if let Some(problem) = string_problem(text, self.max_length) {
+            return Some(problem);
+        }
+        if let Some(min) = self.min_length.filter(|min| is_shorter_than(text, *min)) {
+            return Some(format!("must not be shorter than {min} characters"));
+        }
+        if let Some(regex) = self.pattern.as_ref().filter(|regex| !regex.is_match(text)) {
+            return Some(format!("must match the pattern {}", regex.as_str()));
+        }
+        if self.date_time && DateTime::parse_from_rfc3339(text).is_err() {
+            return Some(
+                "must be an RFC 3339 timestamp with offset, e.g. 2024-05-01T12:00:00Z".into(),
+            );
+        }
+        None
+    }
+}
+
+/// What is wrong with any string, a value or a map key: a NUL character, which PostgreSQL
+/// cannot store, or more than `max_length` characters.
+pub(super) fn string_problem(text: &str, max_length: Option<usize>) -> Option<String> {
     if text.contains('\0') {
         return Some("must not contain NUL characters".into());
     }
     max_length
-        .filter(|max| text.chars().nth(*max).is_some())
+        .filter(|max| is_longer_than(text, *max))
         .map(|max| format!("must not be longer than {max} characters"))
 }
 
-/// Whether `text` matches a schema's `pattern` (compiled once per pattern). A pattern that does
-/// not compile is a programming error caught by the tests of the types using it.
-fn matches_pattern(pattern: &str, text: &str) -> bool {
-    static COMPILED: OnceLock<RwLock<HashMap<String, regex::Regex>>> = OnceLock::new();
-    let compiled = COMPILED.get_or_init(Default::default);
-    if let Some(regex) = compiled.read().expect("pattern cache").get(pattern) {
-        return regex.is_match(text);
-    }
-    let regex = regex::Regex::new(pattern).expect("schema patterns are valid regular expressions");
-    let matched = regex.is_match(text);
-    compiled
-        .write()
-        .expect("pattern cache")
-        .insert(pattern.to_owned(), regex);
-    matched
+/// Whether `text` has more than `max` characters. A character takes at least one byte, so the
+/// byte length settles the common case without walking the text.
+fn is_longer_than(text: &str, max: usize) -> bool {
+    text.len() > max && text.chars().nth(max).is_some()
 }
 
-fn check_range(n: f64, schema: &MetaSchema, fail: &mut impl FnMut(String)) {
-    if let Some(min) = schema.minimum.filter(|min| n < *min) {
+/// Whether `text` has fewer than `min` characters, walking at most `min` of them.
+fn is_shorter_than(text: &str, min: usize) -> bool {
+    text.len() < min
+        || min
+            .checked_sub(1)
+            .is_some_and(|last| text.chars().nth(last).is_none())
+}
+
+/// A schema's `pattern`, compiled once per pattern and shared.
+fn compiled_pattern(pattern: &str) -> Result<Arc<regex::Regex>, regex::Error> {
+    static COMPILED: OnceLock<RwLock<HashMap<String, Arc<regex::Regex>>>> = OnceLock::new();
+    let compiled = COMPILED.get_or_init(Default::default);
+    if let Some(regex) = compiled.read().expect("pattern cache").get(pattern) {
+        return Ok(regex.clone());
+    }
+    let regex = Arc::new(regex::Regex::new(pattern)?);
+    Ok(compiled
+        .write()
+        .expect("pattern cache")
+        .entry(pattern.to_owned())
+        .or_insert(regex)
+        .clone())
+}
+
+/// Reports a number outside `[minimum, maximum]`, once per broken bound.
+pub(super) fn check_range(
+    n: f64,
+    minimum: Option<f64>,
+    maximum: Option<f64>,
+    fail: &mut impl FnMut(String),
+) {
+    if let Some(min) = minimum.filter(|min| n < *min) {
         fail(format!("must be at least {min}"));
     }
-    if let Some(max) = schema.maximum.filter(|max| n > *max) {
+    if let Some(max) = maximum.filter(|max| n > *max) {
         fail(format!("must be at most {max}"));
     }
 }
