@@ -9,6 +9,7 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::api::header_deadline::HeaderDeadline;
 use crate::api::json_body::BodyLimits;
+use crate::api::read_cap::ReadCap;
 use crate::api::{self, AppState, State, ingest_slots::IngestSlots, rate_limit::RateLimit};
 use crate::background::{self, Schedule};
 use crate::config::ServeArgs;
@@ -93,7 +94,7 @@ impl Application {
             .store
             .spawn_agent_cache_listener(self.state.agent_cache.clone());
         tracing::info!(addr = %self.local_addr, "serving");
-        let acceptor = HeaderDeadline::new(self.acceptor, self.header_timeout);
+        let acceptor = HeaderDeadline::new(ReadCap(self.acceptor), self.header_timeout);
         let result = poem::Server::new_with_acceptor(acceptor)
             .idle_timeout(self.idle_timeout)
             .run_with_graceful_shutdown(

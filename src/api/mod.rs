@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod ops;
 pub mod problem;
 pub mod rate_limit;
+pub mod read_cap;
 pub mod request_log;
 pub mod telemetry;
 
