@@ -286,8 +286,9 @@ pub struct ServeArgs {
     #[arg(long, env = "NEXUS_RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: u64,
     /// Ingest writers: transactions of telemetry in flight at once, each on its own pooled
-    /// connection. Snapshots arriving while they are busy are written together (group commit)
-    #[arg(long, env = "NEXUS_INGEST_WRITERS", default_value_t = 4)]
+    /// connection. Snapshots arriving while they are busy are written together (group commit);
+    /// fewer writers make larger batches (2 measured best on 2 cores, see BENCHMARKS.md)
+    #[arg(long, env = "NEXUS_INGEST_WRITERS", default_value_t = 2)]
     pub ingest_writers: usize,
     /// Most snapshots one ingest transaction writes
     #[arg(long, env = "NEXUS_INGEST_BATCH_SNAPSHOTS", default_value_t = 256)]
