@@ -290,6 +290,10 @@ pub struct ServeArgs {
     /// fewer writers make larger batches (2 measured best on 2 cores, see BENCHMARKS.md)
     #[arg(long, env = "NEXUS_INGEST_WRITERS", default_value_t = 2)]
     pub ingest_writers: usize,
+    /// Telemetry bodies read, parsed and waiting for their commit at once; more wait unread in
+    /// their connections. Bounds the server's memory under a burst of agents
+    #[arg(long, env = "NEXUS_INGEST_IN_FLIGHT", default_value_t = 32)]
+    pub ingest_in_flight: usize,
     /// Most snapshots one ingest transaction writes
     #[arg(long, env = "NEXUS_INGEST_BATCH_SNAPSHOTS", default_value_t = 256)]
     pub ingest_batch_snapshots: usize,

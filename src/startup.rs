@@ -68,7 +68,7 @@ impl Application {
             agent_cache: Arc::new(AgentTokenCache::new()),
             ingest_queue: IngestQueue::spawn(store.clone(), config.batch_limits()),
             ingest_slots: IngestSlots::new(
-                config.db.db_pool_size,
+                config.ingest_in_flight,
                 config.db.settings().acquire_timeout,
             ),
         });

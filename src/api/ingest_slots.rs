@@ -1,12 +1,12 @@
-//! Bounds how many telemetry bodies are read, parsed and written at once.
+//! Bounds how many telemetry bodies are read, parsed and written at once (`--ingest-in-flight`).
 //!
 //! A snapshot costs several times its JSON size in memory while it is parsed, checked and
-//! turned into statement parameters, and only `pool size` of them can be written at a time.
-//! Without a bound, a burst of agents (500 posting at once after a restart) holds hundreds of
-//! parsed snapshots while they wait for a connection, and the allocator keeps that peak
-//! resident long after (measured: ~100 MiB, see BENCHMARKS.md). A request waits for a slot
-//! after auth and rate limit and before its body is read, so waiting bodies stay in the socket;
-//! it waits at most as long as for a database connection, then gets the same 503.
+//! waits for its batch to commit. Without a bound, a burst of agents (500 posting at once after
+//! a restart) holds hundreds of parsed snapshots, and the allocator keeps that peak resident
+//! long after (measured: ~100 MiB, see BENCHMARKS.md). A request waits for a slot after auth and
+//! rate limit and before its body is read, so waiting bodies stay in the socket; it waits at
+//! most as long as for a database connection, then gets the same 503. Enough slots must be in
+//! flight to keep the writers' batches full while the next bodies are parsed.
 
 use std::time::Duration;
 
@@ -20,12 +20,9 @@ pub struct IngestSlots {
 }
 
 impl IngestSlots {
-    /// Slots per pooled connection: one being written, one being parsed meanwhile.
-    pub const PER_CONNECTION: usize = 2;
-
-    pub fn new(pool_size: usize, wait: Duration) -> Self {
+    pub fn new(slots: usize, wait: Duration) -> Self {
         Self {
-            slots: Semaphore::new(pool_size.max(1) * Self::PER_CONNECTION),
+            slots: Semaphore::new(slots.max(1)),
             wait,
         }
     }
