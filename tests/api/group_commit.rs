@@ -83,16 +83,9 @@ fn post_in_background(app: &TestApp, token: &str, body: Value) -> JoinHandle<u16
 
 /// The `nexus_ingest_queued_snapshots` gauge of the server's `/metrics`.
 async fn queued(app: &TestApp) -> f64 {
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
+    app.get_text("/metrics")
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .find_map(|line| line.strip_prefix("nexus_ingest_queued_snapshots "))
         .map_or(0.0, |value| value.parse().unwrap())
 }

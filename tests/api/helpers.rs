@@ -95,6 +95,18 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// The body of `GET {address}{path}` as text, e.g. `/metrics`.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request sent")
+            .text()
+            .await
+            .expect("a text body")
+    }
+
     /// A single number from SQL, e.g. `SELECT count(*) FROM hosts`.
     pub async fn count(&self, sql: &str) -> i64 {
         self.db

@@ -66,15 +66,7 @@ async fn metrics_count_requests_by_route_and_status_and_rows_written() {
     app.post_telemetry("nxa_wrong", &payload(&at(Duration::zero()), &[]))
         .await;
 
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
 
     for expected in [
         r#"nexus_http_requests_total{route="/agent/telemetry",status="204"} 1"#,
@@ -82,6 +74,8 @@ async fn metrics_count_requests_by_route_and_status_and_rows_written() {
         "nexus_snapshots_written_total 1",
         "nexus_container_rows_written_total 2",
         "nexus_ingest_duration_seconds_bucket",
+        "nexus_ingest_batch_snapshots_count 1",
+        "nexus_ingest_queued_snapshots 0",
         "nexus_db_pool_waiting 0",
         "nexus_db_pool_max_size 16",
     ] {
