@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use chrono::{DateTime, Utc};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::{Client, Statement};
 
 use nexus_contract::ContainerPayload;
 
@@ -75,13 +76,41 @@ impl Store {
     }
 
     async fn ingest_once(&self, batch: &[Submission]) -> Result<Vec<Outcome>, Error> {
+        let client = self.client().await?;
+        let (hosts, containers, metrics) = tokio::try_join!(
+            client.prepare_cached(INGEST_HOSTS),
+            client.prepare_cached(INGEST_CONTAINERS),
+            client.prepare_cached(INGEST_CONTAINER_METRICS),
+        )?;
+        let statements = Statements {
+            hosts,
+            containers,
+            metrics,
+        };
+        let written = self.write(&client, &statements, batch).await;
+        if written.is_err() && !client.is_closed() {
+            // The transaction may still be open (and aborted): end it before the connection goes
+            // back to the pool. A warning if it had ended already is harmless.
+            let _ = client.batch_execute("ROLLBACK").await;
+        }
+        written
+    }
+
+    /// One transaction: `BEGIN` goes with the first statement and `COMMIT` with the last, so a
+    /// batch whose containers are all known costs two round trips.
+    async fn write(
+        &self,
+        client: &Client,
+        statements: &Statements,
+        batch: &[Submission],
+    ) -> Result<Vec<Outcome>, Error> {
         let hosts = HostColumns::of(batch);
-        let mut client = self.client().await?;
-        let transaction = client.transaction().await?;
-        let statement = transaction.prepare_cached(INGEST_HOSTS).await?;
-        let admitted: HashMap<i64, HostWrite> = transaction
-            .query(&statement, &hosts.params())
-            .await?
+        let params = hosts.params();
+        let (_, host_rows) = tokio::try_join!(
+            client.batch_execute("BEGIN"),
+            client.query(&statements.hosts, &params),
+        )?;
+        let admitted: HashMap<i64, HostWrite> = host_rows
             .iter()
             .map(|row| {
                 let write = HostWrite {
@@ -100,9 +129,8 @@ impl Store {
         let mut containers = ContainerRows::plan(&stored, &admitted, &self.containers);
         if containers.unknown_count() > 0 {
             let descriptions = DescriptionColumns::of(&containers);
-            let statement = transaction.prepare_cached(INGEST_CONTAINERS).await?;
-            for row in transaction
-                .query(&statement, &descriptions.params())
+            for row in client
+                .query(&statements.containers, &descriptions.params())
                 .await?
             {
                 containers.found(
@@ -114,14 +142,20 @@ impl Store {
             }
         }
         let mut container_rows: HashMap<i64, i64> = HashMap::new();
-        if !containers.rows.is_empty() {
+        if containers.rows.is_empty() {
+            client.batch_execute("COMMIT").await?;
+        } else {
             let metrics = MetricColumns::of(&containers)?;
-            let statement = transaction.prepare_cached(INGEST_CONTAINER_METRICS).await?;
-            for row in transaction.query(&statement, &metrics.params()).await? {
+            let params = metrics.params();
+            // If the insert fails, the COMMIT sent after it ends the transaction as a rollback.
+            let (metric_rows, _) = tokio::try_join!(
+                client.query(&statements.metrics, &params),
+                client.batch_execute("COMMIT"),
+            )?;
+            for row in metric_rows {
                 container_rows.insert(row.get("host_id"), row.get("container_rows"));
             }
         }
-        transaction.commit().await?;
         containers.remember(&admitted, &self.containers);
         Ok(batch
             .iter()
@@ -134,6 +168,13 @@ impl Store {
             })
             .collect())
     }
+}
+
+/// The ingest statements, prepared once per connection.
+struct Statements {
+    hosts: Statement,
+    containers: Statement,
+    metrics: Statement,
 }
 
 /// What the first statement did for one admitted snapshot.
