@@ -42,7 +42,7 @@ pub struct State {
     pub agent_cache: Arc<AgentTokenCache>,
     /// A container not seen for this long is flagged stale in listings.
     pub container_stale_after: std::time::Duration,
-    /// Bounds the telemetry bodies in flight to what the pool can write.
+    /// Bounds the telemetry bodies read, parsed and awaiting their commit at once.
     pub ingest_slots: IngestSlots,
     /// Writes telemetry snapshots, batching those that arrive together.
     pub ingest_queue: IngestQueue,
