@@ -9,7 +9,8 @@
 //! Failures stay with the requests they concern: a batch that fails for a reason other than the
 //! database being away is written again one snapshot at a time, so one bad snapshot is answered
 //! its own error and the others are stored. Two snapshots of one host never share a batch (the
-//! later waits for the next), so each host's writes stay in order of arrival.
+//! later waits for the next, and the host's row lock orders the two transactions), so each
+//! host's writes stay in order of arrival.
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -48,9 +49,12 @@ impl IngestQueue {
     /// Starts `limits.writers` writer tasks on the current runtime.
     pub fn spawn(store: Store, limits: BatchLimits) -> Self {
         let (jobs, receiver) = mpsc::channel(limits.max_snapshots * limits.writers.max(1));
-        let receiver = Arc::new(Mutex::new(receiver));
+        let intake = Arc::new(Mutex::new(Intake {
+            jobs: receiver,
+            held: VecDeque::new(),
+        }));
         for _ in 0..limits.writers.max(1) {
-            tokio::spawn(write_batches(store.clone(), receiver.clone(), limits));
+            tokio::spawn(write_batches(store.clone(), intake.clone(), limits));
         }
         Self { jobs }
     }
@@ -109,32 +113,42 @@ impl Batch {
     }
 }
 
-/// One writer: forms a batch from what is waiting, writes it, answers, and again.
-async fn write_batches(
-    store: Store,
-    receiver: Arc<Mutex<mpsc::Receiver<Job>>>,
-    limits: BatchLimits,
-) {
-    // Jobs that did not fit the last batch; they go first into the next.
-    let mut held: VecDeque<Job> = VecDeque::new();
-    loop {
+/// What the writers take batches from, one writer at a time.
+struct Intake {
+    jobs: mpsc::Receiver<Job>,
+    /// Jobs that did not fit a batch (their host was in it already); they go first into the
+    /// next batch, whichever writer forms it. Kept here rather than by the writer that set them
+    /// aside: that writer could otherwise wait for the intake while another waits in it for a
+    /// new job that the held jobs' own agents will not send until they are answered.
+    held: VecDeque<Job>,
+}
+
+impl Intake {
+    /// The next batch: held jobs first, then whatever is queued; waits only when both are empty.
+    /// `None` once the queue is gone (the server is shutting down) and nothing is held.
+    async fn next_batch(&mut self, limits: BatchLimits) -> Option<Batch> {
         let mut batch = Batch::new(limits);
-        for job in std::mem::take(&mut held) {
-            held.extend(batch.add(job));
+        for job in std::mem::take(&mut self.held) {
+            self.held.extend(batch.add(job));
         }
-        {
-            let mut receiver = receiver.lock().await;
-            if batch.jobs.is_empty() {
-                match receiver.recv().await {
-                    Some(job) => held.extend(batch.add(job)), // an empty batch takes any job
-                    None => return, // the queue is gone: the server is shutting down
-                }
-            }
-            while !batch.is_full() {
-                let Ok(job) = receiver.try_recv() else { break };
-                held.extend(batch.add(job));
-            }
+        if batch.jobs.is_empty() {
+            let job = self.jobs.recv().await?;
+            self.held.extend(batch.add(job)); // an empty batch takes any job
         }
+        while !batch.is_full() {
+            let Ok(job) = self.jobs.try_recv() else { break };
+            self.held.extend(batch.add(job));
+        }
+        Some(batch)
+    }
+}
+
+/// One writer: takes a batch, writes it, answers, and again.
+async fn write_batches(store: Store, intake: Arc<Mutex<Intake>>, limits: BatchLimits) {
+    loop {
+        let Some(batch) = intake.lock().await.next_batch(limits).await else {
+            return;
+        };
         write(&store, batch.jobs).await;
     }
 }

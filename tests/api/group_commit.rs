@@ -262,3 +262,53 @@ async fn a_token_revoked_while_its_snapshot_waits_is_refused_and_its_batch_mates
     assert_eq!(kept_post.await.unwrap(), 204);
     assert_eq!(rows_of(&app, kept).await, (1, 1));
 }
+
+#[tokio::test]
+async fn snapshots_of_one_host_posted_at_once_are_all_answered_without_further_traffic() {
+    // Two writers; the test holds both up, one on another host's row and one on this host's,
+    // while five snapshots of the host queue up. Four of them wait their turn (one per batch)
+    // and must be written even though no further post arrives to wake a writer.
+    let app = TestApp::spawn_with(&["--ingest-writers", "2"]).await;
+    let (blocker, blocker_token) = app.host_with_token("blocker").await;
+    let (host, token) = app.host_with_token("web-01").await;
+    let lock = connect(&app.database_url).await;
+    lock.batch_execute(&format!(
+        "BEGIN; SELECT 1 FROM hosts WHERE id IN ({blocker}, {host}) FOR UPDATE"
+    ))
+    .await
+    .unwrap();
+    let blocked_post =
+        post_in_background(&app, &blocker_token, payload(&at(Duration::zero()), &[]));
+    let posts: Vec<_> = (0..5)
+        .map(|n| {
+            let body = payload(&at(Duration::seconds(-n)), &[("a1", "running")]);
+            post_in_background(&app, &token, body)
+        })
+        .collect();
+    wait_until(
+        &app,
+        "both writers wait on a locked host",
+        |app| async move {
+            app.count(
+                "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await
+                == 2
+        },
+    )
+    .await;
+    lock.batch_execute("COMMIT").await.unwrap();
+
+    let answers = tokio::time::timeout(std::time::Duration::from_secs(15), async {
+        let mut statuses = vec![blocked_post.await.unwrap()];
+        for post in posts {
+            statuses.push(post.await.unwrap());
+        }
+        statuses
+    })
+    .await
+    .expect("every post is answered");
+    assert_eq!(answers, [204; 6]);
+    assert_eq!(rows_of(&app, host).await, (5, 5));
+}
