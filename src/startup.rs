@@ -55,8 +55,9 @@ impl Application {
             .and_then(|addr| addr.as_socket_addr())
             .context("Listener has no socket address")?;
         api::metrics::install();
+        let ingest_queue = IngestQueue::spawn(store.clone(), config.batch_limits());
         let state = Arc::new(State {
-            store: store.clone(),
+            store,
             rate_limit: RateLimit::per_minute(config.rate_limit_per_minute),
             auth_failures: RateLimit::per_minute(config.auth_failures_per_minute),
             skew: config.skew(),
@@ -66,7 +67,7 @@ impl Application {
                 read_timeout: Duration::from_secs(config.body_timeout_seconds),
             },
             agent_cache: Arc::new(AgentTokenCache::new()),
-            ingest_queue: IngestQueue::spawn(store.clone(), config.batch_limits()),
+            ingest_queue,
             ingest_slots: IngestSlots::new(
                 config.ingest_in_flight,
                 config.db.settings().acquire_timeout,

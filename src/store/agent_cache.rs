@@ -6,9 +6,9 @@
 //! listens and evicts the affected entries. Only valid lookups are cached, so a new token needs
 //! no signal. While the listener is not connected (at start, or after the connection was lost)
 //! the cache is empty and bypassed: a notification it might have missed cannot let a revoked
-//! token through. Beyond the cache, every admitted request re-checks validity as it stamps the
-//! token ([`Store::stamp_token`]), which closes the milliseconds between a commit and the
-//! notification's arrival.
+//! token through. Beyond the cache, every admitted request re-checks validity as its token is
+//! stamped (by the transaction that stores its snapshot, or by [`Store::stamp_token`] for any
+//! other answer), which closes the milliseconds between a commit and the notification's arrival.
 
 use std::collections::HashMap;
 use std::str::FromStr;

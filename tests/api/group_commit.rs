@@ -33,19 +33,7 @@ impl Held {
         .await
         .unwrap();
         let blocked_post = post_in_background(&app, &token, payload(&at(Duration::zero()), &[]));
-        wait_until(
-            &app,
-            "the writer waits on the locked host",
-            |app| async move {
-                app.count(
-                    "SELECT count(*) FROM pg_stat_activity \
-                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
-                )
-                .await
-                    == 1
-            },
-        )
-        .await;
+        wait_for_lock_waiters(&app, 1).await;
         Self {
             app,
             lock,
@@ -102,6 +90,23 @@ where
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     panic!("timed out waiting until {what}");
+}
+
+/// Waits until `n` sessions of the app's database wait on a row lock (writers held up).
+async fn wait_for_lock_waiters(app: &TestApp, n: i64) {
+    wait_until(
+        app,
+        &format!("{n} writer(s) wait on a locked host"),
+        |app| async move {
+            app.count(
+                "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .await
+                == n
+        },
+    )
+    .await;
 }
 
 /// Transactions that wrote the host metric rows of `hosts`.
@@ -285,19 +290,7 @@ async fn snapshots_of_one_host_posted_at_once_are_all_answered_without_further_t
             post_in_background(&app, &token, body)
         })
         .collect();
-    wait_until(
-        &app,
-        "both writers wait on a locked host",
-        |app| async move {
-            app.count(
-                "SELECT count(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .await
-                == 2
-        },
-    )
-    .await;
+    wait_for_lock_waiters(&app, 2).await;
     lock.batch_execute("COMMIT").await.unwrap();
 
     let answers = tokio::time::timeout(std::time::Duration::from_secs(15), async {
