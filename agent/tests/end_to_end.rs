@@ -8,7 +8,9 @@ mod support;
 
 use std::time::Duration;
 
-use support::e2e::{TestAgent, TestDatabase, TestServer, eventually, free_port, host_with_token};
+use support::e2e::{
+    ReservedPort, TestAgent, TestDatabase, TestServer, eventually, free_port, host_with_token,
+};
 use support::fake_docker::{FakeDocker, recorded_routes};
 
 #[tokio::test]
@@ -105,8 +107,10 @@ async fn a_rate_limited_agent_waits_for_retry_after_before_sending_again() {
 async fn an_outage_followed_by_recovery_loses_no_snapshot_and_duplicates_none() {
     let database = TestDatabase::create().await;
     let (host_id, token) = host_with_token(&database, "e2e outage");
-    let port = free_port();
-    let mut agent = TestAgent::start(&format!("http://127.0.0.1:{port}"), &token, &[]);
+    // Held for the whole outage: a port merely free when picked can meanwhile be taken by another
+    // test's server, which answers this agent 401.
+    let port = ReservedPort::new();
+    let mut agent = TestAgent::start(&format!("http://127.0.0.1:{}", port.port), &token, &[]);
 
     // Nothing listens yet: every delivery fails and the snapshots pile up.
     let buffered = eventually(Duration::from_secs(20), || async {
@@ -120,7 +124,7 @@ async fn an_outage_followed_by_recovery_loses_no_snapshot_and_duplicates_none() 
         "the outage is logged once"
     );
 
-    let _server = TestServer::start(&database, port, &[]);
+    let _server = TestServer::start(&database, port.port, &[]);
     let caught_up = eventually(Duration::from_secs(30), || async {
         // The buffered snapshots and a few taken since.
         database.host_rows(host_id).await.len() >= 7

@@ -57,6 +57,26 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// A port held for a server that starts later: bound (so no other test's `free_port` can get it)
+/// but not listening (so connections are refused, as with no server at all). The server may bind
+/// it while this is held because both sockets set `SO_REUSEADDR` and neither listens yet.
+pub struct ReservedPort {
+    socket: socket2::Socket,
+    pub port: u16,
+}
+
+impl ReservedPort {
+    pub fn new() -> Self {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.set_reuse_address(true).unwrap();
+        let any_port: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+        socket.bind(&any_port.into()).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        Self { socket, port }
+    }
+}
+
 /// A database of its own for one test.
 pub struct TestDatabase {
     pub url: String,
