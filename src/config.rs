@@ -292,7 +292,7 @@ pub struct ServeArgs {
     pub ingest_writers: usize,
     /// Telemetry bodies read, parsed and waiting for their commit at once; more wait unread in
     /// their connections. Bounds the server's memory under a burst of agents
-    #[arg(long, env = "NEXUS_INGEST_IN_FLIGHT", default_value_t = 32)]
+    #[arg(long, env = "NEXUS_INGEST_IN_FLIGHT", default_value_t = 64)]
     pub ingest_in_flight: usize,
     /// Most snapshots one ingest transaction writes
     #[arg(long, env = "NEXUS_INGEST_BATCH_SNAPSHOTS", default_value_t = 256)]
