@@ -101,7 +101,9 @@ async fn read_body(
     } else {
         Box::pin(raw)
     };
-    let mut bytes = Vec::new();
+    // Sized once from the declared length (already checked against the limit), instead of
+    // doubling through the reads; an inflated body grows from there.
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
     let mut limited = reader.take(limit as u64 + 1);
     let read = limited.read_to_end(&mut bytes);
     match tokio::time::timeout(limits.read_timeout, read).await {

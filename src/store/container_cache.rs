@@ -9,7 +9,6 @@
 //! while the locked row still carries that version; otherwise the container goes the full way
 //! (lookup, compare, upsert) and the entry is refreshed after the commit.
 
-use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{LazyLock, Mutex};
 
@@ -64,14 +63,14 @@ pub struct ContainerCache {
 
 #[derive(Default)]
 struct State {
-    hosts: HashMap<i64, HostEntry>,
+    hosts: foldhash::HashMap<i64, HostEntry>,
     containers: usize,
 }
 
 struct HostEntry {
     /// The host row version every entry is exact for.
     version: i64,
-    containers: HashMap<String, Known>,
+    containers: foldhash::HashMap<String, Known>,
 }
 
 /// What one committed transaction left a host's containers as.
@@ -116,7 +115,7 @@ impl ContainerCache {
         let state = &mut *state;
         let entry = state.hosts.entry(update.host_id).or_insert(HostEntry {
             version: update.version_before,
-            containers: HashMap::new(),
+            containers: foldhash::HashMap::default(),
         });
         if entry.version != update.version_before {
             // Someone else wrote the host since our entries were made: keep only what this

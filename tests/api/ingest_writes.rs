@@ -215,6 +215,40 @@ async fn a_repeated_post_is_acknowledged_without_a_second_row() {
 }
 
 #[tokio::test]
+async fn a_repost_whose_host_row_was_deleted_keeps_the_first_container_rows() {
+    // Container metric rows are inserted without a conflict check as long as the host row is
+    // new; with the host row deleted behind the server's back, the check has to come back.
+    let app = TestApp::spawn().await;
+    let (_, token) = app.host_with_token("web-01").await;
+    let recorded_at = at(Duration::zero());
+    let first = payload(&recorded_at, &[("a1", "running"), ("b2", "running")]);
+    assert_eq!(app.post_telemetry(&token, &first).await.status(), 204);
+    app.db
+        .execute("DELETE FROM host_metric_snapshots", &[])
+        .await
+        .unwrap();
+
+    let mut second = first.clone();
+    second["containers"][0]["metrics"]["cpu_percent"] = json!(99.0);
+    let response = app.post_telemetry(&token, &second).await;
+
+    assert_eq!(response.status(), 204);
+    assert_eq!(app.written().await, (1, 2, 2));
+    let cpu: Vec<f64> = app
+        .db
+        .query(
+            "SELECT cpu_percent FROM container_metric_snapshots ORDER BY container_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(cpu, [150.5, 150.5], "the first write wins");
+}
+
+#[tokio::test]
 async fn a_second_post_appends_snapshots_and_updates_a_changed_container() {
     let app = TestApp::spawn().await;
     let (_, token) = app.host_with_token("web-01").await;
