@@ -142,8 +142,7 @@ async fn agent(
         if scheduled.unwrap_or_else(Instant::now) >= deadline {
             break;
         }
-        feed.advance();
-        let body = Bytes::from(serde_json::to_vec(&feed.payload)?);
+        let body = Bytes::from(feed.next_body());
         let bytes = body.len();
         if let Some(at) = scheduled {
             tokio::time::sleep_until(at).await;
@@ -166,11 +165,7 @@ async fn post(
     agent: &Agent,
     feed: &mut HostFeed,
 ) -> (Option<u16>, Duration, usize) {
-    feed.advance();
-    let body = match serde_json::to_vec(&feed.payload) {
-        Ok(body) => Bytes::from(body),
-        Err(_) => return (None, Duration::ZERO, 0),
-    };
+    let body = Bytes::from(feed.next_body());
     let bytes = body.len();
     let sent = Instant::now();
     let status = connection

@@ -2,8 +2,10 @@
 //! stable set of Docker-Compose-style containers (64-hex ids, compose and OCI labels, ports,
 //! health), whose metrics and counters move on every post, with a fresh `recorded_at`.
 //!
-//! A [`HostFeed`] keeps one payload per host and updates it in place, so the load generator
-//! spends its CPU on serialising (as an agent does), not on rebuilding strings.
+//! A [`HostFeed`] keeps one payload per host and updates it in place. The load generator shares
+//! the machine with the server, so it does little per post: the body is serialised afresh (new
+//! metrics) every [`FRESH_METRICS_EVERY`] posts, and in between only `recorded_at` is rewritten
+//! in the serialised body. The server does the same work for every post either way.
 
 use std::collections::BTreeMap;
 
@@ -111,11 +113,17 @@ const SERVICES: &[(&str, &str, &str, Option<&str>, bool)] = &[
     ),
 ];
 
+/// Posts of one host between two serialisations of its whole payload (see the module docs).
+pub const FRESH_METRICS_EVERY: u32 = 8;
+
 /// One host's evolving snapshot.
 pub struct HostFeed {
     pub payload: TelemetryPayload,
     rng: Rng,
     last_recorded_at: DateTime<Utc>,
+    /// The payload as last serialised, and posts left before the next serialisation.
+    body: Vec<u8>,
+    posts_left: u32,
 }
 
 impl HostFeed {
@@ -154,7 +162,30 @@ impl HostFeed {
             payload,
             rng,
             last_recorded_at: DateTime::<Utc>::MIN_UTC,
+            body: Vec::new(),
+            posts_left: 0,
         }
+    }
+
+    /// The next post's body: a fresh `recorded_at`, and fresh metrics every
+    /// [`FRESH_METRICS_EVERY`] posts.
+    pub fn next_body(&mut self) -> Vec<u8> {
+        if self.posts_left == 0 {
+            self.advance();
+            self.body = serde_json::to_vec(&self.payload).expect("payloads serialise");
+            self.posts_left = FRESH_METRICS_EVERY;
+        } else {
+            let now = micros(Utc::now()).max(self.last_recorded_at + Duration::microseconds(1));
+            let old = serde_json::to_string(&self.payload.recorded_at).expect("serialises");
+            self.last_recorded_at = now;
+            self.payload.recorded_at = now.fixed_offset();
+            let new = serde_json::to_string(&self.payload.recorded_at).expect("serialises");
+            // The first field of the payload, so its first occurrence in the body.
+            let at = find(&self.body, old.as_bytes()).expect("recorded_at is in the body");
+            self.body.splice(at..at + old.len(), new.into_bytes());
+        }
+        self.posts_left -= 1;
+        self.body.clone()
     }
 
     /// Moves the snapshot on: `recorded_at` = now at microsecond precision, strictly later
@@ -301,6 +332,12 @@ pub fn micros(time: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(time.timestamp_micros()).expect("in range")
 }
 
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack
+        .windows(needle.len())
+        .position(|window| window == needle)
+}
+
 fn bump(counter: &mut Option<i64>, by: u64) {
     *counter = Some(counter.unwrap_or(0).saturating_add(by as i64));
 }
@@ -335,6 +372,20 @@ mod tests {
             feed.advance();
             accepted_by_the_server(&feed);
             assert_eq!(feed.payload.container_list().len(), containers);
+        }
+    }
+
+    #[test]
+    fn every_body_is_the_payload_with_a_fresh_recorded_at() {
+        let mut feed = HostFeed::new(5, 20);
+        let mut last = DateTime::<Utc>::MIN_UTC;
+        for _ in 0..2 * FRESH_METRICS_EVERY + 1 {
+            let body = feed.next_body();
+            let sent: TelemetryPayload = serde_json::from_slice(&body).unwrap();
+            assert_eq!(sent, feed.payload, "the body says what the payload says");
+            assert!(feed.recorded_at() > last);
+            last = feed.recorded_at();
+            accepted_by_the_server(&feed);
         }
     }
 
