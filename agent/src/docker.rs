@@ -9,7 +9,7 @@
 //! An unreachable daemon is not an error for the agent: [`DockerCollector::collect`] returns
 //! `None`, warns once, and says so again only when the daemon comes back.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::Docker;
@@ -20,7 +20,7 @@ use bollard::models::{
 use bollard::query_parameters::{ListContainersOptions, StatsOptions};
 use chrono::{DateTime, Datelike, FixedOffset};
 use futures_util::{StreamExt, TryStreamExt, stream};
-use nexus_contract::{ContainerMetrics, ContainerPayload};
+use nexus_contract::{ContainerMetrics, ContainerPayload, Labels};
 
 const MIB: u64 = 1024 * 1024;
 
@@ -242,7 +242,7 @@ impl ContainerDetails {
             labels
                 .iter()
                 .map(|(key, value)| (key.clone(), value.clone()))
-                .collect::<BTreeMap<_, _>>()
+                .collect::<Labels>()
         });
         let metrics = self
             .stats

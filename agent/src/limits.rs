@@ -52,9 +52,7 @@ fn fit_container(container: &mut ContainerPayload) {
         ports.iter_mut().for_each(|port| truncate(port, 64));
     }
     if let Some(labels) = container.labels.as_mut() {
-        while labels.len() > MAX_LABELS {
-            labels.pop_last();
-        }
+        labels.truncate(MAX_LABELS);
         labels.values_mut().for_each(|value| truncate(value, 1024));
     }
 }

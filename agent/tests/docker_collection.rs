@@ -58,10 +58,7 @@ async fn every_container_is_reported_running_or_not_with_its_docker_ps_fields() 
         )
     );
     let labels = web.labels.as_ref().unwrap();
-    assert_eq!(
-        labels.get("com.docker.compose.service").map(String::as_str),
-        Some("web")
-    );
+    assert_eq!(labels.get("com.docker.compose.service"), Some("web"));
 
     let job = find(&reading.containers, JOB);
     assert_eq!(job.state.as_deref(), Some("exited"));

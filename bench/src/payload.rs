@@ -312,7 +312,7 @@ fn container(
             .into(),
         ),
         ports: Some(ports),
-        labels: Some(labels),
+        labels: Some(labels.into()),
         metrics: Some(ContainerMetrics {
             cpu_percent: Some(0.0),
             memory_usage_mb: Some(if running { limit_mb / 4 } else { 0 }),

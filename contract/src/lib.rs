@@ -8,10 +8,12 @@
 //! Bounds live in `oai(validator(...))` attributes only, so they appear in the OpenAPI document and
 //! the server validates against exactly what the document says.
 
-use std::collections::BTreeMap;
+mod labels;
 
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
+
+pub use labels::Labels;
 
 /// Path the agent posts to.
 pub const TELEMETRY_PATH: &str = "/agent/telemetry";
@@ -134,7 +136,7 @@ pub struct ContainerPayload {
         feature = "openapi",
         oai(validator(max_properties = 128, max_length = 1024))
     )]
-    pub labels: Option<BTreeMap<String, String>>,
+    pub labels: Option<Labels>,
     pub metrics: Option<ContainerMetrics>,
     pub started_at: Option<DateTime<FixedOffset>>,
     pub finished_at: Option<DateTime<FixedOffset>>,

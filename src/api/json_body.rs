@@ -136,8 +136,8 @@ impl_apirequest_for_payload!(ValidJson<T>, T: Type + DeserializeOwned + 'static)
 /// Both end the same way for every input: the scan passes only documents `check` passes, and
 /// `T` parsed from the text equals `T` parsed from its `Value`, given that `T` does not care
 /// about the order of keys within an object (a `Value` sorts them). The body types here are
-/// plain structs, options, vectors and `BTreeMap`s, which do not; a repeated property sends the
-/// document down the slow path.
+/// plain structs, options, vectors, `BTreeMap`s and `Labels` (sorted by name), which do not; a
+/// repeated property sends the document down the slow path.
 pub fn parse<T: Type + DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.is_empty() {
         return Err(Error::MalformedBody(

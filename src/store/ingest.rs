@@ -5,8 +5,6 @@
 //! routing, commit and WAL flush) is paid once for all its snapshots; see
 //! [`super::ingest_queue`] for how batches are formed.
 
-use std::collections::BTreeMap;
-
 use foldhash::{HashMap, HashMapExt};
 use std::sync::LazyLock;
 
@@ -15,7 +13,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{Client, Statement};
 
-use nexus_contract::ContainerPayload;
+use nexus_contract::{ContainerPayload, Labels};
 
 use super::Store;
 use super::container_cache::{ContainerCache, Fingerprint, HostUpdate, Known};
@@ -424,7 +422,7 @@ impl<'a> HostColumns<'a> {
     }
 }
 
-static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+static NO_LABELS: Labels = Labels::new();
 
 /// The descriptions of the containers to look up, one array per column, borrowing the strings.
 #[derive(Default)]
@@ -440,7 +438,7 @@ struct DescriptionColumns<'a> {
     health_status: Vec<Option<&'a str>>,
     /// Serialised straight from the payload into `jsonb`, no intermediate JSON value.
     ports: Vec<Json<&'a [String]>>,
-    labels: Vec<Json<&'a BTreeMap<String, String>>>,
+    labels: Vec<Json<&'a Labels>>,
     started_at: Vec<Option<DateTime<Utc>>>,
     finished_at: Vec<Option<DateTime<Utc>>>,
 }
