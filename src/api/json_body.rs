@@ -31,6 +31,9 @@ pub struct BodyLimits {
     pub read_timeout: Duration,
 }
 
+/// The most a body buffer reserves before its bytes arrive (a C=20 snapshot is ~25 KB).
+const INITIAL_BODY_CAPACITY: usize = 64 * 1024;
+
 pub struct ValidJson<T>(pub T);
 
 impl<T: Type> Payload for ValidJson<T> {
@@ -101,9 +104,10 @@ async fn read_body(
     } else {
         Box::pin(raw)
     };
-    // Sized once from the declared length (already checked against the limit), instead of
-    // doubling through the reads; an inflated body grows from there.
-    let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
+    // Sized from the declared length instead of doubling through the reads, but not beyond
+    // what a typical snapshot needs: a client declaring a large body and sending it slowly must
+    // not hold memory for bytes it has not sent. Larger and inflated bodies grow from there.
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0).min(INITIAL_BODY_CAPACITY));
     let mut limited = reader.take(limit as u64 + 1);
     let read = limited.read_to_end(&mut bytes);
     match tokio::time::timeout(limits.read_timeout, read).await {
