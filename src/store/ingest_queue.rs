@@ -64,10 +64,12 @@ impl IngestQueue {
         let (answer, outcome) = oneshot::channel();
         let job = Job { submission, answer };
         metrics::gauge!(QUEUED_METRIC).increment(1.0);
-        self.jobs
-            .send(job)
-            .await
-            .map_err(|_| Error::Internal(anyhow::anyhow!("the ingest writers have stopped")))?;
+        if self.jobs.send(job).await.is_err() {
+            metrics::gauge!(QUEUED_METRIC).decrement(1.0);
+            return Err(Error::Internal(anyhow::anyhow!(
+                "the ingest writers have stopped"
+            )));
+        }
         outcome.await.map_err(|_| {
             Error::Internal(anyhow::anyhow!("an ingest writer dropped the snapshot"))
         })?
