@@ -7,13 +7,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::Duration;
+use chrono::{Duration, Utc};
 use nexus_telemetry::startup::Application;
 use nexus_telemetry::store::Store;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
-use crate::helpers::{at, connect, fresh_database, payload, serve_args};
+use crate::helpers::{at, connect, fresh_database, payload, rfc3339, serve_args};
 
 /// A TCP proxy to PostgreSQL that can be cut: cutting drops every open connection and refuses
 /// new ones until it is restored.
@@ -158,15 +158,18 @@ async fn a_database_cut_under_load_leaves_every_snapshot_whole_or_absent() {
     let app = Arc::new(proxied_app(8, &[], true).await);
     let stop = Arc::new(AtomicBool::new(false));
     let mut agents = Vec::new();
-    for token in app.tokens.clone() {
+    for (host, token) in app.tokens.clone().into_iter().enumerate() {
         let (app, stop) = (app.clone(), stop.clone());
         agents.push(tokio::spawn(async move {
             let http = crate::helpers::http_client();
             let mut outcomes = Vec::new();
+            // Each post a millisecond earlier than the last from one fixed instant: distinct by
+            // construction (now minus a count repeats when a post takes exactly that long).
+            let start = Utc::now();
             let mut offset = 0;
             while !stop.load(Ordering::SeqCst) {
                 offset += 1;
-                let recorded_at = at(Duration::milliseconds(-offset));
+                let recorded_at = rfc3339(start - Duration::milliseconds(offset));
                 let sent = http
                     .post(format!("{}/agent/telemetry", app.address))
                     .bearer_auth(&token)
@@ -177,7 +180,8 @@ async fn a_database_cut_under_load_leaves_every_snapshot_whole_or_absent() {
                     .send()
                     .await;
                 let status = sent.map(|r| r.status().as_u16()).unwrap_or(0);
-                outcomes.push((token.clone(), recorded_at, status));
+                // A snapshot is its host and instant: two hosts may post the same instant.
+                outcomes.push(((format!("host-{host}"), recorded_at), status));
             }
             outcomes
         }));
@@ -196,36 +200,37 @@ async fn a_database_cut_under_load_leaves_every_snapshot_whole_or_absent() {
     let rows = app
         .direct
         .query(
-            "SELECT to_char(h.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
+            "SELECT (SELECT slug FROM hosts WHERE id = h.host_id),
+                    to_char(h.recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'),
                     (SELECT count(*) FROM container_metric_snapshots c WHERE c.host_id = h.host_id AND c.recorded_at = h.recorded_at)
              FROM host_metric_snapshots h",
             &[],
         )
         .await
         .unwrap();
-    let stored: HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+    let stored: HashSet<(String, String)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     for row in &rows {
-        assert_eq!(row.get::<_, i64>(1), 3, "a snapshot was written partially");
+        assert_eq!(row.get::<_, i64>(2), 3, "a snapshot was written partially");
     }
-    let accepted = outcomes.iter().filter(|o| o.2 == 204).count();
-    let failed: Vec<_> = outcomes.iter().filter(|o| o.2 != 204).collect();
+    let accepted = outcomes.iter().filter(|o| o.1 == 204).count();
+    let failed: Vec<_> = outcomes.iter().filter(|o| o.1 != 204).collect();
     assert!(
         accepted > 0 && !failed.is_empty(),
         "the cut happened under load: {accepted} ok, {} failed",
         failed.len()
     );
-    for (_, recorded_at, _) in outcomes.iter().filter(|o| o.2 == 204) {
+    for (snapshot, _) in outcomes.iter().filter(|o| o.1 == 204) {
         assert!(
-            stored.contains(recorded_at),
-            "a 204 without its rows: {recorded_at}"
+            stored.contains(snapshot),
+            "a 204 without its rows: {snapshot:?}"
         );
     }
-    for (_, _, status) in &failed {
+    for (_, status) in &failed {
         assert!([500, 503].contains(status), "unexpected status {status}");
     }
     // A statement that committed just before the cut can lose its reply; it is whole (checked
     // above) and an agent's retry of it is acknowledged without a duplicate.
-    let committed_but_failed = failed.iter().filter(|o| stored.contains(&o.1)).count();
+    let committed_but_failed = failed.iter().filter(|o| stored.contains(&o.0)).count();
     assert!(
         committed_but_failed <= app.tokens.len(),
         "at most one in-flight request per agent: {committed_but_failed}"
@@ -309,12 +314,15 @@ async fn sigterm_mid_load_finishes_in_flight_requests_and_exits_cleanly() {
     }
 
     let mut agents = Vec::new();
+    // One instant for all agents: recorded_at is then distinct by construction across the
+    // agents of the one host (see the test above).
+    let start = Utc::now();
     for agent in 0..4 {
         let (http, address, token) = (http.clone(), address.clone(), token.clone());
         agents.push(tokio::spawn(async move {
             let mut accepted = Vec::new();
             for i in 0.. {
-                let recorded_at = at(Duration::milliseconds(-(i * 4 + agent)));
+                let recorded_at = rfc3339(start - Duration::milliseconds(i * 4 + agent));
                 match http
                     .post(format!("{address}/agent/telemetry"))
                     .bearer_auth(&token)
