@@ -175,7 +175,7 @@ impl HostFeed {
             self.body = serde_json::to_vec(&self.payload).expect("payloads serialise");
             self.posts_left = FRESH_METRICS_EVERY;
         } else {
-            let now = micros(Utc::now()).max(self.last_recorded_at + Duration::microseconds(1));
+            let now = self.next_instant();
             let old = serde_json::to_string(&self.payload.recorded_at).expect("serialises");
             self.last_recorded_at = now;
             self.payload.recorded_at = now.fixed_offset();
@@ -192,8 +192,12 @@ impl HostFeed {
     /// than this host's previous one (the server keeps one row per host and instant), and
     /// new metrics with counters that only grow.
     pub fn advance(&mut self) {
-        let now = micros(Utc::now()).max(self.last_recorded_at + Duration::microseconds(1));
-        self.advance_to(now);
+        self.advance_to(self.next_instant());
+    }
+
+    /// Now at microsecond precision, strictly later than this host's previous snapshot.
+    fn next_instant(&self) -> DateTime<Utc> {
+        micros(Utc::now()).max(self.last_recorded_at + Duration::microseconds(1))
     }
 
     /// As [`advance`](Self::advance), at a given instant (the COPY baseline uses past ones).

@@ -5,10 +5,10 @@
 //! routing, commit and WAL flush) is paid once for all its snapshots; see
 //! [`super::ingest_queue`] for how batches are formed.
 
-use foldhash::{HashMap, HashMapExt};
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
+use foldhash::{HashMap, HashMapExt};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{Client, Statement};
