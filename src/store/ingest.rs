@@ -5,12 +5,13 @@
 //! routing, commit and WAL flush) is paid once for all its snapshots; see
 //! [`super::ingest_queue`] for how batches are formed.
 
-use std::sync::LazyLock;
+use std::pin::pin;
 
 use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::types::{Json, ToSql, Type};
 use tokio_postgres::{Client, Statement};
 
 use nexus_contract::{ContainerPayload, Labels};
@@ -23,12 +24,25 @@ use crate::error::Error;
 const INGEST_HOSTS: &str = include_str!("queries/ingest_hosts.sql");
 const INGEST_CONTAINERS: &str = include_str!("queries/ingest_containers.sql");
 const INGEST_CONTAINER_METRICS: &str = include_str!("queries/ingest_container_metrics.sql");
-/// The container metric insert for rows that cannot exist yet (see [`MetricRows`]).
-static INGEST_NEW_CONTAINER_METRICS: LazyLock<String> = LazyLock::new(|| {
-    const FIRST_WRITE_WINS: &str = "ON CONFLICT (container_id, recorded_at) DO NOTHING";
-    assert!(INGEST_CONTAINER_METRICS.contains(FIRST_WRITE_WINS));
-    INGEST_CONTAINER_METRICS.replace(FIRST_WRITE_WINS, "")
-});
+/// How container metric rows that cannot exist yet are written (see [`MetricRows`]).
+const COPY_CONTAINER_METRICS: &str = "COPY container_metric_snapshots \
+    (container_id, host_id, recorded_at, cpu_percent, memory_usage_mb, memory_limit_mb, \
+     memory_percent, network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes) \
+    FROM STDIN (FORMAT binary)";
+/// The column types of [`COPY_CONTAINER_METRICS`], in its order.
+const CONTAINER_METRIC_TYPES: [Type; 11] = [
+    Type::INT8,
+    Type::INT8,
+    Type::TIMESTAMPTZ,
+    Type::FLOAT8,
+    Type::INT8,
+    Type::INT8,
+    Type::FLOAT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+    Type::INT8,
+];
 
 /// Attempts of a batch that lost a deadlock (e.g. against the liveness detector, which locks
 /// hosts in another order) before its error is answered.
@@ -94,7 +108,7 @@ impl Store {
     ) -> Result<Vec<Outcome>, Error> {
         let client = self.client().await?;
         let metrics_sql = match metric_rows {
-            MetricRows::New => &*INGEST_NEW_CONTAINER_METRICS,
+            MetricRows::New => COPY_CONTAINER_METRICS,
             MetricRows::MayExist => INGEST_CONTAINER_METRICS,
         };
         let (hosts, containers, metrics) = tokio::try_join!(
@@ -106,6 +120,7 @@ impl Store {
             hosts,
             containers,
             metrics,
+            metric_rows,
         };
         let written = self.write(&client, &statements, batch).await;
         if written.is_err() && !client.is_closed() {
@@ -161,21 +176,18 @@ impl Store {
                 );
             }
         }
-        let mut container_rows: HashMap<i64, i64> = HashMap::new();
-        if containers.rows.is_empty() {
+        let container_rows = if containers.rows.is_empty() {
             client.batch_execute("COMMIT").await?;
+            HashMap::new()
         } else {
             let metrics = MetricColumns::of(&containers)?;
-            let params = metrics.params();
-            // If the insert fails, the COMMIT sent after it ends the transaction as a rollback.
-            let (metric_rows, _) = tokio::try_join!(
-                client.query(&statements.metrics, &params),
-                client.batch_execute("COMMIT"),
-            )?;
-            for row in metric_rows {
-                container_rows.insert(row.get("host_id"), row.get("container_rows"));
+            match statements.metric_rows {
+                MetricRows::New => copy_metrics(client, &statements.metrics, &metrics).await?,
+                MetricRows::MayExist => {
+                    insert_metrics(client, &statements.metrics, &metrics).await?
+                }
             }
-        }
+        };
         containers.remember(&admitted, &self.containers);
         Ok(batch
             .iter()
@@ -190,12 +202,13 @@ impl Store {
     }
 }
 
-/// How container metric rows are inserted. A snapshot's container rows are written only with
+/// How container metric rows are written. A snapshot's container rows are written only with
 /// its host row (a retry, whose host row exists, writes none), so they are new unless someone
-/// deleted host rows and kept container rows. New rows skip `ON CONFLICT`'s check of the unique
-/// index before each insert: 40% of the insert's cost (measured: ~6 against ~10 µs a row). If one
-/// exists after all, the batch fails with a unique violation and is written again with the
-/// check, first write winning as always.
+/// deleted host rows and kept container rows. New rows go in with binary `COPY`: no
+/// `ON CONFLICT` check of the unique index before each row (40% of an insert's cost), and
+/// TimescaleDB writes them in multi-row batches per chunk (PostgreSQL CPU per post −8% against
+/// `INSERT … SELECT unnest`). If one exists after all, the batch fails with a unique violation
+/// and is written again with the check, first write winning as always.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MetricRows {
     New,
@@ -206,7 +219,49 @@ enum MetricRows {
 struct Statements {
     hosts: Statement,
     containers: Statement,
+    /// `COPY` for [`MetricRows::New`], `INSERT … ON CONFLICT` for [`MetricRows::MayExist`].
     metrics: Statement,
+    metric_rows: MetricRows,
+}
+
+/// Writes the metric rows with binary `COPY` and commits; the rows per host id. Every row is
+/// written or the transaction fails (a unique violation if one existed).
+async fn copy_metrics(
+    client: &Client,
+    copy: &Statement,
+    metrics: &MetricColumns,
+) -> Result<HashMap<i64, i64>, Error> {
+    let sink = client.copy_in(copy).await?;
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &CONTAINER_METRIC_TYPES));
+    for row in 0..metrics.container_id.len() {
+        writer.as_mut().write(&metrics.row(row)).await?;
+    }
+    // The connection sends COMMIT after the copy's end, so both go in one round trip; if the
+    // copy fails, the COMMIT ends the transaction as a rollback.
+    tokio::try_join!(writer.finish(), client.batch_execute("COMMIT"))?;
+    let mut per_host = HashMap::new();
+    for host_id in &metrics.host_id {
+        *per_host.entry(*host_id).or_insert(0) += 1;
+    }
+    Ok(per_host)
+}
+
+/// Inserts the metric rows, skipping those that exist, and commits; the rows written per host.
+async fn insert_metrics(
+    client: &Client,
+    insert: &Statement,
+    metrics: &MetricColumns,
+) -> Result<HashMap<i64, i64>, Error> {
+    let params = metrics.params();
+    // If the insert fails, the COMMIT sent after it ends the transaction as a rollback.
+    let (rows, _) = tokio::try_join!(
+        client.query(insert, &params),
+        client.batch_execute("COMMIT"),
+    )?;
+    Ok(rows
+        .iter()
+        .map(|row| (row.get("host_id"), row.get("container_rows")))
+        .collect())
 }
 
 /// What the first statement did for one admitted snapshot.
@@ -531,6 +586,23 @@ impl MetricColumns {
             c.block_write_bytes.push(metrics.block_write_bytes);
         }
         Ok(c)
+    }
+
+    /// Row `i`, in [`COPY_CONTAINER_METRICS`]'s column order.
+    fn row(&self, i: usize) -> [&(dyn ToSql + Sync); 11] {
+        [
+            &self.container_id[i],
+            &self.host_id[i],
+            &self.recorded_at[i],
+            &self.cpu_percent[i],
+            &self.memory_usage_mb[i],
+            &self.memory_limit_mb[i],
+            &self.memory_percent[i],
+            &self.network_rx_bytes[i],
+            &self.network_tx_bytes[i],
+            &self.block_read_bytes[i],
+            &self.block_write_bytes[i],
+        ]
     }
 
     fn params(&self) -> [&(dyn ToSql + Sync); 11] {
