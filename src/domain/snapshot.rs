@@ -3,9 +3,8 @@
 //! The schema check has already enforced types and bounds; this adds the rules a schema cannot
 //! state: the skew window around the server's clock and the uniqueness of container ids.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Duration, Utc};
+use foldhash::{HashMap, HashMapExt};
 use nexus_contract::{ContainerPayload, TelemetryPayload};
 
 use super::FieldError;

@@ -79,7 +79,8 @@ pub struct HostUpdate {
     /// The host row's version before and after the transaction.
     pub version_before: i64,
     pub version_after: i64,
-    /// Containers whose stored description is now the given one.
+    /// Containers whose stored description is now the given one. Those known already at
+    /// `version_before` may be left out: while the entry follows on, it keeps them.
     pub current: Vec<(String, Known)>,
     /// Containers whose stored description is not what was sent (a newer one is kept).
     pub stale: Vec<String>,

@@ -289,7 +289,7 @@ struct ContainerRow<'a> {
 /// unchanged and those the description statement must look up.
 struct ContainerRows<'a> {
     rows: Vec<ContainerRow<'a>>,
-    /// Position in `rows` of each (host id, container id).
+    /// Position in `rows` of each (host id, container id) the description statement looks up.
     index: HashMap<(i64, &'a str), usize>,
 }
 
@@ -313,10 +313,12 @@ impl<'a> ContainerRows<'a> {
                     .map(|(c, f)| (c.container_id.as_str(), *f)),
             );
             for ((container, fingerprint), id) in containers.iter().zip(fingerprints).zip(known) {
-                index.insert(
-                    (submission.host_id, container.container_id.as_str()),
-                    rows.len(),
-                );
+                if id.is_none() {
+                    index.insert(
+                        (submission.host_id, container.container_id.as_str()),
+                        rows.len(),
+                    );
+                }
                 rows.push(ContainerRow {
                     host_id: submission.host_id,
                     recorded_at: submission.snapshot.recorded_at,
@@ -367,6 +369,11 @@ impl<'a> ContainerRows<'a> {
             let Some(update) = updates.get_mut(&row.host_id) else {
                 continue;
             };
+            if row.from_cache {
+                // Known at `version_before` already: the entry keeps it if nobody else wrote
+                // the host meanwhile, and drops the host's entries otherwise.
+                continue;
+            }
             let container_id = row.container.container_id.clone();
             match (row.id, row.current) {
                 (Some(id), Some(true)) => update.current.push((
