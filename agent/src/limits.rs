@@ -53,7 +53,7 @@ fn fit_container(container: &mut ContainerPayload) {
     }
     if let Some(labels) = container.labels.as_mut() {
         labels.truncate(MAX_LABELS);
-        labels.values_mut().for_each(|value| truncate(value, 1024));
+        labels.truncate_values(1024);
     }
 }
 

@@ -1,95 +1,170 @@
 //! `Labels`: a container's labels, a JSON object of strings.
 //!
-//! Kept as a vector of pairs sorted by name rather than a `BTreeMap`: a label set is small and is
-//! built, hashed and dropped whole on every snapshot, and a tree's node allocations, key
-//! comparisons and traversals were ~14% of the server's CPU at C=20 (perf, BENCHMARKS.md). It
-//! behaves as the map did: one value per name (the last one given wins), iterated in name order,
-//! and equal whatever order the names came in.
+//! Every name and value is packed into one string, in name order, rather than kept as a
+//! `BTreeMap` or a vector of `String` pairs: a label set is small and is built, hashed and
+//! dropped whole on every snapshot. A tree's nodes, key comparisons and traversals were ~14% of
+//! the server's CPU at C=20; a `String` per name and value still made two thirds of a
+//! snapshot's ~730 allocations (perf, BENCHMARKS.md). It behaves as the map did: one value per
+//! name (the last one given wins), iterated in name order, and equal whatever order the names
+//! came in.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt;
 
-use serde::de::{MapAccess, Visitor};
+use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Labels(Vec<(String, String)>);
+/// Canonical by construction (sorted by name, no name twice), so the derived equality and hash
+/// are those of the map.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
+pub struct Labels {
+    /// Each label's name then its value, labels in name order.
+    text: String,
+    /// Per label, where its name ends (its value starts) and where its value ends; its name
+    /// starts where the previous value ends.
+    ends: Vec<(usize, usize)>,
+}
 
 impl Labels {
     pub const fn new() -> Self {
-        Self(Vec::new())
+        Self {
+            text: String::new(),
+            ends: Vec::new(),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.ends.is_empty()
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        let at = self
-            .0
-            .binary_search_by(|(n, _)| n.as_str().cmp(name))
-            .ok()?;
-        Some(&self.0[at].1)
+        let (mut low, mut high) = (0, self.len());
+        while low < high {
+            let middle = (low + high) / 2;
+            match self.name(middle).cmp(name) {
+                Ordering::Less => low = middle + 1,
+                Ordering::Greater => high = middle,
+                Ordering::Equal => return Some(self.value(middle)),
+            }
+        }
+        None
     }
 
     /// Name and value of each label, in name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_str()))
-    }
-
-    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut String> {
-        self.0.iter_mut().map(|(_, value)| value)
+        (0..self.len()).map(|i| (self.name(i), self.value(i)))
     }
 
     /// Keeps the first `len` labels in name order.
     pub fn truncate(&mut self, len: usize) {
-        self.0.truncate(len);
+        self.ends.truncate(len);
+        self.text
+            .truncate(self.ends.last().map_or(0, |&(_, end)| end));
+    }
+
+    /// Cuts every value to at most `max_chars` characters.
+    pub fn truncate_values(&mut self, max_chars: usize) {
+        let cut = |value: &str| match value.char_indices().nth(max_chars) {
+            Some((byte_index, _)) => value[..byte_index].to_owned(),
+            None => value.to_owned(),
+        };
+        let pairs: Vec<(String, String)> = self
+            .iter()
+            .map(|(name, value)| (name.to_owned(), cut(value)))
+            .collect();
+        *self = Self::packed(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    }
+
+    fn name(&self, i: usize) -> &str {
+        let start = if i == 0 { 0 } else { self.ends[i - 1].1 };
+        &self.text[start..self.ends[i].0]
+    }
+
+    fn value(&self, i: usize) -> &str {
+        let (start, end) = self.ends[i];
+        &self.text[start..end]
+    }
+
+    /// Packs pairs that are already in name order with no name twice.
+    fn packed<'a>(pairs: impl Iterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut labels = Self::new();
+        for (name, value) in pairs {
+            labels.push(name, value);
+        }
+        labels
+    }
+
+    fn push(&mut self, name: &str, value: &str) {
+        self.text.push_str(name);
+        let name_end = self.text.len();
+        self.text.push_str(value);
+        self.ends.push((name_end, self.text.len()));
     }
 
     /// Sorts by name; of several labels with one name, the last one given stays.
-    fn normalised(mut pairs: Vec<(String, String)>) -> Self {
+    fn normalised(self) -> Self {
+        let in_order = (1..self.len()).all(|i| self.name(i - 1) < self.name(i));
+        if in_order {
+            return self;
+        }
+        let mut order: Vec<usize> = (0..self.len()).collect();
         // Stable, so equal names keep their given order and the last of each run is kept.
-        pairs.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut labels: Vec<(String, String)> = Vec::with_capacity(pairs.len());
-        for pair in pairs {
-            match labels.last_mut() {
-                Some(last) if last.0 == pair.0 => *last = pair,
-                _ => labels.push(pair),
+        order.sort_by(|&a, &b| self.name(a).cmp(self.name(b)));
+        let mut kept: Vec<usize> = Vec::with_capacity(order.len());
+        for i in order {
+            match kept.last_mut() {
+                Some(last) if self.name(*last) == self.name(i) => *last = i,
+                _ => kept.push(i),
             }
         }
-        Self(labels)
+        Self::packed(kept.into_iter().map(|i| (self.name(i), self.value(i))))
+    }
+}
+
+impl fmt::Debug for Labels {
+    fn fmt(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.debug_map().entries(self.iter()).finish()
     }
 }
 
 impl FromIterator<(String, String)> for Labels {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
-        Self::normalised(pairs.into_iter().collect())
+        let mut labels = Self::new();
+        for (name, value) in pairs {
+            labels.push(&name, &value);
+        }
+        labels.normalised()
     }
 }
 
 impl From<BTreeMap<String, String>> for Labels {
     fn from(map: BTreeMap<String, String>) -> Self {
-        Self(map.into_iter().collect())
+        Self::packed(
+            map.iter()
+                .map(|(name, value)| (name.as_str(), value.as_str())),
+        )
     }
 }
 
 impl From<&Labels> for BTreeMap<String, String> {
     fn from(labels: &Labels) -> Self {
-        labels.0.iter().cloned().collect()
+        labels
+            .iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect()
     }
 }
 
 impl Serialize for Labels {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (name, value) in &self.0 {
+        let mut map = serializer.serialize_map(Some(self.len()))?;
+        for (name, value) in self.iter() {
             map.serialize_entry(name, value)?;
         }
         map.end()
@@ -108,15 +183,47 @@ impl<'de> Deserialize<'de> for Labels {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Labels, A::Error> {
-                let mut pairs = Vec::with_capacity(access.size_hint().unwrap_or(0).min(128));
-                while let Some(pair) = access.next_entry()? {
-                    pairs.push(pair);
+                // Names and values go straight from the parser into the text, as they come.
+                let mut labels = Labels::new();
+                while access.next_key_seed(Append(&mut labels.text))?.is_some() {
+                    if labels.ends.is_empty() {
+                        // Room for a few labels spares most of the doublings from empty.
+                        labels.text.reserve(256);
+                        labels.ends.reserve(8);
+                    }
+                    let name_end = labels.text.len();
+                    access.next_value_seed(Append(&mut labels.text))?;
+                    labels.ends.push((name_end, labels.text.len()));
                 }
-                Ok(Labels::normalised(pairs))
+                Ok(labels.normalised())
             }
         }
 
         deserializer.deserialize_map(LabelsVisitor)
+    }
+}
+
+/// Deserialises a string by appending it to a buffer.
+struct Append<'a>(&'a mut String);
+
+impl<'de> DeserializeSeed<'de> for Append<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Append<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a string")
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
+        self.0.push_str(text);
+        Ok(())
     }
 }
 
@@ -127,7 +234,7 @@ mod openapi {
 
     use poem_openapi::registry::{MetaSchemaRef, Registry};
     use poem_openapi::types::{ParseFromJSON, ParseResult, ToJSON, Type};
-    use poem_openapi::validation::{MaxProperties, Validator};
+    use poem_openapi::validation::{MaxLength, MaxProperties, Validator};
     use serde_json::Value;
 
     use super::{BTreeMap, Labels};
@@ -137,7 +244,9 @@ mod openapi {
     impl Type for Labels {
         const IS_REQUIRED: bool = true;
         type RawValueType = Self;
-        type RawElementValueType = String;
+        /// Element validators (`max_length` on the values) see the whole set at once: its
+        /// values are not `String`s of their own.
+        type RawElementValueType = Self;
 
         fn name() -> Cow<'static, str> {
             Map::name()
@@ -158,11 +267,11 @@ mod openapi {
         fn raw_element_iter<'a>(
             &'a self,
         ) -> Box<dyn Iterator<Item = &'a Self::RawElementValueType> + 'a> {
-            Box::new(self.0.iter().map(|(_, value)| value))
+            Box::new(std::iter::once(self))
         }
 
         fn is_empty(&self) -> bool {
-            self.0.is_empty()
+            Labels::is_empty(self)
         }
     }
 
@@ -185,6 +294,15 @@ mod openapi {
     impl Validator<Labels> for MaxProperties {
         fn check(&self, value: &Labels) -> bool {
             Validator::<Map>::check(self, &Map::from(value))
+        }
+    }
+
+    /// Every value within the bound (see `RawElementValueType`).
+    impl Validator<Labels> for MaxLength {
+        fn check(&self, labels: &Labels) -> bool {
+            labels
+                .iter()
+                .all(|(_, value)| Validator::<&str>::check(self, &value))
         }
     }
 }
@@ -221,6 +339,56 @@ mod tests {
             serde_json::to_string(&Labels::from(map.clone())).unwrap(),
             serde_json::to_string(&map).unwrap()
         );
+    }
+
+    #[test]
+    fn each_label_is_found_by_name_with_its_escapes_undone() {
+        let json = r#"{"b": "two", "a\u0041": "x\ny", "c": ""}"#;
+        let labels: Labels = serde_json::from_str(json).unwrap();
+        assert_eq!(labels.get("aA"), Some("x\ny"));
+        assert_eq!(labels.get("b"), Some("two"));
+        assert_eq!(labels.get("c"), Some(""));
+        assert_eq!(labels.get("a"), None);
+        assert_eq!(labels.get("d"), None);
+        assert_eq!(
+            format!("{labels:?}"),
+            r#"{"aA": "x\ny", "b": "two", "c": ""}"#
+        );
+    }
+
+    #[test]
+    fn truncating_keeps_the_first_names_and_cuts_values_by_characters() {
+        let mut labels: Labels = [("c", "ééé"), ("a", "long value"), ("b", "ok")]
+            .into_iter()
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        labels.truncate_values(2);
+        let pairs: Vec<_> = labels.iter().collect();
+        assert_eq!(pairs, [("a", "lo"), ("b", "ok"), ("c", "éé")]);
+        labels.truncate(2);
+        assert_eq!(
+            labels.iter().collect::<Vec<_>>(),
+            [("a", "lo"), ("b", "ok")]
+        );
+        assert_eq!(
+            labels,
+            serde_json::from_str(r#"{"b": "ok", "a": "lo"}"#).unwrap()
+        );
+    }
+
+    #[cfg(feature = "openapi")]
+    #[test]
+    fn poems_own_parse_holds_every_value_to_max_length() {
+        use poem_openapi::types::ParseFromJSON;
+        let container = |value: &str| {
+            let json = serde_json::json!({
+                "container_id": "c1", "name": "web", "image": "nginx",
+                "labels": {"a": "short", "b": value}
+            });
+            crate::ContainerPayload::parse_from_json(Some(json))
+        };
+        assert!(container(&"x".repeat(1024)).is_ok());
+        assert!(container(&"x".repeat(1025)).is_err());
     }
 
     #[test]
