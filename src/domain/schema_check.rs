@@ -20,6 +20,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use chrono::DateTime;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::FieldError;
@@ -59,12 +60,12 @@ impl Schema {
             .clone()
     }
 
-    /// Whether `text` is one JSON document that [`check`](Self::check) would pass, found
-    /// without building a `Value` or allocating. False when the document breaks the schema, is
-    /// not JSON, or when this quick scan cannot tell; then parse a `Value` and `check` it to
-    /// learn what is wrong.
-    pub fn surely_conforms(&self, text: &str) -> bool {
-        self.scan.as_ref().is_some_and(|scan| scan.conforms(text))
+    /// `text` parsed as `T` when it is one JSON document that [`check`](Self::check) would
+    /// pass, found in one typed parse that checks each value as it is read, without building a
+    /// `Value`. `None` when the document breaks the schema, is not JSON or not a `T`, or when
+    /// this check cannot tell; then parse a `Value` and `check` it to learn what is wrong.
+    pub fn parse_conforming<T: DeserializeOwned>(&self, text: &str) -> Option<T> {
+        self.scan.as_ref()?.parse(text)
     }
 
     /// Every way `value` breaks the schema; empty when it conforms.
@@ -194,8 +195,19 @@ impl TextRules {
 
     /// What is wrong with `text`, if anything.
     pub(super) fn problem(&self, text: &str) -> Option<String> {
-        if let Some(problem) = string_problem(text, self.max_length) {
-            return Some(problem);
+        self.problem_of(text, true)
+    }
+
+    /// What is wrong with `text`, not looking for NUL characters unless `may_hold_nul`: only
+    /// an escape (`\u0000`) writes one in JSON, so text read without escapes cannot hold one.
+    pub(super) fn problem_of(&self, text: &str, may_hold_nul: bool) -> Option<String> {
+        let problem = if may_hold_nul {
+            string_problem(text, self.max_length)
+        } else {
+            length_problem(text, self.max_length)
+        };
+        if problem.is_some() {
+            return problem;
         }
         if let Some(min) = self.min_length.filter(|min| is_shorter_than(text, *min)) {
             return Some(format!("must not be shorter than {min} characters"));
@@ -218,6 +230,10 @@ pub(super) fn string_problem(text: &str, max_length: Option<usize>) -> Option<St
     if text.contains('\0') {
         return Some("must not contain NUL characters".into());
     }
+    length_problem(text, max_length)
+}
+
+fn length_problem(text: &str, max_length: Option<usize>) -> Option<String> {
     max_length
         .filter(|max| is_longer_than(text, *max))
         .map(|max| format!("must not be longer than {max} characters"))

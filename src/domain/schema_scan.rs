@@ -1,24 +1,30 @@
 //! The fast path of [`schema_check`](super::schema_check): a schema compiled once per type, then
-//! checked against the JSON text while it is parsed, without building a `serde_json::Value`.
+//! checked value by value while the typed parse reads the JSON text, without building a
+//! `serde_json::Value`.
 //!
-//! It answers one question: would `Schema::check` pass this document with no errors? Parsing into
-//! a `Value` allocates a node per string, array and object, which made the check cost several
-//! times the typed parse it guards; this scan allocates nothing on the way. It never words an
-//! error: on any doubt it says no, and the caller takes the `Value` path, which names every
+//! It answers one question: would `Schema::check` pass this document with no errors, and if so
+//! what is it as a `T`? Parsing into a `Value` allocates a node per string, array and object,
+//! which made the check cost several times the typed parse it guards; a separate scan of the
+//! text before the typed parse still cost a quarter of the parse (perf, BENCHMARKS.md). Here
+//! the typed parse goes through a deserializer that checks each value against its node before
+//! the type's own visitor sees it, and the property of each key as it is read. It never words
+//! an error: on any doubt it says no, and the caller takes the `Value` path, which names every
 //! failing field. So it only has to be *at least as strict* as `check`, and exact for documents
 //! that conform. Its leaf rules (string, number, range) are `schema_check`'s own functions, so
 //! the two cannot drift apart on a bound.
 //!
 //! It says no (where `check` might say yes) to: a known property given twice in one object
 //! (where a `Value` keeps only the last one and a typed parse refuses), an object whose keys,
-//! repeats counted, outnumber its `maxProperties`, and any document whose schema it does not
-//! model (see [`Compiled::new`]).
+//! repeats counted, outnumber its `maxProperties`, an enum (not modelled), and any document
+//! whose schema it does not model (see [`Compiled::new`]). Values the type skips (properties
+//! the schema does not name) are not checked, as `check` ignores them too.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fmt;
 
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
-use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
 use super::schema_check::{TextRules, check_range, string_problem};
 
@@ -86,15 +92,24 @@ impl Compiled {
         })
     }
 
-    /// Whether `text` holds one JSON document that conforms to the schema. False when it does
-    /// not, when it is not JSON, and when this scan cannot tell.
-    pub fn conforms(&self, text: &str) -> bool {
+    /// `text` parsed as `T` if it is one JSON document that conforms to the schema, checked
+    /// value by value as the typed parse reads it; `None` when it does not conform, is not
+    /// JSON, is not a `T`, or when this check cannot tell.
+    pub fn parse<T: DeserializeOwned>(&self, text: &str) -> Option<T> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let scan = Scan {
+        let present = Cell::new(false);
+        let at = At {
             compiled: self,
             node: self.root,
+            present: &present,
         };
-        scan.deserialize(&mut deserializer).is_ok() && deserializer.end().is_ok()
+        let parsed = T::deserialize(Checked {
+            de: &mut deserializer,
+            at,
+        })
+        .ok()?;
+        deserializer.end().ok()?;
+        Some(parsed)
     }
 }
 
@@ -210,250 +225,509 @@ impl<'r> Compiler<'r> {
     }
 }
 
-/// Checks one value against one node while it is parsed. Yields whether the value was
-/// non-null (for the parent's `required`); any failure is an error that ends the scan.
+/// Where a value stands in the schema, and where to tell its parent object whether it was
+/// non-null (for `required`).
 #[derive(Clone, Copy)]
-struct Scan<'c> {
+struct At<'c, 'p> {
     compiled: &'c Compiled,
     node: NodeId,
+    present: &'p Cell<bool>,
 }
 
-impl<'c> Scan<'c> {
+impl<'c> At<'c, '_> {
     fn node(&self) -> &'c Node {
         &self.compiled.nodes[self.node]
     }
-
-    fn at(&self, node: NodeId) -> Self {
-        Self { node, ..*self }
-    }
 }
 
-/// The scan's only error: its message is never shown (the `Value` path words the errors).
+/// The check's only error: its message is never shown (the `Value` path words the errors).
 fn nonconforming<E: de::Error>() -> E {
     E::custom("does not conform")
 }
 
-impl<'de> DeserializeSeed<'de> for Scan<'_> {
-    type Value = bool;
+/// A deserializer that checks every value it hands out against its node.
+struct Checked<'c, 'p, D> {
+    de: D,
+    at: At<'c, 'p>,
+}
 
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<bool, D::Error> {
-        deserializer.deserialize_any(self)
+/// Forwards `deserialize_*` methods to the wrapped deserializer with a checking visitor.
+macro_rules! forward_checked {
+    ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
+        fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            self.de.$method($($arg,)* CheckedVisitor { inner: visitor, at: self.at })
+        }
+    )*};
+}
+
+impl<'de, D: de::Deserializer<'de>> de::Deserializer<'de> for Checked<'_, '_, D> {
+    type Error = D::Error;
+
+    forward_checked! {
+        deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16();
+        deserialize_i32(); deserialize_i64(); deserialize_u8(); deserialize_u16();
+        deserialize_u32(); deserialize_u64(); deserialize_f32(); deserialize_f64();
+        deserialize_char(); deserialize_str(); deserialize_string(); deserialize_bytes();
+        deserialize_byte_buf(); deserialize_option(); deserialize_unit();
+        deserialize_unit_struct(name: &'static str);
+        deserialize_newtype_struct(name: &'static str); deserialize_seq();
+        deserialize_tuple(len: usize); deserialize_tuple_struct(name: &'static str, len: usize);
+        deserialize_map(); deserialize_struct(name: &'static str, fields: &'static [&'static str]);
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]);
+        deserialize_identifier(); deserialize_ignored_any();
+    }
+
+    fn is_human_readable(&self) -> bool {
+        self.de.is_human_readable()
     }
 }
 
-impl<'de> Visitor<'de> for Scan<'_> {
-    type Value = bool;
+/// Checks the value the wrapped deserializer found, then hands it to the type's own visitor.
+struct CheckedVisitor<'c, 'p, V> {
+    inner: V,
+    at: At<'c, 'p>,
+}
+
+impl<'c, 'p, V> CheckedVisitor<'c, 'p, V> {
+    fn number<E: de::Error>(&self, n: Number) -> Result<(), E> {
+        self.at.present.set(true);
+        match (self.at.node(), n) {
+            (Node::Any, _) => Ok(()),
+            (
+                &Node::Integer {
+                    int32,
+                    minimum,
+                    maximum,
+                },
+                Number::Signed(n),
+            ) => {
+                if int32 && i32::try_from(n).is_err() {
+                    return Err(nonconforming());
+                }
+                in_range(n as f64, minimum, maximum)
+            }
+            (&Node::Number { minimum, maximum }, n) => in_range(n.as_f64(), minimum, maximum),
+            // An integer beyond i64 is refused by `check`, a fraction where an integer is due too.
+            _ => Err(nonconforming()),
+        }
+    }
+
+    fn text<E: de::Error>(&self, text: &str, escaped: bool) -> Result<(), E> {
+        self.at.present.set(true);
+        match self.at.node() {
+            Node::Any => Ok(()),
+            Node::String(rules) if rules.problem_of(text, escaped).is_none() => Ok(()),
+            _ => Err(nonconforming()),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Number {
+    Signed(i64),
+    Unsigned(u64),
+    Float(f64),
+}
+
+impl Number {
+    fn as_f64(self) -> f64 {
+        match self {
+            Number::Signed(n) => n as f64,
+            Number::Unsigned(n) => n as f64,
+            Number::Float(n) => n,
+        }
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for CheckedVisitor<'_, '_, V> {
+    type Value = V::Value;
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-        formatter.write_str("a value that conforms to the schema")
+        self.inner.expecting(formatter)
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<bool, E> {
-        Ok(false)
+    fn visit_unit<E: de::Error>(self) -> Result<V::Value, E> {
+        self.at.present.set(false);
+        self.inner.visit_unit()
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<bool, E> {
-        match self.node() {
-            Node::Any | Node::Boolean => Ok(true),
+    fn visit_none<E: de::Error>(self) -> Result<V::Value, E> {
+        self.at.present.set(false);
+        self.inner.visit_none()
+    }
+
+    fn visit_some<D: de::Deserializer<'de>>(self, de: D) -> Result<V::Value, D::Error> {
+        self.inner.visit_some(Checked { de, at: self.at })
+    }
+
+    fn visit_newtype_struct<D: de::Deserializer<'de>>(self, de: D) -> Result<V::Value, D::Error> {
+        self.inner.visit_newtype_struct(Checked { de, at: self.at })
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<V::Value, E> {
+        self.at.present.set(true);
+        match self.at.node() {
+            Node::Any | Node::Boolean => self.inner.visit_bool(v),
             _ => Err(nonconforming()),
         }
     }
 
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<bool, E> {
-        let (minimum, maximum) = match *self.node() {
-            Node::Any => return Ok(true),
-            Node::Integer { int32, .. } if int32 && i32::try_from(n).is_err() => {
-                return Err(nonconforming());
-            }
-            Node::Integer {
-                minimum, maximum, ..
-            }
-            | Node::Number { minimum, maximum } => (minimum, maximum),
-            _ => return Err(nonconforming()),
-        };
-        in_range(n as f64, minimum, maximum)
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<V::Value, E> {
+        self.number(Number::Signed(v))?;
+        self.inner.visit_i64(v)
     }
 
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<bool, E> {
-        match (self.node(), i64::try_from(n)) {
-            (Node::Number { minimum, maximum }, _) => in_range(n as f64, *minimum, *maximum),
-            (_, Ok(n)) => self.visit_i64(n),
-            // An integer beyond i64 is refused by `check`.
-            (Node::Any, Err(_)) => Ok(true),
-            (_, Err(_)) => Err(nonconforming()),
-        }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<V::Value, E> {
+        self.number(match i64::try_from(v) {
+            Ok(signed) => Number::Signed(signed),
+            Err(_) => Number::Unsigned(v),
+        })?;
+        self.inner.visit_u64(v)
     }
 
-    fn visit_f64<E: de::Error>(self, n: f64) -> Result<bool, E> {
-        match *self.node() {
-            Node::Any => Ok(true),
-            Node::Number { minimum, maximum } => in_range(n, minimum, maximum),
-            _ => Err(nonconforming()),
-        }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<V::Value, E> {
+        self.number(Number::Float(v))?;
+        self.inner.visit_f64(v)
     }
 
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<bool, E> {
-        match self.node() {
-            Node::Any => Ok(true),
-            Node::String(rules) if rules.problem(text).is_none() => Ok(true),
-            _ => Err(nonconforming()),
-        }
+    /// Unescaped text straight from the document: it cannot hold a NUL (JSON has no raw
+    /// control characters in strings), so only the rules are checked.
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<V::Value, E> {
+        self.text(v, false)?;
+        self.inner.visit_borrowed_str(v)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<bool, A::Error> {
-        let (max_items, items) = match *self.node() {
-            Node::Any => (None, None),
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<V::Value, E> {
+        self.text(v, true)?;
+        self.inner.visit_str(v)
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<V::Value, E> {
+        self.text(&v, true)?;
+        self.inner.visit_string(v)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<V::Value, A::Error> {
+        self.at.present.set(true);
+        let (max_items, items) = match *self.at.node() {
+            Node::Any => return self.inner.visit_seq(seq),
             Node::Array { max_items, items } => (max_items, items),
             _ => return Err(nonconforming()),
         };
-        let mut count = 0usize;
-        loop {
-            let more = match items {
-                Some(items) => seq.next_element_seed(self.at(items))?.is_some(),
-                None => seq.next_element::<IgnoredAny>()?.is_some(),
-            };
-            if !more {
-                return Ok(true);
-            }
-            count += 1;
-            if max_items.is_some_and(|max| count > max) {
-                return Err(nonconforming());
-            }
+        let count = Cell::new(0);
+        let checked = CheckedSeq {
+            seq,
+            compiled: self.at.compiled,
+            items,
+            count: &count,
+        };
+        let value = self.inner.visit_seq(checked)?;
+        if max_items.is_some_and(|max| count.get() > max) {
+            return Err(nonconforming());
         }
+        Ok(value)
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<bool, A::Error> {
-        match self.node() {
-            Node::Any => {
-                IgnoredAny.visit_map(map)?;
-                Ok(true)
-            }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
+        self.at.present.set(true);
+        let compiled = self.at.compiled;
+        let (kind, max_properties) = match self.at.node() {
+            Node::Any => return self.inner.visit_map(map),
             Node::Object {
                 properties,
-                required,
                 max_properties,
-            } => self.object(map, properties, *required, *max_properties),
+                ..
+            } => (Entries::Properties(properties), *max_properties),
             Node::Map {
                 max_properties,
                 key_max_length,
                 values,
-            } => self.map(map, *max_properties, *key_max_length, *values),
-            _ => Err(nonconforming()),
-        }
-    }
-}
-
-impl Scan<'_> {
-    /// Entries are counted as they come, so a repeated key counts twice: stricter than
-    /// `check`, which counts distinct keys, and never laxer.
-    fn object<'de, A: MapAccess<'de>>(
-        self,
-        mut map: A,
-        properties: &[(&'static str, NodeId)],
-        required: u64,
-        max_properties: Option<usize>,
-    ) -> Result<bool, A::Error> {
-        let (mut seen, mut present, mut count) = (0u64, 0u64, 0usize);
-        while let Some(index) = map.next_key_seed(PropertyKey(properties))? {
-            count += 1;
-            let Some(index) = index else {
-                map.next_value::<IgnoredAny>()?;
-                continue;
-            };
-            let bit = 1u64 << index;
-            if seen & bit != 0 {
-                return Err(nonconforming());
-            }
-            seen |= bit;
-            if map.next_value_seed(self.at(properties[index].1))? {
-                present |= bit;
-            }
-        }
-        if required & !present != 0 || max_properties.is_some_and(|max| count > max) {
+            } => (
+                Entries::Values {
+                    key_max_length: *key_max_length,
+                    values: *values,
+                },
+                *max_properties,
+            ),
+            _ => return Err(nonconforming()),
+        };
+        let state = EntriesState::default();
+        let value = self.inner.visit_map(CheckedMap {
+            map,
+            compiled,
+            kind,
+            state: &state,
+        })?;
+        let required = match self.at.node() {
+            Node::Object { required, .. } => *required,
+            _ => 0,
+        };
+        if required & !state.present.get() != 0
+            || max_properties.is_some_and(|max| state.count.get() > max)
+        {
             return Err(nonconforming());
         }
-        Ok(true)
-    }
-
-    fn map<'de, A: MapAccess<'de>>(
-        self,
-        mut map: A,
-        max_properties: Option<usize>,
-        key_max_length: Option<usize>,
-        values: NodeId,
-    ) -> Result<bool, A::Error> {
-        let mut count = 0usize;
-        while map.next_key_seed(MapKey(key_max_length))?.is_some() {
-            count += 1;
-            if max_properties.is_some_and(|max| count > max) {
-                return Err(nonconforming());
-            }
-            map.next_value_seed(self.at(values))?;
-        }
-        Ok(true)
+        Ok(value)
     }
 }
 
-fn in_range<E: de::Error>(n: f64, minimum: Option<f64>, maximum: Option<f64>) -> Result<bool, E> {
+/// A sequence whose every element is checked against `items` (when given).
+struct CheckedSeq<'c, 'p, A> {
+    seq: A,
+    compiled: &'c Compiled,
+    items: Option<NodeId>,
+    count: &'p Cell<usize>,
+}
+
+impl<'de, A: SeqAccess<'de>> SeqAccess<'de> for CheckedSeq<'_, '_, A> {
+    type Error = A::Error;
+
+    fn next_element_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<Option<T::Value>, A::Error> {
+        let element = match self.items {
+            None => self.seq.next_element_seed(seed)?,
+            Some(node) => {
+                let present = Cell::new(false);
+                let at = At {
+                    compiled: self.compiled,
+                    node,
+                    present: &present,
+                };
+                self.seq.next_element_seed(CheckedSeed { seed, at })?
+            }
+        };
+        if element.is_some() {
+            self.count.set(self.count.get() + 1);
+        }
+        Ok(element)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.seq.size_hint()
+    }
+}
+
+/// What an object's entries must be: named properties, or values of one schema.
+#[derive(Clone, Copy)]
+enum Entries<'c> {
+    Properties(&'c [(&'static str, NodeId)]),
+    Values {
+        key_max_length: Option<usize>,
+        values: NodeId,
+    },
+}
+
+/// What the entries of one object were, for its `required` and `maxProperties`.
+#[derive(Default)]
+struct EntriesState {
+    /// Entries so far, a repeated key counted each time: stricter than `check`, which counts
+    /// distinct keys, and never laxer.
+    count: Cell<usize>,
+    /// Bit `i`: property `i` was given; given non-null.
+    seen: Cell<u64>,
+    present: Cell<u64>,
+    /// The property of the key just read; `None` for a key the schema does not name.
+    key: Cell<Option<usize>>,
+}
+
+struct CheckedMap<'c, 'p, A> {
+    map: A,
+    compiled: &'c Compiled,
+    kind: Entries<'c>,
+    state: &'p EntriesState,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for CheckedMap<'_, '_, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let key = self.map.next_key_seed(KeySeed {
+            seed,
+            kind: self.kind,
+            found: &self.state.key,
+        })?;
+        if key.is_some() {
+            let state = self.state;
+            state.count.set(state.count.get() + 1);
+            if let Some(index) = state.key.get() {
+                let bit = 1u64 << index;
+                if state.seen.get() & bit != 0 {
+                    // A known property twice: a `Value` keeps the last, a typed parse refuses.
+                    return Err(nonconforming());
+                }
+                state.seen.set(state.seen.get() | bit);
+            }
+        }
+        Ok(key)
+    }
+
+    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, A::Error> {
+        let (node, index) = match self.kind {
+            Entries::Values { values, .. } => (values, None),
+            Entries::Properties(properties) => match self.state.key.get() {
+                Some(index) => (properties[index].1, Some(index)),
+                // Properties the schema does not name are ignored, as `check` ignores them.
+                None => return self.map.next_value_seed(seed),
+            },
+        };
+        let present = Cell::new(false);
+        let at = At {
+            compiled: self.compiled,
+            node,
+            present: &present,
+        };
+        let value = self.map.next_value_seed(CheckedSeed { seed, at })?;
+        if let Some(index) = index.filter(|_| present.get()) {
+            self.state
+                .present
+                .set(self.state.present.get() | 1 << index);
+        }
+        Ok(value)
+    }
+
+    fn size_hint(&self) -> Option<usize> {
+        self.map.size_hint()
+    }
+}
+
+/// A value's seed, deserialised through [`Checked`].
+struct CheckedSeed<'c, 'p, S> {
+    seed: S,
+    at: At<'c, 'p>,
+}
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for CheckedSeed<'_, '_, S> {
+    type Value = S::Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<S::Value, D::Error> {
+        self.seed.deserialize(Checked { de, at: self.at })
+    }
+}
+
+/// A key's seed: the key is checked (a map's) or looked up among the properties (an
+/// object's) on its way to the type's own key visitor.
+struct KeySeed<'c, 'p, K> {
+    seed: K,
+    kind: Entries<'c>,
+    found: &'p Cell<Option<usize>>,
+}
+
+impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, '_, K> {
+    type Value = K::Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<K::Value, D::Error> {
+        self.found.set(None);
+        self.seed.deserialize(KeyDeserializer {
+            de,
+            kind: self.kind,
+            found: self.found,
+        })
+    }
+}
+
+struct KeyDeserializer<'c, 'p, D> {
+    de: D,
+    kind: Entries<'c>,
+    found: &'p Cell<Option<usize>>,
+}
+
+impl<'de, D: de::Deserializer<'de>> de::Deserializer<'de> for KeyDeserializer<'_, '_, D> {
+    type Error = D::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let visitor = self.visitor(visitor);
+        self.de.deserialize_any(visitor)
+    }
+
+    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let visitor = self.visitor(visitor);
+        self.de.deserialize_str(visitor)
+    }
+
+    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let visitor = self.visitor(visitor);
+        self.de.deserialize_string(visitor)
+    }
+
+    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        let visitor = self.visitor(visitor);
+        self.de.deserialize_identifier(visitor)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum ignored_any
+    }
+}
+
+impl<'c, 'p, D> KeyDeserializer<'c, 'p, D> {
+    fn visitor<V>(&self, inner: V) -> KeyVisitor<'c, 'p, V> {
+        KeyVisitor {
+            inner,
+            kind: self.kind,
+            found: self.found,
+        }
+    }
+}
+
+struct KeyVisitor<'c, 'p, V> {
+    inner: V,
+    kind: Entries<'c>,
+    found: &'p Cell<Option<usize>>,
+}
+
+impl<V> KeyVisitor<'_, '_, V> {
+    fn key<E: de::Error>(&self, key: &str) -> Result<(), E> {
+        match self.kind {
+            Entries::Properties(properties) => {
+                self.found
+                    .set(properties.iter().position(|(name, _)| *name == key));
+                Ok(())
+            }
+            // As `check`: no NUL, at most the entry schema's `maxLength` characters.
+            Entries::Values { key_max_length, .. } => match string_problem(key, key_max_length) {
+                None => Ok(()),
+                Some(_) => Err(nonconforming()),
+            },
+        }
+    }
+}
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for KeyVisitor<'_, '_, V> {
+    type Value = V::Value;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        self.inner.expecting(formatter)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<V::Value, E> {
+        self.key(v)?;
+        self.inner.visit_borrowed_str(v)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<V::Value, E> {
+        self.key(v)?;
+        self.inner.visit_str(v)
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<V::Value, E> {
+        self.key(&v)?;
+        self.inner.visit_string(v)
+    }
+}
+
+fn in_range<E: de::Error>(n: f64, minimum: Option<f64>, maximum: Option<f64>) -> Result<(), E> {
     let mut conforms = true;
     check_range(n, minimum, maximum, &mut |_| conforms = false);
     if conforms {
-        Ok(true)
+        Ok(())
     } else {
         Err(nonconforming())
-    }
-}
-
-/// An object's key, looked up among its properties without copying it: the index of the
-/// property, `None` for an unknown key.
-struct PropertyKey<'p>(&'p [(&'static str, NodeId)]);
-
-impl<'de> DeserializeSeed<'de> for PropertyKey<'_> {
-    type Value = Option<usize>;
-
-    fn deserialize<D: de::Deserializer<'de>>(
-        self,
-        deserializer: D,
-    ) -> Result<Self::Value, D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for PropertyKey<'_> {
-    type Value = Option<usize>;
-
-    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-        formatter.write_str("a property name")
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
-        Ok(self.0.iter().position(|(name, _)| *name == key))
-    }
-}
-
-/// A key of a map, checked as `check` checks it (no NUL, at most `maxLength` characters).
-struct MapKey(Option<usize>);
-
-impl<'de> DeserializeSeed<'de> for MapKey {
-    type Value = ();
-
-    fn deserialize<D: de::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_str(self)
-    }
-}
-
-impl<'de> Visitor<'de> for MapKey {
-    type Value = ();
-
-    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
-        formatter.write_str("a map key")
-    }
-
-    fn visit_str<E: de::Error>(self, key: &str) -> Result<(), E> {
-        match string_problem(key, self.0) {
-            None => Ok(()),
-            Some(_) => Err(nonconforming()),
-        }
     }
 }
 
@@ -476,6 +750,10 @@ mod tests {
         MetaSchemaRef::Inline(Box::new(schema))
     }
 
+    fn conforms(scan: &Compiled, text: &str) -> bool {
+        scan.parse::<TelemetryPayload>(text).is_some()
+    }
+
     const MINIMAL: &str = r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{}}}"#;
 
     #[test]
@@ -488,20 +766,20 @@ mod tests {
 
     #[test]
     fn a_conforming_document_is_vouched_for() {
-        assert!(compiled::<TelemetryPayload>().unwrap().conforms(MINIMAL));
+        assert!(conforms(&compiled::<TelemetryPayload>().unwrap(), MINIMAL));
     }
 
     #[test]
     fn a_repeated_property_is_left_to_the_value_path_even_when_both_values_conform() {
         let twice = MINIMAL.replace('{', r#"{"host":{"metrics":{}},"#);
-        assert!(!compiled::<TelemetryPayload>().unwrap().conforms(&twice));
+        assert!(!conforms(&compiled::<TelemetryPayload>().unwrap(), &twice));
     }
 
     #[test]
     fn trailing_characters_and_invalid_json_are_not_vouched_for() {
         let scan = compiled::<TelemetryPayload>().unwrap();
-        assert!(!scan.conforms(&format!("{MINIMAL} {{}}")));
-        assert!(!scan.conforms(&MINIMAL[1..]));
+        assert!(!conforms(&scan, &format!("{MINIMAL} {{}}")));
+        assert!(!conforms(&scan, &MINIMAL[1..]));
     }
 
     #[test]
@@ -529,8 +807,8 @@ mod tests {
             "an allOf wrapper"
         );
         let scan = Compiled::new(&registry, &described).unwrap();
-        assert!(scan.conforms(MINIMAL));
-        assert!(!scan.conforms(r#"{"host":{"metrics":{}}}"#));
+        assert!(conforms(&scan, MINIMAL));
+        assert!(!conforms(&scan, r#"{"host":{"metrics":{}}}"#));
     }
 
     #[test]
