@@ -251,19 +251,27 @@ struct Checked<'c, 'p, D> {
     at: At<'c, 'p>,
 }
 
-/// Forwards `deserialize_*` methods to the wrapped deserializer with a checking visitor.
-macro_rules! forward_checked {
+/// Forwards `deserialize_*` methods to the wrapped deserializer `self.de`, with the visitor
+/// wrapped by `self.visitor(..)`.
+macro_rules! forward_wrapped {
     ($($method:ident($($arg:ident: $ty:ty),*);)*) => {$(
         fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
-            self.de.$method($($arg,)* CheckedVisitor { inner: visitor, at: self.at })
+            let visitor = self.visitor(visitor);
+            self.de.$method($($arg,)* visitor)
         }
     )*};
+}
+
+impl<'c, 'p, D> Checked<'c, 'p, D> {
+    fn visitor<V>(&self, inner: V) -> CheckedVisitor<'c, 'p, V> {
+        CheckedVisitor { inner, at: self.at }
+    }
 }
 
 impl<'de, D: de::Deserializer<'de>> de::Deserializer<'de> for Checked<'_, '_, D> {
     type Error = D::Error;
 
-    forward_checked! {
+    forward_wrapped! {
         deserialize_any(); deserialize_bool(); deserialize_i8(); deserialize_i16();
         deserialize_i32(); deserialize_i64(); deserialize_u8(); deserialize_u16();
         deserialize_u32(); deserialize_u64(); deserialize_f32(); deserialize_f64();
@@ -546,11 +554,11 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for CheckedMap<'_, '_, A> {
         &mut self,
         seed: K,
     ) -> Result<Option<K::Value>, A::Error> {
-        let key = self.map.next_key_seed(KeySeed {
-            seed,
+        let check = KeyCheck {
             kind: self.kind,
             found: &self.state.key,
-        })?;
+        };
+        let key = self.map.next_key_seed(KeySeed { seed, check })?;
         if key.is_some() {
             let state = self.state;
             state.count.set(state.count.get() + 1);
@@ -609,79 +617,15 @@ impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for CheckedSeed<'_, '_, 
     }
 }
 
-/// A key's seed: the key is checked (a map's) or looked up among the properties (an
-/// object's) on its way to the type's own key visitor.
-struct KeySeed<'c, 'p, K> {
-    seed: K,
+/// What to do with an entry's key: check it (a map's) or look it up among the properties (an
+/// object's), and where to record the property found.
+#[derive(Clone, Copy)]
+struct KeyCheck<'c, 'p> {
     kind: Entries<'c>,
     found: &'p Cell<Option<usize>>,
 }
 
-impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, '_, K> {
-    type Value = K::Value;
-
-    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<K::Value, D::Error> {
-        self.found.set(None);
-        self.seed.deserialize(KeyDeserializer {
-            de,
-            kind: self.kind,
-            found: self.found,
-        })
-    }
-}
-
-struct KeyDeserializer<'c, 'p, D> {
-    de: D,
-    kind: Entries<'c>,
-    found: &'p Cell<Option<usize>>,
-}
-
-impl<'de, D: de::Deserializer<'de>> de::Deserializer<'de> for KeyDeserializer<'_, '_, D> {
-    type Error = D::Error;
-
-    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        let visitor = self.visitor(visitor);
-        self.de.deserialize_any(visitor)
-    }
-
-    fn deserialize_str<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        let visitor = self.visitor(visitor);
-        self.de.deserialize_str(visitor)
-    }
-
-    fn deserialize_string<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        let visitor = self.visitor(visitor);
-        self.de.deserialize_string(visitor)
-    }
-
-    fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
-        let visitor = self.visitor(visitor);
-        self.de.deserialize_identifier(visitor)
-    }
-
-    serde::forward_to_deserialize_any! {
-        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char bytes byte_buf option unit
-        unit_struct newtype_struct seq tuple tuple_struct map struct enum ignored_any
-    }
-}
-
-impl<'c, 'p, D> KeyDeserializer<'c, 'p, D> {
-    fn visitor<V>(&self, inner: V) -> KeyVisitor<'c, 'p, V> {
-        KeyVisitor {
-            inner,
-            kind: self.kind,
-            found: self.found,
-        }
-    }
-}
-
-struct KeyVisitor<'c, 'p, V> {
-    inner: V,
-    kind: Entries<'c>,
-    found: &'p Cell<Option<usize>>,
-}
-
-impl<V> KeyVisitor<'_, '_, V> {
+impl KeyCheck<'_, '_> {
     fn key<E: de::Error>(&self, key: &str) -> Result<(), E> {
         match self.kind {
             Entries::Properties(properties) => {
@@ -698,6 +642,54 @@ impl<V> KeyVisitor<'_, '_, V> {
     }
 }
 
+/// A key's seed: the key goes through its [`KeyCheck`] on its way to the type's own visitor.
+struct KeySeed<'c, 'p, K> {
+    seed: K,
+    check: KeyCheck<'c, 'p>,
+}
+
+impl<'de, K: DeserializeSeed<'de>> DeserializeSeed<'de> for KeySeed<'_, '_, K> {
+    type Value = K::Value;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<K::Value, D::Error> {
+        self.check.found.set(None);
+        let check = self.check;
+        self.seed.deserialize(KeyDeserializer { de, check })
+    }
+}
+
+struct KeyDeserializer<'c, 'p, D> {
+    de: D,
+    check: KeyCheck<'c, 'p>,
+}
+
+impl<'de, D: de::Deserializer<'de>> de::Deserializer<'de> for KeyDeserializer<'_, '_, D> {
+    type Error = D::Error;
+
+    forward_wrapped! {
+        deserialize_any(); deserialize_str(); deserialize_string(); deserialize_identifier();
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char bytes byte_buf option unit
+        unit_struct newtype_struct seq tuple tuple_struct map struct enum ignored_any
+    }
+}
+
+impl<'c, 'p, D> KeyDeserializer<'c, 'p, D> {
+    fn visitor<V>(&self, inner: V) -> KeyVisitor<'c, 'p, V> {
+        KeyVisitor {
+            inner,
+            check: self.check,
+        }
+    }
+}
+
+struct KeyVisitor<'c, 'p, V> {
+    inner: V,
+    check: KeyCheck<'c, 'p>,
+}
+
 impl<'de, V: Visitor<'de>> Visitor<'de> for KeyVisitor<'_, '_, V> {
     type Value = V::Value;
 
@@ -706,17 +698,17 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for KeyVisitor<'_, '_, V> {
     }
 
     fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<V::Value, E> {
-        self.key(v)?;
+        self.check.key(v)?;
         self.inner.visit_borrowed_str(v)
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<V::Value, E> {
-        self.key(v)?;
+        self.check.key(v)?;
         self.inner.visit_str(v)
     }
 
     fn visit_string<E: de::Error>(self, v: String) -> Result<V::Value, E> {
-        self.key(&v)?;
+        self.check.key(&v)?;
         self.inner.visit_string(v)
     }
 }
