@@ -70,15 +70,16 @@ impl Labels {
 
     /// Cuts every value to at most `max_chars` characters.
     pub fn truncate_values(&mut self, max_chars: usize) {
-        let cut = |value: &str| match value.char_indices().nth(max_chars) {
-            Some((byte_index, _)) => value[..byte_index].to_owned(),
-            None => value.to_owned(),
-        };
-        let pairs: Vec<(String, String)> = self
-            .iter()
-            .map(|(name, value)| (name.to_owned(), cut(value)))
-            .collect();
-        *self = Self::packed(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+        fn cut(value: &str, max_chars: usize) -> &str {
+            match value.char_indices().nth(max_chars) {
+                Some((byte_index, _)) => &value[..byte_index],
+                None => value,
+            }
+        }
+        *self = Self::packed(
+            self.iter()
+                .map(|(name, value)| (name, cut(value, max_chars))),
+        );
     }
 
     fn name(&self, i: usize) -> &str {

@@ -134,14 +134,14 @@ impl_apirequest_for_payload!(ValidJson<T>, T: Type + DeserializeOwned + 'static)
 
 /// Parses and checks a JSON document against the schema of `T`.
 ///
-/// The common case, a conforming document, takes a fast path: a scan of the text against the
-/// schema, then a typed parse straight from the text. Anything else (or anything the scan
-/// cannot vouch for) takes the slow path, which builds a `Value` to name every failing field.
-/// Both end the same way for every input: the scan passes only documents `check` passes, and
-/// `T` parsed from the text equals `T` parsed from its `Value`, given that `T` does not care
-/// about the order of keys within an object (a `Value` sorts them). The body types here are
-/// plain structs, options, vectors, `BTreeMap`s and `Labels` (sorted by name), which do not; a
-/// repeated property sends the document down the slow path.
+/// The common case, a conforming document, takes a fast path: a typed parse straight from the
+/// text that checks each value against the schema as it reads it. Anything else (or anything
+/// that check cannot vouch for) takes the slow path, which builds a `Value` to name every
+/// failing field. Both end the same way for every input: the fast path passes only documents
+/// `check` passes, and `T` parsed from the text equals `T` parsed from its `Value`, given that
+/// `T` does not care about the order of keys within an object (a `Value` sorts them). The body
+/// types here are plain structs, options, vectors, `BTreeMap`s and `Labels` (sorted by name),
+/// which do not; a repeated property sends the document down the slow path.
 pub fn parse<T: Type + DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.is_empty() {
         return Err(Error::MalformedBody(

@@ -9,8 +9,9 @@
 //! an absent optional field.
 //!
 //! Building a `Value` costs more than the typed parse itself, so a conforming document is
-//! normally vouched for by [`Schema::surely_conforms`] (a scan of the text against the compiled
-//! schema, in `schema_scan`), and [`Schema::check`] runs only to name what is wrong. Both apply
+//! normally parsed by [`Schema::parse_conforming`] (a typed parse that checks each value against
+//! the compiled schema as it reads it, in `schema_scan`), and [`Schema::check`] runs only to
+//! name what is wrong. Both apply
 //! the same leaf rules (`TextRules`, `string_problem`, `check_range`).
 
 use std::any::TypeId;
@@ -30,7 +31,7 @@ use super::schema_scan::Compiled;
 pub struct Schema {
     registry: Registry,
     root: MetaSchemaRef,
-    /// The same schema compiled for [`Schema::surely_conforms`]; `None` when it cannot be.
+    /// The same schema compiled for [`Schema::parse_conforming`]; `None` when it cannot be.
     scan: Option<Compiled>,
 }
 

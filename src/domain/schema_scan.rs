@@ -439,23 +439,24 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for CheckedVisitor<'_, '_, V> {
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<V::Value, A::Error> {
         self.at.present.set(true);
         let compiled = self.at.compiled;
-        let (kind, max_properties) = match self.at.node() {
+        let (kind, max_properties, required) = match *self.at.node() {
             Node::Any => return self.inner.visit_map(map),
             Node::Object {
-                properties,
+                ref properties,
                 max_properties,
-                ..
-            } => (Entries::Properties(properties), *max_properties),
+                required,
+            } => (Entries::Properties(properties), max_properties, required),
             Node::Map {
                 max_properties,
                 key_max_length,
                 values,
             } => (
                 Entries::Values {
-                    key_max_length: *key_max_length,
-                    values: *values,
+                    key_max_length,
+                    values,
                 },
-                *max_properties,
+                max_properties,
+                0,
             ),
             _ => return Err(nonconforming()),
         };
@@ -466,10 +467,6 @@ impl<'de, V: Visitor<'de>> Visitor<'de> for CheckedVisitor<'_, '_, V> {
             kind,
             state: &state,
         })?;
-        let required = match self.at.node() {
-            Node::Object { required, .. } => *required,
-            _ => 0,
-        };
         if required & !state.present.get() != 0
             || max_properties.is_some_and(|max| state.count.get() > max)
         {

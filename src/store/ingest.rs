@@ -25,10 +25,7 @@ const INGEST_HOSTS: &str = include_str!("queries/ingest_hosts.sql");
 const INGEST_CONTAINERS: &str = include_str!("queries/ingest_containers.sql");
 const INGEST_CONTAINER_METRICS: &str = include_str!("queries/ingest_container_metrics.sql");
 /// How container metric rows that cannot exist yet are written (see [`MetricRows`]).
-const COPY_CONTAINER_METRICS: &str = "COPY container_metric_snapshots \
-    (container_id, host_id, recorded_at, cpu_percent, memory_usage_mb, memory_limit_mb, \
-     memory_percent, network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes) \
-    FROM STDIN (FORMAT binary)";
+const COPY_CONTAINER_METRICS: &str = include_str!("queries/copy_container_metrics.sql");
 /// The column types of [`COPY_CONTAINER_METRICS`], in its order.
 const CONTAINER_METRIC_TYPES: [Type; 11] = [
     Type::INT8,
