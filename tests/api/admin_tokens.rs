@@ -379,3 +379,38 @@ async fn guessing_admin_tokens_is_throttled_per_client_address() {
         "the address is throttled, whatever it sends"
     );
 }
+
+#[tokio::test]
+async fn token_tables_store_only_64_lowercase_hex_digit_hashes() {
+    let app = TestApp::spawn().await;
+    let host = app.create_host("hashes").await;
+    let valid = "0123456789abcdef".repeat(4);
+    let refused = [
+        valid.to_uppercase(),
+        valid[..63].to_string(),
+        format!("{valid}0"),
+        valid.replacen('a', "g", 1),
+        valid.replacen('a', " ", 1),
+        valid.replacen('a', "é", 1), // 64 characters, 65 bytes
+        String::new(),
+    ];
+    let insert = [
+        "INSERT INTO agent_tokens (host_id, name, hashed_token) VALUES ($1, 'h', $2)",
+        "INSERT INTO admin_tokens (name, hashed_token) SELECT 'h', $2 WHERE $1::int8 IS NOT NULL",
+    ];
+    for sql in insert {
+        for hash in &refused {
+            let error = app.db.execute(sql, &[&host, hash]).await.unwrap_err();
+            assert_eq!(
+                error.code(),
+                Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION),
+                "{sql} with {hash:?}: {error}"
+            );
+        }
+        assert_eq!(
+            app.db.execute(sql, &[&host, &valid]).await.unwrap(),
+            1,
+            "{sql}"
+        );
+    }
+}

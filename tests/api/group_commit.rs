@@ -305,3 +305,42 @@ async fn snapshots_of_one_host_posted_at_once_are_all_answered_without_further_t
     assert_eq!(answers, [204; 6]);
     assert_eq!(rows_of(&app, host).await, (5, 5));
 }
+
+#[tokio::test]
+async fn a_retried_snapshot_is_skipped_and_its_batch_mates_are_stored() {
+    let held = Held::start("").await;
+    let mut mates = Vec::new();
+    let mut posts = Vec::new();
+    for n in 0..3 {
+        let (host, token) = held.app.host_with_token(&format!("web-{n}")).await;
+        let body = payload(&at(Duration::zero()), &[("a1", "running")]);
+        posts.push(post_in_background(&held.app, &token, body));
+        mates.push(host);
+    }
+    // What a stored snapshot leaves behind, as if the agent had lost the answer and posts again.
+    let (retried, token) = held.app.host_with_token("retried").await;
+    let recorded_at = at(Duration::seconds(-5));
+    held.app
+        .db
+        .execute(
+            "INSERT INTO host_metric_snapshots (host_id, recorded_at) \
+             VALUES ($1, $2::text::timestamptz)",
+            &[&retried, &recorded_at],
+        )
+        .await
+        .unwrap();
+    let retried_post = post_in_background(
+        &held.app,
+        &token,
+        payload(&recorded_at, &[("a1", "running")]),
+    );
+    let app = held.release_when_queued(4).await;
+
+    assert_eq!(retried_post.await.unwrap(), 204);
+    assert_eq!(rows_of(&app, retried).await, (1, 0), "the first write wins");
+    for (post, host) in posts.into_iter().zip(&mates) {
+        assert_eq!(post.await.unwrap(), 204);
+        assert_eq!(rows_of(&app, *host).await, (1, 1), "host {host}");
+    }
+    assert_eq!(transactions_of(&app, &mates).await, 1, "one shared commit");
+}
