@@ -344,3 +344,33 @@ async fn a_retried_snapshot_is_skipped_and_its_batch_mates_are_stored() {
     }
     assert_eq!(transactions_of(&app, &mates).await, 1, "one shared commit");
 }
+
+#[tokio::test]
+async fn a_writer_held_up_on_a_row_lock_does_not_hold_up_other_hosts() {
+    let app = TestApp::spawn_with(&["--ingest-writers", "2"]).await;
+    let (held_host, held_token) = app.host_with_token("held").await;
+    let (_, token) = app.host_with_token("free").await;
+    let lock = connect(&app.database_url).await;
+    lock.batch_execute(&format!(
+        "BEGIN; SELECT 1 FROM hosts WHERE id = {held_host} FOR UPDATE"
+    ))
+    .await
+    .unwrap();
+    let held_post = post_in_background(&app, &held_token, payload(&at(Duration::zero()), &[]));
+    wait_for_lock_waiters(&app, 1).await;
+
+    let free = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        app.post_telemetry(
+            &token,
+            &payload(&at(Duration::zero()), &[("a1", "running")]),
+        ),
+    )
+    .await
+    .expect("answered while the other writer waits on the lock");
+
+    assert_eq!(free.status(), 204);
+    assert!(!held_post.is_finished(), "the held snapshot still waits");
+    lock.batch_execute("COMMIT").await.unwrap();
+    assert_eq!(held_post.await.unwrap(), 204);
+}
