@@ -287,8 +287,7 @@ pub struct ServeArgs {
     pub retention_days: u64,
     /// Ingest writers: transactions of telemetry in flight at once, each on its own pooled
     /// connection. Snapshots arriving while they are busy are written together (group commit);
-    /// fewer writers make larger batches (2 measured best on 2 cores, see BENCHMARKS.md), and a
-    /// writer starts beside a busy one only when 32 or more snapshots wait (or after 5 ms)
+    /// fewer writers make larger batches (2 measured best on 2 cores, see BENCHMARKS.md)
     #[arg(long, env = "NEXUS_INGEST_WRITERS", default_value_t = 2)]
     pub ingest_writers: usize,
     /// Telemetry bodies read, parsed and waiting for their commit at once; more wait unread in

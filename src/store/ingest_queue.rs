@@ -28,11 +28,12 @@ use crate::error::Error;
 pub const QUEUED_METRIC: &str = "nexus_ingest_queued_snapshots";
 
 /// A writer that finds fewer snapshots than this waiting while another writer is busy waits for
-/// that one to finish, taking what arrives meanwhile, rather than start a smaller transaction
-/// beside it: one larger transaction at a time costs PostgreSQL less per snapshot (a third less
-/// at moderate load). Under heavy load the queue is deeper and writers overlap. Measured at 8,
-/// 16, 32 and 64 on 2 cores: 32 gave the most throughput (BENCHMARKS.md).
-const OVERLAP_FROM: usize = 32;
+/// that one to finish, taking what arrives meanwhile, rather than start a small transaction
+/// beside it: at moderate load one transaction at a time, each larger, costs PostgreSQL a third
+/// less per snapshot (BENCHMARKS.md). Under heavy load the queue is deeper and writers overlap.
+/// 16, 32 and 64 measured no better at maximum rate (32: less database CPU per snapshot but an
+/// idler machine and more memory; 64: less throughput).
+const OVERLAP_FROM: usize = 8;
 /// The longest a writer waits so: about one batch's write at moderate load, so a writer held
 /// up (on a row lock, say) delays the others by no more than that.
 const OVERLAP_WAIT: Duration = Duration::from_millis(5);
@@ -345,7 +346,7 @@ mod tests {
     };
 
     fn intake() -> (mpsc::Sender<Job>, Intake) {
-        let (jobs, receiver) = mpsc::channel(2 * OVERLAP_FROM);
+        let (jobs, receiver) = mpsc::channel(16);
         let intake = Intake {
             jobs: receiver,
             held: VecDeque::new(),
