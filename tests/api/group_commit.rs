@@ -26,12 +26,7 @@ impl Held {
             app.db.batch_execute(extra_ddl).await.unwrap();
         }
         let (host, token) = app.host_with_token("blocker").await;
-        let lock = connect(&app.database_url).await;
-        lock.batch_execute(&format!(
-            "BEGIN; SELECT 1 FROM hosts WHERE id = {host} FOR UPDATE"
-        ))
-        .await
-        .unwrap();
+        let lock = lock_hosts(&app, &[host]).await;
         let blocked_post = post_in_background(&app, &token, payload(&at(Duration::zero()), &[]));
         wait_for_lock_waiters(&app, 1).await;
         Self {
@@ -39,6 +34,24 @@ impl Held {
             lock,
             blocked_post,
         }
+    }
+
+    /// Posts a snapshot of `containers` (id, state) for each of `n` new hosts `web-0`, `web-1`…
+    /// in the background; their ids and the posts' statuses to come.
+    async fn post_for_new_hosts(
+        &self,
+        n: usize,
+        containers: &[(&str, &str)],
+    ) -> (Vec<i64>, Vec<JoinHandle<u16>>) {
+        let mut hosts = Vec::new();
+        let mut posts = Vec::new();
+        for i in 0..n {
+            let (host, token) = self.app.host_with_token(&format!("web-{i}")).await;
+            let body = payload(&at(Duration::zero()), containers);
+            posts.push(post_in_background(&self.app, &token, body));
+            hosts.push(host);
+        }
+        (hosts, posts)
     }
 
     /// Waits until `n` snapshots are queued behind the blocked batch, then unblocks the writer.
@@ -51,6 +64,19 @@ impl Held {
         assert_eq!(self.blocked_post.await.unwrap(), 204);
         self.app
     }
+}
+
+/// A test connection holding the rows of `hosts` locked until it commits.
+async fn lock_hosts(app: &TestApp, hosts: &[i64]) -> tokio_postgres::Client {
+    let lock = connect(&app.database_url).await;
+    lock.batch_execute("BEGIN").await.unwrap();
+    lock.execute(
+        "SELECT 1 FROM hosts WHERE id = ANY($1) FOR UPDATE",
+        &[&hosts],
+    )
+    .await
+    .unwrap();
+    lock
 }
 
 fn post_in_background(app: &TestApp, token: &str, body: Value) -> JoinHandle<u16> {
@@ -137,17 +163,9 @@ async fn rows_of(app: &TestApp, host: i64) -> (i64, i64) {
 #[tokio::test]
 async fn snapshots_that_arrive_while_the_writer_is_busy_are_stored_in_one_transaction() {
     let held = Held::start("").await;
-    let mut hosts = Vec::new();
-    let mut posts = Vec::new();
-    for n in 0..5 {
-        let (host, token) = held.app.host_with_token(&format!("web-{n}")).await;
-        let body = payload(
-            &at(Duration::zero()),
-            &[("a1", "running"), ("b2", "exited")],
-        );
-        posts.push(post_in_background(&held.app, &token, body));
-        hosts.push(host);
-    }
+    let (hosts, posts) = held
+        .post_for_new_hosts(5, &[("a1", "running"), ("b2", "exited")])
+        .await;
     let app = held.release_when_queued(5).await;
 
     for post in posts {
@@ -199,14 +217,7 @@ async fn a_snapshot_the_database_refuses_fails_alone_and_its_batch_mates_are_sto
     // A rule only the database knows, so the snapshot passes validation and fails in the batch.
     let held =
         Held::start("ALTER TABLE hosts ADD CONSTRAINT no_poison CHECK (os <> 'poison')").await;
-    let mut good = Vec::new();
-    let mut posts = Vec::new();
-    for n in 0..3 {
-        let (host, token) = held.app.host_with_token(&format!("web-{n}")).await;
-        let body = payload(&at(Duration::zero()), &[("a1", "running")]);
-        posts.push(post_in_background(&held.app, &token, body));
-        good.push(host);
-    }
+    let (good, posts) = held.post_for_new_hosts(3, &[("a1", "running")]).await;
     let (poisoned, token) = held.app.host_with_token("poisoned").await;
     let mut body = payload(&at(Duration::zero()), &[("a1", "running")]);
     body["host"]["facts"]["os"] = "poison".into();
@@ -276,12 +287,7 @@ async fn snapshots_of_one_host_posted_at_once_are_all_answered_without_further_t
     let app = TestApp::spawn_with(&["--ingest-writers", "2"]).await;
     let (blocker, blocker_token) = app.host_with_token("blocker").await;
     let (host, token) = app.host_with_token("web-01").await;
-    let lock = connect(&app.database_url).await;
-    lock.batch_execute(&format!(
-        "BEGIN; SELECT 1 FROM hosts WHERE id IN ({blocker}, {host}) FOR UPDATE"
-    ))
-    .await
-    .unwrap();
+    let lock = lock_hosts(&app, &[blocker, host]).await;
     let blocked_post =
         post_in_background(&app, &blocker_token, payload(&at(Duration::zero()), &[]));
     let posts: Vec<_> = (0..5)
@@ -309,14 +315,7 @@ async fn snapshots_of_one_host_posted_at_once_are_all_answered_without_further_t
 #[tokio::test]
 async fn a_retried_snapshot_is_skipped_and_its_batch_mates_are_stored() {
     let held = Held::start("").await;
-    let mut mates = Vec::new();
-    let mut posts = Vec::new();
-    for n in 0..3 {
-        let (host, token) = held.app.host_with_token(&format!("web-{n}")).await;
-        let body = payload(&at(Duration::zero()), &[("a1", "running")]);
-        posts.push(post_in_background(&held.app, &token, body));
-        mates.push(host);
-    }
+    let (mates, posts) = held.post_for_new_hosts(3, &[("a1", "running")]).await;
     // What a stored snapshot leaves behind, as if the agent had lost the answer and posts again.
     let (retried, token) = held.app.host_with_token("retried").await;
     let recorded_at = at(Duration::seconds(-5));
@@ -350,12 +349,7 @@ async fn a_writer_held_up_on_a_row_lock_does_not_hold_up_other_hosts() {
     let app = TestApp::spawn_with(&["--ingest-writers", "2"]).await;
     let (held_host, held_token) = app.host_with_token("held").await;
     let (_, token) = app.host_with_token("free").await;
-    let lock = connect(&app.database_url).await;
-    lock.batch_execute(&format!(
-        "BEGIN; SELECT 1 FROM hosts WHERE id = {held_host} FOR UPDATE"
-    ))
-    .await
-    .unwrap();
+    let lock = lock_hosts(&app, &[held_host]).await;
     let held_post = post_in_background(&app, &held_token, payload(&at(Duration::zero()), &[]));
     wait_for_lock_waiters(&app, 1).await;
 
