@@ -4,7 +4,9 @@
 //! writer tasks take turns at the queue: each takes everything waiting (up to a batch limit),
 //! writes it with [`Store::ingest`] and answers every request only after the commit. Under light
 //! load a batch holds one snapshot and costs what a lone transaction costs; under heavy load the
-//! per-statement and per-commit costs of the database are shared by the whole batch.
+//! per-statement and per-commit costs of the database are shared by the whole batch. Writers
+//! write side by side only when the queue is deep (see [`OVERLAP_FROM`]); otherwise the next
+//! one waits briefly for the busy one and writes one larger batch.
 //!
 //! Failures stay with the requests they concern: a batch that fails for a reason other than the
 //! database being away is written again one snapshot at a time, so one bad snapshot is answered
