@@ -5,7 +5,7 @@
 //! writes it with [`Store::ingest`] and answers every request only after the commit. Under light
 //! load a batch holds one snapshot and costs what a lone transaction costs; under heavy load the
 //! per-statement and per-commit costs of the database are shared by the whole batch. Writers
-//! write side by side only when the queue is deep (see [`OVERLAP_FROM`]); otherwise the next
+//! write side by side only when the queue is deep (see `OVERLAP_FROM`); otherwise the next
 //! one waits briefly for the busy one and writes one larger batch.
 //!
 //! Failures stay with the requests they concern: a batch that fails for a reason other than the
