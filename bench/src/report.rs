@@ -33,25 +33,35 @@ pub fn print(results: &[ScenarioResult], machine: &str) {
     }
     println!();
     println!(
-        "| scenario | end-to-end rows/s (host+container) | COPY rows/s, 1 post/txn | ratio | COPY rows/s, bulk | ratio |"
+        "| scenario | end-to-end rows/s (host+container) | COPY rows/s, 1 post/txn | ratio | COPY rows/s, bulk | ratio | ratio by round |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---|");
     for r in results {
-        let (Some(per_post), Some(bulk)) = (r.copy_per_post, r.copy_bulk) else {
+        let (Some(per_post), Some(bulk), Some(ratio)) = (
+            r.copy_per_post,
+            r.copy_bulk_rows_per_second(),
+            r.ratio_to_bulk(),
+        ) else {
             continue;
         };
         let e2e = r.rows_per_second();
+        let rounds: Vec<String> = r
+            .ratios_by_round()
+            .iter()
+            .map(|q| format!("{q:.2}"))
+            .collect();
         println!(
-            "| {} | {:.0} | {:.0} ({} posts in {:.1} s) | {:.2} | {:.0} ({} posts/txn) | {:.2} |",
+            "| {} | {:.0} | {:.0} ({} posts in {:.1} s) | {:.2} | {:.0} ({} posts/txn) | {:.2} | {} |",
             r.scenario.label,
             e2e,
             per_post.rows_per_second(),
             per_post.posts,
             per_post.elapsed.as_secs_f64(),
             e2e / per_post.rows_per_second(),
-            bulk.rows_per_second(),
-            bulk.posts_per_batch,
-            e2e / bulk.rows_per_second(),
+            bulk,
+            r.copy_bulk[0].posts_per_batch,
+            ratio,
+            rounds.join(" / "),
         );
     }
     println!();
@@ -77,6 +87,21 @@ pub fn print(results: &[ScenarioResult], machine: &str) {
             r.pool_size
                 .map_or("default (16)".to_owned(), |p| p.to_string()),
         );
+        if !r.copy_bulk.is_empty() {
+            let c = &r.copy_cpu;
+            println!(
+                "| {}: its bulk COPY | {:.1} | {} | | | {:.1} | {:.1} | {:.1} | | | |",
+                r.scenario.label,
+                r.copy_bulk
+                    .iter()
+                    .map(|c| c.elapsed.as_secs_f64())
+                    .sum::<f64>(),
+                r.copy_bulk.iter().map(|c| c.posts).sum::<u64>(),
+                c.postgres,
+                c.bench,
+                c.machine,
+            );
+        }
     }
     let mut warmup = crate::stats::Observed::default();
     for r in results {
@@ -96,15 +121,15 @@ fn targets(results: &[ScenarioResult]) {
     println!("\nTargets (issue 6):");
     let find = |label: &str| results.iter().find(|r| r.scenario.label == label);
     if let Some(r) = find("C=20 max")
-        && let Some(bulk) = r.copy_bulk
+        && let Some(ratio) = r.ratio_to_bulk()
     {
-        let ratio = r.rows_per_second() / bulk.rows_per_second();
         let per_post: Option<CopyOutcome> = r.copy_per_post;
         println!(
-            "- end-to-end ÷ COPY at C=20 ≥ 0.50: {:.2} against bulk COPY ({}), {:.2} against \
-             one-post-per-transaction COPY",
+            "- end-to-end ÷ COPY at C=20 ≥ 0.50: {:.2} against bulk COPY ({}; rounds {}), {:.2} \
+             against one-post-per-transaction COPY",
             ratio,
             verdict(ratio >= 0.5),
+            spread(&r.ratios_by_round()),
             per_post.map_or(f64::NAN, |p| r.rows_per_second() / p.rows_per_second())
         );
     }
@@ -138,6 +163,13 @@ fn targets(results: &[ScenarioResult]) {
         "- zero errors other than deliberate 429s: {unexpected} unexpected, {limited} × 429 ({})",
         verdict(unexpected == 0)
     );
+}
+
+/// "min–max" of the rounds' ratios.
+fn spread(ratios: &[f64]) -> String {
+    let min = ratios.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{min:.2}–{max:.2}")
 }
 
 fn mib(kib: Option<u64>) -> String {

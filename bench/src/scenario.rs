@@ -1,6 +1,12 @@
 //! One scenario end to end: start a server (unless one was given), provision its hosts and
-//! tokens, run the load, check the rows in the database, read the server's peak memory, stop
-//! it, then (closed loop) run the COPY baseline over the same hosts and containers.
+//! tokens, warm up, measure, check the rows in the database, read the server's peak memory and
+//! stop it.
+//!
+//! With the COPY baseline (closed loop), the measured time is cut into rounds: a slice of load,
+//! then a bulk COPY of as many posts over the same hosts and containers while the server idles.
+//! The machine's speed drifts by ±15–25% within a minute (it is shared), so a baseline measured
+//! half a minute after the load compared the load with a different machine; rounds a few
+//! seconds apart compare like with like, and their spread is reported.
 
 use std::time::Duration;
 
@@ -10,9 +16,12 @@ use tokio_postgres::Client;
 
 use crate::copy_baseline::{self, BULK_ROWS, CopyOutcome, CopyPlan};
 use crate::database::{self, provision_hosts, snapshot_rows};
-use crate::load::{self, LoadOutcome, LoadSpec, Probe};
+use crate::load::{Fleet, LoadOutcome, LoadSpec, Probe};
 use crate::procfs;
 use crate::server::{Server, ServerSettings};
+
+/// Rounds of load + bulk COPY in a scenario with the baseline.
+const ROUNDS: u32 = 5;
 
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -42,6 +51,16 @@ pub struct CpuSplit {
     pub machine: f64,
 }
 
+impl CpuSplit {
+    /// Adds what was used between two samples.
+    fn add(&mut self, start: CpuSample, end: CpuSample) {
+        self.server += end.server - start.server;
+        self.postgres += end.postgres - start.postgres;
+        self.bench += end.bench - start.bench;
+        self.machine += end.machine - start.machine;
+    }
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct CpuSample {
     server: f64,
@@ -61,33 +80,44 @@ impl CpuSample {
     }
 }
 
-/// At the start of the measured phase: CPU counters, and the server's peak memory so far
-/// (warm-up included), which is then reset so the end shows the measured phase's own peak.
+/// CPU counters summed over the measured slices, and the server's peak memory before the first
+/// (the warm-up's), which is then reset so the end shows the measured slices' own peak.
 struct PhaseProbe {
     pid: Option<u32>,
     start: CpuSample,
     split: CpuSplit,
+    started: bool,
     warmup_peak_rss_kib: Option<u64>,
     peak_was_reset: bool,
 }
 
+impl PhaseProbe {
+    fn new(pid: Option<u32>) -> Self {
+        Self {
+            pid,
+            start: CpuSample::default(),
+            split: CpuSplit::default(),
+            started: false,
+            warmup_peak_rss_kib: None,
+            peak_was_reset: false,
+        }
+    }
+}
+
 impl Probe for PhaseProbe {
     fn start(&mut self) {
-        if let Some(pid) = self.pid {
+        if let Some(pid) = self.pid
+            && !self.started
+        {
             self.warmup_peak_rss_kib = procfs::status_kib(pid, "VmHWM");
             self.peak_was_reset = procfs::reset_peak_rss(pid);
         }
+        self.started = true;
         self.start = CpuSample::take(self.pid);
     }
 
     fn stop(&mut self) {
-        let end = CpuSample::take(self.pid);
-        self.split = CpuSplit {
-            server: end.server - self.start.server,
-            postgres: end.postgres - self.start.postgres,
-            bench: end.bench - self.start.bench,
-            machine: end.machine - self.start.machine,
-        };
+        self.split.add(self.start, CpuSample::take(self.pid));
     }
 }
 
@@ -103,7 +133,10 @@ pub struct ScenarioResult {
     pub pool_size: Option<usize>,
     pub cpu: CpuSplit,
     pub copy_per_post: Option<CopyOutcome>,
-    pub copy_bulk: Option<CopyOutcome>,
+    /// One bulk COPY slice after each measured slice (empty without the baseline).
+    pub copy_bulk: Vec<CopyOutcome>,
+    /// CPU seconds used during the bulk COPY slices.
+    pub copy_cpu: CpuSplit,
 }
 
 impl ScenarioResult {
@@ -123,6 +156,31 @@ impl ScenarioResult {
     /// Host + container rows per second, the unit of the COPY comparison.
     pub fn rows_per_second(&self) -> f64 {
         self.posts_per_second() * (self.scenario.containers + 1) as f64
+    }
+
+    /// Bulk COPY's rows/s over all its slices.
+    pub fn copy_bulk_rows_per_second(&self) -> Option<f64> {
+        let rows: u64 = self.copy_bulk.iter().map(|c| c.rows).sum();
+        let secs: f64 = self.copy_bulk.iter().map(|c| c.elapsed.as_secs_f64()).sum();
+        (secs > 0.0).then(|| rows as f64 / secs)
+    }
+
+    /// End-to-end ÷ bulk COPY rows/s over all slices (the target's ratio).
+    pub fn ratio_to_bulk(&self) -> Option<f64> {
+        Some(self.rows_per_second() / self.copy_bulk_rows_per_second()?)
+    }
+
+    /// The same ratio for each round: a slice and the COPY slice right after it.
+    pub fn ratios_by_round(&self) -> Vec<f64> {
+        let row = (self.scenario.containers + 1) as f64;
+        self.load
+            .slices
+            .iter()
+            .zip(&self.copy_bulk)
+            .map(|(e2e, copy)| {
+                e2e.stored as f64 * row / e2e.elapsed.as_secs_f64() / copy.rows_per_second()
+            })
+            .collect()
     }
 }
 
@@ -152,18 +210,60 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
     let spec = LoadSpec {
         server_url: url,
         containers: scenario.containers,
-        duration: scenario.duration,
         rate: scenario.rate,
         concurrency: scenario.concurrency,
     };
-    let mut probe = PhaseProbe {
-        pid: server.as_ref().map(|s| s.pid),
-        start: CpuSample::default(),
-        split: CpuSplit::default(),
-        warmup_peak_rss_kib: None,
-        peak_was_reset: false,
+    let mut probe = PhaseProbe::new(server.as_ref().map(|s| s.pid));
+    let mut fleet = Fleet::warm_up(&spec, &agents).await?;
+    let rounds = if scenario.baseline { ROUNDS } else { 1 };
+    let slice = scenario.duration / rounds;
+    eprintln!(
+        "bench: [{}] measuring {rounds} × {:.1} s{}",
+        scenario.label,
+        slice.as_secs_f64(),
+        if scenario.baseline {
+            ", each slice followed by a bulk COPY of its rows"
+        } else {
+            ""
+        }
+    );
+    // Containers exist once every host has posted (the warm-up).
+    let ids = if scenario.baseline {
+        let hosts: Vec<i64> = agents.iter().map(|a| a.host_id).collect();
+        database::container_ids(target.db, &hosts).await?
+    } else {
+        Default::default()
     };
-    let load = load::run(&spec, &agents, &mut probe).await?;
+    let bulk_posts = (BULK_ROWS / (scenario.containers + 1)).max(1);
+    let copy_base = Utc::now() - chrono::Duration::minutes(50);
+    let mut copy_bulk = Vec::new();
+    let mut copy_cpu = CpuSplit::default();
+    for round in 0..rounds {
+        let load = fleet.slice(slice, &mut probe).await;
+        if scenario.baseline && load.stored > 0 {
+            // As many posts as the slice stored; each round's rows a minute apart, so no
+            // recorded_at collides with another round's.
+            let plan = CopyPlan {
+                containers: scenario.containers,
+                posts: load.stored,
+                posts_per_batch: bulk_posts,
+                base: copy_base - chrono::Duration::minutes(round.into()),
+                budget: slice,
+            };
+            let before = CpuSample::take(None);
+            let copy = copy_baseline::run(target.db, &agents, &ids, plan).await?;
+            copy_cpu.add(before, CpuSample::take(None));
+            eprintln!(
+                "bench: [{}] round {}: end-to-end {:.0} rows/s, bulk COPY {:.0} rows/s",
+                scenario.label,
+                round + 1,
+                load.stored as f64 * (scenario.containers + 1) as f64 / load.elapsed.as_secs_f64(),
+                copy.rows_per_second()
+            );
+            copy_bulk.push(copy);
+        }
+    }
+    let load = fleet.finish().await?;
     let peak_rss_kib = server.as_ref().and_then(Server::peak_rss_kib);
     let peak_rss_with_warmup_kib = match (peak_rss_kib, probe.warmup_peak_rss_kib) {
         (Some(a), Some(b)) if probe.peak_was_reset => Some(a.max(b)),
@@ -175,18 +275,17 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
     }
     let after = snapshot_rows(target.db).await?;
     let rows_written = (after.0 - before.0, after.1 - before.1);
-    let stored = (load.warmup.stored() + load.measured.stored()) as i64;
+    let copied: u64 = copy_bulk.iter().map(|c| c.posts).sum();
+    let stored = (load.warmup.stored() + load.measured.stored() + copied) as i64;
     ensure!(
         rows_written == (stored, stored * scenario.containers as i64),
-        "the database gained {rows_written:?} rows for {stored} stored snapshots of {} containers",
+        "the database gained {rows_written:?} rows for {stored} stored snapshots \
+         (COPY's included) of {} containers",
         scenario.containers
     );
-    let (copy_per_post, copy_bulk) = if scenario.baseline && load.measured.stored() > 0 {
-        let ids = database::container_ids(
-            target.db,
-            &agents.iter().map(|a| a.host_id).collect::<Vec<_>>(),
-        )
-        .await?;
+    let copy_per_post = if copy_bulk.is_empty() {
+        None
+    } else {
         eprintln!(
             "bench: [{}] COPY baseline, one post per transaction",
             scenario.label
@@ -195,24 +294,10 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
             containers: scenario.containers,
             posts: load.measured.stored(),
             posts_per_batch: 1,
-            base: Utc::now() - chrono::Duration::minutes(40),
+            base: copy_base + chrono::Duration::minutes(10),
             budget: Duration::from_secs(10),
         };
-        let per_post = copy_baseline::run(target.db, &agents, &ids, plan).await?;
-        let bulk_posts = (BULK_ROWS / (scenario.containers + 1)).max(1);
-        eprintln!(
-            "bench: [{}] COPY baseline, {bulk_posts} posts per transaction",
-            scenario.label
-        );
-        let plan = CopyPlan {
-            posts_per_batch: bulk_posts,
-            base: plan.base - chrono::Duration::minutes(10),
-            ..plan
-        };
-        let bulk = copy_baseline::run(target.db, &agents, &ids, plan).await?;
-        (Some(per_post), Some(bulk))
-    } else {
-        (None, None)
+        Some(copy_baseline::run(target.db, &agents, &ids, plan).await?)
     };
     let spawned = target.server_url.is_none();
     Ok(ScenarioResult {
@@ -225,5 +310,6 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
         cpu: probe.split,
         copy_per_post,
         copy_bulk,
+        copy_cpu,
     })
 }
