@@ -291,8 +291,9 @@ pub struct ServeArgs {
     #[arg(long, env = "NEXUS_INGEST_WRITERS", default_value_t = 2)]
     pub ingest_writers: usize,
     /// Telemetry bodies read, parsed and waiting for their commit at once; more wait unread in
-    /// their connections. Bounds the server's memory under a burst of agents
-    #[arg(long, env = "NEXUS_INGEST_IN_FLIGHT", default_value_t = 64)]
+    /// their connections. Bounds the server's memory under a burst of agents; more in flight
+    /// make larger batches (96 measured best within the memory target, see BENCHMARKS.md)
+    #[arg(long, env = "NEXUS_INGEST_IN_FLIGHT", default_value_t = 96)]
     pub ingest_in_flight: usize,
     /// Most snapshots one ingest transaction writes
     #[arg(long, env = "NEXUS_INGEST_BATCH_SNAPSHOTS", default_value_t = 256)]

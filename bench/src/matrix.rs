@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use crate::scenario::Scenario;
 
-/// Agents of the maximum-rate runs: enough to keep the 16 pooled connections busy.
-const AGENTS: usize = 64;
+/// Agents of the maximum-rate runs: more than the server reads at once (`--ingest-in-flight`,
+/// 96), so its bound, not the agents, limits what is in flight, as with a large fleet.
+const AGENTS: usize = 128;
 
 /// Label of the scenario whose rate is a fraction of the first one's measured maximum.
 const HALF: &str = "C=20 half";
