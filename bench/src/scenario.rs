@@ -4,9 +4,10 @@
 //!
 //! With the COPY baseline (closed loop), the measured time is cut into rounds: a slice of load,
 //! then a bulk COPY of as many posts over the same hosts and containers while the server idles.
-//! The machine's speed drifts by ±15–25% within a minute (it is shared), so a baseline measured
-//! half a minute after the load compared the load with a different machine; rounds a few
-//! seconds apart compare like with like, and their spread is reported.
+//! The machine's speed drifts by ±15–25% within a minute (it is shared) and COPY slows as the
+//! tables grow, so a baseline measured after the whole load compared the load with a different
+//! machine and a bigger database; rounds a few seconds apart compare like with like, and their
+//! spread is reported.
 
 use std::time::Duration;
 

@@ -95,6 +95,7 @@ impl TestDatabase {
             .await
             .expect("connect to the postgres database");
         tokio::spawn(connection);
+        drop_stale_databases(&client).await;
         client
             .batch_execute(&format!("CREATE DATABASE {name}"))
             .await
@@ -134,6 +135,28 @@ impl TestDatabase {
             .await
             .unwrap()
             .get(0)
+    }
+}
+
+/// Test databases are kept for inspection after a run and dropped by a run hours later (as the
+/// server's tests do), so they do not pile up on a developer's database server.
+async fn drop_stale_databases(admin: &tokio_postgres::Client) {
+    let cutoff = Utc::now().timestamp_nanos_opt().unwrap() - 3 * 3600 * 1_000_000_000;
+    let rows = admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'agent\\_test\\_%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for row in rows {
+        let name: String = row.get(0);
+        let created = name.rsplit('_').next().and_then(|t| t.parse::<i64>().ok());
+        if created.is_none_or(|created| created < cutoff) {
+            let _ = admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+        }
     }
 }
 
