@@ -129,7 +129,7 @@ impl Fleet {
         let mut last = t0;
         for _ in 0..self.tasks.len() {
             let Some((observed, finished)) = self.results.recv().await else {
-                break; // an agent failed; `finish` reports why
+                break; // every agent is gone (they stop only with the fleet, or by a panic)
             };
             seen.merge(&observed);
             last = last.max(finished);
