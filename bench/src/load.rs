@@ -47,6 +47,13 @@ pub struct SliceOutcome {
     pub elapsed: Duration,
 }
 
+impl SliceOutcome {
+    /// Host + container rows stored per second, `containers` per snapshot.
+    pub fn rows_per_second(&self, containers: usize) -> f64 {
+        (self.stored * (containers as u64 + 1)) as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
 /// Hooks run at the start and end of each measured slice (CPU counters).
 pub trait Probe {
     fn start(&mut self);

@@ -173,13 +173,12 @@ impl ScenarioResult {
 
     /// The same ratio for each round: a slice and the COPY slice right after it.
     pub fn ratios_by_round(&self) -> Vec<f64> {
-        let row = (self.scenario.containers + 1) as f64;
         self.load
             .slices
             .iter()
             .zip(&self.copy_bulk)
             .map(|(e2e, copy)| {
-                e2e.stored as f64 * row / e2e.elapsed.as_secs_f64() / copy.rows_per_second()
+                e2e.rows_per_second(self.scenario.containers) / copy.rows_per_second()
             })
             .collect()
     }
@@ -258,7 +257,7 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
                 "bench: [{}] round {}: end-to-end {:.0} rows/s, bulk COPY {:.0} rows/s",
                 scenario.label,
                 round + 1,
-                load.stored as f64 * (scenario.containers + 1) as f64 / load.elapsed.as_secs_f64(),
+                load.rows_per_second(scenario.containers),
                 copy.rows_per_second()
             );
             copy_bulk.push(copy);
