@@ -4,9 +4,13 @@
 
 use std::collections::HashMap;
 
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
 use tokio_postgres::{Client, NoTls};
+
+use crate::procfs;
 
 /// A database URL split around its database name.
 #[derive(Debug, Clone)]
@@ -108,6 +112,30 @@ pub async fn provision_hosts(db: &Client, prefix: &str, count: usize) -> Result<
         .map(|(host_id, token)| Agent { host_id, token })
         .collect())
 }
+
+/// Waits until the database and the kernel have written out what earlier scenarios left
+/// dirty: a `CHECKPOINT`, then until the kernel's dirty and in-writeback pages are below
+/// [`SETTLED_DIRTY_MIB`] (at most [`SETTLE_LIMIT`]). Otherwise a scenario is measured while the
+/// previous one's hundreds of MB are flushed: on this machine's disk that writeback holds WAL
+/// flushes, so every commit, for up to a few hundred ms (BENCHMARKS.md). Returns the time taken.
+pub async fn settle(db: &Client) -> Result<Duration> {
+    let start = Instant::now();
+    db.batch_execute("CHECKPOINT")
+        .await
+        .context("CHECKPOINT (the bench's role must be a superuser or pg_checkpoint)")?;
+    while start.elapsed() < SETTLE_LIMIT {
+        let dirty = procfs::meminfo_mib("Dirty").unwrap_or(0)
+            + procfs::meminfo_mib("Writeback").unwrap_or(0);
+        if dirty < SETTLED_DIRTY_MIB {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Ok(start.elapsed())
+}
+
+const SETTLED_DIRTY_MIB: u64 = 32;
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 
 /// Rows in the two hypertables: (host rows, container rows).
 pub async fn snapshot_rows(db: &Client) -> Result<(i64, i64)> {

@@ -47,8 +47,15 @@ pub fn postgres_cpu_seconds() -> f64 {
         .sum()
 }
 
-/// Busy CPU seconds of the whole machine (all processes, all cores), from `/proc/stat`.
-pub fn machine_busy_seconds() -> Option<f64> {
+/// CPU seconds of the whole machine (all cores) from `/proc/stat`: busy (every process and the
+/// kernel), and stolen (the hypervisor ran another guest on a core this machine wanted).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MachineCpu {
+    pub busy: f64,
+    pub stolen: f64,
+}
+
+pub fn machine_cpu_seconds() -> Option<MachineCpu> {
     let stat = fs::read_to_string("/proc/stat").ok()?;
     let cpu: Vec<u64> = stat
         .lines()
@@ -57,9 +64,12 @@ pub fn machine_busy_seconds() -> Option<f64> {
         .skip(1)
         .filter_map(|v| v.parse().ok())
         .collect();
-    // user nice system idle iowait irq softirq steal …: busy = all but idle and iowait
-    let busy: u64 = cpu.iter().take(8).sum::<u64>() - cpu.get(3)? - cpu.get(4)?;
-    Some(busy as f64 / TICKS_PER_SECOND)
+    // user nice system idle iowait irq softirq steal …
+    let busy: u64 = cpu.iter().take(7).sum::<u64>() - cpu.get(3)? - cpu.get(4)?;
+    Some(MachineCpu {
+        busy: busy as f64 / TICKS_PER_SECOND,
+        stolen: *cpu.get(7)? as f64 / TICKS_PER_SECOND,
+    })
 }
 
 /// The command name and the fields after it of a `stat` file.

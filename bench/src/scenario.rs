@@ -50,6 +50,8 @@ pub struct CpuSplit {
     pub postgres: f64,
     pub bench: f64,
     pub machine: f64,
+    /// Taken by the hypervisor for other guests: capacity this machine lost meanwhile.
+    pub stolen: f64,
 }
 
 impl CpuSplit {
@@ -58,7 +60,8 @@ impl CpuSplit {
         self.server += end.server - start.server;
         self.postgres += end.postgres - start.postgres;
         self.bench += end.bench - start.bench;
-        self.machine += end.machine - start.machine;
+        self.machine += end.machine.busy - start.machine.busy;
+        self.stolen += end.machine.stolen - start.machine.stolen;
     }
 }
 
@@ -67,7 +70,7 @@ struct CpuSample {
     server: f64,
     postgres: f64,
     bench: f64,
-    machine: f64,
+    machine: procfs::MachineCpu,
 }
 
 impl CpuSample {
@@ -76,7 +79,7 @@ impl CpuSample {
             server: server_pid.and_then(procfs::cpu_seconds).unwrap_or_default(),
             postgres: procfs::postgres_cpu_seconds(),
             bench: procfs::cpu_seconds("self").unwrap_or_default(),
-            machine: procfs::machine_busy_seconds().unwrap_or_default(),
+            machine: procfs::machine_cpu_seconds().unwrap_or_default(),
         }
     }
 }
@@ -215,6 +218,12 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
     };
     let mut probe = PhaseProbe::new(server.as_ref().map(|s| s.pid));
     let mut fleet = Fleet::warm_up(&spec, &agents).await?;
+    let settled = database::settle(target.db).await?;
+    eprintln!(
+        "bench: [{}] checkpoint and the kernel's writeback took {:.1} s",
+        scenario.label,
+        settled.as_secs_f64()
+    );
     let rounds = if scenario.baseline { ROUNDS } else { 1 };
     let slice = scenario.duration / rounds;
     eprintln!(

@@ -3,7 +3,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
+
+/// Latency from which a request counts as slow: the p99 target of issue 6.
+pub const SLOW: Duration = Duration::from_millis(50);
 
 /// Latencies from 1 µs to 2 min at 3 significant digits.
 fn histogram() -> Histogram<u64> {
@@ -17,6 +21,9 @@ pub struct Observed {
     pub transport_errors: u64,
     pub body_bytes: u64,
     pub connections_opened: u64,
+    /// When (wall clock) each request slower than [`SLOW`] got its answer, to match against
+    /// the database's log (autovacuum, checkpoints).
+    pub slow_answers: Vec<DateTime<Utc>>,
 }
 
 impl Default for Observed {
@@ -27,6 +34,7 @@ impl Default for Observed {
             transport_errors: 0,
             body_bytes: 0,
             connections_opened: 0,
+            slow_answers: Vec::new(),
         }
     }
 }
@@ -38,6 +46,9 @@ impl Observed {
             None => self.transport_errors += 1,
         }
         self.body_bytes += body_bytes as u64;
+        if latency >= SLOW {
+            self.slow_answers.push(Utc::now());
+        }
         let us = (latency.as_micros() as u64).clamp(1, 120_000_000);
         self.latency_us.record(us).expect("clamped into bounds");
     }
@@ -50,6 +61,28 @@ impl Observed {
         self.transport_errors += other.transport_errors;
         self.body_bytes += other.body_bytes;
         self.connections_opened += other.connections_opened;
+        self.slow_answers.extend_from_slice(&other.slow_answers);
+    }
+
+    /// "N answers took 50 ms or more, HH:MM:SS.mmm–HH:MM:SS.mmm UTC" with the busiest second.
+    pub fn slow_text(&self) -> Option<String> {
+        let first = self.slow_answers.iter().min()?;
+        let last = self.slow_answers.iter().max()?;
+        let mut per_second = BTreeMap::<i64, u64>::new();
+        for at in &self.slow_answers {
+            *per_second.entry(at.timestamp()).or_default() += 1;
+        }
+        let (busiest, count) = per_second.iter().max_by_key(|(_, n)| **n)?;
+        let busiest = DateTime::from_timestamp(*busiest, 0)?;
+        Some(format!(
+            "{} answers took {} ms or more, {}–{} UTC ({} of them in the second from {})",
+            self.slow_answers.len(),
+            SLOW.as_millis(),
+            first.format("%H:%M:%S%.3f"),
+            last.format("%H:%M:%S%.3f"),
+            count,
+            busiest.format("%H:%M:%S"),
+        ))
     }
 
     /// Answers of any kind plus transport failures.
@@ -92,5 +125,25 @@ impl Observed {
 
     pub fn percentile_ms(&self, q: f64) -> f64 {
         self.latency_us.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_from_the_slow_latency_on_are_timed_and_counted() {
+        let mut observed = Observed::default();
+        assert_eq!(observed.slow_text(), None);
+        for ms in [10, 49, 50, 80] {
+            observed.record(Some(204), Duration::from_millis(ms), 100);
+        }
+        let mut other = Observed::default();
+        other.record(Some(204), Duration::from_millis(120), 100);
+        observed.merge(&other);
+        assert_eq!(observed.slow_answers.len(), 3);
+        let text = observed.slow_text().expect("slow answers");
+        assert!(text.starts_with("3 answers took 50 ms or more"), "{text}");
     }
 }
