@@ -74,7 +74,7 @@ impl IngestQueue {
             busy: Busy::default(),
         });
         for _ in 0..limits.writers.max(1) {
-            tokio::spawn(write_batches(store.clone(), writers.clone(), limits));
+            tokio::spawn(supervise(store.clone(), writers.clone(), limits));
         }
         Self { jobs }
     }
@@ -149,13 +149,20 @@ struct Busy {
 }
 
 impl Busy {
-    fn start(&self) {
+    /// Counts a writer busy until the guard is dropped, by a panic's unwinding too: a writer
+    /// left counted would make the others wait `OVERLAP_WAIT` for it before every batch.
+    fn start(&self) -> Writing<'_> {
         self.writing.fetch_add(1, Ordering::SeqCst);
+        Writing(self)
     }
+}
 
-    fn finish(&self) {
-        self.writing.fetch_sub(1, Ordering::SeqCst);
-        self.done.notify_waiters();
+struct Writing<'a>(&'a Busy);
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        self.0.writing.fetch_sub(1, Ordering::SeqCst);
+        self.0.done.notify_waiters();
     }
 }
 
@@ -214,19 +221,31 @@ impl Intake {
     }
 }
 
+/// Runs one writer, and another in its place if it panics (a bug: the requests of its batch get
+/// a 500 as their answers are dropped), so the server keeps its writers.
+async fn supervise(store: Store, writers: Arc<Writers>, limits: BatchLimits) {
+    loop {
+        let writer = tokio::spawn(write_batches(store.clone(), writers.clone(), limits));
+        match writer.await {
+            Err(error) if error.is_panic() => {
+                tracing::error!("an ingest writer panicked; starting another");
+            }
+            _ => return,
+        }
+    }
+}
+
 /// One writer: takes a batch, writes it, answers, and again.
 async fn write_batches(store: Store, writers: Arc<Writers>, limits: BatchLimits) {
     loop {
-        let batch = {
+        let (batch, _writing) = {
             let mut intake = writers.intake.lock().await;
             let Some(batch) = intake.next_batch(limits, &writers.busy).await else {
                 return;
             };
-            writers.busy.start(); // before the next writer looks
-            batch
+            (batch, writers.busy.start()) // before the next writer looks
         };
         write(&store, batch.jobs).await;
-        writers.busy.finish();
     }
 }
 
@@ -373,14 +392,14 @@ mod tests {
     async fn a_small_batch_waits_for_the_busy_writer_and_takes_what_arrives_meanwhile() {
         let (jobs, mut intake) = intake();
         let busy = Busy::default();
-        busy.start();
+        let writing = busy.start();
         jobs.send(job(1, 0)).await.unwrap();
 
         let (batch, ()) = tokio::join!(intake.next_batch(ROOMY, &busy), async {
             jobs.send(job(2, 0)).await.unwrap();
             tokio::task::yield_now().await;
             jobs.send(job(3, 0)).await.unwrap();
-            busy.finish();
+            drop(writing);
         });
 
         assert_eq!(hosts(&batch.unwrap()), [1, 2, 3]);
@@ -390,7 +409,7 @@ mod tests {
     async fn a_writer_waits_for_a_busy_one_no_longer_than_the_overlap_wait() {
         let (jobs, mut intake) = intake();
         let busy = Busy::default();
-        busy.start(); // and never done
+        let _writing = busy.start(); // and never done
         jobs.send(job(1, 0)).await.unwrap();
         let start = tokio::time::Instant::now();
 
@@ -404,7 +423,7 @@ mod tests {
     async fn a_batch_of_overlap_size_goes_beside_a_busy_writer_at_once() {
         let (jobs, mut intake) = intake();
         let busy = Busy::default();
-        busy.start();
+        let _writing = busy.start();
         for host in 1..=OVERLAP_FROM as i64 {
             jobs.send(job(host, 0)).await.unwrap();
         }
@@ -414,6 +433,21 @@ mod tests {
 
         assert_eq!(batch.jobs.len(), OVERLAP_FROM);
         assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_panics_is_no_longer_counted_busy() {
+        let busy = Arc::new(Busy::default());
+        let writer = tokio::spawn({
+            let busy = busy.clone();
+            async move {
+                let _writing = busy.start();
+                panic!("a bug while writing a batch");
+            }
+        });
+
+        assert!(writer.await.unwrap_err().is_panic());
+        assert_eq!(busy.writing.load(Ordering::SeqCst), 0);
     }
 
     #[test]
