@@ -8,11 +8,12 @@
 use std::pin::pin;
 use std::sync::LazyLock;
 
+use bytes::{BufMut, Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use foldhash::{HashMap, HashMapExt};
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use futures_util::SinkExt;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{Json, ToSql, Type};
+use tokio_postgres::types::{IsNull, Json, ToSql, Type};
 use tokio_postgres::{Client, Statement};
 
 use nexus_contract::{ContainerPayload, Labels};
@@ -49,6 +50,10 @@ const CONTAINER_METRIC_TYPES: [Type; 11] = [
     Type::INT8,
     Type::INT8,
 ];
+
+/// About what one row of [`COPY_CONTAINER_METRICS`] takes in the binary format: 11 values of
+/// 8 bytes, each after its 4-byte length, and the row's 2-byte column count.
+const COPY_ROW_BYTES: usize = 2 + 11 * (4 + 8);
 
 /// Attempts of a batch that lost a deadlock (e.g. against the liveness detector, which locks
 /// hosts in another order) before its error is answered.
@@ -239,19 +244,47 @@ async fn copy_metrics(
     copy: &Statement,
     metrics: &MetricColumns,
 ) -> Result<HashMap<i64, i64>, Error> {
-    let sink = client.copy_in(copy).await?;
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, &CONTAINER_METRIC_TYPES));
-    for row in 0..metrics.container_id.len() {
-        writer.as_mut().write(&metrics.row(row)).await?;
-    }
+    let data = binary_copy_data(metrics)?;
+    let mut sink = pin!(client.copy_in::<_, Bytes>(copy).await?);
+    sink.send(data).await?;
     // The connection sends COMMIT after the copy's end, so both go in one round trip; if the
     // copy fails, the COMMIT ends the transaction as a rollback.
-    tokio::try_join!(writer.finish(), client.batch_execute("COMMIT"))?;
+    tokio::try_join!(sink.finish(), client.batch_execute("COMMIT"))?;
     let mut per_host = HashMap::new();
     for host_id in &metrics.host_id {
         *per_host.entry(*host_id).or_insert(0) += 1;
     }
     Ok(per_host)
+}
+
+/// The rows in PostgreSQL's binary `COPY` format, whole. Sent as one message, they reach the
+/// database at once: written row by row (`BinaryCopyInWriter` sends every 4 KB), the database
+/// waited for the next piece while this process's threads parsed other bodies.
+fn binary_copy_data(metrics: &MetricColumns) -> Result<Bytes, Error> {
+    const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
+    let rows = metrics.container_id.len();
+    let mut data = BytesMut::with_capacity(SIGNATURE.len() + 10 + rows * COPY_ROW_BYTES);
+    data.put_slice(SIGNATURE);
+    data.put_i32(0); // flags
+    data.put_i32(0); // header extension length
+    for row in 0..rows {
+        data.put_i16(CONTAINER_METRIC_TYPES.len() as i16);
+        for (value, column_type) in metrics.row(row).into_iter().zip(&CONTAINER_METRIC_TYPES) {
+            let length_at = data.len();
+            data.put_i32(0); // the length, known once the value is written
+            let length = match value
+                .to_sql_checked(column_type, &mut data)
+                .map_err(|error| Error::Internal(anyhow::anyhow!(error)))?
+            {
+                IsNull::Yes => -1,
+                IsNull::No => i32::try_from(data.len() - length_at - 4)
+                    .map_err(|error| Error::Internal(error.into()))?,
+            };
+            data[length_at..length_at + 4].copy_from_slice(&length.to_be_bytes());
+        }
+    }
+    data.put_i16(-1); // end of data
+    Ok(data.freeze())
 }
 
 /// Inserts the metric rows, skipping those that exist, and commits; the rows written per host.

@@ -89,6 +89,50 @@ async fn container_rows_carry_the_host_and_a_server_computed_memory_percent() {
 }
 
 #[tokio::test]
+async fn every_container_metric_lands_in_its_own_column_and_absent_ones_are_null() {
+    let app = TestApp::spawn().await;
+    let (host, token) = app.host_with_token("web-01").await;
+    let mut body = payload(
+        &at(Duration::zero()),
+        &[("full", "running"), ("bare", "exited")],
+    );
+    body["containers"][0]["metrics"] = json!({
+        "cpu_percent": 1.5, "memory_usage_mb": 2, "memory_limit_mb": 8,
+        "network_rx_bytes": 4, "network_tx_bytes": 5,
+        "block_read_bytes": 6, "block_write_bytes": 7
+    });
+    body["containers"][1]["metrics"] = json!(null);
+
+    app.post_telemetry(&token, &body).await;
+
+    // Each row's metrics in column order, as one array (NULLs kept).
+    let rows: Vec<(String, i64, Vec<Option<f64>>)> = app
+        .db
+        .query(
+            "SELECT c.container_id, s.host_id,
+                    ARRAY[s.cpu_percent, s.memory_usage_mb, s.memory_limit_mb, s.memory_percent,
+                          s.network_rx_bytes, s.network_tx_bytes, s.block_read_bytes,
+                          s.block_write_bytes]::float8[]
+             FROM container_metric_snapshots s JOIN containers c ON c.id = s.container_id
+             ORDER BY c.container_id DESC",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    let full = [1.5, 2.0, 8.0, 25.0, 4.0, 5.0, 6.0, 7.0].map(Some).to_vec();
+    assert_eq!(
+        rows,
+        [
+            ("full".to_owned(), host, full),
+            ("bare".to_owned(), host, vec![None; 8]),
+        ]
+    );
+}
+
+#[tokio::test]
 async fn a_pending_host_goes_online_and_an_offline_one_comes_back() {
     let app = TestApp::spawn().await;
     let (pending, token) = app.host_with_token("pending").await;
