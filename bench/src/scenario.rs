@@ -218,7 +218,7 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
     };
     let mut probe = PhaseProbe::new(server.as_ref().map(|s| s.pid));
     let mut fleet = Fleet::warm_up(&spec, &agents).await?;
-    let settled = database::settle(target.db).await?;
+    let settled = database::settle(target.db).await;
     eprintln!(
         "bench: [{}] checkpoint and the kernel's writeback took {:.1} s",
         scenario.label,
