@@ -51,9 +51,9 @@ const CONTAINER_METRIC_TYPES: [Type; 11] = [
     Type::INT8,
 ];
 
-/// About what one row of [`COPY_CONTAINER_METRICS`] takes in the binary format: 11 values of
-/// 8 bytes, each after its 4-byte length, and the row's 2-byte column count.
-const COPY_ROW_BYTES: usize = 2 + 11 * (4 + 8);
+/// About what one row of [`COPY_CONTAINER_METRICS`] takes in the binary format: the row's
+/// 2-byte column count, then each value (8 bytes) after its 4-byte length.
+const COPY_ROW_BYTES: usize = 2 + CONTAINER_METRIC_TYPES.len() * (4 + 8);
 
 /// Attempts of a batch that lost a deadlock (e.g. against the liveness detector, which locks
 /// hosts in another order) before its error is answered.
@@ -263,7 +263,8 @@ async fn copy_metrics(
 fn binary_copy_data(metrics: &MetricColumns) -> Result<Bytes, Error> {
     const SIGNATURE: &[u8] = b"PGCOPY\n\xff\r\n\0";
     let rows = metrics.container_id.len();
-    let mut data = BytesMut::with_capacity(SIGNATURE.len() + 10 + rows * COPY_ROW_BYTES);
+    // Signature, flags and header extension length; the rows; the 2-byte end marker.
+    let mut data = BytesMut::with_capacity(SIGNATURE.len() + 4 + 4 + rows * COPY_ROW_BYTES + 2);
     data.put_slice(SIGNATURE);
     data.put_i32(0); // flags
     data.put_i32(0); // header extension length
