@@ -134,6 +134,21 @@ impl fmt::Debug for Labels {
     }
 }
 
+impl Labels {
+    /// Labels from name–value pairs in the order given; of a name given twice the last value
+    /// stays, as in a parsed JSON object. The text is sized once, exactly.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        let mut labels = Self {
+            text: String::with_capacity(pairs.iter().map(|(n, v)| n.len() + v.len()).sum()),
+            ends: Vec::with_capacity(pairs.len()),
+        };
+        for (name, value) in pairs {
+            labels.push(name, value);
+        }
+        labels.normalised()
+    }
+}
+
 impl FromIterator<(String, String)> for Labels {
     fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
         let mut labels = Self::new();

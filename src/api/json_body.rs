@@ -19,6 +19,7 @@ use poem_openapi::types::Type;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
+use crate::domain::payload_reader;
 use crate::domain::schema_check::Schema;
 use crate::error::Error;
 
@@ -149,9 +150,11 @@ pub fn parse<T: Type + DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Er
         ));
     }
     let schema = Schema::of::<T>();
-    // Checking UTF-8 once, up front, spares both parses checking it string by string.
+    // Checking UTF-8 once, up front, spares the parses checking it string by string. The
+    // telemetry payload has a reader of its own, faster still, in front of the typed parse.
     if let Ok(text) = std::str::from_utf8(bytes)
-        && let Some(parsed) = schema.parse_conforming(text)
+        && let Some(parsed) =
+            payload_reader::read_as(text).or_else(|| schema.parse_conforming(text))
     {
         return Ok(parsed);
     }
@@ -210,10 +213,13 @@ mod tests {
         T: Type + DeserializeOwned + std::fmt::Debug + 'static,
     {
         assert_same_outcome::<T>(bytes, case);
-        if value_path::<T>(bytes).is_ok() {
+        if let Ok(through_value) = value_path::<T>(bytes) {
+            // `parse` may have taken the payload reader; the typed parse must agree on its own.
             let text = std::str::from_utf8(bytes).unwrap();
-            assert!(
-                Schema::of::<T>().parse_conforming::<T>(text).is_some(),
+            let scanned = Schema::of::<T>().parse_conforming::<T>(text);
+            assert_eq!(
+                format!("{scanned:?}"),
+                format!("{:?}", Some(through_value)),
                 "{case}: not vouched for"
             );
         }

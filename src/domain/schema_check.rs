@@ -69,6 +69,11 @@ impl Schema {
         self.scan.as_ref()?.parse(text)
     }
 
+    /// The compiled schema, for a reader that walks documents of this type by hand.
+    pub(super) fn compiled(&self) -> Option<&Compiled> {
+        self.scan.as_ref()
+    }
+
     /// Every way `value` breaks the schema; empty when it conforms.
     pub fn check(&self, value: &Value) -> Vec<FieldError> {
         let mut errors = Vec::new();
@@ -202,6 +207,16 @@ impl TextRules {
     /// What is wrong with `text`, not looking for NUL characters unless `may_hold_nul`: only
     /// an escape (`\u0000`) writes one in JSON, so text read without escapes cannot hold one.
     pub(super) fn problem_of(&self, text: &str, may_hold_nul: bool) -> Option<String> {
+        self.problem_besides_format(text, may_hold_nul).or_else(|| {
+            (self.date_time && DateTime::parse_from_rfc3339(text).is_err()).then(|| {
+                "must be an RFC 3339 timestamp with offset, e.g. 2024-05-01T12:00:00Z".into()
+            })
+        })
+    }
+
+    /// [`problem_of`](Self::problem_of) but for the `date-time` format, for a caller that has
+    /// parsed the timestamp itself.
+    pub(super) fn problem_besides_format(&self, text: &str, may_hold_nul: bool) -> Option<String> {
         let problem = if may_hold_nul {
             string_problem(text, self.max_length)
         } else {
@@ -216,12 +231,12 @@ impl TextRules {
         if let Some(regex) = self.pattern.as_ref().filter(|regex| !regex.is_match(text)) {
             return Some(format!("must match the pattern {}", regex.as_str()));
         }
-        if self.date_time && DateTime::parse_from_rfc3339(text).is_err() {
-            return Some(
-                "must be an RFC 3339 timestamp with offset, e.g. 2024-05-01T12:00:00Z".into(),
-            );
-        }
         None
+    }
+
+    /// Whether the text must be an RFC 3339 timestamp.
+    pub(super) fn is_date_time(&self) -> bool {
+        self.date_time
     }
 }
 

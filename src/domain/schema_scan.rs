@@ -28,7 +28,7 @@ use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, V
 
 use super::schema_check::{TextRules, check_range, string_problem};
 
-type NodeId = usize;
+pub type NodeId = usize;
 
 /// A schema flattened into an arena of nodes, with references resolved and patterns compiled.
 pub struct Compiled {
@@ -110,6 +110,120 @@ impl Compiled {
         .ok()?;
         deserializer.end().ok()?;
         Some(parsed)
+    }
+}
+
+/// The same nodes and leaf rules for a reader that walks one type's documents by hand
+/// ([`payload_reader`](super::payload_reader)), so it cannot differ from this scan on a bound.
+/// Each answer is the one the scan would give for the same value at the same node.
+impl Compiled {
+    pub fn root(&self) -> NodeId {
+        self.root
+    }
+
+    /// The object's properties by name, and which of them are required.
+    pub fn properties(&self, object: NodeId) -> Option<(Vec<&'static str>, u64)> {
+        match &self.nodes[object] {
+            Node::Object {
+                properties,
+                required,
+                ..
+            } => Some((
+                properties.iter().map(|(name, _)| *name).collect(),
+                *required,
+            )),
+            _ => None,
+        }
+    }
+
+    /// The node of the object's property `name`.
+    pub fn property(&self, object: NodeId, name: &str) -> Option<NodeId> {
+        match &self.nodes[object] {
+            Node::Object { properties, .. } => properties
+                .iter()
+                .find(|(known, _)| *known == name)
+                .map(|&(_, node)| node),
+            _ => None,
+        }
+    }
+
+    /// The node of an array's items; `None` for anything else, or items without a schema.
+    pub fn items(&self, array: NodeId) -> Option<NodeId> {
+        match self.nodes[array] {
+            Node::Array { items, .. } => items,
+            _ => None,
+        }
+    }
+
+    /// The node of a map's values, and its keys' `maxLength`.
+    pub fn entries(&self, map: NodeId) -> Option<(NodeId, Option<usize>)> {
+        match self.nodes[map] {
+            Node::Map {
+                values,
+                key_max_length,
+                ..
+            } => Some((values, key_max_length)),
+            _ => None,
+        }
+    }
+
+    /// Whether an object, map or array with `count` entries (a repeated key counted each time)
+    /// stays within its `maxProperties` or `maxItems`.
+    pub fn accepts_count(&self, node: NodeId, count: usize) -> bool {
+        let max = match self.nodes[node] {
+            Node::Object { max_properties, .. } | Node::Map { max_properties, .. } => {
+                max_properties
+            }
+            Node::Array { max_items, .. } => max_items,
+            _ => None,
+        };
+        max.is_none_or(|max| count <= max)
+    }
+
+    /// Whether a map key read without escapes (so without NUL) conforms.
+    pub fn accepts_key(key: &str, key_max_length: Option<usize>) -> bool {
+        string_problem(key, key_max_length).is_none()
+    }
+
+    /// Whether text read without escapes conforms; `format_checked`: the caller has parsed it
+    /// as the timestamp a `date-time` node demands.
+    pub fn accepts_text(&self, node: NodeId, text: &str, format_checked: bool) -> bool {
+        match &self.nodes[node] {
+            Node::Any => true,
+            Node::String(rules) if format_checked && rules.is_date_time() => {
+                rules.problem_besides_format(text, false).is_none()
+            }
+            Node::String(rules) => rules.problem_of(text, false).is_none(),
+            _ => false,
+        }
+    }
+
+    /// Whether a JSON integer conforms.
+    pub fn accepts_integer(&self, node: NodeId, n: i64) -> bool {
+        CheckedVisitor {
+            inner: (),
+            at: At {
+                compiled: self,
+                node,
+                present: &Cell::new(false),
+            },
+        }
+        .number::<serde_json::Error>(Number::Signed(n))
+        .is_ok()
+    }
+
+    /// Whether a JSON number with a fraction or an exponent conforms.
+    pub fn accepts_float(&self, node: NodeId, n: f64) -> bool {
+        CheckedVisitor {
+            inner: (),
+            at: At {
+                compiled: self,
+                node,
+                present: &Cell::new(false),
+            },
+        }
+        .number::<serde_json::Error>(Number::Float(n))
+        .is_ok()
     }
 }
 
