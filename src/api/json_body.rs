@@ -135,7 +135,8 @@ impl_apirequest_for_payload!(ValidJson<T>, T: Type + DeserializeOwned + 'static)
 
 /// Parses and checks a JSON document against the schema of `T`.
 ///
-/// The common case, a conforming document, takes a fast path: a typed parse straight from the
+/// The common case, a conforming document, takes a fast path: for the telemetry payload its
+/// hand-written reader ([`payload_reader`]), for every type a typed parse straight from the
 /// text that checks each value against the schema as it reads it. Anything else (or anything
 /// that check cannot vouch for) takes the slow path, which builds a `Value` to name every
 /// failing field. Both end the same way for every input: the fast path passes only documents
@@ -149,13 +150,14 @@ pub fn parse<T: Type + DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Er
             "the request body is empty; a JSON object is expected".into(),
         ));
     }
-    let schema = Schema::of::<T>();
     // Checking UTF-8 once, up front, spares the parses checking it string by string. The
     // telemetry payload has a reader of its own, faster still, in front of the typed parse.
-    if let Ok(text) = std::str::from_utf8(bytes)
-        && let Some(parsed) =
-            payload_reader::read_as(text).or_else(|| schema.parse_conforming(text))
-    {
+    let text = std::str::from_utf8(bytes).ok();
+    if let Some(parsed) = text.and_then(payload_reader::read_as) {
+        return Ok(parsed);
+    }
+    let schema = Schema::of::<T>();
+    if let Some(parsed) = text.and_then(|text| schema.parse_conforming(text)) {
         return Ok(parsed);
     }
     parse_via_value(bytes, &schema)
