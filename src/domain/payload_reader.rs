@@ -169,7 +169,7 @@ impl Reader {
             port,
             label_value,
             label_key_max_length,
-            schema: schema.clone(),
+            schema,
         })
     }
 

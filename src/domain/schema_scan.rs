@@ -200,30 +200,23 @@ impl Compiled {
 
     /// Whether a JSON integer conforms.
     pub fn accepts_integer(&self, node: NodeId, n: i64) -> bool {
-        CheckedVisitor {
-            inner: (),
-            at: At {
-                compiled: self,
-                node,
-                present: &Cell::new(false),
-            },
-        }
-        .number::<serde_json::Error>(Number::Signed(n))
-        .is_ok()
+        self.accepts_number(node, Number::Signed(n))
     }
 
     /// Whether a JSON number with a fraction or an exponent conforms.
     pub fn accepts_float(&self, node: NodeId, n: f64) -> bool {
-        CheckedVisitor {
-            inner: (),
-            at: At {
-                compiled: self,
-                node,
-                present: &Cell::new(false),
-            },
-        }
-        .number::<serde_json::Error>(Number::Float(n))
-        .is_ok()
+        self.accepts_number(node, Number::Float(n))
+    }
+
+    /// The typed parse's own check of a number at `node`.
+    fn accepts_number(&self, node: NodeId, n: Number) -> bool {
+        let at = At {
+            compiled: self,
+            node,
+            present: &Cell::new(false),
+        };
+        let check = CheckedVisitor { inner: (), at };
+        check.number::<serde_json::Error>(n).is_ok()
     }
 }
 
