@@ -203,7 +203,8 @@ impl Compiled {
         self.accepts_number(node, Number::Signed(n))
     }
 
-    /// Whether a JSON number with a fraction or an exponent conforms.
+    /// Whether a number read as a float (a fraction, an exponent, or too long for an `i64`)
+    /// conforms.
     pub fn accepts_float(&self, node: NodeId, n: f64) -> bool {
         self.accepts_number(node, Number::Float(n))
     }
