@@ -35,6 +35,19 @@ impl Labels {
         }
     }
 
+    /// Labels from name–value pairs in the order given; of a name given twice the last value
+    /// stays, as in a parsed JSON object. The text is sized once, exactly.
+    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+        let mut labels = Self {
+            text: String::with_capacity(pairs.iter().map(|(n, v)| n.len() + v.len()).sum()),
+            ends: Vec::with_capacity(pairs.len()),
+        };
+        for (name, value) in pairs {
+            labels.push(name, value);
+        }
+        labels.normalised()
+    }
+
     pub fn len(&self) -> usize {
         self.ends.len()
     }
@@ -131,21 +144,6 @@ impl Labels {
 impl fmt::Debug for Labels {
     fn fmt(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
         formatter.debug_map().entries(self.iter()).finish()
-    }
-}
-
-impl Labels {
-    /// Labels from name–value pairs in the order given; of a name given twice the last value
-    /// stays, as in a parsed JSON object. The text is sized once, exactly.
-    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
-        let mut labels = Self {
-            text: String::with_capacity(pairs.iter().map(|(n, v)| n.len() + v.len()).sum()),
-            ends: Vec::with_capacity(pairs.len()),
-        };
-        for (name, value) in pairs {
-            labels.push(name, value);
-        }
-        labels.normalised()
     }
 }
 
@@ -343,6 +341,15 @@ mod tests {
         let map: BTreeMap<String, String> = serde_json::from_str(json).unwrap();
         assert_eq!(BTreeMap::from(&labels), map);
         assert_eq!(labels.len(), 2);
+    }
+
+    #[test]
+    fn labels_from_pairs_equal_the_same_object_parsed() {
+        let pairs = [("k", "1"), ("a", "x"), ("k", "2"), ("", "empty name")];
+        let parsed: Labels =
+            serde_json::from_str(r#"{"k": "1", "a": "x", "k": "2", "": "empty name"}"#).unwrap();
+        assert_eq!(Labels::from_pairs(&pairs), parsed);
+        assert_eq!(Labels::from_pairs(&[]), Labels::new());
     }
 
     #[test]
