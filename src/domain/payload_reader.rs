@@ -116,13 +116,14 @@ impl<const N: usize> Object<N> {
         if properties.len() != N {
             return None;
         }
+        let index = |name: &str| properties.iter().position(|(known, _)| *known == name);
         let mut fields = [0; N];
         for (field, name) in fields.iter_mut().zip(names) {
-            *field = compiled.property(node, name)?;
+            *field = properties[index(name)?].1;
         }
         let expected = required
             .iter()
-            .map(|name| properties.iter().position(|p| p == name).map(|i| 1u64 << i))
+            .map(|name| index(name).map(|i| 1u64 << i))
             .sum::<Option<u64>>()?;
         (expected == required_bits).then_some(Self { node, fields })
     }
@@ -403,7 +404,7 @@ impl Reader {
     fn timestamp(&self, c: &mut Cursor, node: NodeId) -> Option<Option<DateTime<FixedOffset>>> {
         nullable(c, |c| {
             let text = c.string()?;
-            let at = timestamp(text)?;
+            let at = rfc3339(text)?;
             self.compiled().accepts_text(node, text, true).then_some(at)
         })
     }
@@ -434,7 +435,7 @@ fn plain_integer(literal: &str) -> Option<i64> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, the form agents write, as chrono reads it.
-fn timestamp(text: &str) -> Option<DateTime<FixedOffset>> {
+fn rfc3339(text: &str) -> Option<DateTime<FixedOffset>> {
     let b = text.as_bytes();
     let digits = |range: Range<usize>| -> Option<u32> {
         b.get(range)?.iter().try_fold(0u32, |n, &d| {

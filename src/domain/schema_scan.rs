@@ -121,28 +121,15 @@ impl Compiled {
         self.root
     }
 
-    /// The object's properties by name, and which of them are required.
-    pub fn properties(&self, object: NodeId) -> Option<(Vec<&'static str>, u64)> {
+    /// The object's properties (name and node), and which of them are required (bit `i`:
+    /// property `i`).
+    pub fn properties(&self, object: NodeId) -> Option<(&[(&'static str, NodeId)], u64)> {
         match &self.nodes[object] {
             Node::Object {
                 properties,
                 required,
                 ..
-            } => Some((
-                properties.iter().map(|(name, _)| *name).collect(),
-                *required,
-            )),
-            _ => None,
-        }
-    }
-
-    /// The node of the object's property `name`.
-    pub fn property(&self, object: NodeId, name: &str) -> Option<NodeId> {
-        match &self.nodes[object] {
-            Node::Object { properties, .. } => properties
-                .iter()
-                .find(|(known, _)| *known == name)
-                .map(|&(_, node)| node),
+            } => Some((properties, *required)),
             _ => None,
         }
     }
@@ -180,7 +167,7 @@ impl Compiled {
         max.is_none_or(|max| count <= max)
     }
 
-    /// Whether a map key read without escapes (so without NUL) conforms.
+    /// Whether a map key conforms: no NUL, at most the entry schema's `maxLength` characters.
     pub fn accepts_key(key: &str, key_max_length: Option<usize>) -> bool {
         string_problem(key, key_max_length).is_none()
     }
@@ -739,10 +726,13 @@ impl KeyCheck<'_, '_> {
                 Ok(())
             }
             // As `check`: no NUL, at most the entry schema's `maxLength` characters.
-            Entries::Values { key_max_length, .. } => match string_problem(key, key_max_length) {
-                None => Ok(()),
-                Some(_) => Err(nonconforming()),
-            },
+            Entries::Values { key_max_length, .. } => {
+                if Compiled::accepts_key(key, key_max_length) {
+                    Ok(())
+                } else {
+                    Err(nonconforming())
+                }
+            }
         }
     }
 }
