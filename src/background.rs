@@ -1,4 +1,4 @@
-//! The server's periodic work: liveness detection, retention, and forgetting idle rate-limit
+//! The server's periodic work: liveness detection, the data's lifecycle, and forgetting idle rate-limit
 //! state. Every task is safe to run in several server processes at once.
 
 use std::time::{Duration, Instant};
@@ -7,7 +7,7 @@ use tokio::task::JoinHandle;
 
 use crate::api::AppState;
 use crate::domain::liveness::check_interval;
-use crate::store::retention::RetentionMode;
+use crate::store::lifecycle::{Edition, Lifecycle};
 
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(60);
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
@@ -17,7 +17,7 @@ const RETENTION_RETRY: Duration = Duration::from_secs(30);
 #[derive(Debug, Clone, Copy)]
 pub struct Schedule {
     pub heartbeat_timeout: Duration,
-    pub retention: Duration,
+    pub lifecycle: Lifecycle,
 }
 
 /// Running tasks; they stop when this is dropped.
@@ -35,7 +35,7 @@ pub fn spawn(state: AppState, schedule: Schedule) -> Tasks {
             state.clone(),
             schedule.heartbeat_timeout,
         )),
-        tokio::spawn(keep_retention(state.clone(), schedule.retention)),
+        tokio::spawn(keep_lifecycle(state.clone(), schedule.lifecycle)),
         tokio::spawn(forget_idle_limits(state)),
     ])
 }
@@ -52,32 +52,39 @@ async fn detect_silent_hosts(state: AppState, timeout: Duration) {
     }
 }
 
-async fn keep_retention(state: AppState, keep: Duration) {
-    let mode = loop {
-        match state.store.configure_retention(keep).await {
-            Ok(mode) => break mode,
+async fn keep_lifecycle(state: AppState, lifecycle: Lifecycle) {
+    let edition = loop {
+        match state.store.configure_lifecycle(&lifecycle).await {
+            Ok(edition) => break edition,
             Err(error) => {
-                tracing::warn!(error = format!("{error:#}"), "cannot set retention up yet");
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot set the data lifecycle up yet"
+                );
                 tokio::time::sleep(RETENTION_RETRY).await;
             }
         }
     };
-    match mode {
-        RetentionMode::Policies => {
+    let raw_days = lifecycle.raw_retention.as_secs() / 86400;
+    match edition {
+        Edition::Community => tracing::info!(
+            raw_days,
+            rollup_5m_days = lifecycle.rollup_5m_retention.as_secs() / 86400,
+            rollup_1h_days = lifecycle.rollup_1h_retention.as_secs() / 86400,
+            compress_after_hours = lifecycle.compress_raw_after().as_secs() / 3600,
+            "TimescaleDB community edition: compression, continuous aggregates (5m, 1h) and \
+             retention run as database policies"
+        ),
+        Edition::Apache => {
             tracing::info!(
-                days = keep.as_secs() / 86400,
-                "retention: TimescaleDB policies (timescale license), compression after 7 days"
-            );
-        }
-        RetentionMode::DropChunks => {
-            tracing::info!(
-                days = keep.as_secs() / 86400,
-                "retention: the server drops old chunks hourly (apache license: no policies, no compression)"
+                raw_days,
+                "TimescaleDB Apache edition: no compression; rollups are views over raw data; \
+                 the server drops old chunks hourly"
             );
             let mut tick = tokio::time::interval(RETENTION_PERIOD);
             loop {
                 tick.tick().await;
-                match state.store.drop_old_chunks(keep).await {
+                match state.store.drop_old_chunks(lifecycle.raw_retention).await {
                     Ok(0) => {}
                     Ok(dropped) => tracing::info!(dropped, "dropped chunks past retention"),
                     Err(error) => {

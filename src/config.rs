@@ -10,6 +10,7 @@ use crate::domain::host::HostStatus;
 use crate::domain::snapshot::SkewWindow;
 use crate::store::DbSettings;
 use crate::store::ingest_queue::BatchLimits;
+use crate::store::lifecycle::Lifecycle;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -285,6 +286,16 @@ pub struct ServeArgs {
     /// Days of raw snapshots to keep
     #[arg(long, env = "NEXUS_RETENTION_DAYS", default_value_t = 30)]
     pub retention_days: u64,
+    /// Days of the 5-minute rollups to keep (community edition; elsewhere they are views)
+    #[arg(long, env = "NEXUS_ROLLUP_5M_RETENTION_DAYS", default_value_t = 90)]
+    pub rollup_5m_retention_days: u64,
+    /// Days of the 1-hour rollups to keep (community edition; elsewhere they are views)
+    #[arg(long, env = "NEXUS_ROLLUP_1H_RETENTION_DAYS", default_value_t = 730)]
+    pub rollup_1h_retention_days: u64,
+    /// Hours of raw data per chunk; a chunk is compressed soon after it closes, so smaller
+    /// chunks compress sooner. Big fleets may want fewer hours (see docs/analytics.md)
+    #[arg(long, env = "NEXUS_CHUNK_HOURS", default_value_t = 6)]
+    pub chunk_hours: u64,
     /// Ingest writers: transactions of telemetry in flight at once, each on its own pooled
     /// connection. Snapshots arriving while they are busy are written together (group commit);
     /// fewer writers make larger batches (2 measured best on 2 cores, see BENCHMARKS.md)
@@ -312,6 +323,17 @@ impl ServeArgs {
             writers: self.ingest_writers.max(1),
             max_snapshots: self.ingest_batch_snapshots.max(1),
             max_container_rows: self.ingest_batch_containers,
+        }
+    }
+
+    pub fn lifecycle(&self) -> Lifecycle {
+        let days = |n: u64| Duration::from_secs(n * 86400);
+        Lifecycle {
+            raw_retention: days(self.retention_days),
+            rollup_5m_retention: days(self.rollup_5m_retention_days),
+            rollup_1h_retention: days(self.rollup_1h_retention_days),
+            chunk_interval: Duration::from_secs(self.chunk_hours.max(1) * 3600),
+            late_data: Duration::from_secs(self.skew_past_seconds.into()),
         }
     }
 

@@ -3,7 +3,7 @@
 //! - [`api`]: the HTTP layer (routes, payloads, auth, problem details, OpenAPI);
 //! - [`domain`]: validated types and the rules of the contract, free of I/O;
 //! - [`store`]: SQL and transactions against PostgreSQL/TimescaleDB;
-//! - [`background`]: periodic work (liveness, retention);
+//! - [`background`]: periodic work (liveness, the data's lifecycle);
 //! - [`cli`], [`config`], [`startup`]: the binary's commands and how the app is assembled.
 
 pub mod api;

@@ -80,7 +80,7 @@ impl Application {
             header_timeout: Duration::from_secs(config.header_timeout_seconds),
             schedule: Schedule {
                 heartbeat_timeout: Duration::from_secs(config.heartbeat_timeout_seconds),
-                retention: Duration::from_secs(config.retention_days * 86400),
+                lifecycle: config.lifecycle(),
             },
             local_addr,
         })

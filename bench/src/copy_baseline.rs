@@ -102,9 +102,9 @@ pub async fn run(
 struct HostRow {
     host_id: i64,
     recorded_at: DateTime<Utc>,
-    cpu_percent: Option<f64>,
+    cpu_percent: Option<f32>,
     ints: [Option<i64>; 6],
-    load_average: Option<f64>,
+    load_average: Option<f32>,
 }
 
 impl HostRow {
@@ -113,7 +113,7 @@ impl HostRow {
         Self {
             host_id,
             recorded_at: feed.recorded_at(),
-            cpu_percent: m.cpu_percent,
+            cpu_percent: m.cpu_percent.map(|v| v as f32),
             ints: [
                 m.memory_used_mb,
                 m.memory_total_mb,
@@ -122,7 +122,7 @@ impl HostRow {
                 m.network_rx_bytes,
                 m.network_tx_bytes,
             ],
-            load_average: m.load_average,
+            load_average: m.load_average.map(|v| v as f32),
         }
     }
 }
@@ -131,10 +131,9 @@ struct ContainerRow {
     container_id: i64,
     host_id: i64,
     recorded_at: DateTime<Utc>,
-    cpu_percent: Option<f64>,
+    cpu_percent: Option<f32>,
     memory_usage_mb: Option<i64>,
     memory_limit_mb: Option<i64>,
-    memory_percent: Option<f64>,
     counters: [Option<i64>; 4],
 }
 
@@ -146,21 +145,13 @@ impl ContainerRow {
         c: &nexus_contract::ContainerPayload,
     ) -> Self {
         let m = c.metrics.clone().unwrap_or_default();
-        // as the server computes it (src/domain/snapshot.rs)
-        let memory_percent = match (m.memory_usage_mb, m.memory_limit_mb) {
-            (Some(usage), Some(limit)) if limit > 0 => {
-                Some((usage as f64 / limit as f64 * 10_000.0).round() / 100.0)
-            }
-            _ => None,
-        };
         Self {
             container_id,
             host_id,
             recorded_at,
-            cpu_percent: m.cpu_percent,
+            cpu_percent: m.cpu_percent.map(|v| v as f32),
             memory_usage_mb: m.memory_usage_mb,
             memory_limit_mb: m.memory_limit_mb,
-            memory_percent,
             counters: [
                 m.network_rx_bytes,
                 m.network_tx_bytes,
@@ -187,14 +178,14 @@ async fn write_batch(
     let types = [
         Type::INT8,
         Type::TIMESTAMPTZ,
-        Type::FLOAT8,
+        Type::FLOAT4,
         Type::INT8,
         Type::INT8,
         Type::INT8,
         Type::INT8,
         Type::INT8,
         Type::INT8,
-        Type::FLOAT8,
+        Type::FLOAT4,
     ];
     let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
     for r in hosts {
@@ -218,7 +209,7 @@ async fn write_batch(
         let sink = tx
             .copy_in(
                 "COPY container_metric_snapshots (container_id, host_id, recorded_at, \
-                 cpu_percent, memory_usage_mb, memory_limit_mb, memory_percent, \
+                 cpu_percent, memory_usage_mb, memory_limit_mb, \
                  network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes) \
                  FROM STDIN (FORMAT binary)",
             )
@@ -227,10 +218,9 @@ async fn write_batch(
             Type::INT8,
             Type::INT8,
             Type::TIMESTAMPTZ,
-            Type::FLOAT8,
+            Type::FLOAT4,
             Type::INT8,
             Type::INT8,
-            Type::FLOAT8,
             Type::INT8,
             Type::INT8,
             Type::INT8,
@@ -239,14 +229,13 @@ async fn write_batch(
         let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
         for r in containers {
             let [a, b, c, d] = &r.counters;
-            let row: [&(dyn ToSql + Sync); 11] = [
+            let row: [&(dyn ToSql + Sync); 10] = [
                 &r.container_id,
                 &r.host_id,
                 &r.recorded_at,
                 &r.cpu_percent,
                 &r.memory_usage_mb,
                 &r.memory_limit_mb,
-                &r.memory_percent,
                 a,
                 b,
                 c,

@@ -6,15 +6,74 @@ use chrono::{DateTime, Utc};
 
 use super::FieldError;
 
-/// Bucket widths a client may ask for, with their names on the wire.
-pub const BUCKETS: [(&str, Duration); 6] = [
-    ("1m", Duration::from_secs(60)),
-    ("5m", Duration::from_secs(300)),
-    ("15m", Duration::from_secs(900)),
-    ("1h", Duration::from_secs(3600)),
-    ("6h", Duration::from_secs(6 * 3600)),
-    ("1d", Duration::from_secs(86400)),
-];
+/// Bucket widths a client may ask for, by their names on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum)]
+pub enum Bucket {
+    #[oai(rename = "1m")]
+    OneMinute,
+    #[oai(rename = "5m")]
+    FiveMinutes,
+    #[oai(rename = "15m")]
+    FifteenMinutes,
+    #[oai(rename = "1h")]
+    OneHour,
+    #[oai(rename = "6h")]
+    SixHours,
+    #[oai(rename = "1d")]
+    OneDay,
+}
+
+/// Where a bucket's aggregates are read from: the coarsest data that has its resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The raw snapshots (buckets finer than the smallest rollup).
+    Raw,
+    /// The `*_metrics_5m` rollups.
+    FiveMinutes,
+    /// The `*_metrics_1h` rollups.
+    OneHour,
+}
+
+impl Bucket {
+    pub const ALL: [Bucket; 6] = [
+        Bucket::OneMinute,
+        Bucket::FiveMinutes,
+        Bucket::FifteenMinutes,
+        Bucket::OneHour,
+        Bucket::SixHours,
+        Bucket::OneDay,
+    ];
+
+    pub fn width(self) -> Duration {
+        Duration::from_secs(match self {
+            Bucket::OneMinute => 60,
+            Bucket::FiveMinutes => 300,
+            Bucket::FifteenMinutes => 900,
+            Bucket::OneHour => 3600,
+            Bucket::SixHours => 6 * 3600,
+            Bucket::OneDay => 86400,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bucket::OneMinute => "1m",
+            Bucket::FiveMinutes => "5m",
+            Bucket::FifteenMinutes => "15m",
+            Bucket::OneHour => "1h",
+            Bucket::SixHours => "6h",
+            Bucket::OneDay => "1d",
+        }
+    }
+
+    pub fn source(self) -> Source {
+        match self {
+            Bucket::OneMinute => Source::Raw,
+            Bucket::FiveMinutes | Bucket::FifteenMinutes => Source::FiveMinutes,
+            Bucket::OneHour | Bucket::SixHours | Bucket::OneDay => Source::OneHour,
+        }
+    }
+}
 
 /// Most buckets an answer may hold; the automatic choice stays under it.
 pub const MAX_POINTS: u64 = 1000;
@@ -22,22 +81,22 @@ pub const MAX_POINTS: u64 = 1000;
 /// Longest range one request may cover.
 pub const MAX_SPAN: Duration = Duration::from_secs(400 * 86400);
 
-/// A range `[from, to)` and the bucket width to aggregate it by.
+/// A range `[from, to)` widened to whole buckets, and the bucket width to aggregate it by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeriesRequest {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
-    pub bucket: Duration,
-    pub bucket_name: &'static str,
+    pub bucket: Bucket,
 }
 
 impl SeriesRequest {
     /// Checks the range and picks the bucket: the one asked for, or the finest that keeps the
-    /// answer within [`MAX_POINTS`].
+    /// answer within [`MAX_POINTS`]. The range is widened to whole buckets (aligned to the Unix
+    /// epoch, as `time_bucket` aligns them), so every bucket of the answer is complete.
     pub fn new(
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-        bucket: Option<&str>,
+        bucket: Option<Bucket>,
     ) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
         let span = (to - from).to_std().ok().filter(|span| !span.is_zero());
@@ -52,40 +111,42 @@ impl SeriesRequest {
             )),
             Some(_) => {}
         }
-        let chosen = match bucket {
-            Some(name) => match BUCKETS.iter().find(|(known, _)| *known == name) {
-                Some(&found) => Some(found),
-                None => {
-                    let names: Vec<_> = BUCKETS.iter().map(|(name, _)| *name).collect();
-                    errors.push(FieldError::new(
-                        "bucket",
-                        format!("must be one of {}", names.join(", ")),
-                    ));
-                    None
-                }
-            },
-            None => span.map(auto_bucket),
-        };
-        if let (Some(span), Some((name, width))) = (span, chosen)
-            && points(span, width) > MAX_POINTS * 10
+        let chosen = bucket.or_else(|| span.map(auto_bucket));
+        if let (Some(span), Some(bucket)) = (span, chosen)
+            && points(span, bucket.width()) > MAX_POINTS * 10
         {
             errors.push(FieldError::new(
                 "bucket",
                 format!(
-                    "`{name}` would give {} points; choose a wider bucket",
-                    points(span, width)
+                    "`{}` would give {} points; choose a wider bucket",
+                    bucket.name(),
+                    points(span, bucket.width())
                 ),
             ));
         }
         match chosen {
-            Some((bucket_name, bucket)) if errors.is_empty() => Ok(Self {
-                from,
-                to,
+            Some(bucket) if errors.is_empty() => Ok(Self {
+                from: align_down(from, bucket.width()),
+                to: align_up(to, bucket.width()),
                 bucket,
-                bucket_name,
             }),
             _ => Err(errors),
         }
+    }
+}
+
+fn align_down(time: DateTime<Utc>, width: Duration) -> DateTime<Utc> {
+    let width = width.as_secs() as i64;
+    let seconds = time.timestamp().div_euclid(width) * width;
+    DateTime::from_timestamp(seconds, 0).unwrap_or(time)
+}
+
+fn align_up(time: DateTime<Utc>, width: Duration) -> DateTime<Utc> {
+    let down = align_down(time, width);
+    if down == time {
+        time
+    } else {
+        down + chrono::Duration::seconds(width.as_secs() as i64)
     }
 }
 
@@ -93,12 +154,11 @@ fn points(span: Duration, width: Duration) -> u64 {
     span.as_secs().div_ceil(width.as_secs())
 }
 
-fn auto_bucket(span: Duration) -> (&'static str, Duration) {
-    BUCKETS
-        .iter()
-        .copied()
-        .find(|&(_, width)| points(span, width) <= MAX_POINTS)
-        .unwrap_or(BUCKETS[BUCKETS.len() - 1])
+fn auto_bucket(span: Duration) -> Bucket {
+    Bucket::ALL
+        .into_iter()
+        .find(|bucket| points(span, bucket.width()) <= MAX_POINTS)
+        .unwrap_or(Bucket::OneDay)
 }
 
 #[cfg(test)]
@@ -106,37 +166,73 @@ mod tests {
     use super::*;
     use chrono::Duration as Span;
 
-    fn request(span: Span, bucket: Option<&str>) -> Result<SeriesRequest, Vec<String>> {
+    fn request(span: Span, bucket: Option<Bucket>) -> Result<SeriesRequest, Vec<String>> {
         let to = Utc::now();
         SeriesRequest::new(to - span, to, bucket)
             .map_err(|errors| errors.into_iter().map(|e| e.field).collect())
     }
 
-    #[test]
-    fn the_automatic_bucket_is_the_finest_under_a_thousand_points() {
-        assert_eq!(request(Span::hours(1), None).unwrap().bucket_name, "1m");
-        assert_eq!(request(Span::hours(16), None).unwrap().bucket_name, "1m");
-        assert_eq!(request(Span::hours(17), None).unwrap().bucket_name, "5m");
-        assert_eq!(request(Span::days(7), None).unwrap().bucket_name, "15m");
-        assert_eq!(request(Span::days(30), None).unwrap().bucket_name, "1h");
-        assert_eq!(request(Span::days(365), None).unwrap().bucket_name, "1d");
+    fn chosen(span: Span) -> &'static str {
+        request(span, None).unwrap().bucket.name()
     }
 
     #[test]
-    fn a_requested_bucket_is_kept_when_known_and_not_absurd() {
+    fn the_automatic_bucket_is_the_finest_under_a_thousand_points() {
+        assert_eq!(chosen(Span::hours(1)), "1m");
+        assert_eq!(chosen(Span::hours(16)), "1m");
+        assert_eq!(chosen(Span::hours(17)), "5m");
+        assert_eq!(chosen(Span::days(7)), "15m");
+        assert_eq!(chosen(Span::days(30)), "1h");
+        assert_eq!(chosen(Span::days(365)), "1d");
+    }
+
+    #[test]
+    fn a_requested_bucket_is_kept_unless_absurd() {
+        let day = request(Span::days(1), Some(Bucket::FiveMinutes)).unwrap();
+        assert_eq!(day.bucket, Bucket::FiveMinutes);
         assert_eq!(
-            request(Span::days(1), Some("5m")).unwrap().bucket_name,
-            "5m"
-        );
-        assert_eq!(
-            request(Span::days(1), Some("2m")),
-            Err(vec!["bucket".into()])
-        );
-        assert_eq!(
-            request(Span::days(30), Some("1m")),
+            request(Span::days(30), Some(Bucket::OneMinute)),
             Err(vec!["bucket".into()]),
             "43 200 points"
         );
+    }
+
+    #[test]
+    fn the_range_is_widened_to_whole_buckets() {
+        let from = "2026-12-01T10:07:30Z".parse().unwrap();
+        let to = "2026-12-01T12:00:00Z".parse().unwrap();
+        let request = SeriesRequest::new(from, to, Some(Bucket::FifteenMinutes)).unwrap();
+        assert_eq!(request.from.to_rfc3339(), "2026-12-01T10:00:00+00:00");
+        assert_eq!(request.to, to, "already aligned");
+        let request = SeriesRequest::new(from, from + Span::minutes(1), Some(Bucket::OneHour));
+        assert_eq!(
+            request.unwrap().to.to_rfc3339(),
+            "2026-12-01T11:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn each_bucket_reads_the_coarsest_source_with_its_resolution() {
+        let sources: Vec<_> = Bucket::ALL.into_iter().map(Bucket::source).collect();
+        assert_eq!(
+            sources,
+            [
+                Source::Raw,
+                Source::FiveMinutes,
+                Source::FiveMinutes,
+                Source::OneHour,
+                Source::OneHour,
+                Source::OneHour
+            ]
+        );
+        for bucket in Bucket::ALL {
+            let source_width = match bucket.source() {
+                Source::Raw => 1,
+                Source::FiveMinutes => 300,
+                Source::OneHour => 3600,
+            };
+            assert_eq!(bucket.width().as_secs() % source_width, 0, "{bucket:?}");
+        }
     }
 
     #[test]

@@ -67,16 +67,6 @@ impl Snapshot {
     }
 }
 
-/// Memory use as a percentage of the limit, when both are known and the limit is positive.
-pub fn memory_percent(usage_mb: Option<i64>, limit_mb: Option<i64>) -> Option<f64> {
-    match (usage_mb, limit_mb) {
-        (Some(usage), Some(limit)) if limit > 0 => {
-            Some((usage as f64 / limit as f64 * 10_000.0).round() / 100.0)
-        }
-        _ => None,
-    }
-}
-
 fn human(duration: Duration) -> String {
     let seconds = duration.num_seconds();
     match seconds {
@@ -169,14 +159,5 @@ mod tests {
                 "containers.3.container_id: duplicates containers.0.container_id",
             ]
         );
-    }
-
-    #[test]
-    fn memory_percent_needs_usage_and_a_positive_limit() {
-        assert_eq!(memory_percent(Some(256), Some(1024)), Some(25.0));
-        assert_eq!(memory_percent(Some(1), Some(3)), Some(33.33));
-        assert_eq!(memory_percent(Some(256), Some(0)), None);
-        assert_eq!(memory_percent(None, Some(1024)), None);
-        assert_eq!(memory_percent(Some(256), None), None);
     }
 }

@@ -20,7 +20,7 @@ use nexus_contract::{ContainerPayload, Labels};
 
 use super::Store;
 use super::container_cache::{ContainerCache, Fingerprint, HostUpdate, Known};
-use crate::domain::snapshot::{Snapshot, memory_percent};
+use crate::domain::snapshot::Snapshot;
 use crate::error::Error;
 
 const INGEST_HOSTS: &str = include_str!("queries/ingest_hosts.sql");
@@ -37,14 +37,13 @@ const INGEST_CONTAINER_METRICS: &str = include_str!("queries/ingest_container_me
 /// How container metric rows that cannot exist yet are written (see [`MetricRows`]).
 const COPY_CONTAINER_METRICS: &str = include_str!("queries/copy_container_metrics.sql");
 /// The column types of [`COPY_CONTAINER_METRICS`], in its order.
-const CONTAINER_METRIC_TYPES: [Type; 11] = [
+const CONTAINER_METRIC_TYPES: [Type; 10] = [
     Type::INT8,
     Type::INT8,
     Type::TIMESTAMPTZ,
-    Type::FLOAT8,
+    Type::FLOAT4,
     Type::INT8,
     Type::INT8,
-    Type::FLOAT8,
     Type::INT8,
     Type::INT8,
     Type::INT8,
@@ -597,10 +596,10 @@ struct MetricColumns {
     container_id: Vec<i64>,
     host_id: Vec<i64>,
     recorded_at: Vec<DateTime<Utc>>,
-    cpu_percent: Vec<Option<f64>>,
+    /// `real` in the table: agents send two decimals, which 32 bits keep.
+    cpu_percent: Vec<Option<f32>>,
     memory_usage_mb: Vec<Option<i64>>,
     memory_limit_mb: Vec<Option<i64>>,
-    memory_percent: Vec<Option<f64>>,
     network_rx_bytes: Vec<Option<i64>>,
     network_tx_bytes: Vec<Option<i64>>,
     block_read_bytes: Vec<Option<i64>>,
@@ -622,13 +621,9 @@ impl MetricColumns {
             c.container_id.push(id);
             c.host_id.push(row.host_id);
             c.recorded_at.push(row.recorded_at);
-            c.cpu_percent.push(metrics.cpu_percent);
+            c.cpu_percent.push(metrics.cpu_percent.map(|v| v as f32));
             c.memory_usage_mb.push(metrics.memory_usage_mb);
             c.memory_limit_mb.push(metrics.memory_limit_mb);
-            c.memory_percent.push(memory_percent(
-                metrics.memory_usage_mb,
-                metrics.memory_limit_mb,
-            ));
             c.network_rx_bytes.push(metrics.network_rx_bytes);
             c.network_tx_bytes.push(metrics.network_tx_bytes);
             c.block_read_bytes.push(metrics.block_read_bytes);
@@ -638,7 +633,7 @@ impl MetricColumns {
     }
 
     /// Row `i`, in [`COPY_CONTAINER_METRICS`]'s column order.
-    fn row(&self, i: usize) -> [&(dyn ToSql + Sync); 11] {
+    fn row(&self, i: usize) -> [&(dyn ToSql + Sync); 10] {
         [
             &self.container_id[i],
             &self.host_id[i],
@@ -646,7 +641,6 @@ impl MetricColumns {
             &self.cpu_percent[i],
             &self.memory_usage_mb[i],
             &self.memory_limit_mb[i],
-            &self.memory_percent[i],
             &self.network_rx_bytes[i],
             &self.network_tx_bytes[i],
             &self.block_read_bytes[i],
@@ -654,7 +648,7 @@ impl MetricColumns {
         ]
     }
 
-    fn params(&self) -> [&(dyn ToSql + Sync); 11] {
+    fn params(&self) -> [&(dyn ToSql + Sync); 10] {
         [
             &self.container_id,
             &self.host_id,
@@ -662,7 +656,6 @@ impl MetricColumns {
             &self.cpu_percent,
             &self.memory_usage_mb,
             &self.memory_limit_mb,
-            &self.memory_percent,
             &self.network_rx_bytes,
             &self.network_tx_bytes,
             &self.block_read_bytes,

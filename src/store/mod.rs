@@ -8,9 +8,9 @@ pub mod container_cache;
 pub mod hosts;
 pub mod ingest;
 pub mod ingest_queue;
+pub mod lifecycle;
 pub mod liveness;
 pub mod readings;
-pub mod retention;
 pub mod tokens;
 
 use std::str::FromStr;

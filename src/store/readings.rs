@@ -1,53 +1,81 @@
 //! Reading metrics back: aggregated series, containers with their latest state, host events.
-//! Each query is served by an index that starts with the id it filters on and ends in time.
+//! Series come from the coarsest level that has the bucket's resolution: raw rows, or the
+//! 5-minute or 1-hour rollups (continuous aggregates, or views on the Apache edition).
 
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
 use tokio_postgres::Row;
 
 use super::Store;
-use crate::domain::series::SeriesRequest;
+use crate::domain::series::{SeriesRequest, Source};
 use crate::error::Error;
 
-/// Aggregate of one metric over one bucket.
-#[derive(Debug, Clone, Object, serde::Serialize)]
+/// A gauge's aggregates over one bucket (each null when no sample in the bucket had it).
+#[derive(Debug, Clone, PartialEq, Object, serde::Serialize)]
 pub struct Stat {
-    /// Mean over the bucket's samples (null when none had the metric).
+    /// Mean of the bucket's samples.
     #[oai(nullable)]
     pub avg: Option<f64>,
+    /// Smallest sample in the bucket.
+    #[oai(nullable)]
+    pub min: Option<f64>,
     /// Largest sample in the bucket.
     #[oai(nullable)]
     pub max: Option<f64>,
 }
 
-/// One bucket of host metrics.
-#[derive(Debug, Clone, Object, serde::Serialize)]
+/// One bucket of host metrics. Counters are rates in bytes per second: the growth between
+/// consecutive samples inside each 5-minute window (the bucket itself when finer), a drop
+/// counting as a reset to zero, divided by the time those samples span; null when the bucket
+/// has fewer than two samples of the counter in any window.
+#[derive(Debug, Clone, PartialEq, Object, serde::Serialize)]
 pub struct HostMetricsBucket {
     /// Start of the bucket.
     pub bucket: DateTime<Utc>,
     /// Snapshots in the bucket.
     pub samples: i64,
+    /// CPU use, percent of one core (100 per busy core).
     pub cpu_percent: Stat,
+    /// Memory in use, MiB.
     pub memory_used_mb: Stat,
+    /// Disk in use, GiB.
     pub disk_used_gb: Stat,
+    /// 1-minute load average.
     pub load_average: Stat,
-    /// Cumulative counters: `max` is the last value in the bucket.
-    pub network_rx_bytes: Stat,
-    pub network_tx_bytes: Stat,
+    /// Bytes received per second, from the cumulative `network_rx_bytes` counter.
+    #[oai(nullable)]
+    pub network_rx_bytes_per_second: Option<f64>,
+    /// Bytes sent per second, from the cumulative `network_tx_bytes` counter.
+    #[oai(nullable)]
+    pub network_tx_bytes_per_second: Option<f64>,
 }
 
-/// One bucket of container metrics.
-#[derive(Debug, Clone, Object, serde::Serialize)]
+/// One bucket of container metrics. Counters are rates in bytes per second, computed as for
+/// hosts.
+#[derive(Debug, Clone, PartialEq, Object, serde::Serialize)]
 pub struct ContainerMetricsBucket {
+    /// Start of the bucket.
     pub bucket: DateTime<Utc>,
+    /// Snapshots in the bucket.
     pub samples: i64,
+    /// CPU use, percent of one core (100 per busy core).
     pub cpu_percent: Stat,
+    /// Memory in use, MiB.
     pub memory_usage_mb: Stat,
+    /// Memory in use as a percentage of the container's limit.
     pub memory_percent: Stat,
-    pub network_rx_bytes: Stat,
-    pub network_tx_bytes: Stat,
-    pub block_read_bytes: Stat,
-    pub block_write_bytes: Stat,
+    /// Bytes received per second.
+    #[oai(nullable)]
+    pub network_rx_bytes_per_second: Option<f64>,
+    /// Bytes sent per second.
+    #[oai(nullable)]
+    pub network_tx_bytes_per_second: Option<f64>,
+    /// Bytes read from block devices per second.
+    #[oai(nullable)]
+    pub block_read_bytes_per_second: Option<f64>,
+    /// Bytes written to block devices per second.
+    #[oai(nullable)]
+    pub block_write_bytes_per_second: Option<f64>,
 }
 
 /// A container of a host with its latest state and metrics.
@@ -95,44 +123,107 @@ pub struct HostEvent {
 fn stat(row: &Row, name: &str) -> Stat {
     Stat {
         avg: row.get(format!("{name}_avg").as_str()),
+        min: row.get(format!("{name}_min").as_str()),
         max: row.get(format!("{name}_max").as_str()),
     }
 }
 
-/// `avg(x)::float8 AS x_avg, max(x)::float8 AS x_max` for each column.
-fn aggregates(columns: &[&str]) -> String {
-    columns
-        .iter()
-        .map(|c| format!("avg({c})::float8 AS {c}_avg, max({c})::float8 AS {c}_max"))
-        .collect::<Vec<_>>()
-        .join(", ")
+fn rate(row: &Row, counter: &str) -> Option<f64> {
+    row.get(format!("{counter}_per_second").as_str())
 }
 
-const HOST_METRICS: [&str; 6] = [
-    "cpu_percent",
-    "memory_used_mb",
-    "disk_used_gb",
-    "load_average",
-    "network_rx_bytes",
-    "network_tx_bytes",
-];
-const CONTAINER_METRICS: [&str; 7] = [
-    "cpu_percent",
-    "memory_usage_mb",
-    "memory_percent",
-    "network_rx_bytes",
-    "network_tx_bytes",
-    "block_read_bytes",
-    "block_write_bytes",
-];
+/// The metrics of one kind of series: where they live and how each is aggregated.
+struct SeriesKind {
+    raw_table: &'static str,
+    rollup_prefix: &'static str,
+    key: &'static str,
+    /// Gauges by name, with the expression that gives them from a raw row.
+    gauges: &'static [(&'static str, &'static str)],
+    counters: &'static [&'static str],
+}
 
-fn series_sql(table: &str, key: &str, columns: &[&str]) -> String {
-    format!(
-        "SELECT time_bucket(make_interval(secs => $1), recorded_at) AS bucket, count(*) AS samples, {}
-         FROM {table} WHERE {key} = $2 AND recorded_at >= $3 AND recorded_at < $4
-         GROUP BY bucket ORDER BY bucket",
-        aggregates(columns)
-    )
+const HOST_SERIES: SeriesKind = SeriesKind {
+    raw_table: "host_metric_snapshots",
+    rollup_prefix: "host_metrics",
+    key: "host_id",
+    gauges: &[
+        ("cpu_percent", "cpu_percent"),
+        ("memory_used_mb", "memory_used_mb"),
+        ("disk_used_gb", "disk_used_gb"),
+        ("load_average", "load_average"),
+    ],
+    counters: &["network_rx_bytes", "network_tx_bytes"],
+};
+
+const CONTAINER_SERIES: SeriesKind = SeriesKind {
+    raw_table: "container_metric_snapshots",
+    rollup_prefix: "container_metrics",
+    key: "container_id",
+    gauges: &[
+        ("cpu_percent", "cpu_percent"),
+        ("memory_usage_mb", "memory_usage_mb"),
+        (
+            "memory_percent",
+            "memory_percent(memory_usage_mb, memory_limit_mb)",
+        ),
+    ],
+    counters: &[
+        "network_rx_bytes",
+        "network_tx_bytes",
+        "block_read_bytes",
+        "block_write_bytes",
+    ],
+};
+
+impl SeriesKind {
+    /// The query for one series: `$1` the bucket width in seconds, `$2` the id, `[$3, $4)` the
+    /// range. Rollup rows are combined exactly as the 1 h rollup combines 5 min ones
+    /// (sql/V6__lifecycle_rollups.sql), so every source gives the raw rows' answer.
+    fn sql(&self, source: Source) -> String {
+        let mut columns = Vec::new();
+        let (from, time) = match source {
+            Source::Raw => {
+                columns.push("count(*) AS samples".to_owned());
+                for (gauge, expression) in self.gauges {
+                    columns.push(format!(
+                        "avg({expression})::float8 AS {gauge}_avg, min({expression})::float8 AS {gauge}_min, max({expression})::float8 AS {gauge}_max"
+                    ));
+                }
+                for counter in self.counters {
+                    columns.push(format!(
+                        "counter_increase({counter} ORDER BY recorded_at)::float8 / nullif(extract(epoch FROM max(recorded_at) - min(recorded_at)), 0)::float8 AS {counter}_per_second"
+                    ));
+                }
+                (self.raw_table.to_owned(), "recorded_at")
+            }
+            Source::FiveMinutes | Source::OneHour => {
+                columns.push("sum(samples)::int8 AS samples".to_owned());
+                for (gauge, _) in self.gauges {
+                    columns.push(format!(
+                        "(sum({gauge}_avg * samples) / sum(samples))::float8 AS {gauge}_avg, min({gauge}_min)::float8 AS {gauge}_min, max({gauge}_max)::float8 AS {gauge}_max"
+                    ));
+                }
+                for counter in self.counters {
+                    columns.push(format!(
+                        "sum({counter}_increase)::float8 / nullif(sum(counter_seconds), 0) AS {counter}_per_second"
+                    ));
+                }
+                let level = if source == Source::OneHour {
+                    "1h"
+                } else {
+                    "5m"
+                };
+                (format!("{}_{level}", self.rollup_prefix), "bucket")
+            }
+        };
+        format!(
+            "SELECT time_bucket(make_interval(secs => $1), {time}) AS bucket, {}
+             FROM {from} WHERE {key} = $2 AND {time} >= $3 AND {time} < $4
+             GROUP BY 1 ORDER BY 1",
+            columns.join(", "),
+            key = self.key,
+        )
+    }
 }
 
 impl Store {
@@ -141,15 +232,7 @@ impl Store {
         host_id: i64,
         request: &SeriesRequest,
     ) -> Result<Vec<HostMetricsBucket>, Error> {
-        let rows = self
-            .series(
-                "host_metric_snapshots",
-                "host_id",
-                &HOST_METRICS,
-                host_id,
-                request,
-            )
-            .await?;
+        let rows = self.series(&HOST_SERIES, host_id, request).await?;
         Ok(rows
             .iter()
             .map(|row| HostMetricsBucket {
@@ -159,8 +242,8 @@ impl Store {
                 memory_used_mb: stat(row, "memory_used_mb"),
                 disk_used_gb: stat(row, "disk_used_gb"),
                 load_average: stat(row, "load_average"),
-                network_rx_bytes: stat(row, "network_rx_bytes"),
-                network_tx_bytes: stat(row, "network_tx_bytes"),
+                network_rx_bytes_per_second: rate(row, "network_rx_bytes"),
+                network_tx_bytes_per_second: rate(row, "network_tx_bytes"),
             })
             .collect())
     }
@@ -171,13 +254,7 @@ impl Store {
         request: &SeriesRequest,
     ) -> Result<Vec<ContainerMetricsBucket>, Error> {
         let rows = self
-            .series(
-                "container_metric_snapshots",
-                "container_id",
-                &CONTAINER_METRICS,
-                container_id,
-                request,
-            )
+            .series(&CONTAINER_SERIES, container_id, request)
             .await?;
         Ok(rows
             .iter()
@@ -187,27 +264,25 @@ impl Store {
                 cpu_percent: stat(row, "cpu_percent"),
                 memory_usage_mb: stat(row, "memory_usage_mb"),
                 memory_percent: stat(row, "memory_percent"),
-                network_rx_bytes: stat(row, "network_rx_bytes"),
-                network_tx_bytes: stat(row, "network_tx_bytes"),
-                block_read_bytes: stat(row, "block_read_bytes"),
-                block_write_bytes: stat(row, "block_write_bytes"),
+                network_rx_bytes_per_second: rate(row, "network_rx_bytes"),
+                network_tx_bytes_per_second: rate(row, "network_tx_bytes"),
+                block_read_bytes_per_second: rate(row, "block_read_bytes"),
+                block_write_bytes_per_second: rate(row, "block_write_bytes"),
             })
             .collect())
     }
 
     async fn series(
         &self,
-        table: &str,
-        key: &str,
-        columns: &[&str],
+        kind: &SeriesKind,
         id: i64,
         request: &SeriesRequest,
     ) -> Result<Vec<Row>, Error> {
         let client = self.client().await?;
         let statement = client
-            .prepare_cached(&series_sql(table, key, columns))
+            .prepare_cached(&kind.sql(request.bucket.source()))
             .await?;
-        let width = request.bucket.as_secs_f64();
+        let width = request.bucket.width().as_secs_f64();
         Ok(client
             .query(&statement, &[&width, &id, &request.from, &request.to])
             .await?)
@@ -233,7 +308,7 @@ impl Store {
         let statement = client
             .prepare_cached(
                 "SELECT id, host_id, container_id, name, image, image_tag, state, status, health_status,
-                        started_at, last_seen_at, cpu_percent, memory_usage_mb, memory_percent,
+                        started_at, last_seen_at, cpu_percent::float8 AS cpu_percent, memory_usage_mb, memory_percent,
                         coalesce(last_seen_at < now() - make_interval(secs => $3), true) AS stale
                  FROM containers_latest
                  WHERE host_id = $1 AND ($2::text IS NULL OR state = $2)

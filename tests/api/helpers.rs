@@ -46,7 +46,19 @@ impl TestApp {
 
     /// Spawns the server with extra `serve` flags, e.g. `["--rate-limit-per-minute", "2"]`.
     pub async fn spawn_with(extra: &[&str]) -> Self {
-        let database_url = fresh_database().await;
+        Self::spawn_on(fresh_database().await, extra).await
+    }
+
+    /// Spawns the server on a fresh database of the Apache edition's cluster
+    /// (`NEXUS_APACHE_DATABASE_URL`, which `scripts/test` provisions).
+    pub async fn spawn_on_apache_edition() -> Self {
+        let base = std::env::var("NEXUS_APACHE_DATABASE_URL").expect(
+            "NEXUS_APACHE_DATABASE_URL must point at TimescaleDB's Apache edition (run scripts/test)",
+        );
+        Self::spawn_on(fresh_database_on(&base).await, &[]).await
+    }
+
+    async fn spawn_on(database_url: String, extra: &[&str]) -> Self {
         let args = serve_args(&database_url, extra);
         let app = Application::build(&args).await.expect("the app builds");
         let address = format!("http://{}", app.local_addr);
@@ -114,6 +126,12 @@ impl TestApp {
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
             .get(0)
+    }
+
+    /// Whether this app's database runs the community edition (license `timescale`).
+    pub async fn is_community_edition(&self) -> bool {
+        self.store.edition().await.expect("edition")
+            == nexus_telemetry::store::lifecycle::Edition::Community
     }
 
     pub async fn host_status(&self, host: i64) -> String {
@@ -208,9 +226,14 @@ pub fn payload(recorded_at: &str, containers: &[(&str, &str)]) -> Value {
 pub async fn fresh_database() -> String {
     let base = std::env::var("DATABASE_URL")
         .expect("DATABASE_URL must point at a TimescaleDB server (run scripts/test)");
+    fresh_database_on(&base).await
+}
+
+/// [`fresh_database`] on the server of `base`.
+pub async fn fresh_database_on(base: &str) -> String {
     let (prefix, query) = match base.split_once('?') {
         Some((prefix, query)) => (prefix, format!("?{query}")),
-        None => (base.as_str(), String::new()),
+        None => (base, String::new()),
     };
     let server = &prefix[..prefix.rfind('/').expect("DATABASE_URL has a database name")];
     let url_of = |name: &str| format!("{server}/{name}{query}");

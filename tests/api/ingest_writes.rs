@@ -43,14 +43,15 @@ async fn a_snapshot_writes_host_facts_one_host_row_and_one_row_per_container() {
         .query_one("SELECT cpu_percent, memory_used_mb, network_tx_bytes, load_average FROM host_metric_snapshots WHERE host_id = $1", &[&host])
         .await
         .unwrap();
-    assert_eq!(metrics.get::<_, Option<f64>>(0), Some(12.5));
+    // Percentages and loads are `real`: the two decimals agents send, to 7 significant digits.
+    assert_eq!(metrics.get::<_, Option<f32>>(0), Some(12.5));
     assert_eq!(metrics.get::<_, Option<i64>>(1), Some(2048));
     assert_eq!(metrics.get::<_, Option<i64>>(2), Some(654321));
-    assert_eq!(metrics.get::<_, Option<f64>>(3), Some(0.42));
+    assert_eq!(metrics.get::<_, Option<f32>>(3), Some(0.42));
 }
 
 #[tokio::test]
-async fn container_rows_carry_the_host_and_a_server_computed_memory_percent() {
+async fn container_rows_carry_the_host_and_the_latest_view_derives_memory_percent() {
     let app = TestApp::spawn().await;
     let (host, token) = app.host_with_token("web-01").await;
 
@@ -63,8 +64,10 @@ async fn container_rows_carry_the_host_and_a_server_computed_memory_percent() {
     let row = app
         .db
         .query_one(
-            "SELECT s.host_id, s.memory_percent, s.cpu_percent, c.image, c.image_tag, c.ports, c.labels
-             FROM container_metric_snapshots s JOIN containers c ON c.id = s.container_id",
+            "SELECT s.host_id, l.memory_percent, s.cpu_percent::float8, c.image, c.image_tag, c.ports,
+                    c.labels
+             FROM container_metric_snapshots s JOIN containers c ON c.id = s.container_id
+             JOIN containers_latest l ON l.id = c.id",
             &[],
         )
         .await
@@ -110,7 +113,7 @@ async fn every_container_metric_lands_in_its_own_column_and_absent_ones_are_null
         .db
         .query(
             "SELECT c.container_id, s.host_id,
-                    ARRAY[s.cpu_percent, s.memory_usage_mb, s.memory_limit_mb, s.memory_percent,
+                    ARRAY[s.cpu_percent, s.memory_usage_mb, s.memory_limit_mb,
                           s.network_rx_bytes, s.network_tx_bytes, s.block_read_bytes,
                           s.block_write_bytes]::float8[]
              FROM container_metric_snapshots s JOIN containers c ON c.id = s.container_id
@@ -122,12 +125,12 @@ async fn every_container_metric_lands_in_its_own_column_and_absent_ones_are_null
         .iter()
         .map(|row| (row.get(0), row.get(1), row.get(2)))
         .collect();
-    let full = [1.5, 2.0, 8.0, 25.0, 4.0, 5.0, 6.0, 7.0].map(Some).to_vec();
+    let full = [1.5, 2.0, 8.0, 4.0, 5.0, 6.0, 7.0].map(Some).to_vec();
     assert_eq!(
         rows,
         [
             ("full".to_owned(), host, full),
-            ("bare".to_owned(), host, vec![None; 8]),
+            ("bare".to_owned(), host, vec![None; 7]),
         ]
     );
 }
@@ -278,7 +281,7 @@ async fn a_repost_whose_host_row_was_deleted_keeps_the_first_container_rows() {
 
     assert_eq!(response.status(), 204);
     assert_eq!(app.written().await, (1, 2, 2));
-    let cpu: Vec<f64> = app
+    let cpu: Vec<f32> = app
         .db
         .query(
             "SELECT cpu_percent FROM container_metric_snapshots ORDER BY container_id",
@@ -503,7 +506,8 @@ async fn the_metric_tables_are_hypertables_on_recorded_at() {
     let rows = app
         .db
         .query(
-            "SELECT hypertable_name::text, column_name::text FROM timescaledb_information.dimensions ORDER BY 1",
+            "SELECT hypertable_name::text, column_name::text FROM timescaledb_information.dimensions
+             WHERE hypertable_name LIKE '%metric_snapshots' ORDER BY 1",
             &[],
         )
         .await

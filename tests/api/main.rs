@@ -14,6 +14,7 @@ mod helpers;
 mod ingest_encoding;
 mod ingest_errors;
 mod ingest_writes;
+mod lifecycle;
 mod liveness;
 mod openapi;
 mod ops;

@@ -349,12 +349,13 @@ async fn a_week_of_30_second_data_is_read_through_the_primary_key_index() {
     let to = Utc::now();
     let from = to - Duration::days(7);
     // 672 or 673 buckets with data, depending on where the 15-minute boundaries fall: ask the
-    // database how many there are in exactly this range.
+    // database how many there are in this range widened to whole buckets.
     let buckets: i64 = app
         .db
         .query_one(
             "SELECT count(DISTINCT time_bucket('15 minutes', recorded_at)) FROM host_metric_snapshots
-             WHERE host_id = $1 AND recorded_at >= $2 AND recorded_at < $3",
+             WHERE host_id = $1 AND recorded_at >= time_bucket('15 minutes', $2::timestamptz)
+               AND recorded_at < $3",
             &[&host, &from, &to],
         )
         .await

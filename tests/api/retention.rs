@@ -48,25 +48,6 @@ async fn dropping_chunks_removes_data_past_retention_and_keeps_the_rest() {
 }
 
 #[tokio::test]
-async fn the_apache_license_means_the_server_drops_chunks_itself() {
-    let app = TestApp::spawn().await;
-    let license = app.store.timescaledb_license().await.unwrap();
-    let mode = app
-        .store
-        .configure_retention(StdDuration::from_secs(30 * 86400))
-        .await
-        .unwrap();
-
-    use nexus_telemetry::store::retention::RetentionMode;
-    let expected = if license == "timescale" {
-        RetentionMode::Policies
-    } else {
-        RetentionMode::DropChunks
-    };
-    assert_eq!(mode, expected, "license {license}");
-}
-
-#[tokio::test]
 async fn the_analyst_role_reads_metrics_but_not_credentials() {
     let app = TestApp::spawn().await;
     let (_, token) = app.host_with_token("web-01").await;
@@ -87,6 +68,10 @@ async fn the_analyst_role_reads_metrics_but_not_credentials() {
         "host_metric_snapshots",
         "container_metric_snapshots",
         "host_events",
+        "host_metrics_5m",
+        "host_metrics_1h",
+        "container_metrics_5m",
+        "container_metrics_1h",
     ] {
         let rows = app
             .db

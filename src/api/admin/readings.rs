@@ -10,7 +10,7 @@ use poem_openapi::{Object, OpenApi};
 use super::{AdminToken, admin_response, default_page_size, named_path_params};
 use crate::api::{ApiTags, AppState};
 use crate::domain::host::{Cursor, search_text};
-use crate::domain::series::SeriesRequest;
+use crate::domain::series::{Bucket, SeriesRequest};
 use crate::error::Error;
 use crate::store::readings::{
     ContainerMetricsBucket, ContainerState, HostEvent, HostMetricsBucket,
@@ -23,8 +23,10 @@ pub struct ReadingsApi;
 pub struct HostSeries {
     /// The bucket width used: the one asked for, or the finest that keeps the answer under
     /// 1,000 points.
-    pub bucket: String,
+    pub bucket: Bucket,
+    /// Start of the range answered: `from` rounded down to a whole bucket.
     pub from: DateTime<Utc>,
+    /// End of the range answered (exclusive): `to` rounded up to a whole bucket.
     pub to: DateTime<Utc>,
     /// Buckets with at least one sample, oldest first.
     pub points: Vec<HostMetricsBucket>,
@@ -33,9 +35,14 @@ pub struct HostSeries {
 /// Container metrics aggregated per time bucket.
 #[derive(Debug, Clone, Object)]
 pub struct ContainerSeries {
-    pub bucket: String,
+    /// The bucket width used: the one asked for, or the finest that keeps the answer under
+    /// 1,000 points.
+    pub bucket: Bucket,
+    /// Start of the range answered: `from` rounded down to a whole bucket.
     pub from: DateTime<Utc>,
+    /// End of the range answered (exclusive): `to` rounded up to a whole bucket.
     pub to: DateTime<Utc>,
+    /// Buckets with at least one sample, oldest first.
     pub points: Vec<ContainerMetricsBucket>,
 }
 
@@ -117,7 +124,7 @@ admin_response! {
 fn series(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    bucket: Option<&str>,
+    bucket: Option<Bucket>,
 ) -> Result<SeriesRequest, Error> {
     SeriesRequest::new(from, to, bucket).map_err(Error::Validation)
 }
@@ -126,8 +133,10 @@ fn series(
 impl ReadingsApi {
     /// Host metrics over time
     ///
-    /// Averages and maxima of each metric per bucket (`time_bucket`), with the sample count,
-    /// for `[from, to)`.
+    /// Each gauge's average, minimum and maximum per bucket, counters as rates in bytes per
+    /// second, and the sample count, for `[from, to)` widened to whole buckets. Buckets of 5
+    /// minutes or more are read from the rollups, finer ones from raw snapshots; a range older
+    /// than the raw retention is answered from the rollups.
     #[oai(
         path = "/hosts/:id/metrics",
         method = "get",
@@ -144,15 +153,15 @@ impl ReadingsApi {
         from: Query<DateTime<Utc>>,
         /// End of the range (RFC 3339, exclusive); at most 400 days after `from`.
         to: Query<DateTime<Utc>>,
-        /// Bucket width: `1m`, `5m`, `15m`, `1h`, `6h` or `1d`; default: the finest under 1,000 points.
-        bucket: Query<Option<String>>,
+        /// Bucket width; default: the finest that keeps the answer under 1,000 points.
+        bucket: Query<Option<Bucket>>,
     ) -> HostSeriesResponse {
         let result = async {
-            let request = series(from.0, to.0, bucket.0.as_deref())?;
+            let request = series(from.0, to.0, bucket.0)?;
             state.store.host(id.0).await?;
             let points = state.store.host_series(id.0, &request).await?;
             Ok::<_, Error>(HostSeries {
-                bucket: request.bucket_name.into(),
+                bucket: request.bucket,
                 from: request.from,
                 to: request.to,
                 points,
@@ -165,6 +174,9 @@ impl ReadingsApi {
     }
 
     /// Container metrics over time
+    ///
+    /// As for hosts: gauges' average, minimum and maximum per bucket, counters as rates in bytes
+    /// per second, read from the rollups for buckets of 5 minutes or more.
     #[oai(
         path = "/containers/:id/metrics",
         method = "get",
@@ -181,17 +193,17 @@ impl ReadingsApi {
         from: Query<DateTime<Utc>>,
         /// End of the range (RFC 3339, exclusive); at most 400 days after `from`.
         to: Query<DateTime<Utc>>,
-        /// Bucket width: `1m`, `5m`, `15m`, `1h`, `6h` or `1d`; default: the finest under 1,000 points.
-        bucket: Query<Option<String>>,
+        /// Bucket width; default: the finest that keeps the answer under 1,000 points.
+        bucket: Query<Option<Bucket>>,
     ) -> ContainerSeriesResponse {
         let result = async {
-            let request = series(from.0, to.0, bucket.0.as_deref())?;
+            let request = series(from.0, to.0, bucket.0)?;
             if !state.store.container_exists(id.0).await? {
                 return Err(Error::NotFound("container"));
             }
             let points = state.store.container_series(id.0, &request).await?;
             Ok(ContainerSeries {
-                bucket: request.bucket_name.into(),
+                bucket: request.bucket,
                 from: request.from,
                 to: request.to,
                 points,

@@ -3,5 +3,5 @@
 -- columns in this order, no conflict check.
 COPY container_metric_snapshots
     (container_id, host_id, recorded_at, cpu_percent, memory_usage_mb, memory_limit_mb,
-     memory_percent, network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes)
+     network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes)
 FROM STDIN (FORMAT binary)

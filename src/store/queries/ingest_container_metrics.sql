@@ -4,10 +4,10 @@
 WITH written AS (
     INSERT INTO container_metric_snapshots
         (container_id, host_id, recorded_at, cpu_percent, memory_usage_mb, memory_limit_mb,
-         memory_percent, network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes)
+         network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes)
     SELECT *
-    FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::float8[], $5::int8[], $6::int8[],
-                $7::float8[], $8::int8[], $9::int8[], $10::int8[], $11::int8[])
+    FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::float4[], $5::int8[], $6::int8[],
+                $7::int8[], $8::int8[], $9::int8[], $10::int8[])
     ON CONFLICT (container_id, recorded_at) DO NOTHING -- first write wins
     RETURNING host_id
 )

@@ -1,0 +1,258 @@
+//! The data's lifecycle: chunk sizing, compression, rollup refresh and retention. Which of
+//! these the database runs itself depends on its TimescaleDB edition, read at start:
+//! the community edition (license `timescale`) has policies, compression and continuous
+//! aggregates; the Apache edition has none, so the server drops old raw chunks itself and the
+//! rollups are plain views over the raw rows (`sql/V6__lifecycle_rollups.sql`).
+
+use std::time::Duration;
+
+use super::Store;
+use crate::error::Error;
+
+/// Key of the advisory lock that serialises lifecycle set-up across server processes.
+const LIFECYCLE_LOCK: i64 = 0x6e65_7875_735f_6c63; // "nexus_lc"
+
+/// The raw hypertables with the column their compressed chunks are segmented by: one
+/// segment per series, so a series' values sit together and delta-encode well.
+const RAW_TABLES: [(&str, &str); 2] = [
+    ("host_metric_snapshots", "host_id"),
+    ("container_metric_snapshots", "container_id"),
+];
+
+/// The TimescaleDB edition a database runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Edition {
+    /// License `timescale`: policies, compression and continuous aggregates in the database.
+    Community,
+    /// License `apache`: hypertables only; the server drops old chunks itself.
+    Apache,
+}
+
+/// How long each level of data is kept, and how raw data is chunked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifecycle {
+    pub raw_retention: Duration,
+    pub rollup_5m_retention: Duration,
+    pub rollup_1h_retention: Duration,
+    /// Time range of one raw chunk; a chunk is compressed once no ordinary data can reach it.
+    pub chunk_interval: Duration,
+    /// How far in the past a snapshot may be: the oldest ordinary data a chunk can receive.
+    pub late_data: Duration,
+}
+
+/// One rollup level: its views and its refresh window.
+struct Rollup {
+    views: [&'static str; 2],
+    /// Refreshed up to this long ago; newer buckets come from real-time aggregation.
+    end_offset: Duration,
+    schedule: Duration,
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+const ROLLUPS: [Rollup; 2] = [
+    Rollup {
+        views: ["host_metrics_5m", "container_metrics_5m"],
+        end_offset: Duration::from_secs(300),
+        schedule: Duration::from_secs(300),
+    },
+    Rollup {
+        views: ["host_metrics_1h", "container_metrics_1h"],
+        end_offset: HOUR,
+        schedule: Duration::from_secs(1800),
+    },
+];
+
+impl Lifecycle {
+    /// Raw chunks are compressed once their whole range is older than late data can be, plus an
+    /// hour's margin for agents replaying a buffer at the edge of the window.
+    pub fn compress_raw_after(&self) -> Duration {
+        self.late_data + HOUR
+    }
+
+    /// A rollup refresh reaches back far enough to pick up late data and the bucket it lands in.
+    fn refresh_start_offset(&self, level: &Rollup) -> Duration {
+        self.late_data + level.end_offset + HOUR
+    }
+
+    /// Rollup chunks are compressed a day after the refresh window has passed them by.
+    fn compress_rollup_after(&self, level: &Rollup) -> Duration {
+        self.refresh_start_offset(level) + Duration::from_secs(86400)
+    }
+
+    fn retention_of(&self, level: &Rollup) -> Duration {
+        if level.end_offset == HOUR {
+            self.rollup_1h_retention
+        } else {
+            self.rollup_5m_retention
+        }
+    }
+}
+
+impl Store {
+    /// `timescale` or `apache` (or `community` on older versions).
+    pub async fn timescaledb_license(&self) -> Result<String, Error> {
+        let client = self.client().await?;
+        Ok(client
+            .query_one("SHOW timescaledb.license", &[])
+            .await?
+            .get(0))
+    }
+
+    pub async fn edition(&self) -> Result<Edition, Error> {
+        Ok(match self.timescaledb_license().await?.as_str() {
+            "timescale" => Edition::Community,
+            _ => Edition::Apache,
+        })
+    }
+
+    /// Sets chunk sizing and, on the community edition, compression, refresh and retention
+    /// policies to match `lifecycle` (replacing earlier ones). Returns the edition found.
+    pub async fn configure_lifecycle(&self, lifecycle: &Lifecycle) -> Result<Edition, Error> {
+        let edition = self.edition().await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LIFECYCLE_LOCK])
+            .await?;
+        for (table, _) in RAW_TABLES {
+            tx.execute(
+                "SELECT set_chunk_time_interval($1::text::regclass, justify_hours(make_interval(secs => $2)))",
+                &[&table, &lifecycle.chunk_interval.as_secs_f64()],
+            )
+            .await?;
+        }
+        if edition == Edition::Community {
+            for (table, segment_by) in RAW_TABLES {
+                enable_compression(&tx, "TABLE", table, segment_by, "recorded_at DESC").await?;
+                replace_policies(
+                    &tx,
+                    table,
+                    lifecycle.compress_raw_after(),
+                    lifecycle.raw_retention,
+                )
+                .await?;
+            }
+            for level in &ROLLUPS {
+                for view in level.views {
+                    replace_refresh_policy(&tx, view, lifecycle, level).await?;
+                    enable_compression(&tx, "MATERIALIZED VIEW", view, "", "").await?;
+                    replace_policies(
+                        &tx,
+                        view,
+                        lifecycle.compress_rollup_after(level),
+                        lifecycle.retention_of(level),
+                    )
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(edition)
+    }
+
+    /// Drops every chunk of the raw hypertables whose data is all older than `keep`; returns
+    /// how many were dropped. The Apache edition's retention, run by the server.
+    pub async fn drop_old_chunks(&self, keep: Duration) -> Result<usize, Error> {
+        let client = self.client().await?;
+        let mut dropped = 0;
+        for (table, _) in RAW_TABLES {
+            let rows = client
+                .query(
+                    "SELECT drop_chunks($1::text::regclass, older_than => now() - justify_hours(make_interval(secs => $2)))",
+                    &[&table, &keep.as_secs_f64()],
+                )
+                .await?;
+            dropped += rows.len();
+        }
+        Ok(dropped)
+    }
+}
+
+/// Turns columnstore compression on once; its settings cannot change while chunks are
+/// compressed. Empty `segment_by`/`order_by` keep TimescaleDB's defaults (for rollups: the
+/// grouping columns, then the bucket).
+async fn enable_compression(
+    tx: &tokio_postgres::Transaction<'_>,
+    kind: &str,
+    relation: &str,
+    segment_by: &str,
+    order_by: &str,
+) -> Result<(), Error> {
+    let query = if kind == "TABLE" {
+        "SELECT compression_enabled FROM timescaledb_information.hypertables
+         WHERE hypertable_name = $1"
+    } else {
+        "SELECT compression_enabled FROM timescaledb_information.continuous_aggregates
+         WHERE view_name = $1"
+    };
+    let enabled: bool = tx.query_one(query, &[&relation]).await?.get(0);
+    if enabled {
+        return Ok(());
+    }
+    let mut options = vec!["timescaledb.compress = true".to_owned()];
+    if !segment_by.is_empty() {
+        options.push(format!("timescaledb.compress_segmentby = '{segment_by}'"));
+    }
+    if !order_by.is_empty() {
+        options.push(format!("timescaledb.compress_orderby = '{order_by}'"));
+    }
+    tx.batch_execute(&format!(
+        "ALTER {kind} {relation} SET ({})",
+        options.join(", ")
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Replaces `relation`'s compression and retention policies with ones for these ages.
+async fn replace_policies(
+    tx: &tokio_postgres::Transaction<'_>,
+    relation: &str,
+    compress_after: Duration,
+    drop_after: Duration,
+) -> Result<(), Error> {
+    for statement in [
+        "SELECT remove_compression_policy($1::text::regclass, if_exists => true)",
+        "SELECT remove_retention_policy($1::text::regclass, if_exists => true)",
+    ] {
+        tx.execute(statement, &[&relation]).await?;
+    }
+    tx.execute(
+        "SELECT add_compression_policy($1::text::regclass, compress_after => justify_hours(make_interval(secs => $2)))",
+        &[&relation, &compress_after.as_secs_f64()],
+    )
+    .await?;
+    tx.execute(
+        "SELECT add_retention_policy($1::text::regclass, drop_after => justify_hours(make_interval(secs => $2)))",
+        &[&relation, &drop_after.as_secs_f64()],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn replace_refresh_policy(
+    tx: &tokio_postgres::Transaction<'_>,
+    view: &str,
+    lifecycle: &Lifecycle,
+    level: &Rollup,
+) -> Result<(), Error> {
+    tx.execute(
+        "SELECT remove_continuous_aggregate_policy($1::text::regclass, if_exists => true)",
+        &[&view],
+    )
+    .await?;
+    tx.execute(
+        "SELECT add_continuous_aggregate_policy($1::text::regclass,
+             start_offset => justify_hours(make_interval(secs => $2)),
+             end_offset => justify_hours(make_interval(secs => $3)),
+             schedule_interval => justify_hours(make_interval(secs => $4)))",
+        &[
+            &view,
+            &lifecycle.refresh_start_offset(level).as_secs_f64(),
+            &level.end_offset.as_secs_f64(),
+            &level.schedule.as_secs_f64(),
+        ],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,561 @@
+//! The data's lifecycle on both TimescaleDB editions: rollups and counter rates, compression,
+//! policies and retention.
+
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, DurationRound, Utc};
+use serde_json::Value;
+
+use crate::helpers::{TestApp, at, payload, rfc3339};
+
+/// Samples every 30 s for one host and one container. Counters grow and reset to zero every 97
+/// (host) and 61 (container) samples, as on a reboot or restart; values are deterministic, so
+/// two databases seeded alike hold the same rows. Returns the container's row id.
+async fn seed(app: &TestApp, host: i64, start: DateTime<Utc>, samples: i64) -> i64 {
+    let container: i64 = app
+        .db
+        .query_one(
+            "INSERT INTO containers (host_id, container_id, name, image, first_seen_at, recorded_at)
+             VALUES ($1, 'c1', 'app', 'img', $2, $2) RETURNING id",
+            &[&host, &start],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    app.db
+        .execute(
+            "INSERT INTO host_metric_snapshots
+                 (host_id, recorded_at, cpu_percent, memory_used_mb, memory_total_mb, disk_used_gb,
+                  disk_total_gb, network_rx_bytes, network_tx_bytes, load_average)
+             SELECT $1, $2::timestamptz + i * interval '30 seconds',
+                    round((20 + 10 * sin(i / 7.0))::numeric, 2), 2000 + (i % 17) * 10, 8192,
+                    40 + i / 100, 100, (i % 97) * 12345 + (i % 97) * (i % 97), (i % 97) * 777,
+                    round((0.5 + (i % 9) / 10.0)::numeric, 2)
+             FROM generate_series(0, $3::int8 - 1) AS i",
+            &[&host, &start, &samples],
+        )
+        .await
+        .unwrap();
+    app.db
+        .execute(
+            "INSERT INTO container_metric_snapshots
+                 (container_id, host_id, recorded_at, cpu_percent, memory_usage_mb, memory_limit_mb,
+                  network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes)
+             SELECT $1, $2, $3::timestamptz + i * interval '30 seconds',
+                    round((5 + 3 * cos(i / 5.0))::numeric, 2), 200 + (i % 13), 1024,
+                    (i % 61) * 4096 + i % 7, (i % 61) * 999, (i % 61) * 512, (i % 61) * 8192
+             FROM generate_series(0, $4::int8 - 1) AS i",
+            &[&container, &host, &start, &samples],
+        )
+        .await
+        .unwrap();
+    container
+}
+
+/// The rate of `counter` per `bucket`, computed straight from raw rows with window functions:
+/// growth between consecutive samples inside each 5-minute window (a drop is a reset to zero),
+/// over the time those samples span.
+async fn expected_rates(
+    app: &TestApp,
+    table: &str,
+    key: &str,
+    id: i64,
+    counter: &str,
+    bucket: &str,
+) -> Vec<(DateTime<Utc>, Option<f64>)> {
+    let sql = format!(
+        "WITH pairs AS (
+             SELECT time_bucket('5 minutes', recorded_at) AS w, recorded_at, {counter} AS v,
+                    lag({counter}) OVER (PARTITION BY time_bucket('5 minutes', recorded_at)
+                                         ORDER BY recorded_at) AS p
+             FROM {table} WHERE {key} = $1
+         ), windows AS (
+             SELECT w, sum(CASE WHEN p IS NULL THEN NULL WHEN v >= p THEN v - p ELSE v END) AS growth,
+                    extract(epoch FROM max(recorded_at) - min(recorded_at)) AS seconds
+             FROM pairs GROUP BY w
+         )
+         SELECT time_bucket('{bucket}'::interval, w) AS b,
+                (sum(growth) / nullif(sum(seconds), 0))::float8
+         FROM windows GROUP BY b ORDER BY b"
+    );
+    app.db
+        .query(&sql, &[&id])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0)
+}
+
+/// Asserts two JSON documents are equal, numbers to within rounding.
+fn assert_same(a: &Value, b: &Value, path: &str) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => assert!(
+            close(x.as_f64().unwrap(), y.as_f64().unwrap()),
+            "{path}: {x} != {y}"
+        ),
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{path}: lengths");
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                assert_same(x, y, &format!("{path}.{i}"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{path}: keys"
+            );
+            for (key, x) in x {
+                assert_same(x, &y[key], &format!("{path}.{key}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{path}"),
+    }
+}
+
+async fn metrics(
+    app: &TestApp,
+    admin: &str,
+    path: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    bucket: &str,
+) -> Value {
+    let answer = app
+        .admin(
+            reqwest::Method::GET,
+            &format!(
+                "{path}/metrics?from={}&to={}&bucket={bucket}",
+                rfc3339(from).replace('+', "%2B"),
+                rfc3339(to).replace('+', "%2B")
+            ),
+            Some(admin),
+            None,
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{path} {bucket}: {}", answer.body);
+    answer.body
+}
+
+fn rates_of(series: &Value, field: &str) -> Vec<(DateTime<Utc>, Option<f64>)> {
+    series["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["bucket"].as_str().unwrap().parse().unwrap(),
+                p[field].as_f64(),
+            )
+        })
+        .collect()
+}
+
+fn assert_rates(
+    actual: &[(DateTime<Utc>, Option<f64>)],
+    expected: &[(DateTime<Utc>, Option<f64>)],
+    what: &str,
+) {
+    assert_eq!(actual.len(), expected.len(), "{what}: buckets");
+    for ((at, a), (at_expected, e)) in actual.iter().zip(expected) {
+        assert_eq!(at, at_expected, "{what}");
+        match (a, e) {
+            (Some(a), Some(e)) => assert!(close(*a, *e), "{what} at {at}: {a} != {e}"),
+            _ => assert_eq!(a, e, "{what} at {at}"),
+        }
+    }
+}
+
+/// Three hours of samples starting on an hour, a day back (older than the rollups' real-time
+/// edge once materialized, inside the raw retention).
+fn three_hours_back() -> (DateTime<Utc>, DateTime<Utc>) {
+    let start = (Utc::now() - Duration::days(1))
+        .duration_trunc(Duration::hours(1))
+        .unwrap();
+    (start, start + Duration::hours(3))
+}
+
+async fn refresh_rollups(app: &TestApp) {
+    for view in [
+        "host_metrics_5m",
+        "container_metrics_5m",
+        "host_metrics_1h",
+        "container_metrics_1h",
+    ] {
+        app.db
+            .batch_execute(&format!(
+                "CALL refresh_continuous_aggregate('{view}', NULL, NULL)"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("refresh {view}: {e}"));
+    }
+}
+
+async fn check_rates_against_raw(
+    app: &TestApp,
+    admin: &str,
+    host: i64,
+    container: i64,
+    what: &str,
+) {
+    let (from, to) = three_hours_back();
+    for bucket in ["5m", "15m", "1h"] {
+        let interval = match bucket {
+            "5m" => "5 minutes",
+            "15m" => "15 minutes",
+            _ => "1 hour",
+        };
+        let host_series = metrics(app, admin, &format!("/hosts/{host}"), from, to, bucket).await;
+        for counter in ["network_rx_bytes", "network_tx_bytes"] {
+            let expected = expected_rates(
+                app,
+                "host_metric_snapshots",
+                "host_id",
+                host,
+                counter,
+                interval,
+            )
+            .await;
+            assert_rates(
+                &rates_of(&host_series, &format!("{counter}_per_second")),
+                &expected,
+                &format!("{what}: host {counter} per {bucket}"),
+            );
+        }
+        let container_series = metrics(
+            app,
+            admin,
+            &format!("/containers/{container}"),
+            from,
+            to,
+            bucket,
+        )
+        .await;
+        for counter in [
+            "network_rx_bytes",
+            "network_tx_bytes",
+            "block_read_bytes",
+            "block_write_bytes",
+        ] {
+            let expected = expected_rates(
+                app,
+                "container_metric_snapshots",
+                "container_id",
+                container,
+                counter,
+                interval,
+            )
+            .await;
+            assert_rates(
+                &rates_of(&container_series, &format!("{counter}_per_second")),
+                &expected,
+                &format!("{what}: container {counter} per {bucket}"),
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn counter_rates_match_raw_rows_across_resets_before_and_after_materialization() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let host = app.create_host("web-01").await;
+    let (from, _) = three_hours_back();
+    let container = seed(&app, host, from, 360).await;
+
+    check_rates_against_raw(&app, &admin, host, container, "real-time").await;
+    if app.is_community_edition().await {
+        refresh_rollups(&app).await;
+        let materialized: i64 = app.count("SELECT count(*) FROM host_metrics_1h").await;
+        assert_eq!(materialized, 3);
+        check_rates_against_raw(&app, &admin, host, container, "materialized").await;
+    }
+}
+
+#[tokio::test]
+async fn gauges_per_bucket_carry_the_raw_rows_average_minimum_and_maximum() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let host = app.create_host("web-01").await;
+    let (from, to) = three_hours_back();
+    seed(&app, host, from, 360).await;
+    if app.is_community_edition().await {
+        refresh_rollups(&app).await;
+    }
+
+    let series = metrics(&app, &admin, &format!("/hosts/{host}"), from, to, "1h").await;
+    let expected = app
+        .db
+        .query(
+            "SELECT avg(cpu_percent)::float8, min(cpu_percent)::float8, max(cpu_percent)::float8,
+                    count(*)
+             FROM host_metric_snapshots WHERE host_id = $1
+             GROUP BY time_bucket('1 hour', recorded_at) ORDER BY 1",
+            &[&host],
+        )
+        .await
+        .unwrap();
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3);
+    let mut by_avg: Vec<&Value> = points.iter().collect();
+    by_avg.sort_by(|a, b| {
+        a["cpu_percent"]["avg"]
+            .as_f64()
+            .partial_cmp(&b["cpu_percent"]["avg"].as_f64())
+            .unwrap()
+    });
+    for (point, row) in by_avg.iter().zip(&expected) {
+        let stat = &point["cpu_percent"];
+        assert!(close(stat["avg"].as_f64().unwrap(), row.get(0)), "{point}");
+        assert!(close(stat["min"].as_f64().unwrap(), row.get(1)), "{point}");
+        assert!(close(stat["max"].as_f64().unwrap(), row.get(2)), "{point}");
+        assert_eq!(point["samples"].as_i64().unwrap(), row.get::<_, i64>(3));
+    }
+}
+
+#[tokio::test]
+async fn the_read_api_answers_the_same_on_both_editions() {
+    let community = TestApp::spawn().await;
+    let apache = TestApp::spawn_on_apache_edition().await;
+    assert!(
+        !apache.is_community_edition().await,
+        "the Apache cluster runs the Apache edition"
+    );
+    let (from, to) = three_hours_back();
+    let mut answers = Vec::new();
+    for app in [&community, &apache] {
+        let admin = app.admin_token().await;
+        let host = app.create_host("web-01").await;
+        let container = seed(app, host, from, 360).await;
+        if app.is_community_edition().await {
+            refresh_rollups(app).await;
+        }
+        let mut answer = Vec::new();
+        for bucket in ["1m", "5m", "15m", "1h", "6h", "1d"] {
+            answer.push(metrics(app, &admin, &format!("/hosts/{host}"), from, to, bucket).await);
+            answer.push(
+                metrics(
+                    app,
+                    &admin,
+                    &format!("/containers/{container}"),
+                    from,
+                    to,
+                    bucket,
+                )
+                .await,
+            );
+        }
+        answers.push(Value::Array(answer));
+    }
+    assert_same(&answers[0], &answers[1], "community vs apache");
+}
+
+#[tokio::test]
+async fn a_range_older_than_the_raw_retention_is_answered_from_rollups() {
+    let app = TestApp::spawn().await;
+    if !app.is_community_edition().await {
+        eprintln!("skipped: rollups outlive raw data only on the community edition");
+        return;
+    }
+    let admin = app.admin_token().await;
+    let host = app.create_host("web-01").await;
+    let start = (Utc::now() - Duration::days(40))
+        .duration_trunc(Duration::days(1))
+        .unwrap();
+    seed(&app, host, start, 240).await;
+    refresh_rollups(&app).await;
+
+    let dropped = app
+        .store
+        .drop_old_chunks(StdDuration::from_secs(30 * 86400))
+        .await
+        .unwrap();
+    assert!(dropped >= 2, "the old raw chunks are gone ({dropped})");
+    assert_eq!(
+        app.count("SELECT count(*) FROM host_metric_snapshots")
+            .await,
+        0
+    );
+
+    let series = metrics(
+        &app,
+        &admin,
+        &format!("/hosts/{host}"),
+        start,
+        start + Duration::days(1),
+        "1h",
+    )
+    .await;
+    let points = series["points"].as_array().unwrap();
+    assert_eq!(
+        points.len(),
+        2,
+        "two hours of data, from the 1 h rollup: {series}"
+    );
+    assert_eq!(points[0]["samples"], 120);
+    assert!(points[0]["network_rx_bytes_per_second"].as_f64().unwrap() > 0.0);
+}
+
+#[tokio::test]
+async fn late_replayed_and_repeated_snapshots_are_stored_once_inside_compressed_chunks() {
+    let app = TestApp::spawn().await;
+    if !app.is_community_edition().await {
+        eprintln!("skipped: compression exists only on the community edition");
+        return;
+    }
+    app.store
+        .configure_lifecycle(&crate::helpers::serve_args("postgres://unused/x", &[]).lifecycle())
+        .await
+        .unwrap();
+    let (_, token) = app.host_with_token("web-01").await;
+    let containers = [("a1", "running"), ("b2", "running")];
+    let first = at(Duration::minutes(-50));
+    assert_eq!(
+        app.post_telemetry(&token, &payload(&first, &containers))
+            .await
+            .status(),
+        204
+    );
+
+    let compressed: i64 = app
+        .count(
+            "SELECT count(compress_chunk(c)) FROM (
+                 SELECT show_chunks('host_metric_snapshots') AS c
+                 UNION ALL SELECT show_chunks('container_metric_snapshots')) chunks",
+        )
+        .await;
+    assert!(compressed >= 2);
+
+    // A late snapshot in the compressed range, an agent's replayed buffer, and a retry.
+    let mut posts = vec![at(Duration::minutes(-55))];
+    posts.extend((1..=4).map(|i| at(Duration::minutes(-50 + i))));
+    posts.push(first.clone());
+    for recorded_at in &posts {
+        let response = app
+            .post_telemetry(&token, &payload(recorded_at, &containers))
+            .await;
+        assert_eq!(response.status(), 204, "{recorded_at}");
+    }
+    assert_eq!(
+        app.written().await,
+        (6, 2, 12),
+        "one row per host and container instant"
+    );
+    let duplicates = app
+        .count(
+            "SELECT count(*) FROM (SELECT 1 FROM container_metric_snapshots
+             GROUP BY container_id, recorded_at HAVING count(*) > 1) d",
+        )
+        .await;
+    assert_eq!(duplicates, 0);
+}
+
+#[tokio::test]
+async fn the_community_edition_runs_compression_refresh_and_retention_as_policies() {
+    let app = TestApp::spawn().await;
+    if !app.is_community_edition().await {
+        eprintln!("skipped: policies exist only on the community edition");
+        return;
+    }
+    let lifecycle = crate::helpers::serve_args("postgres://unused/x", &[]).lifecycle();
+    for _ in 0..2 {
+        // Idempotent: a restart (or a second server) replaces the policies, never adds more.
+        app.store.configure_lifecycle(&lifecycle).await.unwrap();
+    }
+    let jobs = app
+        .db
+        .query(
+            "SELECT proc_name, hypertable_name::text, config::text FROM timescaledb_information.jobs
+             WHERE proc_name IN ('policy_compression', 'policy_retention', 'policy_refresh_continuous_aggregate')
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await
+        .unwrap();
+    let count = |proc: &str| {
+        jobs.iter()
+            .filter(|j| j.get::<_, String>(0) == proc)
+            .count()
+    };
+    assert_eq!(count("policy_compression"), 6, "2 raw tables and 4 rollups");
+    assert_eq!(count("policy_retention"), 6);
+    assert_eq!(count("policy_refresh_continuous_aggregate"), 4);
+    for (relation, days) in [
+        ("container_metric_snapshots", "30 days"),
+        ("host_metrics_5m", "90 days"),
+        ("container_metrics_1h", "730 days"),
+    ] {
+        let drop_after: String = app
+            .db
+            .query_one(
+                "SELECT config->>'drop_after' FROM timescaledb_information.jobs
+                 WHERE proc_name = 'policy_retention' AND hypertable_name = $1",
+                &[&relation],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(drop_after, days, "{relation}");
+    }
+    let raw: Vec<String> = app
+        .db
+        .query(
+            "SELECT config->>'compress_after' FROM timescaledb_information.jobs
+             WHERE proc_name = 'policy_compression' AND hypertable_name LIKE '%metric_snapshots'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        raw,
+        ["02:00:00", "02:00:00"],
+        "compressed two hours after a chunk closes"
+    );
+    let interval: String = app
+        .db
+        .query_one(
+            "SELECT time_interval::text FROM timescaledb_information.dimensions
+             WHERE hypertable_name = 'container_metric_snapshots'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(interval, "06:00:00");
+}
+
+#[tokio::test]
+async fn the_apache_edition_gets_chunk_sizing_only_and_rollups_as_views() {
+    let app = TestApp::spawn_on_apache_edition().await;
+    let lifecycle = crate::helpers::serve_args("postgres://unused/x", &[]).lifecycle();
+    let edition = app.store.configure_lifecycle(&lifecycle).await.unwrap();
+    assert_eq!(edition, nexus_telemetry::store::lifecycle::Edition::Apache);
+    let views = app
+        .count(
+            "SELECT count(*) FROM pg_views WHERE viewname IN
+             ('host_metrics_5m', 'host_metrics_1h', 'container_metrics_5m', 'container_metrics_1h')",
+        )
+        .await;
+    assert_eq!(views, 4);
+    let (_, token) = app.host_with_token("web-01").await;
+    let response = app
+        .post_telemetry(
+            &token,
+            &payload(&at(Duration::zero()), &[("a1", "running")]),
+        )
+        .await;
+    assert_eq!(response.status(), 204);
+    assert_eq!(
+        app.count("SELECT sum(samples)::int8 FROM container_metrics_5m")
+            .await,
+        1
+    );
+}
