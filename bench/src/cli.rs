@@ -64,6 +64,24 @@ pub struct Cli {
     #[arg(long)]
     pub no_baseline: bool,
 
+    /// Measure storage and reads instead of ingest: seed realistic samples, report bytes per
+    /// sample before and after compression, rollup sizes, a 30-day projection, and the read
+    /// API and fleet-wide queries against the same answers from raw rows.
+    #[arg(long)]
+    pub lifecycle: bool,
+
+    /// Hosts (of 20 containers each) seeded by --lifecycle.
+    #[arg(long, default_value_t = 100)]
+    pub lifecycle_hosts: i64,
+
+    /// Days of 30 s samples seeded by --lifecycle (the first one alone measures storage).
+    #[arg(long, default_value_t = 7)]
+    pub lifecycle_days: i64,
+
+    /// Timed runs of each read in --lifecycle (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    pub lifecycle_runs: usize,
+
     /// Keep the bench database instead of dropping it at the end.
     #[arg(long)]
     pub keep_database: bool,

@@ -68,4 +68,19 @@ impl Connection {
         response.into_body().collect().await?;
         Ok(status)
     }
+
+    /// `GET path` with `token`: the answer's status and body.
+    pub async fn get(&mut self, path: &str, token: &str) -> Result<(StatusCode, Bytes)> {
+        let authority = self.authority.clone();
+        let sender = self.open().await?;
+        sender.ready().await?;
+        let request = Request::get(path)
+            .header(HOST, authority)
+            .header(AUTHORIZATION, format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))?;
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, body))
+    }
 }

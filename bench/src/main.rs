@@ -5,6 +5,7 @@ mod cli;
 mod copy_baseline;
 mod database;
 mod http;
+mod lifecycle;
 mod load;
 mod matrix;
 mod payload;
@@ -58,6 +59,18 @@ async fn run(cli: &Cli, db_url: &str) -> Result<()> {
         rate_limit_per_minute: cli.rate_limit_per_minute,
         pool_size: cli.pool_size,
     };
+    if cli.lifecycle {
+        let server = server::Server::spawn(&settings).await?;
+        let db = database::connect(db_url).await?;
+        let options = lifecycle::Options {
+            hosts: cli.lifecycle_hosts,
+            days: cli.lifecycle_days,
+            runs: cli.lifecycle_runs.max(1),
+        };
+        let result = lifecycle::run(&db, &server.url, &options).await;
+        server.stop().await?;
+        return result;
+    }
     if cli.server_url.is_none() {
         // The first start migrates the fresh database; the scenarios' servers then find it ready.
         server::Server::spawn(&settings).await?.stop().await?;
