@@ -1,9 +1,15 @@
-//! A small fleet with hours of history, written straight into the hypertables, for the tests
-//! that run analysts' SQL (docs/analytics.md, the Grafana dashboard) as `nexus_analyst`.
+//! A small fleet with hours of history, written straight into the hypertables, and the checks
+//! for the tests that run analysts' SQL (docs/analytics.md, the Grafana dashboard) as
+//! `nexus_analyst`.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
 
+use serde_json::Value;
+
 use crate::helpers::TestApp;
+
+/// A row of an answer: column name to value.
+pub type Row = serde_json::Map<String, Value>;
 
 /// Hours of history each host and container gets, ending now.
 pub const HOURS: i64 = 3;
@@ -103,4 +109,37 @@ async fn insert_container_samples(
         )
         .await
         .unwrap();
+}
+
+/// Runs `sql` and returns its rows as JSON objects (column name to value).
+pub async fn query_rows(app: &TestApp, sql: &str, what: &str) -> Vec<Row> {
+    let sql = sql.trim().trim_end_matches(';');
+    let wrapped = format!("SELECT to_jsonb(q) FROM ({sql}) q");
+    app.db
+        .query(&wrapped, &[])
+        .await
+        .unwrap_or_else(|e| {
+            let cause = e
+                .as_db_error()
+                .map_or(e.to_string(), |d| d.message().to_owned());
+            panic!("{what}: {cause}\n{sql}")
+        })
+        .iter()
+        .map(|row| match row.get::<_, Value>(0) {
+            Value::Object(object) => object,
+            other => panic!("{what}: a row is an object, not {other}"),
+        })
+        .collect()
+}
+
+/// Rows, and in them a value for every column: a column that is null in every row (a rate
+/// over too few samples, a misspelt join) shows nothing on the panel.
+pub fn assert_filled(rows: &[Row], what: &str, sql: &str) {
+    assert!(!rows.is_empty(), "{what}: no rows from\n{sql}");
+    for column in rows[0].keys() {
+        assert!(
+            rows.iter().any(|row| !row[column].is_null()),
+            "{what}: column {column} is null in every row of\n{sql}"
+        );
+    }
 }

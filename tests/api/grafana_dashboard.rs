@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use regex::{Captures, Regex};
 use serde_json::Value;
 
-use crate::fleet;
+use crate::fleet::{self, Row, assert_filled, query_rows};
 use crate::helpers::TestApp;
 
 const DASHBOARD: &str = include_str!("../../deploy/grafana/nexus-telemetry.json");
@@ -131,40 +131,8 @@ fn relative_time(text: &str, now: DateTime<Utc>) -> DateTime<Utc> {
     }
 }
 
-/// Runs `sql` and returns its rows as JSON objects (column name to value).
-async fn query_rows(app: &TestApp, sql: &str, what: &str) -> Vec<serde_json::Map<String, Value>> {
-    let wrapped = format!("SELECT to_jsonb(q) FROM ({sql}) q");
-    app.db
-        .query(&wrapped, &[])
-        .await
-        .unwrap_or_else(|e| {
-            let cause = e
-                .as_db_error()
-                .map_or(e.to_string(), |d| d.message().to_owned());
-            panic!("{what}: {cause}\n{sql}")
-        })
-        .iter()
-        .map(|row| match row.get::<_, Value>(0) {
-            Value::Object(object) => object,
-            other => panic!("{what}: a row is an object, not {other}"),
-        })
-        .collect()
-}
-
-/// Rows, and in them a value for every column: a column that is null in every row (a rate
-/// over too few samples, a misspelt join) shows nothing on the panel.
-fn assert_filled(rows: &[serde_json::Map<String, Value>], what: &str, sql: &str) {
-    assert!(!rows.is_empty(), "{what}: no rows from\n{sql}");
-    for column in rows[0].keys() {
-        assert!(
-            rows.iter().any(|row| !row[column].is_null()),
-            "{what}: column {column} is null in every row of\n{sql}"
-        );
-    }
-}
-
 /// A time series must name its time column `time` and be sorted by it.
-fn assert_time_series(rows: &[serde_json::Map<String, Value>], what: &str) {
+fn assert_time_series(rows: &[Row], what: &str) {
     let times: Vec<&Value> = rows
         .iter()
         .map(|row| {
