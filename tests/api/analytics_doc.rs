@@ -60,6 +60,43 @@ async fn run_every_documented_query(app: &TestApp) {
         let rows = query_rows(app, query, &what).await;
         assert_filled(&rows, &what, query);
     }
+    the_raw_rate_query_gives_the_hourly_rollups_rates(app).await;
+}
+
+/// The document says its windowed rate over raw rows equals `host_metrics_1h`'s rates.
+async fn the_raw_rate_query_gives_the_hourly_rollups_rates(app: &TestApp) {
+    let raw = queries()
+        .into_iter()
+        .find(|query| {
+            query.contains("FROM host_metric_snapshots") && query.contains("counter_increase")
+        })
+        .expect("the document shows the rate computed from raw rows");
+    let raw = raw.trim().trim_end_matches(';');
+    let compared = format!(
+        "WITH documented AS ({raw}),
+         rollup AS (
+             SELECT host_id, bucket,
+                    network_rx_bytes_increase / nullif(counter_seconds, 0) AS rx_bytes_per_second
+             FROM host_metrics_1h
+             WHERE bucket >= time_bucket('1 hour', now() - interval '1 day'))
+         SELECT count(*) FILTER (WHERE d.rx_bytes_per_second IS NOT NULL),
+                count(*) FILTER (WHERE d.host_id IS NULL OR r.host_id IS NULL
+                    OR (d.rx_bytes_per_second IS NULL) <> (r.rx_bytes_per_second IS NULL)
+                    OR abs(d.rx_bytes_per_second::float8 - r.rx_bytes_per_second)
+                       > 1e-9 * greatest(abs(r.rx_bytes_per_second), 1))
+         FROM documented d FULL JOIN rollup r USING (host_id, bucket)"
+    );
+    let row = app
+        .db
+        .query_one(&compared, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{compared}\nfailed: {e:?}"));
+    let (rates, differing): (i64, i64) = (row.get(0), row.get(1));
+    assert!(rates > 0, "the seeded fleet has hourly rates");
+    assert_eq!(
+        differing, 0,
+        "hours whose raw-row rate differs from host_metrics_1h"
+    );
 }
 
 #[tokio::test]
