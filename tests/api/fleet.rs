@@ -3,7 +3,6 @@
 //! `nexus_analyst`.
 
 use chrono::{DateTime, Duration, DurationRound, Utc};
-
 use serde_json::Value;
 
 use crate::helpers::TestApp;
@@ -133,7 +132,7 @@ pub async fn query_rows(app: &TestApp, sql: &str, what: &str) -> Vec<Row> {
 }
 
 /// Rows, and in them a value for every column: a column that is null in every row (a rate
-/// over too few samples, a misspelt join) shows nothing on the panel.
+/// over too few samples, a misspelt column) answers nothing useful.
 pub fn assert_filled(rows: &[Row], what: &str, sql: &str) {
     assert!(!rows.is_empty(), "{what}: no rows from\n{sql}");
     for column in rows[0].keys() {
