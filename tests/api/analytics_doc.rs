@@ -1,7 +1,9 @@
-//! Every query in docs/analytics.md runs, as the analyst role, against a seeded database.
+//! Every query in docs/analytics.md runs, as the analyst role, against a seeded database, on
+//! both TimescaleDB editions.
 
 use chrono::Duration;
 
+use crate::fleet::{self, assert_filled, query_rows};
 use crate::helpers::{TestApp, at, payload};
 
 const DOC: &str = include_str!("../../docs/analytics.md");
@@ -13,9 +15,10 @@ fn queries() -> Vec<&'static str> {
         .collect()
 }
 
-#[tokio::test]
-async fn every_documented_query_runs_as_the_analyst_and_returns_rows() {
-    let app = TestApp::spawn().await;
+/// Hours of history for a small fleet, plus two hosts that posted a few snapshots through the
+/// API, one of them offline since.
+async fn seed(app: &TestApp) {
+    fleet::seed(app, &["cache-01", "worker-01"]).await;
     for host in ["web-01", "db-01"] {
         let (id, token) = app.host_with_token(host).await;
         for minutes in [20, 10, 0] {
@@ -25,7 +28,8 @@ async fn every_documented_query_runs_as_the_analyst_and_returns_rows() {
             );
             body["host"]["metrics"]["network_rx_bytes"] =
                 serde_json::json!(1_000_000 - minutes * 1000);
-            app.post_telemetry(&token, &body).await;
+            let response = app.post_telemetry(&token, &body).await;
+            assert_eq!(response.status(), 204);
         }
         if host == "db-01" {
             app.db
@@ -41,19 +45,66 @@ async fn every_documented_query_runs_as_the_analyst_and_returns_rows() {
                 .unwrap();
         }
     }
+}
+
+async fn run_every_documented_query(app: &TestApp) {
+    seed(app).await;
     app.db
         .batch_execute("SET ROLE nexus_analyst")
         .await
         .unwrap();
-
     let queries = queries();
-    assert!(queries.len() >= 4, "the document has its example queries");
-    for query in queries {
-        let rows = app
-            .db
-            .query(query, &[])
-            .await
-            .unwrap_or_else(|e| panic!("{query}\nfailed: {e}"));
-        assert!(!rows.is_empty(), "no rows from:\n{query}");
+    assert!(queries.len() >= 10, "the document has its example queries");
+    for (n, query) in queries.into_iter().enumerate() {
+        let what = format!("docs/analytics.md query {}", n + 1);
+        let rows = query_rows(app, query, &what).await;
+        assert_filled(&rows, &what, query);
     }
+    the_raw_rate_query_gives_the_hourly_rollups_rates(app).await;
+}
+
+/// The document says its windowed rate over raw rows equals `host_metrics_1h`'s rates.
+async fn the_raw_rate_query_gives_the_hourly_rollups_rates(app: &TestApp) {
+    let raw = queries()
+        .into_iter()
+        .find(|query| {
+            query.contains("FROM host_metric_snapshots") && query.contains("counter_increase")
+        })
+        .expect("the document shows the rate computed from raw rows");
+    let raw = raw.trim().trim_end_matches(';');
+    let compared = format!(
+        "WITH documented AS ({raw}),
+         rollup AS (
+             SELECT host_id, bucket,
+                    network_rx_bytes_increase / nullif(counter_seconds, 0) AS rx_bytes_per_second
+             FROM host_metrics_1h
+             WHERE bucket >= time_bucket('1 hour', now() - interval '1 day'))
+         SELECT count(*) FILTER (WHERE d.rx_bytes_per_second IS NOT NULL),
+                count(*) FILTER (WHERE d.host_id IS NULL OR r.host_id IS NULL
+                    OR (d.rx_bytes_per_second IS NULL) <> (r.rx_bytes_per_second IS NULL)
+                    OR abs(d.rx_bytes_per_second::float8 - r.rx_bytes_per_second)
+                       > 1e-9 * greatest(abs(r.rx_bytes_per_second), 1))
+         FROM documented d FULL JOIN rollup r USING (host_id, bucket)"
+    );
+    let row = app
+        .db
+        .query_one(&compared, &[])
+        .await
+        .unwrap_or_else(|e| panic!("{compared}\nfailed: {e:?}"));
+    let (rates, differing): (i64, i64) = (row.get(0), row.get(1));
+    assert!(rates > 0, "the seeded fleet has hourly rates");
+    assert_eq!(
+        differing, 0,
+        "hours whose raw-row rate differs from host_metrics_1h"
+    );
+}
+
+#[tokio::test]
+async fn every_documented_query_runs_as_the_analyst_and_returns_rows() {
+    run_every_documented_query(&TestApp::spawn().await).await;
+}
+
+#[tokio::test]
+async fn every_documented_query_returns_rows_on_the_apache_edition_too() {
+    run_every_documented_query(&TestApp::spawn_on_apache_edition().await).await;
 }
