@@ -35,7 +35,9 @@ pub enum IngestResponse {
     /// The body is not JSON (or is empty).
     #[oai(status = 400)]
     BadRequest(ProblemJson),
-    /// Missing, malformed, unknown or revoked token, or the token's host is archived.
+    /// Missing, malformed, unknown or revoked token, the token's host is archived, or a
+    /// fingerprint-bound token used by another client. Never replaced by a 429, however many
+    /// failures the client's address had: an agent that gets it should stop.
     #[oai(status = 401)]
     Unauthorized(ProblemJson, #[oai(header = "WWW-Authenticate")] String),
     /// The body did not arrive within the read timeout.
@@ -50,8 +52,7 @@ pub enum IngestResponse {
     /// The body breaks the contract; `errors` names every failing field by path.
     #[oai(status = 422)]
     Unprocessable(ProblemJson),
-    /// The token's rate limit is used up, or the client's address failed authentication too
-    /// often.
+    /// The token's own rate limit is used up (requests in the last 60 seconds).
     #[oai(status = 429)]
     TooManyRequests(
         ProblemJson,
@@ -62,7 +63,8 @@ pub enum IngestResponse {
     /// An unexpected server fault; nothing was written.
     #[oai(status = 500)]
     InternalError(ProblemJson),
-    /// The database is unreachable; nothing was written. Retry after the given seconds.
+    /// The database is unreachable (or, while the token index is not loaded, this address is
+    /// past its failure budget); nothing was written. Retry after the given seconds.
     #[oai(status = 503)]
     Unavailable(ProblemJson, #[oai(header = "Retry-After")] u64),
 }

@@ -12,7 +12,7 @@
 //! milliseconds: a revoked token is caught by the re-check as its token is stamped (by the
 //! transaction that stores its snapshot, or by [`Store::stamp_token`]), and a brand-new token
 //! by a lookup in the database (see `src/api/agent_auth.rs` for how those are bounded).
-//! Memory: about 60 bytes per token (BENCHMARKS.md, "token index").
+//! Memory: about 75 bytes per token (docs/agent-auth.md).
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -101,11 +101,17 @@ struct IndexState {
     live: bool,
     /// Bumped by every change, so a database lookup that raced one is not remembered.
     generation: u64,
+    table: Table,
+}
+
+/// Tokens by hash.
+#[derive(Default)]
+struct Table {
     entries: HashMap<[u8; 32], Entry>,
     fingerprints: HashMap<i64, Fingerprint>,
 }
 
-impl IndexState {
+impl Table {
     fn put(&mut self, key: [u8; 32], token: &KnownToken) {
         let bind_fingerprint = token.binding != Binding::None;
         self.entries.insert(
@@ -185,8 +191,8 @@ impl AgentTokenCache {
         if !state.live {
             return Lookup::NotLive;
         }
-        match hash.key().and_then(|key| state.entries.get(&key)) {
-            Some(entry) => Lookup::Known(state.known(entry)),
+        match hash.key().and_then(|key| state.table.entries.get(&key)) {
+            Some(entry) => Lookup::Known(state.table.known(entry)),
             None => Lookup::Unknown,
         }
     }
@@ -200,14 +206,15 @@ impl AgentTokenCache {
     ) -> Result<Option<KnownToken>, Error> {
         let generation = self.state.read().expect("token index").generation;
         let client = store.client().await?;
-        let found = tokens_where(&client, Filter::Hash(hash.as_str()))
-            .await?
-            .pop()
-            .map(|(_, token)| token);
-        if let (Some(token), Some(key)) = (&found, hash.key()) {
+        let Some(key) = hash.key() else {
+            return Ok(None);
+        };
+        let loaded = tokens_where(&client, Filter::Hash(hash.as_str())).await?;
+        let found = loaded.entries.get(&key).map(|entry| loaded.known(entry));
+        if let Some(token) = &found {
             let mut state = self.state.write().expect("token index");
             if state.live && state.generation == generation {
-                state.put(key, token);
+                state.table.put(key, token);
             }
         }
         Ok(found)
@@ -219,7 +226,7 @@ impl AgentTokenCache {
         let Some(key) = hash.key() else { return };
         let mut state = self.state.write().expect("token index");
         state.generation += 1;
-        if let Some(entry) = state.entries.get_mut(&key) {
+        if let Some(entry) = state.table.entries.get_mut(&key) {
             entry.standing = Standing::Revoked;
         }
     }
@@ -228,9 +235,9 @@ impl AgentTokenCache {
     pub fn mark_bound(&self, hash: &TokenHash, fingerprint: Fingerprint) {
         let Some(key) = hash.key() else { return };
         let mut state = self.state.write().expect("token index");
-        if let Some(entry) = state.entries.get(&key).copied() {
+        if let Some(entry) = state.table.entries.get(&key).copied() {
             state.generation += 1;
-            state.fingerprints.insert(entry.token_id, fingerprint);
+            state.table.fingerprints.insert(entry.token_id, fingerprint);
         }
     }
 
@@ -241,7 +248,7 @@ impl AgentTokenCache {
 
     /// Number of tokens in the index.
     pub fn len(&self) -> usize {
-        self.state.read().expect("token index").entries.len()
+        self.state.read().expect("token index").table.entries.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -252,42 +259,38 @@ impl AgentTokenCache {
     pub fn heap_bytes(&self) -> usize {
         let state = self.state.read().expect("token index");
         // Per slot: the key and value, and one control byte of the SwissTable.
-        state.entries.capacity() * (size_of::<([u8; 32], Entry)>() + 1)
-            + state.fingerprints.capacity() * (size_of::<(i64, Fingerprint)>() + 1)
+        state.table.entries.capacity() * (size_of::<([u8; 32], Entry)>() + 1)
+            + state.table.fingerprints.capacity() * (size_of::<(i64, Fingerprint)>() + 1)
     }
 
     /// Applies what the database says about the tokens a notification named.
-    fn apply(&self, invalidation: &Invalidation, rows: Vec<([u8; 32], KnownToken)>) {
+    fn apply(&self, invalidation: &Invalidation, loaded: Table) {
         let mut state = self.state.write().expect("token index");
         state.generation += 1;
         match invalidation {
             Invalidation::Token(hash) => {
                 if let Some(key) = hash.key() {
-                    state.remove(&key);
+                    state.table.remove(&key);
                 }
             }
             Invalidation::Host(_) => {}
             Invalidation::All => {
-                state.entries.clear();
-                state.fingerprints.clear();
+                state.table = loaded;
+                return;
             }
         }
-        for (key, token) in &rows {
-            state.put(*key, token);
+        for (key, entry) in &loaded.entries {
+            let token = loaded.known(entry);
+            state.table.put(*key, &token);
         }
     }
 
-    /// Starts or stops using the index: loaded whole when it starts, emptied when it stops,
-    /// since notifications may have been missed while no listener was connected.
-    fn set_live(&self, live: bool, rows: Vec<([u8; 32], KnownToken)>) {
+    /// Starts or stops using the index, with what was loaded at connect (empty when it stops:
+    /// notifications may be missed while no listener is connected).
+    fn set_live(&self, live: bool, loaded: Table) {
         let mut state = self.state.write().expect("token index");
         state.generation += 1;
-        state.entries = HashMap::with_capacity(rows.len());
-        state.fingerprints = HashMap::new();
-        for (key, token) in &rows {
-            state.put(*key, token);
-        }
-        state.entries.shrink_to_fit();
+        state.table = loaded;
         state.live = live;
     }
 }
@@ -299,12 +302,12 @@ enum Filter<'a> {
     All,
 }
 
-/// Tokens with what authentication needs of them, streamed so that loading 100,000 of them
-/// never holds all their rows at once.
+/// Tokens with what authentication needs of them, streamed straight into their table so that
+/// loading 100,000 of them never holds their rows at once.
 async fn tokens_where(
     client: &tokio_postgres::Client,
     filter: Filter<'_>,
-) -> Result<Vec<([u8; 32], KnownToken)>, tokio_postgres::Error> {
+) -> Result<Table, tokio_postgres::Error> {
     const SELECT: &str = "SELECT t.hashed_token, t.id, t.host_id, t.revoked_at IS NOT NULL, \
          h.status = 'archived' OR h.archived_at IS NOT NULL, t.bind_fingerprint, t.fingerprint \
          FROM agent_tokens t JOIN hosts h ON h.id = t.host_id";
@@ -315,7 +318,7 @@ async fn tokens_where(
     };
     let rows = client.query_raw(&sql, params).await?;
     pin_mut!(rows);
-    let mut tokens = Vec::new();
+    let mut table = Table::default();
     while let Some(row) = rows.next().await {
         let row = row?;
         let Some(key) = TokenHash::from_stored(row.get(0)).key() else {
@@ -334,19 +337,17 @@ async fn tokens_where(
                 None => Binding::Unclaimed,
             },
         };
-        tokens.push((
-            key,
-            KnownToken {
-                agent: AuthenticatedAgent {
-                    token_id: row.get(1),
-                    host_id: row.get(2),
-                },
-                standing,
-                binding,
+        let token = KnownToken {
+            agent: AuthenticatedAgent {
+                token_id: row.get(1),
+                host_id: row.get(2),
             },
-        ));
+            standing,
+            binding,
+        };
+        table.put(key, &token);
     }
-    Ok(tokens)
+    Ok(table)
 }
 
 impl Store {
@@ -362,7 +363,7 @@ impl Store {
             loop {
                 let result = listen(&url, &cache).await;
                 let was_live = cache.is_live();
-                cache.set_live(false, Vec::new());
+                cache.set_live(false, Table::default());
                 match result {
                     Err(error) if was_live => tracing::warn!(
                         error = format!("{error:#}"),
@@ -422,7 +423,7 @@ async fn listen(url: &str, cache: &AgentTokenCache) -> anyhow::Result<()> {
         let tokens = tokens_where(&client, Filter::All)
             .await
             .context("Failed to load the agent tokens")?;
-        tracing::debug!(tokens = tokens.len(), "token index loaded");
+        tracing::debug!(tokens = tokens.entries.len(), "token index loaded");
         cache.set_live(true, tokens);
         let mut ping = tokio::time::interval(PING_INTERVAL);
         ping.tick().await;
@@ -470,6 +471,14 @@ mod tests {
         (TokenHash::of(bearer).key().unwrap(), known)
     }
 
+    fn table(rows: Vec<([u8; 32], KnownToken)>) -> Table {
+        let mut table = Table::default();
+        for (key, token) in &rows {
+            table.put(*key, token);
+        }
+        table
+    }
+
     #[test]
     fn payloads_name_a_token_a_host_or_everything() {
         assert_eq!(
@@ -487,10 +496,10 @@ mod tests {
         assert_eq!(index.lookup(&TokenHash::of("a")), Lookup::NotLive);
         index.set_live(
             true,
-            vec![
+            table(vec![
                 row("a", token(1, 10, Standing::Active)),
                 row("b", token(2, 10, Standing::Revoked)),
-            ],
+            ]),
         );
         assert_eq!(
             index.lookup(&TokenHash::of("a")),
@@ -508,12 +517,12 @@ mod tests {
         let index = AgentTokenCache::new();
         index.set_live(
             true,
-            vec![
+            table(vec![
                 row("a", token(1, 10, Standing::Active)),
                 row("b", token(2, 20, Standing::Active)),
-            ],
+            ]),
         );
-        index.apply(&Invalidation::Token(TokenHash::of("a")), Vec::new());
+        index.apply(&Invalidation::Token(TokenHash::of("a")), Table::default());
         assert_eq!(
             index.lookup(&TokenHash::of("a")),
             Lookup::Unknown,
@@ -521,21 +530,21 @@ mod tests {
         );
         index.apply(
             &Invalidation::Host(20),
-            vec![row("b", token(2, 20, Standing::HostArchived))],
+            table(vec![row("b", token(2, 20, Standing::HostArchived))]),
         );
         assert_eq!(
             index.lookup(&TokenHash::of("b")),
             Lookup::Known(token(2, 20, Standing::HostArchived))
         );
-        index.apply(&Invalidation::All, Vec::new());
+        index.apply(&Invalidation::All, Table::default());
         assert!(index.is_empty());
     }
 
     #[test]
     fn losing_the_listener_empties_the_index_and_stops_its_use() {
         let index = AgentTokenCache::new();
-        index.set_live(true, vec![row("a", token(1, 10, Standing::Active))]);
-        index.set_live(false, Vec::new());
+        index.set_live(true, table(vec![row("a", token(1, 10, Standing::Active))]));
+        index.set_live(false, Table::default());
         assert!(index.is_empty());
         assert_eq!(index.lookup(&TokenHash::of("a")), Lookup::NotLive);
     }
@@ -546,7 +555,7 @@ mod tests {
         let rows = (0..100_000)
             .map(|i| row(&format!("nxa_{i}"), token(i, i, Standing::Active)))
             .collect();
-        index.set_live(true, rows);
+        index.set_live(true, table(rows));
         let bytes = index.heap_bytes();
         assert!(bytes < 8 << 20, "{bytes} bytes");
     }
