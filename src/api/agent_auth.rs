@@ -74,8 +74,12 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             Standing::Revoked => return Err(refuse(Reason::Revoked, token_id)),
             Standing::HostArchived => return Err(refuse(Reason::Archived, token_id)),
         }
-        let fingerprint = Fingerprint::of(client, user_agent(&request));
-        if matches!(token.binding, Binding::Bound(bound) if bound != fingerprint) {
+        // Hashed only for the tokens that bind.
+        let fingerprint =
+            (token.binding != Binding::None).then(|| Fingerprint::of(client, user_agent(&request)));
+        if let (Binding::Bound(bound), Some(fingerprint)) = (token.binding, fingerprint)
+            && bound != fingerprint
+        {
             return Err(refuse(Reason::FingerprintMismatch, token_id));
         }
         let agent = token.agent;
@@ -93,7 +97,7 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             }
             Err(error) => return Err(error.into()),
         };
-        if token.binding == Binding::Unclaimed {
+        if let (Binding::Unclaimed, Some(fingerprint)) = (token.binding, fingerprint) {
             // The first admitted request binds the token; of two racing, the first to commit wins.
             let bound = state
                 .store
