@@ -264,6 +264,15 @@ pub struct ServeArgs {
     /// memory); admin API requests beyond it get 429
     #[arg(long, env = "NEXUS_AUTH_FAILURES_PER_MINUTE", default_value = "30")]
     pub auth_failures_per_minute: NonZeroU32,
+    /// Failed agent authentications per minute, all addresses together, that may cost a
+    /// database lookup (bounds what a flood from many addresses costs); beyond it an unknown
+    /// bearer is answered 401 from memory
+    #[arg(
+        long,
+        env = "NEXUS_AUTH_FAILURE_LOOKUPS_PER_MINUTE",
+        default_value = "300"
+    )]
+    pub auth_failure_lookups_per_minute: NonZeroU32,
     /// Addresses of reverse proxies whose `X-Forwarded-For` is believed (comma-separated IPs).
     /// Empty (the default): the peer address is the client, whatever the header says
     #[arg(long, env = "NEXUS_TRUSTED_PROXIES", value_delimiter = ',')]

@@ -61,6 +61,7 @@ impl Application {
             store,
             rate_limit: RateLimit::per_minute(config.rate_limit_per_minute),
             auth_failures: RateLimit::per_minute(config.auth_failures_per_minute),
+            auth_failure_lookups: RateLimit::per_minute(config.auth_failure_lookups_per_minute),
             admin_auth_failures: RateLimit::per_minute(config.auth_failures_per_minute),
             auth_failure_log: AuthFailureLog::new(),
             trusted_proxies: config.trusted_proxies.clone(),

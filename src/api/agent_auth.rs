@@ -136,9 +136,10 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
 }
 
 /// The token of `hash`, from memory; from the database only when memory cannot tell (a token
-/// created milliseconds ago, or the index not loaded) and the address has not used up its
-/// failure budget. An unknown bearer beyond the budget is refused without a query; a lookup the
-/// index cannot answer beyond it gets 503 (retry), never a 401 that would stop a valid agent.
+/// created milliseconds ago, or the index not loaded) and neither the address nor all
+/// addresses together have used up their failure budgets. An unknown bearer beyond them is
+/// refused without a query; a lookup the index cannot answer beyond them gets 503 (retry),
+/// never a 401 that would stop a valid agent.
 async fn known_token(
     state: &AppState,
     client: IpAddr,
@@ -148,7 +149,10 @@ async fn known_token(
     if let Lookup::Known(token) = lookup {
         return Ok(Some(token));
     }
-    if state.auth_failures.peek(client, Instant::now()).is_err() {
+    let now = Instant::now();
+    if state.auth_failures.peek(client, now).is_err()
+        || state.auth_failure_lookups.peek((), now).is_err()
+    {
         return match lookup {
             Lookup::NotLive => Err(Error::Unavailable(anyhow::anyhow!(
                 "the token index is not loaded and {client} is over its failure budget"
@@ -161,7 +165,8 @@ async fn known_token(
         .look_up_in_database(&state.store, hash)
         .await?;
     if found.is_none_or(|token| token.standing != Standing::Active) {
-        let _ = state.auth_failures.check(client, Instant::now());
+        let _ = state.auth_failures.check(client, now);
+        let _ = state.auth_failure_lookups.check((), now);
     }
     Ok(found)
 }

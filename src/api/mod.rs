@@ -39,6 +39,8 @@ pub struct State {
     /// Failed agent authentications per client address: beyond the limit an unknown bearer is
     /// answered from memory alone (never 429; see `agent_auth`).
     pub auth_failures: RateLimit<std::net::IpAddr>,
+    /// The same, all addresses together.
+    pub auth_failure_lookups: RateLimit<()>,
     /// Failed admin authentications per client address (429 beyond the limit).
     pub admin_auth_failures: RateLimit<std::net::IpAddr>,
     /// Refused agent requests: counter, log lines and the last hour's summary.

@@ -111,6 +111,37 @@ async fn unknown_and_revoked_bearers_are_answered_from_memory_without_a_query() 
 }
 
 #[tokio::test]
+async fn a_flood_from_many_addresses_costs_no_query_past_the_shared_budget() {
+    let app = TestApp::spawn_with(&["--auth-failure-lookups-per-minute", "4"]).await;
+    let (_, valid) = app.host_with_token("web-01").await;
+    for ip in [[127, 0, 0, 5], [127, 0, 0, 6]] {
+        for guess in 0..2 {
+            let status = post(&app, &client_from(ip), &format!("nxa_f{guess}"), 0).await;
+            assert_eq!(status, 401);
+        }
+    }
+    app.db
+        .batch_execute("ALTER TABLE agent_tokens RENAME TO agent_tokens_away")
+        .await
+        .unwrap();
+    let mut statuses = Vec::new();
+    for last in 7..27 {
+        statuses.push(post(&app, &client_from([127, 0, 0, last]), "nxa_flood", 0).await);
+    }
+    app.db
+        .batch_execute("ALTER TABLE agent_tokens_away RENAME TO agent_tokens")
+        .await
+        .unwrap();
+
+    assert!(statuses.iter().all(|&s| s == 401), "{statuses:?}");
+    assert_eq!(
+        post(&app, &client_from([127, 0, 0, 5]), &valid, 0).await,
+        204,
+        "valid tokens are still admitted"
+    );
+}
+
+#[tokio::test]
 async fn a_token_issued_through_another_process_is_admitted_at_once() {
     let app = TestApp::spawn().await;
     for n in 0..5 {
