@@ -70,6 +70,8 @@ struct LogState {
     tallies: HashMap<(IpAddr, Reason), Tally>,
     /// Failures not tallied because [`MAX_KEYS`] pairs were: per minute, newest last.
     untallied: VecDeque<(i64, u64)>,
+    /// The minute the full table was last pruned to make room.
+    pruned_at: Option<i64>,
 }
 
 /// One line of the summary.
@@ -105,7 +107,13 @@ impl AuthFailureLog {
         let first_this_minute = {
             let mut state = self.state.lock().expect("auth failure log");
             let key = (address, reason);
-            if state.tallies.len() >= MAX_KEYS && !state.tallies.contains_key(&key) {
+            // Full: make room once a minute at most, so a flood of new addresses does not
+            // rescan the table on every request.
+            if state.tallies.len() >= MAX_KEYS
+                && !state.tallies.contains_key(&key)
+                && state.pruned_at != Some(minute)
+            {
+                state.pruned_at = Some(minute);
                 state.forget_before(minute - WINDOW_MINUTES + 1);
             }
             if state.tallies.len() >= MAX_KEYS && !state.tallies.contains_key(&key) {
