@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nexus_contract::{ContainerPayload, TelemetryPayload};
 
+/// Keeps a snapshot within the server's default body limit (4 MiB holds 500 containers of
+/// ~8 KiB); the server itself takes any number.
 pub const MAX_CONTAINERS: usize = 500;
 
 static WARNED_TOO_MANY: AtomicBool = AtomicBool::new(false);

@@ -26,10 +26,9 @@ pub struct TelemetryPayload {
     /// skew window: by default at most 1 hour in the past and 5 minutes in the future.
     pub recorded_at: DateTime<FixedOffset>,
     pub host: HostPayload,
-    /// The host's containers, running or not. Containers absent from a snapshot are left as
-    /// they were.
+    /// The host's containers, running or not, as many as Docker reports (the body size limit
+    /// is the guard). Containers absent from a snapshot are left as they were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", oai(validator(max_items = 500)))]
     pub containers: Option<Vec<ContainerPayload>>,
 }
 

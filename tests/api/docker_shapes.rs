@@ -156,3 +156,18 @@ async fn a_container_that_breaks_the_contract_is_left_out_and_named_while_the_re
         "dropped containers are counted"
     );
 }
+
+#[tokio::test]
+async fn a_host_with_more_than_500_containers_is_stored_whole() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.host_with_token("ci-runner").await;
+    let ids: Vec<String> = (0..600).map(|i| format!("c{i:03}")).collect();
+    let containers: Vec<(&str, &str)> = ids.iter().map(|id| (id.as_str(), "running")).collect();
+
+    let response = app
+        .post_telemetry(&token, &payload(&at(Duration::zero()), &containers))
+        .await;
+
+    assert_eq!(response.status(), 204);
+    assert_eq!(app.written().await, (1, 600, 600));
+}
