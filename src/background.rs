@@ -103,5 +103,8 @@ async fn forget_idle_limits(state: AppState) {
         let now = Instant::now();
         state.rate_limit.forget_idle(now);
         state.auth_failures.forget_idle(now);
+        state.admin_auth_failures.forget_idle(now);
+        state.auth_failure_lookups.forget_idle(now);
+        state.auth_failure_log.forget_old(chrono::Utc::now());
     }
 }

@@ -139,6 +139,10 @@ pub enum TokenCommand {
         /// Label to tell tokens apart
         #[arg(long, default_value = "default")]
         name: String,
+        /// Bind the token to the address and User-Agent of its first admitted request (later
+        /// requests from another client get 401); a rotation keeps the option, unbound
+        #[arg(long)]
+        bind_fingerprint: bool,
         /// Print one JSON object instead of text
         #[arg(long)]
         json: bool,
@@ -252,13 +256,28 @@ pub struct ServeArgs {
     /// Do not apply migrations at start
     #[arg(long)]
     pub no_migrate: bool,
-    /// Telemetry requests admitted per token per minute (a burst of this size, refilled evenly)
+    /// Telemetry requests admitted per token in any 60-second window (a sliding window: the
+    /// request after this many within 60 s gets 429 until the oldest leaves the window)
     #[arg(long, env = "NEXUS_RATE_LIMIT_PER_MINUTE", default_value = "60")]
     pub rate_limit_per_minute: NonZeroU32,
-    /// Failed authentications allowed per client IP address per minute; beyond it requests from
-    /// that address get 429 without a database lookup
+    /// Failed authentications per client IP address per minute that may cost a database
+    /// lookup. Agent requests beyond it are still answered (401 for unknown bearers, from
+    /// memory); admin API requests beyond it get 429
     #[arg(long, env = "NEXUS_AUTH_FAILURES_PER_MINUTE", default_value = "30")]
     pub auth_failures_per_minute: NonZeroU32,
+    /// Failed agent authentications per minute, all addresses together, that may cost a
+    /// database lookup (bounds what a flood from many addresses costs); beyond it an unknown
+    /// bearer is answered 401 from memory
+    #[arg(
+        long,
+        env = "NEXUS_AUTH_FAILURE_LOOKUPS_PER_MINUTE",
+        default_value = "300"
+    )]
+    pub auth_failure_lookups_per_minute: NonZeroU32,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` is believed (comma-separated IPs).
+    /// Empty (the default): the peer address is the client, whatever the header says
+    #[arg(long, env = "NEXUS_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// How far in the past `recorded_at` may lie, in seconds
     #[arg(long, env = "NEXUS_SKEW_PAST_SECONDS", default_value_t = 3600)]
     pub skew_past_seconds: u32,

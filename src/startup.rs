@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
+use crate::api::auth_failures::AuthFailureLog;
 use crate::api::header_deadline::HeaderDeadline;
 use crate::api::json_body::BodyLimits;
 use crate::api::read_cap::ReadCap;
@@ -60,6 +61,10 @@ impl Application {
             store,
             rate_limit: RateLimit::per_minute(config.rate_limit_per_minute),
             auth_failures: RateLimit::per_minute(config.auth_failures_per_minute),
+            auth_failure_lookups: RateLimit::per_minute(config.auth_failure_lookups_per_minute),
+            admin_auth_failures: RateLimit::per_minute(config.auth_failures_per_minute),
+            auth_failure_log: AuthFailureLog::new(),
+            trusted_proxies: config.trusted_proxies.clone(),
             skew: config.skew(),
             container_stale_after: Duration::from_secs(config.container_stale_seconds),
             body_limits: BodyLimits {

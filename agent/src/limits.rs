@@ -1,5 +1,5 @@
-//! Fits a payload into the contract's bounds before it is sent, so one over-long label or a
-//! host with too many containers never gets the whole snapshot refused with 422.
+//! Fits a payload into the contract's bounds before it is sent, so one over-long name or a
+//! host with too many containers never costs the snapshot (the server would drop the container).
 //!
 //! The bounds are those the server publishes in its OpenAPI document (`nexus-contract`).
 
@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use nexus_contract::{ContainerPayload, TelemetryPayload};
 
+/// Keeps a snapshot within the server's default body limit (4 MiB holds 500 containers of
+/// ~8 KiB); the server itself takes any number.
 pub const MAX_CONTAINERS: usize = 500;
-pub const MAX_PORTS: usize = 128;
-pub const MAX_LABELS: usize = 128;
 
 static WARNED_TOO_MANY: AtomicBool = AtomicBool::new(false);
 
@@ -42,33 +42,11 @@ fn fit_container(container: &mut ContainerPayload) {
     truncate(&mut container.name, 255);
     truncate(&mut container.image, 255);
     truncate_option(&mut container.image_tag, 128);
-    if let Some(status) = container.status.as_mut() {
-        *status = short_status(status);
-    }
+    // Docker's status text is sent as Docker prints it (`Up About a minute (health: starting)`);
+    // ports and labels have no bound of their own, the server's body limit is the guard.
+    truncate_option(&mut container.status, 255);
     truncate_option(&mut container.state, 32);
     truncate_option(&mut container.health_status, 16);
-    if let Some(ports) = container.ports.as_mut() {
-        ports.truncate(MAX_PORTS);
-        ports.iter_mut().for_each(|port| truncate(port, 64));
-    }
-    if let Some(labels) = container.labels.as_mut() {
-        labels.truncate(MAX_LABELS);
-        labels.truncate_values(1024);
-    }
-}
-
-/// Docker's status fits in 32 characters once the health note, which is sent as
-/// `health_status` anyway, is dropped: `Up About a minute (health: starting)` → `Up About a minute`.
-fn short_status(status: &str) -> String {
-    let mut short = status.to_owned();
-    if short.chars().count() > 32
-        && let Some(open) = short.rfind(" (")
-        && short.ends_with(')')
-    {
-        short.truncate(open);
-    }
-    truncate(&mut short, 32);
-    short
 }
 
 fn truncate_option(value: &mut Option<String>, max_chars: usize) {
@@ -88,15 +66,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_long_status_loses_its_health_note_first() {
+    fn docker_status_text_is_sent_as_docker_prints_it() {
+        let mut payload: TelemetryPayload = serde_json::from_value(serde_json::json!({
+            "recorded_at": "2024-05-01T09:00:00Z",
+            "host": {"metrics": {}},
+            "containers": [{"container_id": "a", "name": "n", "image": "i",
+                            "status": "Up About a minute (health: starting)",
+                            "ports": vec!["[::]:60000-60063->60000-60063/udp"; 130]}],
+        }))
+        .unwrap();
+        fit_to_contract(&mut payload);
+        let container = &payload.container_list()[0];
         assert_eq!(
-            short_status("Up About a minute (health: starting)"),
-            "Up About a minute"
+            container.status.as_deref(),
+            Some("Up About a minute (health: starting)")
         );
-        assert_eq!(
-            short_status("Exited (0) 3 hours ago"),
-            "Exited (0) 3 hours ago"
-        );
+        assert_eq!(container.ports.as_ref().map(Vec::len), Some(130));
     }
 
     #[test]

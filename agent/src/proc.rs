@@ -140,7 +140,9 @@ pub fn load_average_1m(loadavg: &str) -> Option<f64> {
         .filter(|load| load.is_finite() && *load >= 0.0)
 }
 
-/// Bytes received and sent, summed over every interface but loopback.
+/// Bytes received and sent, summed over the host's physical interfaces: loopback and the
+/// virtual interfaces of containers and bridges are left out, since a container's traffic is
+/// counted once on its veth, again on the bridge and a third time on the uplink.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NetTotals {
     pub rx_bytes: u64,
@@ -168,7 +170,7 @@ impl NetTotals {
                 return None;
             };
             seen_interface = true;
-            if name == "lo" {
+            if is_virtual_interface(name) {
                 continue;
             }
             totals.rx_bytes = totals.rx_bytes.saturating_add(rx);
@@ -176,6 +178,24 @@ impl NetTotals {
         }
         seen_interface.then_some(totals)
     }
+}
+
+/// Name prefixes of virtual interfaces: loopback, Docker's bridges and veth pairs, libvirt and
+/// LXC bridges, the overlay and CNI interfaces of Swarm and Kubernetes networks, tunnels, and
+/// bonds and teams (their members are counted). Anything else (`eth*`, `en*`, `wl*`, …) is
+/// counted as physical.
+const VIRTUAL_INTERFACE_PREFIXES: [&str; 17] = [
+    "lo", "docker", "veth", "br-", "virbr", "lxc", "cni", "flannel", "cali", "vxlan", "weave",
+    "kube-", "tun", "tap", "wg", "bond", "team",
+];
+
+/// Whether an interface is virtual by its name (see [`VIRTUAL_INTERFACE_PREFIXES`]); a VLAN
+/// interface (`eth0.100`) is too, its traffic being its parent's.
+pub fn is_virtual_interface(name: &str) -> bool {
+    name.contains('.')
+        || VIRTUAL_INTERFACE_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
 }
 
 /// `PRETTY_NAME` from an `os-release` file, falling back to `NAME VERSION`.

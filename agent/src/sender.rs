@@ -161,7 +161,20 @@ pub fn telemetry_url(base_url: &Url) -> anyhow::Result<Url> {
 async fn classify(status: StatusCode, response: reqwest::Response) -> Delivery {
     let retry_after = retry_after(&response);
     match status {
-        status if status.is_success() => Delivery::Stored,
+        status if status.is_success() => {
+            // The server stored the snapshot without the containers that broke its contract.
+            if let Some(dropped) = response
+                .headers()
+                .get("X-Dropped-Containers")
+                .and_then(|value| value.to_str().ok())
+            {
+                tracing::warn!(
+                    positions = dropped,
+                    "the server left out containers it found invalid (positions in the snapshot's containers); see its log"
+                );
+            }
+            Delivery::Stored
+        }
         StatusCode::UNAUTHORIZED => Delivery::Unauthorized,
         StatusCode::TOO_MANY_REQUESTS => {
             Delivery::RateLimited(retry_after.unwrap_or(DEFAULT_RETRY_AFTER))

@@ -245,8 +245,11 @@ async fn a_snapshot_with_docker_carries_its_version_and_fits_the_contract() {
         Some("26.1.4")
     );
     let app = find(payload.containers.as_deref().unwrap(), APP);
-    // Docker's 36-character status loses its health note to fit the contract's 32.
-    assert_eq!(app.status.as_deref(), Some("Up About a minute"));
+    // Docker's own status text, health note included (the contract takes 255 characters).
+    assert_eq!(
+        app.status.as_deref(),
+        Some("Up About a minute (health: starting)")
+    );
     assert_eq!(app.health_status.as_deref(), Some("starting"));
 }
 

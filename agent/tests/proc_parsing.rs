@@ -72,10 +72,25 @@ fn kernels_without_mem_available_use_free_plus_buffers_plus_cached() {
 }
 
 #[test]
-fn network_bytes_are_summed_over_every_interface_but_loopback() {
+fn network_bytes_count_physical_interfaces_only_not_loopback_bridges_or_veths() {
     let totals = NetTotals::parse(&read_fixture("host/proc/net/dev")).unwrap();
-    assert_eq!(totals.rx_bytes, 1_000_000 + 200_000 + 300);
-    assert_eq!(totals.tx_bytes, 500_000 + 100_000 + 25);
+    assert_eq!(
+        totals.rx_bytes, 1_000_000,
+        "eth0 only, not docker0 or veth1a2b3c"
+    );
+    assert_eq!(totals.tx_bytes, 500_000);
+    let more = "Inter-|\n face |\n\
+        enp3s0: 10 0 0 0 0 0 0 0 1 0 0 0 0 0 0 0\n\
+        br-4f2a: 20 0 0 0 0 0 0 0 2 0 0 0 0 0 0 0\n\
+        wlp2s0: 40 0 0 0 0 0 0 0 4 0 0 0 0 0 0 0\n\
+        cni0: 80 0 0 0 0 0 0 0 8 0 0 0 0 0 0 0\n";
+    assert_eq!(
+        NetTotals::parse(more),
+        Some(NetTotals {
+            rx_bytes: 50,
+            tx_bytes: 5
+        })
+    );
 }
 
 #[test]
@@ -124,8 +139,8 @@ fn a_reading_of_the_fixture_host_carries_every_metric_and_fact() {
     assert_eq!(metrics.memory_total_mb, Some(7860));
     assert_eq!(metrics.memory_used_mb, Some(2000));
     assert_eq!(metrics.load_average, Some(0.42));
-    assert_eq!(metrics.network_rx_bytes, Some(1_200_300));
-    assert_eq!(metrics.network_tx_bytes, Some(600_025));
+    assert_eq!(metrics.network_rx_bytes, Some(1_000_000));
+    assert_eq!(metrics.network_tx_bytes, Some(500_000));
     assert!(
         metrics.disk_total_gb.is_some(),
         "statvfs of the fixture root"

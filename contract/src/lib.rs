@@ -26,10 +26,9 @@ pub struct TelemetryPayload {
     /// skew window: by default at most 1 hour in the past and 5 minutes in the future.
     pub recorded_at: DateTime<FixedOffset>,
     pub host: HostPayload,
-    /// The host's containers, running or not. Containers absent from a snapshot are left as
-    /// they were.
+    /// The host's containers, running or not, as many as Docker reports (the body size limit
+    /// is the guard). Containers absent from a snapshot are left as they were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "openapi", oai(validator(max_items = 500)))]
     pub containers: Option<Vec<ContainerPayload>>,
 }
 
@@ -72,10 +71,11 @@ pub struct HostMetrics {
     /// Size of the monitored mount, GiB.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
     pub disk_total_gb: Option<i64>,
-    /// Bytes received on non-loopback interfaces since boot.
+    /// Bytes received on the host's physical interfaces since boot (not loopback, bridges or
+    /// containers' veths, whose traffic the physical ones already carry).
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
     pub network_rx_bytes: Option<i64>,
-    /// Bytes sent on non-loopback interfaces since boot.
+    /// Bytes sent on the host's physical interfaces since boot (as `network_rx_bytes`).
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
     pub network_tx_bytes: Option<i64>,
     /// 1-minute load average.
@@ -119,8 +119,8 @@ pub struct ContainerPayload {
     pub image: String,
     #[cfg_attr(feature = "openapi", oai(validator(max_length = 128)))]
     pub image_tag: Option<String>,
-    /// Docker's human status, e.g. `Up 3 hours`.
-    #[cfg_attr(feature = "openapi", oai(validator(max_length = 32)))]
+    /// Docker's human status, e.g. `Up About a minute (health: starting)`.
+    #[cfg_attr(feature = "openapi", oai(validator(max_length = 255)))]
     pub status: Option<String>,
     /// Docker's state: `running`, `exited`, `restarting`, …
     #[cfg_attr(feature = "openapi", oai(validator(max_length = 32)))]
@@ -128,14 +128,12 @@ pub struct ContainerPayload {
     /// `healthy`, `unhealthy`, `starting` or `none`.
     #[cfg_attr(feature = "openapi", oai(validator(max_length = 16)))]
     pub health_status: Option<String>,
-    /// Published ports in `docker ps` notation, e.g. `0.0.0.0:8080->80/tcp`.
-    #[cfg_attr(feature = "openapi", oai(validator(max_items = 128, max_length = 64)))]
+    /// Published ports in `docker ps` notation, e.g. `0.0.0.0:8080->80/tcp`. As many and as
+    /// long as Docker reports them (IPv6 port ranges, hundreds of UDP ports); the body size
+    /// limit is the guard.
     pub ports: Option<Vec<String>>,
-    /// Container labels (at most 128, each value at most 1024 characters).
-    #[cfg_attr(
-        feature = "openapi",
-        oai(validator(max_properties = 128, max_length = 1024))
-    )]
+    /// Container labels, as many and as long as Docker reports them (OCI description labels
+    /// run past 1,024 characters); the body size limit is the guard.
     pub labels: Option<Labels>,
     pub metrics: Option<ContainerMetrics>,
     pub started_at: Option<DateTime<FixedOffset>>,

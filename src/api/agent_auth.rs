@@ -1,5 +1,6 @@
 //! Authentication and rate limiting of `POST /agent/telemetry`, as a middleware run before the
-//! body is read: bearer → token lookup (cached) → per-token quota → a free ingest slot (see
+//! body is read: bearer → token lookup (in memory, see [`crate::store::agent_cache`]) →
+//! standing (revoked, archived) → fingerprint binding → per-token quota → a free ingest slot (see
 //! [`super::ingest_slots`]) → the handler → `last_used_at` stamp, which also re-checks that the
 //! token is still valid. A stored snapshot's token is stamped (and re-checked) by the very
 //! transaction that stores it; any other answer to an admitted request is stamped here.
@@ -15,10 +16,14 @@ use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 
+use chrono::Utc;
+
+use super::auth_failures::Reason;
 use super::rate_limit::Admitted;
 use super::{AppState, problem};
-use crate::domain::token::TokenHash;
+use crate::domain::token::{Fingerprint, TokenHash};
 use crate::error::Error;
+use crate::store::agent_cache::{Binding, KnownToken, Lookup, Standing};
 use crate::store::tokens::AuthenticatedAgent;
 
 /// An agent token (`Authorization: Bearer nxa_…`), issued per host.
@@ -48,21 +53,42 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             .data::<AppState>()
             .expect("AppState is app data")
             .clone();
-        let client = client_address(&request);
-        // An address that keeps failing is refused before its guesses cost a database lookup.
-        state.auth_failures.peek(client, Instant::now())?;
-        let hash = bearer_token(&request).map(TokenHash::of);
-        let agent = match &hash {
-            Some(hash) => state.agent_cache.authenticate(&state.store, hash).await?,
-            None => None,
+        let client = client_address(&request, &state.trusted_proxies);
+        let refuse = |reason: Reason, token_id: Option<i64>| {
+            state
+                .auth_failure_log
+                .record(client, reason, token_id, Utc::now());
+            poem::Error::from(Error::Unauthorized)
         };
-        let (Some(hash), Some(agent)) = (hash, agent) else {
-            let _ = state.auth_failures.check(client, Instant::now());
-            return Err(Error::Unauthorized.into());
+        let Some(bearer) = bearer_token(&request) else {
+            return Err(refuse(Reason::Missing, None));
         };
+        let hash = TokenHash::of(bearer);
+        let token = match known_token(&state, client, &hash).await? {
+            Some(token) => token,
+            None => return Err(refuse(Reason::Invalid, None)),
+        };
+        let token_id = Some(token.agent.token_id);
+        match token.standing {
+            Standing::Active => {}
+            Standing::Revoked => return Err(refuse(Reason::Revoked, token_id)),
+            Standing::HostArchived => return Err(refuse(Reason::Archived, token_id)),
+        }
+        // Hashed only for the tokens that bind.
+        let fingerprint =
+            (token.binding != Binding::None).then(|| Fingerprint::of(client, user_agent(&request)));
+        if let (Binding::Bound(bound), Some(fingerprint)) = (token.binding, fingerprint)
+            && bound != fingerprint
+        {
+            return Err(refuse(Reason::FingerprintMismatch, token_id));
+        }
+        let agent = token.agent;
         let admitted = match state.rate_limit.check(agent.token_id, Instant::now()) {
             Ok(admitted) => admitted,
             Err(error @ Error::RateLimited { limit, .. }) => {
+                state
+                    .auth_failure_log
+                    .record(client, Reason::RateLimited, token_id, Utc::now());
                 return Ok(with_quota(
                     poem::Error::from(error).into_response(),
                     limit,
@@ -71,6 +97,19 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             }
             Err(error) => return Err(error.into()),
         };
+        if let (Binding::Unclaimed, Some(fingerprint)) = (token.binding, fingerprint) {
+            // The first admitted request binds the token; of two racing, the first to commit wins.
+            let bound = state
+                .store
+                .bind_fingerprint(agent.token_id, fingerprint)
+                .await?;
+            if let Some(bound) = bound {
+                state.agent_cache.mark_bound(&hash, bound);
+            }
+            if bound != Some(fingerprint) {
+                return Err(refuse(Reason::FingerprintMismatch, token_id));
+            }
+        }
         let slot = state.ingest_slots.acquire().await?;
         request.extensions_mut().insert(AgentSession {
             agent,
@@ -89,11 +128,47 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
         };
         if !still_valid {
             // Revoked (or its host archived) after the lookup, before the notification came.
-            state.agent_cache.forget(&hash);
-            return Err(Error::Unauthorized.into());
+            state.agent_cache.mark_refused(&hash);
+            return Err(refuse(Reason::Revoked, token_id));
         }
         Ok(with_quota(response, admitted.limit, admitted.remaining))
     })
+}
+
+/// The token of `hash`, from memory; from the database only when memory cannot tell (a token
+/// created milliseconds ago, or the index not loaded) and neither the address nor all
+/// addresses together have used up their failure budgets. An unknown bearer beyond them is
+/// refused without a query; a lookup the index cannot answer beyond them gets 503 (retry),
+/// never a 401 that would stop a valid agent.
+async fn known_token(
+    state: &AppState,
+    client: IpAddr,
+    hash: &TokenHash,
+) -> Result<Option<KnownToken>, Error> {
+    let lookup = state.agent_cache.lookup(hash);
+    if let Lookup::Known(token) = lookup {
+        return Ok(Some(token));
+    }
+    let now = Instant::now();
+    if state.auth_failures.peek(client, now).is_err()
+        || state.auth_failure_lookups.peek((), now).is_err()
+    {
+        return match lookup {
+            Lookup::NotLive => Err(Error::Unavailable(anyhow::anyhow!(
+                "the token index is not loaded and {client} is over its failure budget"
+            ))),
+            _ => Ok(None),
+        };
+    }
+    let found = state
+        .agent_cache
+        .look_up_in_database(&state.store, hash)
+        .await?;
+    if found.is_none_or(|token| token.standing != Standing::Active) {
+        let _ = state.auth_failures.check(client, now);
+        let _ = state.auth_failure_lookups.check((), now);
+    }
+    Ok(found)
 }
 
 fn with_quota(mut response: Response, limit: u32, remaining: u32) -> Response {
@@ -103,13 +178,47 @@ fn with_quota(mut response: Response, limit: u32, remaining: u32) -> Response {
     response
 }
 
-/// The peer's IP address (not a forwarded header, which any client can forge).
-pub(crate) fn client_address(request: &Request) -> IpAddr {
-    request
+/// The client's IP address: the peer's, or, when the peer is a trusted proxy, the nearest
+/// address in `X-Forwarded-For` that is not one (any client can forge the header, so it is
+/// believed only from the proxies the operator names).
+pub(crate) fn client_address(request: &Request, trusted_proxies: &[IpAddr]) -> IpAddr {
+    let peer = request
         .remote_addr()
         .as_socket_addr()
         .map(|addr| addr.ip())
-        .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED))
+        .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
+    if !trusted_proxies.contains(&peer) {
+        return peer;
+    }
+    let forwarded = request
+        .headers()
+        .get_all("X-Forwarded-For")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    let mut client = peer;
+    // Right to left: each trusted hop vouches for the address before it.
+    for hop in forwarded.into_iter().rev() {
+        if !trusted_proxies.contains(&client) {
+            break;
+        }
+        match hop.parse::<IpAddr>() {
+            Ok(address) => client = address,
+            Err(_) => break,
+        }
+    }
+    client
+}
+
+/// The `User-Agent` header, empty when absent or not text.
+fn user_agent(request: &Request) -> &str {
+    request
+        .headers()
+        .get("User-Agent")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
 }
 
 /// The token of an `Authorization: Bearer <token>` header; `None` for anything else

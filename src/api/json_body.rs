@@ -69,7 +69,7 @@ impl<T: Type + DeserializeOwned + 'static> ParsePayload for ValidJson<T> {
 }
 
 /// Reads the body, inflating it if gzip-compressed, without ever holding more than the limit.
-async fn read_body(
+pub(crate) async fn read_body(
     request: &Request,
     body: &mut RequestBody,
     limits: BodyLimits,
@@ -145,6 +145,17 @@ impl_apirequest_for_payload!(ValidJson<T>, T: Type + DeserializeOwned + 'static)
 /// types here are plain structs, options, vectors, `BTreeMap`s and `Labels` (sorted by name),
 /// which do not; a repeated property sends the document down the slow path.
 pub fn parse<T: Type + DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Error> {
+    match parse_conforming(bytes)? {
+        Some(parsed) => Ok(parsed),
+        None => parse_via_value(bytes, &Schema::of::<T>()),
+    }
+}
+
+/// The fast paths of [`parse`]: `T` when the document conforms and they can vouch for it,
+/// `None` when the `Value` path must say what is wrong. An empty body is a 400.
+pub fn parse_conforming<T: Type + DeserializeOwned + 'static>(
+    bytes: &[u8],
+) -> Result<Option<T>, Error> {
     if bytes.is_empty() {
         return Err(Error::MalformedBody(
             "the request body is empty; a JSON object is expected".into(),
@@ -154,20 +165,21 @@ pub fn parse<T: Type + DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Er
     // telemetry payload has a reader of its own, faster still, in front of the typed parse.
     let text = std::str::from_utf8(bytes).ok();
     if let Some(parsed) = text.and_then(payload_reader::read_as) {
-        return Ok(parsed);
+        return Ok(Some(parsed));
     }
-    let schema = Schema::of::<T>();
-    if let Some(parsed) = text.and_then(|text| schema.parse_conforming(text)) {
-        return Ok(parsed);
-    }
-    parse_via_value(bytes, &schema)
+    Ok(text.and_then(|text| Schema::of::<T>().parse_conforming(text)))
+}
+
+/// The body as a JSON `Value` (400 when it is not JSON).
+pub fn value_of(bytes: &[u8]) -> Result<serde_json::Value, Error> {
+    serde_json::from_slice(bytes).map_err(|error| {
+        Error::MalformedBody(format!("the request body is not valid JSON: {error}"))
+    })
 }
 
 /// The slow path of [`parse`]: every failing field, by path, in the schema's order.
 fn parse_via_value<T: DeserializeOwned>(bytes: &[u8], schema: &Schema) -> Result<T, Error> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|error| {
-        Error::MalformedBody(format!("the request body is not valid JSON: {error}"))
-    })?;
+    let value = value_of(bytes)?;
     let errors = schema.check(&value);
     if !errors.is_empty() {
         return Err(Error::Validation(errors));

@@ -43,6 +43,11 @@ pub fn record_ingest(duration: Duration, container_rows: i64) {
     counter!("nexus_container_rows_written_total").increment(container_rows.max(0) as u64);
 }
 
+/// Containers left out of stored snapshots because they broke the contract.
+pub fn record_dropped_containers(count: usize) {
+    counter!("nexus_containers_dropped_total").increment(count as u64);
+}
+
 /// The exposition text, with the pool's current state.
 pub fn render(pool: deadpool_postgres::Status) -> String {
     gauge!("nexus_db_pool_size").set(pool.size as f64);

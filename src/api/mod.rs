@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod agent_auth;
+pub mod auth_failures;
 pub mod header_deadline;
 pub mod ingest_slots;
 pub mod json_body;
@@ -13,6 +14,7 @@ pub mod rate_limit;
 pub mod read_cap;
 pub mod request_log;
 pub mod telemetry;
+pub mod telemetry_body;
 
 use std::sync::Arc;
 
@@ -34,11 +36,20 @@ pub type AppState = Arc<State>;
 pub struct State {
     pub store: Store,
     pub rate_limit: RateLimit,
-    /// Failed authentications per client address.
+    /// Failed agent authentications per client address: beyond the limit an unknown bearer is
+    /// answered from memory alone (never 429; see `agent_auth`).
     pub auth_failures: RateLimit<std::net::IpAddr>,
+    /// The same, all addresses together.
+    pub auth_failure_lookups: RateLimit<()>,
+    /// Failed admin authentications per client address (429 beyond the limit).
+    pub admin_auth_failures: RateLimit<std::net::IpAddr>,
+    /// Refused agent requests: counter, log lines and the last hour's summary.
+    pub auth_failure_log: auth_failures::AuthFailureLog,
+    /// Peers whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     pub skew: SkewWindow,
     pub body_limits: BodyLimits,
-    /// Agent-token lookups, kept exact by the LISTEN/NOTIFY listener.
+    /// Every agent token, kept exact by the LISTEN/NOTIFY listener.
     pub agent_cache: Arc<AgentTokenCache>,
     /// A container not seen for this long is flagged stale in listings.
     pub container_stale_after: std::time::Duration,
@@ -64,6 +75,7 @@ type Apis = (
     admin::hosts::HostsApi,
     admin::tokens::TokensApi,
     admin::readings::ReadingsApi,
+    admin::auth_failures::AuthFailuresApi,
 );
 
 /// The OpenAPI service, also used to print and snapshot the document.
@@ -75,6 +87,7 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
             admin::hosts::HostsApi,
             admin::tokens::TokensApi,
             admin::readings::ReadingsApi,
+            admin::auth_failures::AuthFailuresApi,
         ),
         "nexus-telemetry",
         env!("CARGO_PKG_VERSION"),

@@ -1,15 +1,13 @@
 //! `POST /agent/telemetry`: an agent pushes one snapshot of its host and containers.
 
-use chrono::Utc;
-use nexus_contract::TelemetryPayload;
 use poem::web::Data;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::agent_auth::{AgentToken, agent_auth};
-use super::json_body::ValidJson;
 use super::problem::{Problem, ProblemJson, internal_problem, unavailable_problem};
+use super::telemetry_body::TelemetryBody;
 use super::{ApiTags, AppState, metrics};
-use crate::domain::snapshot::Snapshot;
+use crate::domain::salvage::DroppedContainer;
 use crate::error::{BEARER_CHALLENGE, Error, UNAVAILABLE_RETRY_AFTER_SECS};
 use crate::store::ingest::{Outcome, Submission};
 
@@ -19,20 +17,27 @@ pub struct TelemetryApi;
 #[derive(ApiResponse)]
 pub enum IngestResponse {
     /// Stored, or already stored: a retried snapshot (same host and `recorded_at`) is
-    /// acknowledged without writing a second row.
+    /// acknowledged without writing a second row. Containers that broke the contract were left
+    /// out (the host and every other container are stored); `X-Dropped-Containers` names them.
     #[oai(status = 204)]
     Stored(
         /// Requests allowed per minute for this token.
         #[oai(header = "X-RateLimit-Limit")]
         u32,
-        /// Requests left in the current burst.
+        /// Requests this token may still make in the current 60-second window.
         #[oai(header = "X-RateLimit-Remaining")]
         u32,
+        /// Positions (0-based, comma-separated) in the posted `containers` array of the
+        /// containers left out because they broke the contract; absent when none was.
+        #[oai(header = "X-Dropped-Containers")]
+        Option<String>,
     ),
     /// The body is not JSON (or is empty).
     #[oai(status = 400)]
     BadRequest(ProblemJson),
-    /// Missing, malformed, unknown or revoked token, or the token's host is archived.
+    /// Missing, malformed, unknown or revoked token, the token's host is archived, or a
+    /// fingerprint-bound token used by another client. Never replaced by a 429, however many
+    /// failures the client's address had: an agent that gets it should stop.
     #[oai(status = 401)]
     Unauthorized(ProblemJson, #[oai(header = "WWW-Authenticate")] String),
     /// The body did not arrive within the read timeout.
@@ -47,8 +52,7 @@ pub enum IngestResponse {
     /// The body breaks the contract; `errors` names every failing field by path.
     #[oai(status = 422)]
     Unprocessable(ProblemJson),
-    /// The token's rate limit is used up, or the client's address failed authentication too
-    /// often.
+    /// The token's own rate limit is used up (requests in the last 60 seconds).
     #[oai(status = 429)]
     TooManyRequests(
         ProblemJson,
@@ -59,7 +63,8 @@ pub enum IngestResponse {
     /// An unexpected server fault; nothing was written.
     #[oai(status = 500)]
     InternalError(ProblemJson),
-    /// The database is unreachable; nothing was written. Retry after the given seconds.
+    /// The database is unreachable (or, while the token index is not loaded, this address is
+    /// past its failure budget); nothing was written. Retry after the given seconds.
     #[oai(status = 503)]
     Unavailable(ProblemJson, #[oai(header = "Retry-After")] u64),
 }
@@ -105,13 +110,14 @@ impl TelemetryApi {
         &self,
         state: Data<&AppState>,
         auth: AgentToken,
-        body: ValidJson<TelemetryPayload>,
+        body: TelemetryBody,
     ) -> IngestResponse {
         let AgentToken(session) = auth;
+        let TelemetryBody(accepted) = body;
         let started = std::time::Instant::now();
+        let dropped = accepted.dropped;
+        let snapshot = accepted.snapshot;
         let result = async {
-            let snapshot =
-                Snapshot::new(body.0, Utc::now(), state.skew).map_err(Error::Validation)?;
             let submission = Submission {
                 host_id: session.agent.host_id,
                 token_id: session.agent.token_id,
@@ -125,9 +131,35 @@ impl TelemetryApi {
         match result.await {
             Ok(written) => {
                 metrics::record_ingest(started.elapsed(), written.container_rows);
-                IngestResponse::Stored(session.quota.limit, session.quota.remaining)
+                IngestResponse::Stored(
+                    session.quota.limit,
+                    session.quota.remaining,
+                    report_dropped(session.agent.host_id, &dropped),
+                )
             }
             Err(error) => error.into(),
         }
     }
+}
+
+/// Logs and counts the containers left out of a stored snapshot; the value of the
+/// `X-Dropped-Containers` header that tells the agent which they were.
+fn report_dropped(host_id: i64, dropped: &[DroppedContainer]) -> Option<String> {
+    if dropped.is_empty() {
+        return None;
+    }
+    metrics::record_dropped_containers(dropped.len());
+    let errors: Vec<String> = dropped
+        .iter()
+        .flat_map(|container| &container.errors)
+        .map(|error| format!("{}: {}", error.field, error.message))
+        .collect();
+    tracing::warn!(
+        host_id,
+        dropped = dropped.len(),
+        errors = errors.join("; "),
+        "containers that break the contract were left out of a stored snapshot"
+    );
+    let positions: Vec<String> = dropped.iter().map(|c| c.index.to_string()).collect();
+    Some(positions.join(","))
 }

@@ -11,14 +11,17 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Issue {
             host,
             name,
+            bind_fingerprint,
             json,
             db,
         } => {
-            let request: NewAgentToken =
-                json_body::parse(&serde_json::to_vec(&NewAgentToken { name })?)?;
+            let request: NewAgentToken = json_body::parse(&serde_json::to_vec(&NewAgentToken {
+                name,
+                bind_fingerprint,
+            })?)?;
             let store = migrated_store(&db).await?;
             let issued = store
-                .issue_agent_token(host, &request.name)
+                .issue_agent_token(host, &request.name, request.bind_fingerprint)
                 .await
                 .map_err(|error| anyhow::Error::new(error).context("Failed to issue the token"))?;
             print_issued(issued.into(), json, "issued")?;
@@ -28,8 +31,18 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
             if json {
                 output::json(&tokens)?;
             } else {
-                let rows: Vec<[String; 5]> = tokens.iter().map(row).collect();
-                output::table(["ID", "NAME", "CREATED", "LAST USED", "REVOKED"], &rows);
+                let rows: Vec<[String; 6]> = tokens.iter().map(row).collect();
+                output::table(
+                    [
+                        "ID",
+                        "NAME",
+                        "CREATED",
+                        "LAST USED",
+                        "REVOKED",
+                        "FINGERPRINT",
+                    ],
+                    &rows,
+                );
             }
         }
         TokenCommand::Rotate {
@@ -86,12 +99,18 @@ fn print_issued(issued: IssuedAgentToken, json: bool, what: &str) -> anyhow::Res
     Ok(())
 }
 
-fn row(token: &AgentTokenInfo) -> [String; 5] {
+fn row(token: &AgentTokenInfo) -> [String; 6] {
+    let binding = match (token.bind_fingerprint, token.fingerprint_bound) {
+        (false, _) => "-",
+        (true, false) => "binds on first use",
+        (true, true) => "bound",
+    };
     [
         token.id.to_string(),
         token.name.clone(),
         output::time(Some(token.created_at)),
         output::time(token.last_used_at),
         output::time(token.revoked_at),
+        binding.to_owned(),
     ]
 }

@@ -4,6 +4,7 @@
 pub mod host;
 pub mod liveness;
 pub mod payload_reader;
+pub mod salvage;
 pub mod schema_check;
 mod schema_scan;
 pub mod series;

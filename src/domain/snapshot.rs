@@ -23,35 +23,35 @@ pub struct Snapshot {
     pub payload: TelemetryPayload,
 }
 
+impl SkewWindow {
+    /// The error of a `recorded_at` outside the window around `now`, if it is.
+    pub fn check(&self, recorded_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<FieldError> {
+        let (bound, side) = if recorded_at < now - self.past {
+            (self.past, "past")
+        } else if recorded_at > now + self.future {
+            (self.future, "future")
+        } else {
+            return None;
+        };
+        Some(FieldError::new(
+            "recorded_at",
+            format!("must not be more than {} in the {side}", human(bound)),
+        ))
+    }
+}
+
 impl Snapshot {
     pub fn new(
         payload: TelemetryPayload,
         now: DateTime<Utc>,
         skew: SkewWindow,
     ) -> Result<Self, Vec<FieldError>> {
-        let mut errors = Vec::new();
         let recorded_at = payload.recorded_at.with_timezone(&Utc);
-        if recorded_at < now - skew.past {
-            errors.push(FieldError::new(
-                "recorded_at",
-                format!("must not be more than {} in the past", human(skew.past)),
-            ));
-        } else if recorded_at > now + skew.future {
-            errors.push(FieldError::new(
-                "recorded_at",
-                format!("must not be more than {} in the future", human(skew.future)),
-            ));
-        }
-        let mut first_index = HashMap::new();
-        for (index, container) in payload.container_list().iter().enumerate() {
-            if let Some(first) = first_index.insert(container.container_id.as_str(), index) {
-                first_index.insert(container.container_id.as_str(), first);
-                errors.push(FieldError::new(
-                    format!("containers.{index}.container_id"),
-                    format!("duplicates containers.{first}.container_id"),
-                ));
-            }
-        }
+        let ids = payload
+            .container_list()
+            .iter()
+            .map(|container| Some(container.container_id.as_str()));
+        let errors = rule_errors(Some(recorded_at), ids, now, skew);
         if errors.is_empty() {
             Ok(Self {
                 recorded_at,
@@ -65,6 +65,33 @@ impl Snapshot {
     pub fn containers(&self) -> &[ContainerPayload] {
         self.payload.container_list()
     }
+}
+
+/// The rules a schema cannot state: `recorded_at` inside the skew window, and no container id
+/// twice. `container_ids` has one item per container (`None` where the id is not a string), so
+/// they can be checked on a document that also breaks the schema, and one 422 names them all.
+pub fn rule_errors<'a>(
+    recorded_at: Option<DateTime<Utc>>,
+    container_ids: impl Iterator<Item = Option<&'a str>>,
+    now: DateTime<Utc>,
+    skew: SkewWindow,
+) -> Vec<FieldError> {
+    let mut errors: Vec<FieldError> = recorded_at
+        .and_then(|recorded_at| skew.check(recorded_at, now))
+        .into_iter()
+        .collect();
+    let mut first_index = HashMap::new();
+    for (index, id) in container_ids.enumerate() {
+        let Some(id) = id else { continue };
+        if let Some(first) = first_index.insert(id, index) {
+            first_index.insert(id, first);
+            errors.push(FieldError::new(
+                format!("containers.{index}.container_id"),
+                format!("duplicates containers.{first}.container_id"),
+            ));
+        }
+    }
+    errors
 }
 
 fn human(duration: Duration) -> String {

@@ -53,6 +53,41 @@ impl TokenHash {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The 32 bytes of the hash (the in-memory index's key); `None` for a stored value that is
+    /// not 64 hex digits.
+    pub fn key(&self) -> Option<[u8; 32]> {
+        let mut key = [0u8; 32];
+        hex::decode_to_slice(&self.0, &mut key).ok()?;
+        Some(key)
+    }
+}
+
+/// SHA-256 of a client's address and `User-Agent`, to which a token issued with
+/// `--bind-fingerprint` binds on its first admitted request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    pub fn of(address: std::net::IpAddr, user_agent: &str) -> Self {
+        let mut hash = Sha256::new();
+        hash.update(address.to_string().as_bytes());
+        // A separator no address contains, so `(a, bc)` and `(ab, c)` differ.
+        hash.update(b"\n");
+        hash.update(user_agent.as_bytes());
+        Self(hash.finalize().into())
+    }
+
+    /// A fingerprint as stored in the database (lower-case hex).
+    pub fn from_stored(hex: &str) -> Option<Self> {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex, &mut bytes).ok()?;
+        Some(Self(bytes))
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
 }
 
 #[cfg(test)]
@@ -76,6 +111,21 @@ mod tests {
         assert_eq!(
             TokenHash::of("abc").as_str(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn a_fingerprint_depends_on_address_and_user_agent_and_round_trips_as_hex() {
+        let address = "192.0.2.7".parse().unwrap();
+        let fingerprint = Fingerprint::of(address, "nexus-agent/1.0");
+        assert_ne!(fingerprint, Fingerprint::of(address, "curl/8.0"));
+        assert_ne!(
+            fingerprint,
+            Fingerprint::of("192.0.2.8".parse().unwrap(), "nexus-agent/1.0")
+        );
+        assert_eq!(
+            Fingerprint::from_stored(&fingerprint.to_hex()),
+            Some(fingerprint)
         );
     }
 

@@ -92,6 +92,12 @@ impl Store {
 
     /// Applies the migrations in `sql/` that have not run yet.
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        self.migrate_up_to(None).await
+    }
+
+    /// Applies the migrations that have not run yet, up to and including `version` (all of
+    /// them when `None`); tests use it to build a database as an older release left it.
+    pub async fn migrate_up_to(&self, version: Option<i32>) -> anyhow::Result<()> {
         let (mut client, connection) = tokio_postgres::connect(&self.url, NoTls)
             .await
             .context("Failed to connect to the database to migrate it")?;
@@ -100,7 +106,11 @@ impl Store {
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await
             .context("Failed to take the migration lock")?;
-        let report = embedded::migrations::runner()
+        let mut runner = embedded::migrations::runner();
+        if let Some(version) = version {
+            runner = runner.set_target(refinery::Target::Version(version));
+        }
+        let report = runner
             .run_async(&mut client)
             .await
             .context("Failed to apply migrations")?;

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;
 
 use super::Store;
-use crate::domain::token::{AGENT_TOKEN_PREFIX, MintedToken, TokenHash};
+use crate::domain::token::{AGENT_TOKEN_PREFIX, Fingerprint, MintedToken};
 use crate::error::Error;
 
 /// The agent a valid token belongs to.
@@ -22,6 +22,8 @@ pub struct IssuedToken {
     pub host_id: i64,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// Whether the token binds to its first client's fingerprint.
+    pub bind_fingerprint: bool,
     pub token: MintedToken,
 }
 
@@ -40,6 +42,11 @@ pub struct AgentTokenInfo {
     /// When the token was revoked (null while it is active).
     #[oai(nullable)]
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Whether the token was issued with fingerprint binding: its first admitted request binds
+    /// it to that client's address and User-Agent.
+    pub bind_fingerprint: bool,
+    /// Whether a bound token has been used and is now bound (a hash; never shown).
+    pub fingerprint_bound: bool,
 }
 
 impl From<tokio_postgres::Row> for AgentTokenInfo {
@@ -51,11 +58,14 @@ impl From<tokio_postgres::Row> for AgentTokenInfo {
             created_at: row.get("created_at"),
             last_used_at: row.get("last_used_at"),
             revoked_at: row.get("revoked_at"),
+            bind_fingerprint: row.get("bind_fingerprint"),
+            fingerprint_bound: row.get("fingerprint_bound"),
         }
     }
 }
 
-const TOKEN_COLUMNS: &str = "id, host_id, name, created_at, last_used_at, revoked_at";
+const TOKEN_COLUMNS: &str = "id, host_id, name, created_at, last_used_at, revoked_at, \
+     bind_fingerprint, fingerprint IS NOT NULL AS fingerprint_bound";
 
 /// Mints a token for a host that exists and is not archived, inside `client`'s transaction
 /// if it has one.
@@ -63,17 +73,21 @@ async fn insert_agent_token(
     client: &impl GenericClient,
     host_id: i64,
     name: &str,
+    bind_fingerprint: bool,
 ) -> Result<IssuedToken, Error> {
     let token = MintedToken::new(AGENT_TOKEN_PREFIX);
     let statement = client
         .prepare_cached(
-            "INSERT INTO agent_tokens (host_id, name, hashed_token) \
-             SELECT id, $2, $3 FROM hosts WHERE id = $1 AND status <> 'archived' \
+            "INSERT INTO agent_tokens (host_id, name, hashed_token, bind_fingerprint) \
+             SELECT id, $2, $3, $4 FROM hosts WHERE id = $1 AND status <> 'archived' AND archived_at IS NULL \
              RETURNING id, created_at",
         )
         .await?;
     let Some(row) = client
-        .query_opt(&statement, &[&host_id, &name, &token.hash.as_str()])
+        .query_opt(
+            &statement,
+            &[&host_id, &name, &token.hash.as_str(), &bind_fingerprint],
+        )
         .await?
     else {
         let exists = client
@@ -91,15 +105,22 @@ async fn insert_agent_token(
         host_id,
         name: name.to_owned(),
         created_at: row.get("created_at"),
+        bind_fingerprint,
         token,
     })
 }
 
 impl Store {
-    /// Mints a token for a host that exists (else 404) and is not archived (else 409).
-    pub async fn issue_agent_token(&self, host_id: i64, name: &str) -> Result<IssuedToken, Error> {
+    /// Mints a token for a host that exists (else 404) and is not archived (else 409);
+    /// `bind_fingerprint` binds it to the client of its first admitted request.
+    pub async fn issue_agent_token(
+        &self,
+        host_id: i64,
+        name: &str,
+        bind_fingerprint: bool,
+    ) -> Result<IssuedToken, Error> {
         let client = self.client().await?;
-        insert_agent_token(&client, host_id, name).await
+        insert_agent_token(&client, host_id, name, bind_fingerprint).await
     }
 
     /// Every token of a host (revoked ones too), oldest first.
@@ -124,8 +145,9 @@ impl Store {
             .collect())
     }
 
-    /// Revokes an active token of a host and issues its replacement (same name), atomically.
-    /// A token of another host is not found; a revoked one cannot be rotated (409).
+    /// Revokes an active token of a host and issues its replacement (same name, same binding
+    /// option, not yet bound to any client), atomically. A token of another host is not
+    /// found; a revoked one cannot be rotated (409).
     pub async fn rotate_agent_token(
         &self,
         host_id: i64,
@@ -136,14 +158,15 @@ impl Store {
         let revoke = transaction
             .prepare_cached(
                 "UPDATE agent_tokens SET revoked_at = now() \
-                 WHERE id = $2 AND host_id = $1 AND revoked_at IS NULL RETURNING name",
+                 WHERE id = $2 AND host_id = $1 AND revoked_at IS NULL \
+                 RETURNING name, bind_fingerprint",
             )
             .await?;
-        let name: String = match transaction
+        let (name, bind_fingerprint): (String, bool) = match transaction
             .query_opt(&revoke, &[&host_id, &token_id])
             .await?
         {
-            Some(row) => row.get("name"),
+            Some(row) => (row.get("name"), row.get("bind_fingerprint")),
             None => {
                 let find = transaction
                     .prepare_cached("SELECT 1 FROM agent_tokens WHERE id = $2 AND host_id = $1")
@@ -158,7 +181,7 @@ impl Store {
                 );
             }
         };
-        let issued = insert_agent_token(&transaction, host_id, &name).await?;
+        let issued = insert_agent_token(&transaction, host_id, &name, bind_fingerprint).await?;
         transaction.commit().await?;
         Ok(issued)
     }
@@ -183,23 +206,24 @@ impl Store {
             .ok_or(Error::NotFound("token"))
     }
 
-    /// The agent whose unrevoked token hashes to `hash`, if its host is not archived.
-    pub async fn authenticate_agent(
+    /// Binds a token issued with `bind_fingerprint` to `fingerprint` unless it is bound
+    /// already: the fingerprint it is bound to now (`None` if the token is gone).
+    pub async fn bind_fingerprint(
         &self,
-        hash: &TokenHash,
-    ) -> Result<Option<AuthenticatedAgent>, Error> {
+        token_id: i64,
+        fingerprint: Fingerprint,
+    ) -> Result<Option<Fingerprint>, Error> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT t.id, t.host_id FROM agent_tokens t JOIN hosts h ON h.id = t.host_id \
-                 WHERE t.hashed_token = $1 AND t.revoked_at IS NULL AND h.status <> 'archived'",
+                "UPDATE agent_tokens SET fingerprint = COALESCE(fingerprint, $2) \
+                 WHERE id = $1 RETURNING fingerprint",
             )
             .await?;
-        let row = client.query_opt(&statement, &[&hash.as_str()]).await?;
-        Ok(row.map(|row| AuthenticatedAgent {
-            token_id: row.get(0),
-            host_id: row.get(1),
-        }))
+        let row = client
+            .query_opt(&statement, &[&token_id, &fingerprint.to_hex()])
+            .await?;
+        Ok(row.and_then(|row| Fingerprint::from_stored(row.get(0))))
     }
 
     /// Records that the token was just used (after it passed auth and the rate limit), if it is
@@ -211,7 +235,7 @@ impl Store {
             .prepare_cached(
                 "UPDATE agent_tokens t SET last_used_at = now() FROM hosts h \
                  WHERE t.id = $1 AND h.id = t.host_id \
-                   AND t.revoked_at IS NULL AND h.status <> 'archived'",
+                   AND t.revoked_at IS NULL AND h.status <> 'archived' AND h.archived_at IS NULL",
             )
             .await?;
         Ok(client.execute(&statement, &[&token_id]).await? == 1)

@@ -343,7 +343,7 @@ async fn archiving_revokes_every_token_at_once_and_is_idempotent() {
     let (host, token) = app.host_with_token("web").await;
     let second = app
         .store
-        .issue_agent_token(host, "second")
+        .issue_agent_token(host, "second", false)
         .await
         .unwrap()
         .token

@@ -93,7 +93,9 @@ async fn listing_shows_metadata_and_never_the_plaintext_or_the_hash() {
         assert_eq!(
             keys,
             [
+                "bind_fingerprint",
                 "created_at",
+                "fingerprint_bound",
                 "host_id",
                 "id",
                 "last_used_at",

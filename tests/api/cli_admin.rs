@@ -218,6 +218,30 @@ async fn token_commands_list_rotate_and_revoke() {
 }
 
 #[tokio::test]
+async fn token_issue_bind_fingerprint_binds_on_first_use_and_the_listing_shows_it() {
+    let app = TestApp::spawn().await;
+    let host_id = json(&app, &["host", "create", "--name", "web"])["id"].to_string();
+    let issued = json(
+        &app,
+        &["token", "issue", "--host", &host_id, "--bind-fingerprint"],
+    );
+    assert_eq!(issued["bind_fingerprint"], true);
+    let binding = || {
+        let table = ok(&nexus(&app, &["token", "list", "--host", &host_id]));
+        table.lines().nth(1).unwrap_or_default().to_owned()
+    };
+    assert!(binding().ends_with("binds on first use"), "{}", binding());
+
+    let token = issued["token"].as_str().unwrap();
+    let now = payload(&at(chrono::Duration::zero()), &[]);
+    assert_eq!(app.post_telemetry(token, &now).await.status(), 204);
+
+    assert!(binding().ends_with("bound"), "{}", binding());
+    let listed = json(&app, &["token", "list", "--host", &host_id]);
+    assert_eq!(listed[0]["fingerprint_bound"], true);
+}
+
+#[tokio::test]
 async fn admin_token_commands_create_list_and_revoke_working_credentials() {
     let app = TestApp::spawn().await;
     let created = json(&app, &["admin-token", "create", "--name", "ci"]);

@@ -102,7 +102,7 @@ async fn proxied_app(hosts: usize, extra: &[&str], proxy_up: bool) -> ProxiedApp
             .unwrap();
         tokens.push(
             direct_store
-                .issue_agent_token(host.id, "t")
+                .issue_agent_token(host.id, "t", false)
                 .await
                 .unwrap()
                 .token
@@ -286,7 +286,7 @@ async fn sigterm_mid_load_finishes_in_flight_requests_and_exits_cleanly() {
     let store = Store::new(&serve_args(&url, &[]).db.settings()).unwrap();
     let host = store.create_host("web", "web").await.unwrap();
     let token = store
-        .issue_agent_token(host.id, "t")
+        .issue_agent_token(host.id, "t", false)
         .await
         .unwrap()
         .token

@@ -87,7 +87,7 @@ impl TestApp {
         let host = self.create_host(name).await;
         let issued = self
             .store
-            .issue_agent_token(host, "test")
+            .issue_agent_token(host, "test", false)
             .await
             .expect("token issued");
         (host, issued.token.plaintext.clone())
@@ -292,6 +292,27 @@ pub async fn fresh_database_on(base: &str) -> String {
         .await
         .unwrap();
     url_of(&name)
+}
+
+/// A new database with nothing in it (TimescaleDB available), for migrating step by step.
+pub async fn empty_database() -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
+    let (prefix, query) = match base.split_once('?') {
+        Some((prefix, query)) => (prefix, format!("?{query}")),
+        None => (base.as_str(), String::new()),
+    };
+    let server = &prefix[..prefix.rfind('/').expect("DATABASE_URL has a database name")];
+    let admin = connect(&format!("{server}/postgres{query}")).await;
+    let name = format!(
+        "test_{}_{}",
+        Utc::now().timestamp(),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    format!("{server}/{name}{query}")
 }
 
 /// Test databases are kept for inspection after a run and dropped by a run hours later.

@@ -467,7 +467,12 @@ async fn a_failure_midway_rolls_back_everything() {
 async fn a_host_archived_after_its_token_was_checked_gets_nothing_written() {
     let app = TestApp::spawn().await;
     let host = app.create_host("web-01").await;
-    let token = app.store.issue_agent_token(host, "test").await.unwrap().id;
+    let token = app
+        .store
+        .issue_agent_token(host, "test", false)
+        .await
+        .unwrap()
+        .id;
     app.db
         .execute(
             "UPDATE hosts SET status = 'archived' WHERE id = $1",

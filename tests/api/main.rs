@@ -3,9 +3,11 @@
 
 mod admin_hosts;
 mod admin_tokens;
+mod agent_auth;
 mod analytics_doc;
 mod cli;
 mod cli_admin;
+mod docker_shapes;
 mod faults;
 mod fleet;
 mod fuzz;

@@ -130,6 +130,17 @@ async fn no_plaintext_token_appears_in_the_debug_log_of_issuing_and_using_it() {
         !old.text().await.unwrap().contains(&token),
         "nor in error bodies"
     );
+    let unknown = "nxa_an_unknown_bearer_in_a_retry_loop";
+    for _ in 0..5 {
+        let guess = http
+            .post(&telemetry)
+            .bearer_auth(unknown)
+            .json(&payload(&at(chrono::Duration::zero()), &[]))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(guess.status(), 401);
+    }
 
     server.kill().unwrap();
     server.wait().unwrap();
@@ -139,10 +150,32 @@ async fn no_plaintext_token_appears_in_the_debug_log_of_issuing_and_using_it() {
         log.lines().count() > 5 && log.contains("DEBUG"),
         "the debug log was captured:\n{log}"
     );
-    for secret in [&admin, &token, &new_token] {
+    for secret in [&admin, &token, &new_token, unknown] {
         assert!(
-            !log.contains(secret.as_str()),
+            !log.contains(secret),
             "the log holds a plaintext token:\n{log}"
         );
     }
+    // Refusals are logged with address, reason and token id, once per address and reason
+    // per minute: five retries of one unknown bearer make one line.
+    let plain = regex::Regex::new("\x1b\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(&log, "");
+    let refusals: Vec<&str> = plain
+        .lines()
+        .filter(|line| line.contains("agent request refused"))
+        .collect();
+    let invalid: Vec<&&str> = refusals
+        .iter()
+        .filter(|l| l.contains("reason=\"invalid\""))
+        .collect();
+    assert_eq!(invalid.len(), 1, "{refusals:#?}");
+    assert!(invalid[0].contains("address=127.0.0.1"), "{}", invalid[0]);
+    let old_id = format!("token_id={}", issued.body["id"]);
+    assert!(
+        refusals
+            .iter()
+            .any(|l| l.contains("reason=\"revoked\"") && l.contains(&old_id)),
+        "the revoked token's refusal names its id: {refusals:#?}"
+    );
 }

@@ -1,11 +1,13 @@
-//! Cached agent-token lookups stay exact across server processes sharing one database:
+//! The in-memory token index stays exact across server processes sharing one database:
 //! a revocation through one server (or plain SQL) is refused by the others on the next request.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use nexus_telemetry::domain::token::TokenHash;
-use nexus_telemetry::store::agent_cache::{AgentTokenCache, LISTENER_APPLICATION_NAME};
+use nexus_telemetry::store::agent_cache::{
+    AgentTokenCache, LISTENER_APPLICATION_NAME, Lookup, Standing,
+};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -129,22 +131,29 @@ async fn revocation_rotation_and_archiving_in_sql_are_refused_by_every_server() 
 }
 
 #[tokio::test]
-async fn notifications_evict_cached_lookups_without_waiting_for_a_request() {
+async fn notifications_keep_the_index_exact_for_new_revoked_and_archived_tokens() {
     let app = TestApp::spawn().await;
     let (host, token) = app.host_with_token("web").await;
-    let (_, other) = app.host_with_token("other").await;
+    let (archived_host, archived) = app.host_with_token("archived").await;
     let cache = Arc::new(AgentTokenCache::new());
     let listener = app.store.spawn_agent_cache_listener(cache.clone());
     eventually("the listener is connected", || cache.is_live()).await;
-    for bearer in [&token, &other] {
-        let agent = cache
-            .authenticate(&app.store, &TokenHash::of(bearer))
-            .await
-            .unwrap();
-        assert!(agent.is_some());
-    }
-    assert_eq!(cache.len(), 2);
+    let standing = |bearer: &str| match cache.lookup(&TokenHash::of(bearer)) {
+        Lookup::Known(token) => Some(token.standing),
+        _ => None,
+    };
+    assert_eq!(
+        standing(&token),
+        Some(Standing::Active),
+        "loaded at connect"
+    );
+    assert_eq!(standing("nxa_unknown"), None);
 
+    let (_, fresh) = app.host_with_token("fresh").await;
+    eventually("a new token is known", || {
+        standing(&fresh) == Some(Standing::Active)
+    })
+    .await;
     app.db
         .execute(
             "UPDATE agent_tokens SET revoked_at = now() WHERE host_id = $1",
@@ -152,46 +161,43 @@ async fn notifications_evict_cached_lookups_without_waiting_for_a_request() {
         )
         .await
         .unwrap();
-    eventually("the revoked token is evicted", || cache.len() == 1).await;
+    eventually("the revocation is known", || {
+        standing(&token) == Some(Standing::Revoked)
+    })
+    .await;
+    app.db
+        .execute(
+            "UPDATE hosts SET archived_at = now() WHERE id = $1",
+            &[&archived_host],
+        )
+        .await
+        .unwrap();
+    eventually("the archiving is known", || {
+        standing(&archived) == Some(Standing::HostArchived)
+    })
+    .await;
     let stamped = app
         .db
         .execute("UPDATE agent_tokens SET last_used_at = now()", &[])
         .await
         .unwrap();
-    assert_eq!(stamped, 2);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(cache.len(), 1, "stamping last_used_at evicts nothing");
-    assert_eq!(
-        cache
-            .authenticate(&app.store, &TokenHash::of(&token))
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(stamped, 3);
+    assert_eq!(cache.len(), 3, "every token, valid or not, is in the index");
     listener.abort();
 }
 
 #[tokio::test]
-async fn a_lost_listener_connection_empties_and_bypasses_the_cache_until_it_reconnects() {
+async fn a_lost_listener_connection_empties_the_index_and_stops_its_use_until_it_reconnects() {
     let app = TestApp::spawn().await;
     let (_, token) = app.host_with_token("web").await;
     let cache = Arc::new(AgentTokenCache::new());
-    let found = cache
-        .authenticate(&app.store, &TokenHash::of(&token))
-        .await
-        .unwrap();
-    assert!(found.is_some(), "looked up in the database");
-    assert!(
-        cache.is_empty(),
-        "nothing is cached before a listener connects"
-    );
+    assert_eq!(cache.lookup(&TokenHash::of(&token)), Lookup::NotLive);
     let listener = app.store.spawn_agent_cache_listener(cache.clone());
     eventually("the listener is connected", || cache.is_live()).await;
-    cache
-        .authenticate(&app.store, &TokenHash::of(&token))
-        .await
-        .unwrap();
-    assert_eq!(cache.len(), 1);
+    assert!(matches!(
+        cache.lookup(&TokenHash::of(&token)),
+        Lookup::Known(_)
+    ));
 
     let killed = app
         .db
@@ -204,12 +210,11 @@ async fn a_lost_listener_connection_empties_and_bypasses_the_cache_until_it_reco
         .unwrap();
     assert!(killed >= 1, "the listeners were found");
 
-    eventually("the cache is emptied", || cache.is_empty()).await;
+    eventually("the index is emptied", || cache.is_empty()).await;
     eventually("the listener reconnects", || cache.is_live()).await;
-    cache
-        .authenticate(&app.store, &TokenHash::of(&token))
-        .await
-        .unwrap();
-    assert_eq!(cache.len(), 1, "the cache is used again once reconnected");
+    assert!(
+        matches!(cache.lookup(&TokenHash::of(&token)), Lookup::Known(_)),
+        "the index is loaded again once reconnected"
+    );
     listener.abort();
 }

@@ -4,6 +4,7 @@
 //! unrevoked; agent tokens are refused). Answers are declared per operation with
 //! [`admin_response!`], which also maps the crate's [`Error`] onto them, once for all.
 
+pub mod auth_failures;
 pub mod hosts;
 pub mod readings;
 pub mod tokens;
@@ -31,8 +32,8 @@ pub struct AdminToken(pub AdminSession);
 /// endpoint, so guessing admin tokens is throttled too (429 before any database lookup).
 async fn admin_session(request: &Request, bearer: Bearer) -> poem::Result<AdminSession> {
     let state = request.data::<AppState>().expect("AppState is app data");
-    let client = client_address(request);
-    state.auth_failures.peek(client, Instant::now())?;
+    let client = client_address(request, &state.trusted_proxies);
+    state.admin_auth_failures.peek(client, Instant::now())?;
     match state
         .store
         .authenticate_admin(&TokenHash::of(&bearer.token))
@@ -40,7 +41,7 @@ async fn admin_session(request: &Request, bearer: Bearer) -> poem::Result<AdminS
     {
         Some(session) => Ok(session),
         None => {
-            let _ = state.auth_failures.check(client, Instant::now());
+            let _ = state.admin_auth_failures.check(client, Instant::now());
             Err(Error::Unauthorized.into())
         }
     }

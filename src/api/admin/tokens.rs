@@ -23,6 +23,12 @@ pub struct NewAgentToken {
     /// Label to tell the host's tokens apart.
     #[oai(validator(min_length = 1, max_length = 255))]
     pub name: String,
+    /// Bind the token to the address and User-Agent of its first admitted request; later
+    /// requests from another client get 401. Off by default; rotation keeps the option and
+    /// starts unbound.
+    #[oai(default)]
+    #[serde(default)]
+    pub bind_fingerprint: bool,
 }
 
 /// A token just issued: the plaintext `token`, shown this once (only its SHA-256 is stored),
@@ -34,6 +40,8 @@ pub struct IssuedAgentToken {
     pub host_id: i64,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    /// Whether the token binds to its first client's fingerprint.
+    pub bind_fingerprint: bool,
     /// The bearer for `Authorization: Bearer …` (`nxa_` + 64 hex digits).
     pub token: String,
 }
@@ -45,6 +53,7 @@ impl From<IssuedToken> for IssuedAgentToken {
             host_id: issued.host_id,
             name: issued.name,
             created_at: issued.created_at,
+            bind_fingerprint: issued.bind_fingerprint,
             token: issued.token.plaintext,
         }
     }
@@ -142,7 +151,12 @@ impl TokensApi {
         id: Path<i64>,
         body: ValidJson<NewAgentToken>,
     ) -> IssueTokenResponse {
-        match state.store.issue_agent_token(id.0, &body.0.name).await {
+        let request = body.0;
+        match state
+            .store
+            .issue_agent_token(id.0, &request.name, request.bind_fingerprint)
+            .await
+        {
             Ok(issued) => IssueTokenResponse::Created(Json(issued.into())),
             Err(error) => error.into(),
         }

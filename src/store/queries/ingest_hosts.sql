@@ -21,7 +21,7 @@ WITH input AS (
 ),
 locked AS (
     SELECT id, status, xmin::text::int8 AS version FROM hosts
-    WHERE id = ANY($1) AND status <> 'archived'
+    WHERE id = ANY($1) AND status <> 'archived' AND archived_at IS NULL
     ORDER BY id
     FOR UPDATE
 ),
