@@ -206,5 +206,26 @@ BEGIN
 END
 $$;
 
+-- Columnstore compression (community edition): one segment per series, newest first, so a
+-- series' values sit together and delta-encode well (sizes in BENCHMARKS.md). Rollups keep
+-- TimescaleDB's defaults: segments by their grouping columns, ordered by bucket. When chunks
+-- are compressed is a policy the server sets from its configuration.
+DO $$
+BEGIN
+    IF current_setting('timescaledb.license') = 'timescale' THEN
+        ALTER TABLE host_metric_snapshots SET (timescaledb.compress,
+            timescaledb.compress_segmentby = 'host_id',
+            timescaledb.compress_orderby = 'recorded_at DESC');
+        ALTER TABLE container_metric_snapshots SET (timescaledb.compress,
+            timescaledb.compress_segmentby = 'container_id',
+            timescaledb.compress_orderby = 'recorded_at DESC');
+        ALTER MATERIALIZED VIEW host_metrics_5m SET (timescaledb.compress = true);
+        ALTER MATERIALIZED VIEW container_metrics_5m SET (timescaledb.compress = true);
+        ALTER MATERIALIZED VIEW host_metrics_1h SET (timescaledb.compress = true);
+        ALTER MATERIALIZED VIEW container_metrics_1h SET (timescaledb.compress = true);
+    END IF;
+END
+$$;
+
 GRANT SELECT ON containers_latest, host_metrics_5m, host_metrics_1h, container_metrics_5m,
     container_metrics_1h TO nexus_analyst;

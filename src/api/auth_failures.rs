@@ -58,6 +58,9 @@ struct Tally {
     minutes: VecDeque<(i64, u64)>,
     last_at: Option<DateTime<Utc>>,
     last_token_id: Option<i64>,
+    /// When a line was last logged for this pair: the next one is due a minute later (a
+    /// sliding minute, so a retry loop across a clock-minute boundary still logs once).
+    logged_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Default)]
@@ -123,11 +126,17 @@ impl AuthFailureLog {
                 let tally = state.tallies.entry(key).or_default();
                 tally.last_at = Some(now);
                 tally.last_token_id = token_id.or(tally.last_token_id);
-                let first = bump(&mut tally.minutes, minute);
+                bump(&mut tally.minutes, minute);
                 if tally.minutes.len() > WINDOW_MINUTES as usize {
                     tally.minutes.pop_front();
                 }
-                first
+                let due = tally
+                    .logged_at
+                    .is_none_or(|logged| now - logged >= chrono::Duration::minutes(1));
+                if due {
+                    tally.logged_at = Some(now);
+                }
+                due
             }
         };
         if first_this_minute {

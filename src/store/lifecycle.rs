@@ -12,12 +12,8 @@ use crate::error::Error;
 /// Key of the advisory lock that serialises lifecycle set-up across server processes.
 const LIFECYCLE_LOCK: i64 = 0x6e65_7875_735f_6c63; // "nexus_lc"
 
-/// The raw hypertables with the column their compressed chunks are segmented by: one
-/// segment per series, so a series' values sit together and delta-encode well.
-const RAW_TABLES: [(&str, &str); 2] = [
-    ("host_metric_snapshots", "host_id"),
-    ("container_metric_snapshots", "container_id"),
-];
+/// The raw hypertables (their compression settings are in `sql/V6__lifecycle_rollups.sql`).
+const RAW_TABLES: [&str; 2] = ["host_metric_snapshots", "container_metric_snapshots"];
 
 /// The TimescaleDB edition a database runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,14 +103,15 @@ impl Store {
     }
 
     /// Sets chunk sizing and, on the community edition, compression, refresh and retention
-    /// policies to match `lifecycle` (replacing earlier ones). Returns the edition found.
+    /// policies to match `lifecycle` (replacing earlier ones; no DDL on the views, so cached
+    /// statements of running servers stay valid). Returns the edition found.
     pub async fn configure_lifecycle(&self, lifecycle: &Lifecycle) -> Result<Edition, Error> {
         let edition = self.edition().await?;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LIFECYCLE_LOCK])
             .await?;
-        for (table, _) in RAW_TABLES {
+        for table in RAW_TABLES {
             tx.execute(
                 "SELECT set_chunk_time_interval($1::text::regclass, justify_hours(make_interval(secs => $2)))",
                 &[&table, &lifecycle.chunk_interval.as_secs_f64()],
@@ -122,8 +119,7 @@ impl Store {
             .await?;
         }
         if edition == Edition::Community {
-            for (table, segment_by) in RAW_TABLES {
-                enable_compression(&tx, "TABLE", table, segment_by, "recorded_at DESC").await?;
+            for table in RAW_TABLES {
                 replace_policies(
                     &tx,
                     table,
@@ -135,7 +131,6 @@ impl Store {
             for level in &ROLLUPS {
                 for view in level.views {
                     replace_refresh_policy(&tx, view, lifecycle, level).await?;
-                    enable_compression(&tx, "MATERIALIZED VIEW", view, "", "").await?;
                     replace_policies(
                         &tx,
                         view,
@@ -155,7 +150,7 @@ impl Store {
     pub async fn drop_old_chunks(&self, keep: Duration) -> Result<usize, Error> {
         let client = self.client().await?;
         let mut dropped = 0;
-        for (table, _) in RAW_TABLES {
+        for table in RAW_TABLES {
             let rows = client
                 .query(
                     "SELECT drop_chunks($1::text::regclass, older_than => now() - justify_hours(make_interval(secs => $2)))",
@@ -166,42 +161,6 @@ impl Store {
         }
         Ok(dropped)
     }
-}
-
-/// Turns columnstore compression on once; its settings cannot change while chunks are
-/// compressed. Empty `segment_by`/`order_by` keep TimescaleDB's defaults (for rollups: the
-/// grouping columns, then the bucket).
-async fn enable_compression(
-    tx: &tokio_postgres::Transaction<'_>,
-    kind: &str,
-    relation: &str,
-    segment_by: &str,
-    order_by: &str,
-) -> Result<(), Error> {
-    let query = if kind == "TABLE" {
-        "SELECT compression_enabled FROM timescaledb_information.hypertables
-         WHERE hypertable_name = $1"
-    } else {
-        "SELECT compression_enabled FROM timescaledb_information.continuous_aggregates
-         WHERE view_name = $1"
-    };
-    let enabled: bool = tx.query_one(query, &[&relation]).await?.get(0);
-    if enabled {
-        return Ok(());
-    }
-    let mut options = vec!["timescaledb.compress = true".to_owned()];
-    if !segment_by.is_empty() {
-        options.push(format!("timescaledb.compress_segmentby = '{segment_by}'"));
-    }
-    if !order_by.is_empty() {
-        options.push(format!("timescaledb.compress_orderby = '{order_by}'"));
-    }
-    tx.batch_execute(&format!(
-        "ALTER {kind} {relation} SET ({})",
-        options.join(", ")
-    ))
-    .await?;
-    Ok(())
 }
 
 /// Replaces `relation`'s compression and retention policies with ones for these ages.
