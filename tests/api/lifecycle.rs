@@ -357,7 +357,9 @@ async fn the_read_api_answers_the_same_on_both_editions() {
 
 #[tokio::test]
 async fn a_range_older_than_the_raw_retention_is_answered_from_rollups() {
-    let app = TestApp::spawn().await;
+    // The server's own retention policy must not drop the seeded days before the rollups
+    // have them; the test drops them itself once they do.
+    let app = TestApp::spawn_with(&["--retention-days", "400"]).await;
     if !app.is_community_edition().await {
         eprintln!("skipped: rollups outlive raw data only on the community edition");
         return;
