@@ -96,7 +96,8 @@ CREATE AGGREGATE counter_increase(bigint) (
 -- Rates: `<counter>_increase` is the counter's growth between consecutive samples inside each
 -- 5-minute window, `counter_seconds` the time those samples span; a rate over any bucket is
 -- sum(increase) / sum(counter_seconds). The 1 h rows sum the 5 min ones, so both levels and the
--- raw rows give the same rate for the same hour.
+-- raw rows give the same rate for the same hour. Gauge aggregates are `real` (7 significant
+-- digits, more than the two decimals agents send): half the compressed size of doubles.
 DO $$
 DECLARE
     continuous boolean := current_setting('timescaledb.license') = 'timescale';
@@ -110,18 +111,18 @@ BEGIN
         SELECT time_bucket(INTERVAL '5 minutes', recorded_at) AS bucket,
                host_id,
                count(*) AS samples,
-               avg(cpu_percent)::double precision AS cpu_percent_avg,
+               avg(cpu_percent)::real AS cpu_percent_avg,
                min(cpu_percent) AS cpu_percent_min,
                max(cpu_percent) AS cpu_percent_max,
-               avg(memory_used_mb)::double precision AS memory_used_mb_avg,
+               avg(memory_used_mb)::real AS memory_used_mb_avg,
                min(memory_used_mb) AS memory_used_mb_min,
                max(memory_used_mb) AS memory_used_mb_max,
                max(memory_total_mb) AS memory_total_mb_max,
-               avg(disk_used_gb)::double precision AS disk_used_gb_avg,
+               avg(disk_used_gb)::real AS disk_used_gb_avg,
                min(disk_used_gb) AS disk_used_gb_min,
                max(disk_used_gb) AS disk_used_gb_max,
                max(disk_total_gb) AS disk_total_gb_max,
-               avg(load_average)::double precision AS load_average_avg,
+               avg(load_average)::real AS load_average_avg,
                min(load_average) AS load_average_min,
                max(load_average) AS load_average_max,
                extract(epoch FROM max(recorded_at) - min(recorded_at))::double precision AS counter_seconds,
@@ -136,16 +137,16 @@ BEGIN
                container_id,
                host_id,
                count(*) AS samples,
-               avg(cpu_percent)::double precision AS cpu_percent_avg,
+               avg(cpu_percent)::real AS cpu_percent_avg,
                min(cpu_percent) AS cpu_percent_min,
                max(cpu_percent) AS cpu_percent_max,
-               avg(memory_usage_mb)::double precision AS memory_usage_mb_avg,
+               avg(memory_usage_mb)::real AS memory_usage_mb_avg,
                min(memory_usage_mb) AS memory_usage_mb_min,
                max(memory_usage_mb) AS memory_usage_mb_max,
                max(memory_limit_mb) AS memory_limit_mb_max,
-               avg(memory_percent(memory_usage_mb, memory_limit_mb)) AS memory_percent_avg,
-               min(memory_percent(memory_usage_mb, memory_limit_mb)) AS memory_percent_min,
-               max(memory_percent(memory_usage_mb, memory_limit_mb)) AS memory_percent_max,
+               avg(memory_percent(memory_usage_mb, memory_limit_mb))::real AS memory_percent_avg,
+               min(memory_percent(memory_usage_mb, memory_limit_mb))::real AS memory_percent_min,
+               max(memory_percent(memory_usage_mb, memory_limit_mb))::real AS memory_percent_max,
                extract(epoch FROM max(recorded_at) - min(recorded_at))::double precision AS counter_seconds,
                counter_increase(network_rx_bytes ORDER BY recorded_at) AS network_rx_bytes_increase,
                counter_increase(network_tx_bytes ORDER BY recorded_at) AS network_tx_bytes_increase,
@@ -160,18 +161,18 @@ BEGIN
         SELECT time_bucket(INTERVAL '1 hour', bucket) AS bucket,
                host_id,
                sum(samples)::bigint AS samples,
-               (sum(cpu_percent_avg * samples) / sum(samples))::double precision AS cpu_percent_avg,
+               (sum(cpu_percent_avg * samples) / sum(samples))::real AS cpu_percent_avg,
                min(cpu_percent_min) AS cpu_percent_min,
                max(cpu_percent_max) AS cpu_percent_max,
-               (sum(memory_used_mb_avg * samples) / sum(samples))::double precision AS memory_used_mb_avg,
+               (sum(memory_used_mb_avg * samples) / sum(samples))::real AS memory_used_mb_avg,
                min(memory_used_mb_min) AS memory_used_mb_min,
                max(memory_used_mb_max) AS memory_used_mb_max,
                max(memory_total_mb_max) AS memory_total_mb_max,
-               (sum(disk_used_gb_avg * samples) / sum(samples))::double precision AS disk_used_gb_avg,
+               (sum(disk_used_gb_avg * samples) / sum(samples))::real AS disk_used_gb_avg,
                min(disk_used_gb_min) AS disk_used_gb_min,
                max(disk_used_gb_max) AS disk_used_gb_max,
                max(disk_total_gb_max) AS disk_total_gb_max,
-               (sum(load_average_avg * samples) / sum(samples))::double precision AS load_average_avg,
+               (sum(load_average_avg * samples) / sum(samples))::real AS load_average_avg,
                min(load_average_min) AS load_average_min,
                max(load_average_max) AS load_average_max,
                sum(counter_seconds)::double precision AS counter_seconds,
@@ -186,14 +187,14 @@ BEGIN
                container_id,
                host_id,
                sum(samples)::bigint AS samples,
-               (sum(cpu_percent_avg * samples) / sum(samples))::double precision AS cpu_percent_avg,
+               (sum(cpu_percent_avg * samples) / sum(samples))::real AS cpu_percent_avg,
                min(cpu_percent_min) AS cpu_percent_min,
                max(cpu_percent_max) AS cpu_percent_max,
-               (sum(memory_usage_mb_avg * samples) / sum(samples))::double precision AS memory_usage_mb_avg,
+               (sum(memory_usage_mb_avg * samples) / sum(samples))::real AS memory_usage_mb_avg,
                min(memory_usage_mb_min) AS memory_usage_mb_min,
                max(memory_usage_mb_max) AS memory_usage_mb_max,
                max(memory_limit_mb_max) AS memory_limit_mb_max,
-               (sum(memory_percent_avg * samples) / sum(samples))::double precision AS memory_percent_avg,
+               (sum(memory_percent_avg * samples) / sum(samples))::real AS memory_percent_avg,
                min(memory_percent_min) AS memory_percent_min,
                max(memory_percent_max) AS memory_percent_max,
                sum(counter_seconds)::double precision AS counter_seconds,
@@ -207,8 +208,8 @@ END
 $$;
 
 -- Columnstore compression (community edition): one segment per series, newest first, so a
--- series' values sit together and delta-encode well (sizes in BENCHMARKS.md). Rollups keep
--- TimescaleDB's defaults: segments by their grouping columns, ordered by bucket. When chunks
+-- series' values sit together and delta-encode well; rollups too (TimescaleDB's default for
+-- them mixes every series in one segment, 2.5x larger). Sizes in BENCHMARKS.md. When chunks
 -- are compressed is a policy the server sets from its configuration.
 DO $$
 BEGIN
@@ -219,10 +220,14 @@ BEGIN
         ALTER TABLE container_metric_snapshots SET (timescaledb.compress,
             timescaledb.compress_segmentby = 'container_id',
             timescaledb.compress_orderby = 'recorded_at DESC');
-        ALTER MATERIALIZED VIEW host_metrics_5m SET (timescaledb.compress = true);
-        ALTER MATERIALIZED VIEW container_metrics_5m SET (timescaledb.compress = true);
-        ALTER MATERIALIZED VIEW host_metrics_1h SET (timescaledb.compress = true);
-        ALTER MATERIALIZED VIEW container_metrics_1h SET (timescaledb.compress = true);
+        ALTER MATERIALIZED VIEW host_metrics_5m SET (timescaledb.compress = true,
+            timescaledb.compress_segmentby = 'host_id', timescaledb.compress_orderby = 'bucket DESC');
+        ALTER MATERIALIZED VIEW container_metrics_5m SET (timescaledb.compress = true,
+            timescaledb.compress_segmentby = 'container_id', timescaledb.compress_orderby = 'bucket DESC');
+        ALTER MATERIALIZED VIEW host_metrics_1h SET (timescaledb.compress = true,
+            timescaledb.compress_segmentby = 'host_id', timescaledb.compress_orderby = 'bucket DESC');
+        ALTER MATERIALIZED VIEW container_metrics_1h SET (timescaledb.compress = true,
+            timescaledb.compress_segmentby = 'container_id', timescaledb.compress_orderby = 'bucket DESC');
     END IF;
 END
 $$;
