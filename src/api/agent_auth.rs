@@ -23,7 +23,11 @@ use crate::store::tokens::AuthenticatedAgent;
 
 /// An agent token (`Authorization: Bearer nxa_…`), issued per host.
 #[derive(SecurityScheme)]
-#[oai(ty = "bearer", checker = "admitted_agent")]
+#[oai(
+    ty = "bearer",
+    bearer_format = "nxa_<64 hex digits>",
+    checker = "admitted_agent"
+)]
 pub struct AgentToken(pub AgentSession);
 
 /// An authenticated agent whose request the rate limit admitted.
@@ -50,7 +54,10 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             .clone();
         let client = client_address(&request);
         // An address that keeps failing is refused before its guesses cost a database lookup.
-        state.auth_failures.peek(client, Instant::now())?;
+        state
+            .auth_failures
+            .peek(client, Instant::now())
+            .map_err(Error::from_auth_failures)?;
         let hash = bearer_token(&request).map(TokenHash::of);
         let agent = match &hash {
             Some(hash) => state.agent_cache.authenticate(&state.store, hash).await?,

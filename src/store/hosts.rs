@@ -21,27 +21,34 @@ pub struct Host {
     pub name: String,
     /// Unique URL-safe identifier.
     pub slug: String,
+    /// Liveness: `pending` until the first snapshot, then `online`/`offline`, or `archived`.
     pub status: HostStatus,
     /// Free-form labels.
     pub labels: Labels,
     /// `recorded_at` of the newest snapshot received.
     #[oai(nullable)]
     pub last_seen_at: Option<DateTime<Utc>>,
-    /// Facts reported by the agent (null until reported).
+    /// CPUs, as the agent reports them (null until reported).
     #[oai(nullable)]
     pub cpu_count: Option<i32>,
+    /// Memory, MiB, as the agent reports it (null until reported).
     #[oai(nullable)]
     pub memory_total_mb: Option<i64>,
+    /// Size of the monitored mount, GiB, as the agent reports it (null until reported).
     #[oai(nullable)]
     pub disk_total_gb: Option<i64>,
+    /// Operating system, as the agent reports it (null until reported).
     #[oai(nullable)]
     pub os: Option<String>,
+    /// Docker Engine version, as the agent reports it (null until reported).
     #[oai(nullable)]
     pub docker_version: Option<String>,
     /// When the host was first archived.
     #[oai(nullable)]
     pub archived_at: Option<DateTime<Utc>>,
+    /// When the host was created.
     pub created_at: DateTime<Utc>,
+    /// When the host row last changed (a snapshot, an update, archiving).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -138,7 +145,12 @@ impl Store {
             .query_opt(&statement, &[&name, &slug, &Json(labels)])
             .await?
             .map(Host::from)
-            .ok_or_else(|| Error::Conflict(format!("a host with slug `{slug}` already exists")))
+            .ok_or_else(|| {
+                Error::Conflict(
+                    "slug-taken",
+                    format!("a host with slug `{slug}` already exists"),
+                )
+            })
     }
 
     pub async fn host(&self, id: i64) -> Result<Host, Error> {

@@ -45,6 +45,7 @@ pub struct HostUpdate {
 /// One page of hosts, ordered by id.
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct HostPage {
+    /// At most `limit` hosts, by ascending id.
     pub items: Vec<Host>,
     /// Pass as `cursor` to get the next page; null on the last page.
     #[oai(nullable)]
@@ -168,6 +169,7 @@ impl HostsApi {
         /// Only hosts in this status.
         status: Query<Option<HostStatus>>,
         /// Only hosts carrying this label, written `key:value`; repeat to require several.
+        #[oai(default)]
         label: Query<Vec<String>>,
         /// Only hosts whose name contains this text (case-insensitive).
         name: Query<Option<String>>,
@@ -210,6 +212,8 @@ impl HostsApi {
     }
 
     /// Show a host
+    ///
+    /// The host with its status, labels and the facts its agent reported.
     #[oai(
         path = "/hosts/:id",
         method = "get",
