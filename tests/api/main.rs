@@ -6,6 +6,7 @@ mod admin_tokens;
 mod analytics_doc;
 mod cli;
 mod cli_admin;
+mod conformance;
 mod faults;
 mod fuzz;
 mod fuzz_admin;
