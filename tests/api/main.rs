@@ -10,6 +10,7 @@ mod conformance;
 mod faults;
 mod fuzz;
 mod fuzz_admin;
+mod generated_client;
 mod group_commit;
 mod helpers;
 mod ingest_encoding;
