@@ -98,6 +98,7 @@ fn rewrite(doc: &mut Value) {
             }
         }
     }
+    typed_nullable_references(doc);
     share_repeated_responses(doc);
     if let Some(components) = doc["components"].as_mapping_mut() {
         let headers = serde_json::json!({"RequestId": request_id_header()});
@@ -411,6 +412,40 @@ fn optional_fields_nullable(schema: &mut Value) {
         } else {
             map.insert("nullable".into(), true.into());
         }
+    }
+}
+
+/// OpenAPI 3.0 makes a reference nullable as `{nullable: true, allOf: [$ref]}`; Redocly wants
+/// the `type` beside `nullable`, so it is copied from the referenced schema. (Given that,
+/// openapi-python-client types the field without `None`, which only means a Python client
+/// omits the field rather than sending `null`; making the referenced schema nullable instead
+/// breaks progenitor, which then defines the type twice.)
+fn typed_nullable_references(doc: &mut Value) {
+    let schemas = doc["components"]["schemas"].clone();
+    add_types(doc, &schemas);
+}
+
+fn add_types(value: &mut Value, schemas: &Value) {
+    match value {
+        Value::Mapping(map) => {
+            let target = map
+                .get("allOf")
+                .and_then(Value::as_sequence)
+                .filter(|all_of| all_of.len() == 1)
+                .and_then(|all_of| all_of[0].get("$ref"))
+                .and_then(Value::as_str)
+                .and_then(|r| r.strip_prefix("#/components/schemas/"));
+            let ty = target.and_then(|name| schemas[name].get("type")).cloned();
+            if map.get("nullable") == Some(&Value::Bool(true))
+                && !map.contains_key("type")
+                && let Some(ty) = ty
+            {
+                map.insert("type".into(), ty);
+            }
+            map.values_mut().for_each(|v| add_types(v, schemas));
+        }
+        Value::Sequence(items) => items.iter_mut().for_each(|v| add_types(v, schemas)),
+        _ => {}
     }
 }
 

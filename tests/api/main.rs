@@ -18,6 +18,7 @@ mod ingest_errors;
 mod ingest_writes;
 mod liveness;
 mod openapi;
+mod openapi_tools;
 mod ops;
 mod readings;
 mod readme;

@@ -298,7 +298,10 @@ fn fields_always_sent_are_required_and_nullable_instead_of_optional() {
     }
     // A request may send null for any optional field (it stands for absent), `facts` too.
     let facts = &schemas["HostPayload"]["properties"]["facts"];
-    assert_eq!(facts["nullable"], true);
+    assert_eq!(
+        (&facts["type"], &facts["nullable"]),
+        (&json!("object"), &json!(true))
+    );
     assert_eq!(
         facts["allOf"],
         json!([{"$ref": "#/components/schemas/HostFacts"}])
