@@ -14,6 +14,7 @@ const HOST_COLUMNS: &str = "id, name, slug, status, labels, last_seen_at, cpu_co
 
 /// A monitored host, as stored (also the admin API's and the CLI's JSON shape).
 #[derive(Debug, Clone, serde::Serialize, poem_openapi::Object)]
+#[oai(example)]
 pub struct Host {
     /// Identifier used in URLs and by `token issue --host`.
     pub id: i64,
@@ -50,6 +51,32 @@ pub struct Host {
     pub created_at: DateTime<Utc>,
     /// When the host row last changed (a snapshot, an update, archiving).
     pub updated_at: DateTime<Utc>,
+}
+
+impl poem_openapi::types::Example for Host {
+    fn example() -> Self {
+        let at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .expect("a valid example time")
+                .with_timezone(&Utc)
+        };
+        Self {
+            id: 42,
+            name: "web-01".into(),
+            slug: "web-01".into(),
+            status: HostStatus::Online,
+            labels: Labels::from([("env".into(), "prod".into())]),
+            last_seen_at: Some(at("2026-12-06T09:30:00Z")),
+            cpu_count: Some(4),
+            memory_total_mb: Some(8192),
+            disk_total_gb: Some(100),
+            os: Some("Debian GNU/Linux 12 (bookworm)".into()),
+            docker_version: Some("27.1.1".into()),
+            archived_at: None,
+            created_at: at("2026-12-01T08:00:00Z"),
+            updated_at: at("2026-12-06T09:30:00Z"),
+        }
+    }
 }
 
 impl From<Row> for Host {

@@ -17,6 +17,7 @@ pub struct HostsApi;
 
 /// A host to create.
 #[derive(Debug, Clone, Object, Deserialize, serde::Serialize)]
+#[oai(example)]
 pub struct NewHost {
     /// Display name.
     #[oai(validator(min_length = 1, max_length = 255))]
@@ -28,6 +29,16 @@ pub struct NewHost {
     /// Free-form labels (at most 64; keys and values at most 255 characters).
     #[oai(validator(max_properties = 64, max_length = 255))]
     pub labels: Option<Labels>,
+}
+
+impl poem_openapi::types::Example for NewHost {
+    fn example() -> Self {
+        Self {
+            name: "web-01".into(),
+            slug: Some("web-01".into()),
+            labels: Some(Labels::from([("env".into(), "prod".into())])),
+        }
+    }
 }
 
 /// Changes to a host; absent fields stay as they are.
