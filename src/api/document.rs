@@ -12,6 +12,8 @@ use serde_yaml::{Mapping, Value};
 pub struct Document {
     pub yaml: String,
     pub json: String,
+    /// Its path templates (`/api/v1/hosts/{host_id}`), to name path parameters in errors.
+    paths: Vec<String>,
 }
 
 /// The document, built on first use.
@@ -21,7 +23,14 @@ pub fn document() -> &'static Document {
         let mut doc: Value =
             serde_yaml::from_str(&super::openapi().spec_yaml()).expect("poem-openapi emits YAML");
         rewrite(&mut doc);
+        let paths = doc["paths"]
+            .as_mapping()
+            .into_iter()
+            .flat_map(Mapping::keys)
+            .filter_map(|path| path.as_str().map(str::to_owned))
+            .collect();
         Document {
+            paths,
             yaml: serde_yaml::to_string(&doc).expect("a YAML value serialises"),
             json: serde_json::to_string_pretty(&doc).expect("a YAML value of strings serialises"),
         }
@@ -61,10 +70,24 @@ pub fn routes() -> Route {
         .at("/docs", docs.map_to_response())
 }
 
-/// The name of the path parameter that follows `collection` (`hosts` → `host_id`). Used for
-/// the document and for naming an unparsable path parameter in a 422, so both agree.
-pub fn path_param_name(collection: &str) -> String {
-    format!("{}_id", collection.strip_suffix('s').unwrap_or(collection))
+/// The document's name for path parameter `param` (poem-openapi's `param0`, `param1`, …) of
+/// the route poem matched as `pattern` (`/api/v1/hosts/:param0/tokens/:param1`), so that a 422
+/// names it as the document does.
+pub fn path_param_name(pattern: &str, param: &str) -> Option<String> {
+    let position: usize = param.strip_prefix("param")?.parse().ok()?;
+    let shape: Vec<&str> = pattern.split('/').collect();
+    let template = document().paths.iter().find(|path| {
+        let segments: Vec<&str> = path.split('/').collect();
+        segments.len() == shape.len()
+            && segments.iter().zip(&shape).all(|(segment, matched)| {
+                segment == matched || (segment.starts_with('{') && matched.starts_with(':'))
+            })
+    })?;
+    let name = template
+        .split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .nth(position)?;
+    Some(name.to_owned())
 }
 
 const PROBLEM_JSON: &str = "application/problem+json";
@@ -226,8 +249,8 @@ fn yaml(value: serde_json::Value) -> Value {
     serde_yaml::to_value(value).expect("JSON is YAML")
 }
 
-/// `{id}` meant a host in one path and a container in another: each path parameter is named
-/// after the collection it indexes (`/hosts/{host_id}/tokens/{token_id}`).
+/// `{id}` meant a host in one path and a container in another: an `{id}` is named after the
+/// collection it indexes (`/hosts/{host_id}`, `/containers/{container_id}`).
 fn name_path_params_after_their_collection(doc: &mut Value) {
     let Some(paths) = doc["paths"].as_mapping_mut() else {
         return;
@@ -240,8 +263,10 @@ fn name_path_params_after_their_collection(doc: &mut Value) {
             let mut new_path = Vec::with_capacity(segments.len());
             for (i, segment) in segments.iter().enumerate() {
                 match segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    Some(old) if i > 0 => {
-                        let new = path_param_name(segments[i - 1]);
+                    Some(old @ "id") if i > 0 => {
+                        let collection = segments[i - 1];
+                        let new =
+                            format!("{}_id", collection.strip_suffix('s').unwrap_or(collection));
                         rename_path_param(&mut item, old, &new);
                         new_path.push(format!("{{{new}}}"));
                     }

@@ -418,9 +418,12 @@ fn names_and_formats_are_the_ones_generators_expect() {
         );
         let segments: Vec<&str> = path.split('/').collect();
         for (i, segment) in segments.iter().enumerate() {
-            if let Some(name) = segment.strip_prefix('{') {
+            // An id is named after its collection (`/hosts/{host_id}`), never a bare `{id}`.
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
+                && name.ends_with("id")
+            {
                 let collection = segments[i - 1].trim_end_matches('s');
-                assert_eq!(name, format!("{collection}_id}}"), "{path}");
+                assert_eq!(name, format!("{collection}_id"), "{path}");
             }
         }
     }

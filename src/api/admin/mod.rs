@@ -58,7 +58,7 @@ async fn admin_session(request: &Request, bearer: Bearer) -> poem::Result<AdminS
 
 /// Wraps an operation with path parameters (used as its `transform`) so that an unparsable one
 /// is a 422 naming it as the document does: poem-openapi reports path parameters by position
-/// (`param0`, …) and routes by `/hosts/:param0/…`, so the name comes from the segment before.
+/// (`param0`, …), so the name is looked up in the document by the matched route.
 pub fn named_path_params(endpoint: impl Endpoint + 'static) -> impl Endpoint {
     endpoint.around(|endpoint, request| async move {
         let pattern = request.data::<PathPattern>().map(|p| p.0.clone());
@@ -68,11 +68,7 @@ pub fn named_path_params(endpoint: impl Endpoint + 'static) -> impl Endpoint {
             .map(IntoResponse::into_response)
             .map_err(|error| {
                 let renamed = error.downcast_ref::<ParsePathError>().and_then(|param| {
-                    let segments: Vec<&str> = pattern.as_deref()?.split('/').collect();
-                    let at = segments
-                        .iter()
-                        .position(|segment| segment.strip_prefix(':') == Some(param.name))?;
-                    let name = path_param_name(segments.get(at.checked_sub(1)?)?);
+                    let name = path_param_name(pattern.as_deref()?, param.name)?;
                     Some(Error::invalid(name, human_reason(&param.reason)))
                 });
                 renamed.map_or(error, poem::Error::from)
