@@ -101,7 +101,7 @@ fn problem_name(error: &Error) -> String {
 
 /// A plain-words message for poem-openapi's reason why a path or query parameter did not
 /// parse, which names its internal types (`failed to parse "integer_int64"`) and validators
-/// (`minimum(1, exclusive: false)`).
+/// (`minimum(1, exclusive: false)`); worded as the body checks word theirs (`schema_check`).
 pub fn human_reason(reason: &str) -> String {
     if reason.ends_with("expects an input value.") {
         return "is required".into();
@@ -116,8 +116,8 @@ pub fn human_reason(reason: &str) -> String {
             "minimum" => format!("must be at least {bound}"),
             "maximum" if exclusive => format!("must be less than {bound}"),
             "maximum" => format!("must be at most {bound}"),
-            "minLength" => format!("must be at least {bound} characters long"),
-            "maxLength" => format!("must be at most {bound} characters long"),
+            "minLength" => format!("must not be shorter than {bound} characters"),
+            "maxLength" => format!("must not be longer than {bound} characters"),
             "pattern" => format!("must match the pattern {bound}"),
             _ => "is out of bounds".into(),
         };
@@ -127,11 +127,11 @@ pub fn human_reason(reason: &str) -> String {
         .and_then(|rest| rest.split_once('"'))
         .map(|(name, _)| name);
     match type_name {
-        Some(name) if name.starts_with("integer") => "must be an integer in range".into(),
+        Some(name) if name.starts_with("integer") => "must be an integer".into(),
         Some(name) if name.starts_with("number") => "must be a number".into(),
         Some("boolean") => "must be `true` or `false`".into(),
         Some("string_date-time") => {
-            "must be an RFC 3339 timestamp with an offset, e.g. 2026-01-01T00:00:00Z".into()
+            "must be an RFC 3339 timestamp with offset, e.g. 2024-05-01T12:00:00Z".into()
         }
         Some(_) => "is not one of the documented values".into(),
         None => "is malformed".into(),
@@ -226,4 +226,46 @@ pub(crate) fn unavailable_problem(error: &Error) -> ProblemJson {
         tracing::warn!(error = format!("{cause:#}"), "database unavailable");
     }
     ProblemJson(Problem::from(error))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::human_reason;
+
+    #[test]
+    fn poem_openapi_reasons_become_plain_words() {
+        let cases = [
+            (
+                r#"Type "string_date-time" expects an input value."#,
+                "is required",
+            ),
+            (
+                r#"failed to parse "integer_int64": invalid digit found in string"#,
+                "must be an integer",
+            ),
+            (
+                r#"failed to parse "string_date-time": premature end of input"#,
+                "must be an RFC 3339 timestamp with offset, e.g. 2024-05-01T12:00:00Z",
+            ),
+            (
+                "verification failed. minimum(1, exclusive: false)",
+                "must be at least 1",
+            ),
+            (
+                "verification failed. maximum(200, exclusive: false)",
+                "must be at most 200",
+            ),
+            (
+                "verification failed. maxLength(32)",
+                "must not be longer than 32 characters",
+            ),
+            (
+                r#"failed to parse "HostStatus": Expect a valid enumeration value."#,
+                "is not one of the documented values",
+            ),
+        ];
+        for (reason, expected) in cases {
+            assert_eq!(human_reason(reason), expected, "{reason}");
+        }
+    }
 }
