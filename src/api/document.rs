@@ -90,7 +90,7 @@ pub fn path_param_name(pattern: &str, param: &str) -> Option<String> {
     Some(name.to_owned())
 }
 
-const PROBLEM_JSON: &str = "application/problem+json";
+use super::problem::PROBLEM_CONTENT_TYPE as PROBLEM_JSON;
 const JSON: &str = "application/json";
 
 fn rewrite(doc: &mut Value) {
