@@ -22,6 +22,8 @@ pub enum Error {
     Unauthorized,
     #[error("rate limit of {limit} requests per minute exceeded; retry in {retry_after_secs} s")]
     RateLimited { limit: u32, retry_after_secs: u64 },
+    #[error("too many failed authentications from this address; retry in {retry_after_secs} s")]
+    AuthFailuresLimited { retry_after_secs: u64 },
     #[error("{0}")]
     MalformedBody(String),
     #[error("{0}")]
@@ -34,8 +36,9 @@ pub enum Error {
     Validation(Vec<FieldError>),
     #[error("{0} not found")]
     NotFound(&'static str),
-    #[error("{0}")]
-    Conflict(String),
+    /// A state conflict: its problem type (`slug-taken`, …) and what happened.
+    #[error("{1}")]
+    Conflict(&'static str, String),
     #[error("the database is unavailable, retry later")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -46,20 +49,44 @@ impl Error {
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation(vec![FieldError::new(field, message)])
     }
+
+    /// The address limiter's refusal, told apart from a token's quota by its problem type.
+    pub fn from_auth_failures(self) -> Self {
+        match self {
+            Error::RateLimited {
+                retry_after_secs, ..
+            } => Error::AuthFailuresLimited { retry_after_secs },
+            other => other,
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for the errors that say so.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Error::RateLimited {
+                retry_after_secs, ..
+            }
+            | Error::AuthFailuresLimited { retry_after_secs } => Some(*retry_after_secs),
+            Error::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
 }
 
 impl ResponseError for Error {
     fn status(&self) -> StatusCode {
         match self {
             Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::RateLimited { .. } | Error::AuthFailuresLimited { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             Error::MalformedBody(_) => StatusCode::BAD_REQUEST,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(..) => StatusCode::CONFLICT,
             Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -77,22 +104,14 @@ impl ResponseError for Error {
         }
         let mut response = Problem::from(self).into_response();
         let headers = response.headers_mut();
-        match self {
-            Error::Unauthorized => {
-                headers.insert(
-                    "WWW-Authenticate",
-                    BEARER_CHALLENGE.parse().expect("static header"),
-                );
-            }
-            Error::RateLimited {
-                retry_after_secs, ..
-            } => {
-                headers.insert("Retry-After", (*retry_after_secs).into());
-            }
-            Error::Unavailable(_) => {
-                headers.insert("Retry-After", UNAVAILABLE_RETRY_AFTER_SECS.into());
-            }
-            _ => {}
+        if let Error::Unauthorized = self {
+            headers.insert(
+                "WWW-Authenticate",
+                BEARER_CHALLENGE.parse().expect("static header"),
+            );
+        }
+        if let Some(seconds) = self.retry_after_secs() {
+            headers.insert("Retry-After", seconds.into());
         }
         response
     }

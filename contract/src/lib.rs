@@ -87,6 +87,7 @@ pub struct HostMetrics {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
 pub struct HostFacts {
+    /// Number of CPUs.
     #[cfg_attr(
         feature = "openapi",
         oai(validator(minimum(value = "1"), maximum(value = "1024")))
@@ -101,6 +102,7 @@ pub struct HostFacts {
     /// Operating system, e.g. `Debian GNU/Linux 12 (bookworm)`.
     #[cfg_attr(feature = "openapi", oai(validator(max_length = 80)))]
     pub os: Option<String>,
+    /// Docker Engine version, e.g. `27.1.1`.
     #[cfg_attr(feature = "openapi", oai(validator(max_length = 32)))]
     pub docker_version: Option<String>,
 }
@@ -153,12 +155,16 @@ pub struct ContainerMetrics {
     /// Memory limit, MiB (the host's memory when unlimited).
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
     pub memory_limit_mb: Option<i64>,
+    /// Bytes received since the container started.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
     pub network_rx_bytes: Option<i64>,
+    /// Bytes sent since the container started.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
     pub network_tx_bytes: Option<i64>,
+    /// Bytes read from block devices since the container started.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
     pub block_read_bytes: Option<i64>,
+    /// Bytes written to block devices since the container started.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
     pub block_write_bytes: Option<i64>,
 }

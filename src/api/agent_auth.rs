@@ -28,7 +28,11 @@ use crate::store::tokens::AuthenticatedAgent;
 
 /// An agent token (`Authorization: Bearer nxa_…`), issued per host.
 #[derive(SecurityScheme)]
-#[oai(ty = "bearer", checker = "admitted_agent")]
+#[oai(
+    ty = "bearer",
+    bearer_format = "nxa_<64 hex digits>",
+    checker = "admitted_agent"
+)]
 pub struct AgentToken(pub AgentSession);
 
 /// An authenticated agent whose request the rate limit admitted.

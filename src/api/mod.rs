@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod agent_auth;
 pub mod auth_failures;
+pub mod document;
 pub mod header_deadline;
 pub mod ingest_slots;
 pub mod json_body;
@@ -18,8 +19,7 @@ pub mod telemetry_body;
 
 use std::sync::Arc;
 
-use poem::middleware::SetHeader;
-use poem::{Endpoint, EndpointExt, Route};
+use poem::{Endpoint, EndpointExt};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::domain::snapshot::SkewWindow;
@@ -78,7 +78,8 @@ type Apis = (
     admin::auth_failures::AuthFailuresApi,
 );
 
-/// The OpenAPI service, also used to print and snapshot the document.
+/// The OpenAPI service: the operations. Its document is published through
+/// [`document::document`] only, which rewrites it for client generators.
 pub fn openapi() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
         (
@@ -97,28 +98,28 @@ pub fn openapi() -> OpenApiService<Apis, ()> {
              problem details (`application/problem+json`) whose `errors` array names each \
              failing field by path. Timestamps are RFC 3339.",
     )
-    .license("Apache-2.0")
+    .license(
+        poem_openapi::LicenseObject::new("Apache-2.0")
+            .url("https://www.apache.org/licenses/LICENSE-2.0"),
+    )
+    .server(
+        poem_openapi::ServerObject::new("http://127.0.0.1:8080")
+            .description("A local server (the default of `nexus-telemetry serve --listen`)"),
+    )
 }
 
 /// The whole HTTP application.
 pub fn app(state: AppState) -> impl Endpoint {
-    let service = openapi();
-    let docs = service.swagger_ui();
     let body_limits = state.body_limits;
-    Route::new()
-        .at("/openapi.json", service.spec_endpoint())
-        .at("/openapi.yaml", service.spec_endpoint_yaml())
-        .nest(
-            "/docs",
-            docs.with(
-                SetHeader::new()
-                    .overriding("X-Content-Type-Options", "nosniff")
-                    .overriding("X-Frame-Options", "DENY")
-                    .overriding("Referrer-Policy", "no-referrer"),
-            ),
-        )
-        .nest("/", service)
+    document::routes()
+        .nest("/", openapi())
         .data(state)
         .data(body_limits)
         .with(request_log::RequestLog)
+        .around(|endpoint, request| async move {
+            let accept = request.header("Accept").map(str::to_owned);
+            let mut response = endpoint.call(request).await?;
+            problem::negotiate(accept.as_deref(), &mut response);
+            Ok(response)
+        })
 }

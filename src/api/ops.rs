@@ -2,7 +2,7 @@
 
 use poem::web::Data;
 use poem_openapi::payload::{Json, PlainText};
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::problem::{Problem, ProblemJson};
 use super::{ApiTags, AppState, metrics};
@@ -11,10 +11,35 @@ use crate::store::Readiness;
 
 pub struct OpsApi;
 
+/// The process's health.
 #[derive(Object)]
 struct Health {
-    /// `ok` or `ready`.
-    status: String,
+    /// `ok` from `/healthz`, `ready` from `/readyz`.
+    status: HealthStatus,
+}
+
+/// What the health endpoint found.
+#[derive(Enum)]
+#[oai(rename_all = "lowercase")]
+enum HealthStatus {
+    /// The process serves requests.
+    Ok,
+    /// The database answers and every migration is applied.
+    Ready,
+}
+
+#[derive(ApiResponse)]
+enum HealthResponse {
+    /// The process serves requests.
+    #[oai(status = 200)]
+    Ok(Json<Health>),
+}
+
+#[derive(ApiResponse)]
+enum MetricsResponse {
+    /// Every metric, in the Prometheus text exposition format (version 0.0.4).
+    #[oai(status = 200)]
+    Ok(PlainText<String>),
 }
 
 #[derive(ApiResponse)]
@@ -30,14 +55,19 @@ enum ReadyResponse {
 #[OpenApi(tag = "ApiTags::Operations")]
 impl OpsApi {
     /// Liveness: the process serves requests
+    ///
+    /// Answers 200 while the process serves, whether or not the database is reachable: for an
+    /// orchestrator's liveness probe. No authentication.
     #[oai(path = "/healthz", method = "get", operation_id = "get_health")]
-    async fn health(&self) -> Json<Health> {
-        Json(Health {
-            status: "ok".into(),
-        })
+    async fn health(&self) -> HealthResponse {
+        HealthResponse::Ok(Json(Health {
+            status: HealthStatus::Ok,
+        }))
     }
 
     /// Readiness: the database is reachable and migrations are current
+    ///
+    /// For an orchestrator's readiness probe or a load balancer. No authentication.
     #[oai(path = "/readyz", method = "get", operation_id = "get_readiness")]
     async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
         let not_ready = |detail: String| {
@@ -45,12 +75,13 @@ impl OpsApi {
                 poem::http::StatusCode::SERVICE_UNAVAILABLE,
                 detail,
                 Vec::new(),
-            );
+            )
+            .typed("not-ready");
             ReadyResponse::NotReady(ProblemJson(problem), UNAVAILABLE_RETRY_AFTER_SECS)
         };
         match state.store.readiness().await {
             Ok(Readiness::Ready) => ReadyResponse::Ready(Json(Health {
-                status: "ready".into(),
+                status: HealthStatus::Ready,
             })),
             Ok(Readiness::MigrationsPending { applied, expected }) => not_ready(format!(
                 "migrations pending: applied {applied:?}, expected {expected}"
@@ -64,9 +95,16 @@ impl OpsApi {
     }
 
     /// Prometheus metrics (text exposition format)
-    #[oai(path = "/metrics", method = "get", operation_id = "get_metrics")]
-    async fn metrics(&self, state: Data<&AppState>) -> PlainText<String> {
+    ///
+    /// Request counts by route and status, ingest latency and batch sizes, rows written and
+    /// the database pool's state; the README lists each. No authentication.
+    #[oai(
+        path = "/metrics",
+        method = "get",
+        operation_id = "get_prometheus_metrics"
+    )]
+    async fn metrics(&self, state: Data<&AppState>) -> MetricsResponse {
         let pool = state.store.pool_status();
-        PlainText(metrics::render(pool))
+        MetricsResponse::Ok(PlainText(metrics::render(pool)))
     }
 }

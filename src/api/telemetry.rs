@@ -52,19 +52,25 @@ pub enum IngestResponse {
     /// The body breaks the contract; `errors` names every failing field by path.
     #[oai(status = 422)]
     Unprocessable(ProblemJson),
-    /// The token's own rate limit is used up (requests in the last 60 seconds).
+    /// The token's own rate limit is used up (problem type `rate-limited`, with the quota
+    /// headers; requests in the last 60 seconds).
     #[oai(status = 429)]
     TooManyRequests(
         ProblemJson,
         /// Seconds until the next request will be admitted.
         #[oai(header = "Retry-After")]
         u64,
+        /// Requests allowed per minute for this token (when its quota is what is used up).
+        #[oai(header = "X-RateLimit-Limit")]
+        Option<u32>,
+        /// Requests left in the current burst: 0 (when the token's quota is what is used up).
+        #[oai(header = "X-RateLimit-Remaining")]
+        Option<u32>,
     ),
-    /// An unexpected server fault; nothing was written.
+    /// An unexpected server fault; nothing was changed.
     #[oai(status = 500)]
     InternalError(ProblemJson),
-    /// The database is unreachable (or, while the token index is not loaded, this address is
-    /// past its failure budget); nothing was written. Retry after the given seconds.
+    /// The database is unreachable; nothing was changed. Retry after the given seconds.
     #[oai(status = 503)]
     Unavailable(ProblemJson, #[oai(header = "Retry-After")] u64),
 }
@@ -79,13 +85,13 @@ impl From<Error> for IngestResponse {
             Error::BodyTimeout(_) => Self::RequestTimeout(problem),
             Error::UnsupportedMediaType(_) => Self::UnsupportedMediaType(problem),
             Error::Validation(_) => Self::Unprocessable(problem),
-            Error::RateLimited {
-                retry_after_secs, ..
-            } => Self::TooManyRequests(problem, retry_after_secs),
+            Error::RateLimited { .. } | Error::AuthFailuresLimited { .. } => {
+                Self::TooManyRequests(problem, error.retry_after_secs().unwrap_or(1), None, None)
+            }
             Error::Unavailable(_) => {
                 Self::Unavailable(unavailable_problem(&error), UNAVAILABLE_RETRY_AFTER_SECS)
             }
-            Error::NotFound(_) | Error::Conflict(_) | Error::Internal(_) => {
+            Error::NotFound(_) | Error::Conflict(..) | Error::Internal(_) => {
                 Self::InternalError(internal_problem(&error))
             }
         }
@@ -98,7 +104,9 @@ impl TelemetryApi {
     ///
     /// Records the host's facts, status and metrics and each container's state and metrics,
     /// atomically. Checked in this order: token (401), rate limit (429), body (413, 415, 400,
-    /// 422), then stored (204).
+    /// 422), then stored (204). A 503 also answers an unknown bearer from an address past its
+    /// failure budget while the server's token index is not loaded, so that a valid agent
+    /// retries rather than stops.
     #[oai(
         path = "/agent/telemetry",
         method = "post",
@@ -110,6 +118,8 @@ impl TelemetryApi {
         &self,
         state: Data<&AppState>,
         auth: AgentToken,
+        /// The snapshot. It may be sent gzip-compressed with `Content-Encoding: gzip` (the
+        /// size limit applies to the compressed and to the inflated body).
         body: TelemetryBody,
     ) -> IngestResponse {
         let AgentToken(session) = auth;

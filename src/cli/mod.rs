@@ -41,15 +41,8 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             Store::new(&db.settings())?.migrate().await
         }
         Command::Openapi { json } => {
-            let service = api::openapi();
-            println!(
-                "{}",
-                if json {
-                    service.spec()
-                } else {
-                    service.spec_yaml()
-                }
-            );
+            let document = api::document::document();
+            println!("{}", if json { &document.json } else { &document.yaml });
             Ok(())
         }
         Command::Host(command) => host::run(command).await,

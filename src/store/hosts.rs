@@ -14,6 +14,7 @@ const HOST_COLUMNS: &str = "id, name, slug, status, labels, last_seen_at, cpu_co
 
 /// A monitored host, as stored (also the admin API's and the CLI's JSON shape).
 #[derive(Debug, Clone, serde::Serialize, poem_openapi::Object)]
+#[oai(example)]
 pub struct Host {
     /// Identifier used in URLs and by `token issue --host`.
     pub id: i64,
@@ -21,28 +22,61 @@ pub struct Host {
     pub name: String,
     /// Unique URL-safe identifier.
     pub slug: String,
+    /// Liveness: `pending` until the first snapshot, then `online`/`offline`, or `archived`.
     pub status: HostStatus,
     /// Free-form labels.
     pub labels: Labels,
     /// `recorded_at` of the newest snapshot received.
     #[oai(nullable)]
     pub last_seen_at: Option<DateTime<Utc>>,
-    /// Facts reported by the agent (null until reported).
+    /// CPUs, as the agent reports them (null until reported).
     #[oai(nullable)]
     pub cpu_count: Option<i32>,
+    /// Memory, MiB, as the agent reports it (null until reported).
     #[oai(nullable)]
     pub memory_total_mb: Option<i64>,
+    /// Size of the monitored mount, GiB, as the agent reports it (null until reported).
     #[oai(nullable)]
     pub disk_total_gb: Option<i64>,
+    /// Operating system, as the agent reports it (null until reported).
     #[oai(nullable)]
     pub os: Option<String>,
+    /// Docker Engine version, as the agent reports it (null until reported).
     #[oai(nullable)]
     pub docker_version: Option<String>,
     /// When the host was first archived.
     #[oai(nullable)]
     pub archived_at: Option<DateTime<Utc>>,
+    /// When the host was created.
     pub created_at: DateTime<Utc>,
+    /// When the host row last changed (a snapshot, an update, archiving).
     pub updated_at: DateTime<Utc>,
+}
+
+impl poem_openapi::types::Example for Host {
+    fn example() -> Self {
+        let at = |text: &str| {
+            DateTime::parse_from_rfc3339(text)
+                .expect("a valid example time")
+                .with_timezone(&Utc)
+        };
+        Self {
+            id: 42,
+            name: "web-01".into(),
+            slug: "web-01".into(),
+            status: HostStatus::Online,
+            labels: Labels::from([("env".into(), "prod".into())]),
+            last_seen_at: Some(at("2026-12-06T09:30:00Z")),
+            cpu_count: Some(4),
+            memory_total_mb: Some(8192),
+            disk_total_gb: Some(100),
+            os: Some("Debian GNU/Linux 12 (bookworm)".into()),
+            docker_version: Some("27.1.1".into()),
+            archived_at: None,
+            created_at: at("2026-12-01T08:00:00Z"),
+            updated_at: at("2026-12-06T09:30:00Z"),
+        }
+    }
 }
 
 impl From<Row> for Host {
@@ -138,7 +172,12 @@ impl Store {
             .query_opt(&statement, &[&name, &slug, &Json(labels)])
             .await?
             .map(Host::from)
-            .ok_or_else(|| Error::Conflict(format!("a host with slug `{slug}` already exists")))
+            .ok_or_else(|| {
+                Error::Conflict(
+                    "slug-taken",
+                    format!("a host with slug `{slug}` already exists"),
+                )
+            })
     }
 
     pub async fn host(&self, id: i64) -> Result<Host, Error> {

@@ -30,11 +30,13 @@ pub struct IssuedToken {
 /// What may be shown about an agent token: never its plaintext, never its hash.
 #[derive(Debug, Clone, serde::Serialize, poem_openapi::Object)]
 pub struct AgentTokenInfo {
+    /// The token's id, used in its URLs.
     pub id: i64,
     /// The host the token authenticates.
     pub host_id: i64,
     /// Label to tell tokens apart.
     pub name: String,
+    /// When the token was issued.
     pub created_at: DateTime<Utc>,
     /// Last time the token passed authentication and the rate limit.
     #[oai(nullable)]
@@ -94,9 +96,10 @@ async fn insert_agent_token(
             .prepare_cached("SELECT 1 FROM hosts WHERE id = $1")
             .await?;
         return Err(match client.query_opt(&exists, &[&host_id]).await? {
-            Some(_) => Error::Conflict(format!(
-                "host {host_id} is archived; its tokens cannot be issued or rotated"
-            )),
+            Some(_) => Error::Conflict(
+                "host-archived",
+                format!("host {host_id} is archived; its tokens cannot be issued or rotated"),
+            ),
             None => Error::NotFound("host"),
         });
     };
@@ -173,9 +176,10 @@ impl Store {
                     .await?;
                 return Err(
                     match transaction.query_opt(&find, &[&host_id, &token_id]).await? {
-                        Some(_) => Error::Conflict(format!(
-                            "token {token_id} is revoked; issue a new token instead"
-                        )),
+                        Some(_) => Error::Conflict(
+                            "token-revoked",
+                            format!("token {token_id} is revoked; issue a new token instead"),
+                        ),
                         None => Error::NotFound("token"),
                     },
                 );

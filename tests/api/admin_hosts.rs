@@ -147,9 +147,9 @@ async fn bad_path_and_query_parameters_are_422_problems_naming_them() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     let cases = [
-        (Method::GET, "/hosts/abc", "id"),
-        (Method::POST, "/hosts/abc/archive", "id"),
-        (Method::GET, "/hosts/1x/tokens", "id"),
+        (Method::GET, "/hosts/abc", "host_id"),
+        (Method::POST, "/hosts/abc/archive", "host_id"),
+        (Method::GET, "/hosts/1x/tokens", "host_id"),
         (Method::DELETE, "/hosts/1/tokens/x", "token_id"),
         (Method::POST, "/hosts/1/tokens/x/rotate", "token_id"),
         (Method::GET, "/hosts?status=sleeping", "status"),

@@ -17,6 +17,7 @@ pub struct HostsApi;
 
 /// A host to create.
 #[derive(Debug, Clone, Object, Deserialize, serde::Serialize)]
+#[oai(example)]
 pub struct NewHost {
     /// Display name.
     #[oai(validator(min_length = 1, max_length = 255))]
@@ -28,6 +29,16 @@ pub struct NewHost {
     /// Free-form labels (at most 64; keys and values at most 255 characters).
     #[oai(validator(max_properties = 64, max_length = 255))]
     pub labels: Option<Labels>,
+}
+
+impl poem_openapi::types::Example for NewHost {
+    fn example() -> Self {
+        Self {
+            name: "web-01".into(),
+            slug: Some("web-01".into()),
+            labels: Some(Labels::from([("env".into(), "prod".into())])),
+        }
+    }
 }
 
 /// Changes to a host; absent fields stay as they are.
@@ -45,6 +56,7 @@ pub struct HostUpdate {
 /// One page of hosts, ordered by id.
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct HostPage {
+    /// At most `limit` hosts, by ascending id.
     pub items: Vec<Host>,
     /// Pass as `cursor` to get the next page; null on the last page.
     #[oai(nullable)]
@@ -168,6 +180,7 @@ impl HostsApi {
         /// Only hosts in this status.
         status: Query<Option<HostStatus>>,
         /// Only hosts carrying this label, written `key:value`; repeat to require several.
+        #[oai(default)]
         label: Query<Vec<String>>,
         /// Only hosts whose name contains this text (case-insensitive).
         name: Query<Option<String>>,
@@ -210,6 +223,8 @@ impl HostsApi {
     }
 
     /// Show a host
+    ///
+    /// The host with its status, labels and the facts its agent reported.
     #[oai(
         path = "/hosts/:id",
         method = "get",

@@ -9,6 +9,7 @@ pub mod hosts;
 pub mod readings;
 pub mod tokens;
 
+use poem::PathPattern;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request};
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
@@ -18,6 +19,8 @@ use std::time::Instant;
 
 use super::AppState;
 use super::agent_auth::client_address;
+use super::document::path_param_name;
+use super::problem::human_reason;
 use crate::domain::token::TokenHash;
 use crate::error::Error;
 use crate::store::admin_tokens::AdminSession;
@@ -25,7 +28,11 @@ use crate::store::admin_tokens::AdminSession;
 /// An admin API token (`Authorization: Bearer nxk_…`), created with
 /// `nexus-telemetry admin-token create`. Agent tokens are refused.
 #[derive(SecurityScheme)]
-#[oai(ty = "bearer", checker = "admin_session")]
+#[oai(
+    ty = "bearer",
+    bearer_format = "nxk_<64 hex digits>",
+    checker = "admin_session"
+)]
 pub struct AdminToken(pub AdminSession);
 
 /// Looks the bearer up; failures count against the client address's limit, as on the agent
@@ -33,7 +40,10 @@ pub struct AdminToken(pub AdminSession);
 async fn admin_session(request: &Request, bearer: Bearer) -> poem::Result<AdminSession> {
     let state = request.data::<AppState>().expect("AppState is app data");
     let client = client_address(request, &state.trusted_proxies);
-    state.admin_auth_failures.peek(client, Instant::now())?;
+    state
+        .admin_auth_failures
+        .peek(client, Instant::now())
+        .map_err(Error::from_auth_failures)?;
     match state
         .store
         .authenticate_admin(&TokenHash::of(&bearer.token))
@@ -47,22 +57,20 @@ async fn admin_session(request: &Request, bearer: Bearer) -> poem::Result<AdminS
     }
 }
 
-/// Path parameters of the admin routes, in the order they appear in every path
-/// (`/hosts/{id}/tokens/{token_id}…`).
-const PATH_PARAMS: [&str; 2] = ["id", "token_id"];
-
 /// Wraps an operation with path parameters (used as its `transform`) so that an unparsable one
-/// is a 422 naming it: poem-openapi reports path parameters by position (`param0`, …).
+/// is a 422 naming it as the document does: poem-openapi reports path parameters by position
+/// (`param0`, …), so the name is looked up in the document by the matched route.
 pub fn named_path_params(endpoint: impl Endpoint + 'static) -> impl Endpoint {
     endpoint.around(|endpoint, request| async move {
+        let pattern = request.data::<PathPattern>().map(|p| p.0.clone());
         endpoint
             .call(request)
             .await
             .map(IntoResponse::into_response)
             .map_err(|error| {
                 let renamed = error.downcast_ref::<ParsePathError>().and_then(|param| {
-                    let position: usize = param.name.strip_prefix("param")?.parse().ok()?;
-                    Some(Error::invalid(*PATH_PARAMS.get(position)?, &param.reason))
+                    let name = path_param_name(pattern.as_deref()?, param.name)?;
+                    Some(Error::invalid(name, human_reason(&param.reason)))
                 });
                 renamed.map_or(error, poem::Error::from)
             })
@@ -128,15 +136,7 @@ macro_rules! admin_response {
                     || $crate::api::problem::ProblemJson($crate::api::problem::Problem::from(&error));
                 match error.status().as_u16() {
                     401 => Self::Unauthorized(problem(), $crate::error::BEARER_CHALLENGE.into()),
-                    429 => {
-                        let retry_after = match &error {
-                            $crate::error::Error::RateLimited { retry_after_secs, .. } => {
-                                *retry_after_secs
-                            }
-                            _ => 1,
-                        };
-                        Self::TooManyRequests(problem(), retry_after)
-                    }
+                    429 => Self::TooManyRequests(problem(), error.retry_after_secs().unwrap_or(1)),
                     503 => Self::Unavailable(
                         $crate::api::problem::unavailable_problem(&error),
                         $crate::error::UNAVAILABLE_RETRY_AFTER_SECS,

@@ -35,10 +35,13 @@ pub struct NewAgentToken {
 /// beside its metadata. Also the JSON of `nexus-telemetry token issue|rotate --json`.
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct IssuedAgentToken {
+    /// The token's id, used in its URLs.
     pub id: i64,
     /// The host the token authenticates.
     pub host_id: i64,
+    /// Label to tell the host's tokens apart.
     pub name: String,
+    /// When the token was issued.
     pub created_at: DateTime<Utc>,
     /// Whether the token binds to its first client's fingerprint.
     pub bind_fingerprint: bool,
@@ -141,7 +144,7 @@ impl TokensApi {
         path = "/hosts/:id/tokens",
         method = "post",
         transform = "named_path_params",
-        operation_id = "issue_token"
+        operation_id = "issue_host_token"
     )]
     async fn issue_token(
         &self,
@@ -169,7 +172,7 @@ impl TokensApi {
         path = "/hosts/:id/tokens",
         method = "get",
         transform = "named_path_params",
-        operation_id = "list_tokens"
+        operation_id = "list_host_tokens"
     )]
     async fn list_tokens(
         &self,
@@ -192,7 +195,7 @@ impl TokensApi {
         path = "/hosts/:id/tokens/:token_id/rotate",
         method = "post",
         transform = "named_path_params",
-        operation_id = "rotate_token"
+        operation_id = "rotate_host_token"
     )]
     async fn rotate_token(
         &self,
@@ -217,7 +220,7 @@ impl TokensApi {
         path = "/hosts/:id/tokens/:token_id",
         method = "delete",
         transform = "named_path_params",
-        operation_id = "revoke_token"
+        operation_id = "revoke_host_token"
     )]
     async fn revoke_token(
         &self,
