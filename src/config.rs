@@ -253,6 +253,15 @@ pub struct ServeArgs {
     /// Address to listen on
     #[arg(long, env = "NEXUS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// PostgreSQL URL of a streaming replica for the read API (metrics, containers, events,
+    /// host listings); writes, authentication and admin changes stay on `--database-url`.
+    /// Without it every query goes to the primary
+    #[arg(long, env = "NEXUS_READ_DATABASE_URL", hide_env_values = true)]
+    pub read_database_url: Option<String>,
+    /// Seconds a replica may be behind the primary and still answer reads; further behind, or
+    /// unreachable, reads go to the primary until it catches up
+    #[arg(long, env = "NEXUS_READ_MAX_LAG_SECONDS", default_value_t = 10)]
+    pub read_max_lag_seconds: u64,
     /// Do not apply migrations at start
     #[arg(long)]
     pub no_migrate: bool,

@@ -11,6 +11,7 @@ pub mod ingest_queue;
 pub mod lifecycle;
 pub mod liveness;
 pub mod readings;
+pub mod replica;
 pub mod tokens;
 
 use std::str::FromStr;
