@@ -27,5 +27,6 @@ mod read_replica;
 mod readings;
 mod readme;
 mod retention;
+mod scale_out;
 mod secrets_in_logs;
 mod token_cache;
