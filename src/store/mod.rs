@@ -34,6 +34,9 @@ mod embedded {
 /// Key of the advisory lock that serialises migrations across server processes.
 const MIGRATION_LOCK: i64 = 0x6e65_7875_735f_6d69; // "nexus_mi"
 
+/// `--rate-limit-per-minute`'s default, for stores built without a server's settings.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
+
 /// How to reach the database.
 #[derive(Debug, Clone)]
 pub struct DbSettings {
@@ -55,6 +58,9 @@ pub struct Store {
     url: String,
     /// This process's knowledge of container rows, shared by every clone.
     containers: Arc<ContainerCache>,
+    /// How many of a token's latest posts the database remembers for the fleet-wide rate
+    /// limit: the limit itself (more could never change an answer).
+    post_log_len: u32,
 }
 
 impl Store {
@@ -88,7 +94,14 @@ impl Store {
             pool,
             url: settings.url.clone(),
             containers: Arc::default(),
+            post_log_len: DEFAULT_RATE_LIMIT_PER_MINUTE,
         })
+    }
+
+    /// The per-token rate limit this server enforces (see `post_log_len`).
+    pub fn with_rate_limit(mut self, per_minute: u32) -> Self {
+        self.post_log_len = per_minute;
+        self
     }
 
     /// Applies the migrations in `sql/` that have not run yet.

@@ -509,3 +509,37 @@ async fn behind_haproxy_a_rolling_restart_answers_every_request_with_a_2xx() {
         report.acknowledged.len() as i64
     );
 }
+
+#[tokio::test]
+async fn behind_haproxy_a_token_gets_its_limit_fleet_wide_with_at_most_one_more_per_other_server() {
+    let fleet = Fleet::start(&["--rate-limit-per-minute", "10"]).await;
+    let (_, _, token) = fleet.host("busy").await;
+    let mut statuses = Vec::new();
+    // Round robin: each server sees every third post, 10 each. Per-process limits admitted
+    // all 30 (the 90 of 90); the fleet-wide log admits 10, plus at most one more on
+    // each of the two servers that had not yet heard of the tenth.
+    for _ in 0..30 {
+        statuses.push(
+            post(
+                &fleet.balancer.address,
+                &token,
+                &payload(&rfc3339(Utc::now()), &[]),
+            )
+            .await,
+        );
+    }
+    let stored = statuses.iter().filter(|&&s| s == 204).count();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    eprintln!("{stored} of 30 stored against a limit of 10 on three servers");
+    assert_eq!(stored + limited, 30, "{statuses:?}");
+    assert!((10..=12).contains(&stored), "{stored} stored: {statuses:?}");
+    assert_eq!(
+        fleet
+            .db
+            .query_one("SELECT count(*) FROM host_metric_snapshots", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        stored as i64
+    );
+}
