@@ -153,7 +153,7 @@ impl Store {
         batch: &[Submission],
     ) -> Result<Vec<Outcome>, Error> {
         let hosts = HostColumns::of(batch);
-        let post_log_len = i64::from(self.post_log_len);
+        let post_log_len = i32::try_from(self.post_log_len).unwrap_or(i32::MAX);
         let mut params = hosts.params().to_vec();
         params.push(&post_log_len);
         let (_, host_rows) = tokio::try_join!(
@@ -167,7 +167,7 @@ impl Store {
                     host_row_written: row.get("host_row_written"),
                     version_before: row.get("version_before"),
                     version_after: row.get("version_after"),
-                    post_ages_ms: row.get("post_ages_ms"),
+                    post_ages_ms: post_ages_ms(row.get("stamped_at"), row.get("recent_posts")),
                 };
                 (row.get("host_id"), write)
             })
@@ -310,6 +310,16 @@ async fn insert_metrics(
         .iter()
         .map(|row| (row.get("host_id"), row.get("container_rows")))
         .collect())
+}
+
+/// The token's posts within the rate limit's window, as ages in ms at `stamped_at`.
+fn post_ages_ms(stamped_at: DateTime<Utc>, posts: Vec<DateTime<Utc>>) -> Vec<i32> {
+    posts
+        .into_iter()
+        .map(|at| (stamped_at - at).num_milliseconds())
+        .filter(|&ms| (0..60_000).contains(&ms))
+        .map(|ms| ms as i32)
+        .collect()
 }
 
 /// What the first statement did for one admitted snapshot.
