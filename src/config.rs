@@ -228,6 +228,11 @@ pub struct DbArgs {
     /// PostgreSQL URL of the database (TimescaleDB must be available in it)
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+    /// A direct URL of the same database for the sessions a transaction-mode pooler
+    /// (PgBouncer) cannot carry: the token listener's LISTEN and the migrations' advisory lock.
+    /// Default: --database-url
+    #[arg(long, env = "NEXUS_DIRECT_DATABASE_URL", hide_env_values = true)]
+    pub direct_database_url: Option<String>,
     /// Maximum number of pooled database connections
     #[arg(long, env = "NEXUS_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
@@ -240,6 +245,7 @@ impl DbArgs {
     pub fn settings(&self) -> DbSettings {
         DbSettings {
             url: self.database_url.clone(),
+            direct_url: self.direct_database_url.clone(),
             pool_size: self.db_pool_size,
             acquire_timeout: Duration::from_secs(self.db_timeout_seconds),
         }

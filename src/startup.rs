@@ -64,6 +64,7 @@ impl Application {
                 store.clone(),
                 Store::new(&DbSettings {
                     url: url.clone(),
+                    direct_url: None,
                     ..config.db.settings()
                 })
                 .context("Failed to set up the read replica's pool")?,

@@ -41,6 +41,10 @@ pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
 #[derive(Debug, Clone)]
 pub struct DbSettings {
     pub url: String,
+    /// A direct connection to the same database for what a transaction-mode pooler cannot
+    /// carry: the token listener (`LISTEN`) and migrations (a session advisory lock). `None`:
+    /// `url`.
+    pub direct_url: Option<String>,
     pub pool_size: usize,
     /// Longest a request waits for a free connection (or for a new one) before a 503.
     pub acquire_timeout: Duration,
@@ -55,6 +59,7 @@ pub enum Readiness {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Where sessions go (the token listener, migrations): the direct URL when one is set.
     url: String,
     /// This process's knowledge of container rows, shared by every clone.
     containers: Arc<ContainerCache>,
@@ -92,7 +97,10 @@ impl Store {
             .context("Failed to build the connection pool")?;
         Ok(Self {
             pool,
-            url: settings.url.clone(),
+            url: settings
+                .direct_url
+                .clone()
+                .unwrap_or_else(|| settings.url.clone()),
             containers: Arc::default(),
             post_log_len: DEFAULT_RATE_LIMIT_PER_MINUTE,
         })

@@ -23,6 +23,7 @@ mod lifecycle;
 mod liveness;
 mod openapi;
 mod ops;
+mod pgbouncer;
 mod read_replica;
 mod readings;
 mod readme;
