@@ -1,5 +1,5 @@
-//! The server's periodic work: liveness detection, the data's lifecycle, and forgetting idle rate-limit
-//! state. Every task is safe to run in several server processes at once.
+//! The server's periodic work: liveness detection, the data's lifecycle, the read replica's lag,
+//! and forgetting idle rate-limit state. Every task is safe to run in several server processes at once.
 
 use std::time::{Duration, Instant};
 
@@ -36,6 +36,7 @@ pub fn spawn(state: AppState, schedule: Schedule) -> Tasks {
             schedule.heartbeat_timeout,
         )),
         tokio::spawn(keep_lifecycle(state.clone(), schedule.lifecycle)),
+        tokio::spawn(state.reads.clone().probe_forever()),
         tokio::spawn(forget_idle_limits(state)),
     ])
 }

@@ -228,6 +228,11 @@ pub struct DbArgs {
     /// PostgreSQL URL of the database (TimescaleDB must be available in it)
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
+    /// A direct URL of the same database for the sessions a transaction-mode pooler
+    /// (PgBouncer) cannot carry: the token listener's LISTEN and the migrations' advisory lock.
+    /// Default: --database-url
+    #[arg(long, env = "NEXUS_DIRECT_DATABASE_URL", hide_env_values = true)]
+    pub direct_database_url: Option<String>,
     /// Maximum number of pooled database connections
     #[arg(long, env = "NEXUS_DB_POOL_SIZE", default_value_t = 16)]
     pub db_pool_size: usize,
@@ -240,6 +245,7 @@ impl DbArgs {
     pub fn settings(&self) -> DbSettings {
         DbSettings {
             url: self.database_url.clone(),
+            direct_url: self.direct_database_url.clone(),
             pool_size: self.db_pool_size,
             acquire_timeout: Duration::from_secs(self.db_timeout_seconds),
         }
@@ -253,6 +259,15 @@ pub struct ServeArgs {
     /// Address to listen on
     #[arg(long, env = "NEXUS_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: String,
+    /// PostgreSQL URL of a streaming replica for the read API (metrics, containers, events,
+    /// host listings); writes, authentication and admin changes stay on `--database-url`.
+    /// Without it every query goes to the primary
+    #[arg(long, env = "NEXUS_READ_DATABASE_URL", hide_env_values = true)]
+    pub read_database_url: Option<String>,
+    /// Seconds a replica may be behind the primary and still answer reads; further behind, or
+    /// unreachable, reads go to the primary until it catches up
+    #[arg(long, env = "NEXUS_READ_MAX_LAG_SECONDS", default_value_t = 10)]
+    pub read_max_lag_seconds: u64,
     /// Do not apply migrations at start
     #[arg(long)]
     pub no_migrate: bool,

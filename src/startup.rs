@@ -14,9 +14,10 @@ use crate::api::read_cap::ReadCap;
 use crate::api::{self, AppState, State, ingest_slots::IngestSlots, rate_limit::RateLimit};
 use crate::background::{self, Schedule};
 use crate::config::ServeArgs;
-use crate::store::Store;
 use crate::store::agent_cache::AgentTokenCache;
 use crate::store::ingest_queue::IngestQueue;
+use crate::store::replica::Reads;
+use crate::store::{DbSettings, Store};
 
 const MIGRATION_RETRY: Duration = Duration::from_secs(2);
 
@@ -36,7 +37,8 @@ impl Application {
     /// A database that is down at start does not stop the server: it serves (ingest answers
     /// 503, `/readyz` says not ready) and keeps retrying the migrations in the background.
     pub async fn build(config: &ServeArgs) -> anyhow::Result<Self> {
-        let store = Store::new(&config.db.settings())?;
+        let store =
+            Store::new(&config.db.settings())?.with_rate_limit(config.rate_limit_per_minute.get());
         if !config.no_migrate
             && let Err(error) = store.migrate().await
         {
@@ -57,8 +59,22 @@ impl Application {
             .context("Listener has no socket address")?;
         api::metrics::install();
         let ingest_queue = IngestQueue::spawn(store.clone(), config.batch_limits());
+        let reads = match &config.read_database_url {
+            Some(url) => Reads::with_replica(
+                store.clone(),
+                Store::new(&DbSettings {
+                    url: url.clone(),
+                    direct_url: None,
+                    ..config.db.settings()
+                })
+                .context("Failed to set up the read replica's pool")?,
+                Duration::from_secs(config.read_max_lag_seconds),
+            ),
+            None => Reads::primary_only(store.clone()),
+        };
         let state = Arc::new(State {
             store,
+            reads,
             rate_limit: RateLimit::per_minute(config.rate_limit_per_minute),
             auth_failures: RateLimit::per_minute(config.auth_failures_per_minute),
             auth_failure_lookups: RateLimit::per_minute(config.auth_failure_lookups_per_minute),
@@ -89,6 +105,11 @@ impl Application {
             },
             local_addr,
         })
+    }
+
+    /// Where this server's read API goes; tests look at the replica's state through it.
+    pub fn reads(&self) -> Reads {
+        self.state.reads.clone()
     }
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.

@@ -26,6 +26,7 @@ use crate::domain::snapshot::SkewWindow;
 use crate::store::Store;
 use crate::store::agent_cache::AgentTokenCache;
 use crate::store::ingest_queue::IngestQueue;
+use crate::store::replica::Reads;
 use ingest_slots::IngestSlots;
 use json_body::BodyLimits;
 use rate_limit::RateLimit;
@@ -34,7 +35,10 @@ use rate_limit::RateLimit;
 pub type AppState = Arc<State>;
 
 pub struct State {
+    /// The primary: writes, authentication, admin changes.
     pub store: Store,
+    /// Where the read API's queries go (a fresh replica, else the primary).
+    pub reads: Reads,
     pub rate_limit: RateLimit,
     /// Failed agent authentications per client address: beyond the limit an unknown bearer is
     /// answered from memory alone (never 429; see `agent_auth`).

@@ -3,7 +3,14 @@
 //!
 //! The contract says "the 61st request inside 60 s gets 429"; a token bucket (GCRA, as in
 //! `governor`) refills continuously and would admit it, so the window is kept exactly: the
-//! times of a token's last `limit` requests. State is per server process.
+//! times of a token's last `limit` requests.
+//!
+//! Several server processes: each stored post also lands in its token's log in the database
+//! (the ingest statement that stamps the token row keeps it, no extra round trip), and the
+//! answering process learns the fleet's log from that statement's result. A process therefore
+//! counts every process's posts up to its own last commit for the token; what the others stored
+//! since is the overshoot, bounded in docs/SCALING.md#rate-limits. The failed-auth budgets stay
+//! per process (the cost they bound, database lookups, is each process's own).
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
@@ -17,7 +24,51 @@ const WINDOW: Duration = Duration::from_secs(60);
 
 pub struct RateLimit<K = i64> {
     limit: NonZeroU32,
-    recent: Mutex<HashMap<K, VecDeque<Instant>>>,
+    recent: Mutex<HashMap<K, Window>>,
+}
+
+/// One key's requests in the window: this process's, and (for tokens) the fleet's as the
+/// database last told, so a token gets its limit across every server process.
+#[derive(Debug, Default)]
+struct Window {
+    /// Requests this process admitted, oldest first.
+    own: VecDeque<Instant>,
+    /// Stored posts of every process as of `merged_at`, oldest first.
+    fleet: VecDeque<Instant>,
+    merged_at: Option<Instant>,
+}
+
+impl Window {
+    fn forget_expired(&mut self, now: Instant) {
+        for times in [&mut self.own, &mut self.fleet] {
+            while times
+                .front()
+                .is_some_and(|&t| now.duration_since(t) >= WINDOW)
+            {
+                times.pop_front();
+            }
+        }
+    }
+
+    /// The requests that count against the limit, oldest first: the fleet's as last learned
+    /// plus this process's since then; or this process's alone when those are more (requests
+    /// whose body was refused are in no fleet log).
+    fn counted(&self) -> Vec<Instant> {
+        let Some(merged_at) = self.merged_at else {
+            return self.own.iter().copied().collect();
+        };
+        let mut times: Vec<Instant> = self.fleet.iter().copied().collect();
+        times.extend(self.own.iter().copied().filter(|&t| t > merged_at));
+        if times.len() < self.own.len() {
+            return self.own.iter().copied().collect();
+        }
+        times.sort_unstable();
+        times
+    }
+
+    fn last(&self) -> Option<Instant> {
+        self.own.back().copied().max(self.fleet.back().copied())
+    }
 }
 
 /// The quota left after a request was admitted.
@@ -45,18 +96,31 @@ impl<K: Hash + Eq> RateLimit<K> {
         self.admit(key, now, false)
     }
 
+    /// What the database says every server process stored for `key` in the window, as ages at
+    /// `now` (newest first or in any order). Later checks count those plus what this process
+    /// admits from now on; the overshoot this leaves is in docs/SCALING.md#rate-limits.
+    pub fn learn_fleet(&self, key: K, ages: &[Duration], now: Instant) {
+        let mut fleet: Vec<Instant> = ages
+            .iter()
+            .filter(|&&age| age < WINDOW)
+            .filter_map(|&age| now.checked_sub(age))
+            .collect();
+        fleet.sort_unstable();
+        let mut recent = self.recent.lock().expect("rate limit state");
+        let window = recent.entry(key).or_default();
+        window.fleet = fleet.into();
+        window.merged_at = Some(now);
+    }
+
     fn admit(&self, key: K, now: Instant, count: bool) -> Result<Admitted, Error> {
         let limit = self.limit.get();
         let mut recent = self.recent.lock().expect("rate limit state");
-        let times = recent.entry(key).or_default();
-        while times
-            .front()
-            .is_some_and(|&t| now.duration_since(t) >= WINDOW)
-        {
-            times.pop_front();
-        }
-        if times.len() >= limit as usize {
-            let oldest = times[0];
+        let window = recent.entry(key).or_default();
+        window.forget_expired(now);
+        let counted = window.counted();
+        if counted.len() >= limit as usize {
+            // The request that must leave the window before one more fits.
+            let oldest = counted[counted.len() - limit as usize];
             let wait = WINDOW - now.duration_since(oldest);
             return Err(Error::RateLimited {
                 limit,
@@ -64,21 +128,21 @@ impl<K: Hash + Eq> RateLimit<K> {
             });
         }
         if count {
-            times.push_back(now);
+            window.own.push_back(now);
         }
         Ok(Admitted {
             limit,
-            remaining: limit - times.len() as u32,
+            remaining: limit - counted.len() as u32 - u32::from(count),
         })
     }
 
-    /// Forgets tokens with no request in the window, so memory follows the active tokens.
+    /// Forgets keys with no request in the window, so memory follows the active tokens.
     pub fn forget_idle(&self, now: Instant) {
         let mut recent = self.recent.lock().expect("rate limit state");
-        recent.retain(|_, times| {
-            times
-                .back()
-                .is_some_and(|&t| now.duration_since(t) < WINDOW)
+        recent.retain(|_, window| {
+            window
+                .last()
+                .is_some_and(|t| now.duration_since(t) < WINDOW)
         });
     }
 }
@@ -155,5 +219,32 @@ mod tests {
         limiter.check(2, start + Duration::from_secs(30)).unwrap();
         limiter.forget_idle(start + WINDOW);
         assert_eq!(limiter.recent.lock().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn posts_other_processes_stored_count_against_the_limit() {
+        let limiter = limit(3);
+        let now = Instant::now();
+        limiter.check(1, now).unwrap();
+        // The commit of that post says the fleet stored three in the window (two elsewhere).
+        let ages = [0, 10, 20].map(Duration::from_secs);
+        limiter.learn_fleet(1, &ages, now + Duration::from_millis(5));
+        match limiter.check(1, now + Duration::from_secs(1)) {
+            Err(Error::RateLimited {
+                retry_after_secs, ..
+            }) => assert_eq!(retry_after_secs, 40, "until the post of 20 s ago leaves"),
+            other => panic!("expected 429, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn posts_admitted_after_learning_the_fleet_count_add_to_it() {
+        let limiter = limit(3);
+        let now = Instant::now();
+        limiter.learn_fleet(1, &[Duration::from_secs(5)], now);
+        let admitted = limiter.check(1, now + Duration::from_secs(1)).unwrap();
+        assert_eq!(admitted.remaining, 1);
+        limiter.check(1, now + Duration::from_secs(2)).unwrap();
+        assert!(limiter.check(1, now + Duration::from_secs(3)).is_err());
     }
 }

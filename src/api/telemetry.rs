@@ -134,7 +134,19 @@ impl TelemetryApi {
                 snapshot,
             };
             match state.ingest_queue.ingest(submission).await? {
-                Outcome::Stored(written) => Ok(written),
+                Outcome::Stored(written) => {
+                    let ages: Vec<std::time::Duration> = written
+                        .post_ages_ms
+                        .iter()
+                        .map(|&ms| std::time::Duration::from_millis(ms.max(0) as u64))
+                        .collect();
+                    state.rate_limit.learn_fleet(
+                        session.agent.token_id,
+                        &ages,
+                        std::time::Instant::now(),
+                    );
+                    Ok(written)
+                }
                 Outcome::Refused => Err(Error::Unauthorized),
             }
         };

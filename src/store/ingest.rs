@@ -67,7 +67,7 @@ pub struct Submission {
 }
 
 /// What became of one submission.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Committed: its rows, or none when the same host and instant was already stored.
     Stored(Written),
@@ -76,10 +76,13 @@ pub enum Outcome {
 }
 
 /// What one stored snapshot wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Written {
     pub host_rows: i64,
     pub container_rows: i64,
+    /// Ages (ms, at the commit) of the token's stored posts in the last 60 s by every server
+    /// process, this one included: the fleet-wide count for the rate limit.
+    pub post_ages_ms: Vec<i32>,
 }
 
 impl Store {
@@ -150,7 +153,9 @@ impl Store {
         batch: &[Submission],
     ) -> Result<Vec<Outcome>, Error> {
         let hosts = HostColumns::of(batch);
-        let params = hosts.params();
+        let post_log_len = i32::try_from(self.post_log_len).unwrap_or(i32::MAX);
+        let mut params = hosts.params().to_vec();
+        params.push(&post_log_len);
         let (_, host_rows) = tokio::try_join!(
             client.batch_execute("BEGIN"),
             client.query(&statements.hosts, &params),
@@ -162,6 +167,7 @@ impl Store {
                     host_row_written: row.get("host_row_written"),
                     version_before: row.get("version_before"),
                     version_after: row.get("version_after"),
+                    post_ages_ms: post_ages_ms(row.get("stamped_at"), row.get("recent_posts")),
                 };
                 (row.get("host_id"), write)
             })
@@ -206,6 +212,7 @@ impl Store {
                 Some(write) => Outcome::Stored(Written {
                     host_rows: i64::from(write.host_row_written),
                     container_rows: container_rows.get(&s.host_id).copied().unwrap_or(0),
+                    post_ages_ms: write.post_ages_ms.clone(),
                 }),
             })
             .collect())
@@ -305,12 +312,24 @@ async fn insert_metrics(
         .collect())
 }
 
+/// The token's posts within the rate limit's window, as ages in ms at `stamped_at`.
+fn post_ages_ms(stamped_at: DateTime<Utc>, posts: Vec<DateTime<Utc>>) -> Vec<i32> {
+    posts
+        .into_iter()
+        .map(|at| (stamped_at - at).num_milliseconds())
+        .filter(|&ms| (0..60_000).contains(&ms))
+        .map(|ms| ms as i32)
+        .collect()
+}
+
 /// What the first statement did for one admitted snapshot.
 struct HostWrite {
     host_row_written: bool,
     /// Version of the host row before and after the transaction (see [`ContainerCache`]).
     version_before: i64,
     version_after: i64,
+    /// The token's fleet-wide log of stored posts (see [`Written::post_ages_ms`]).
+    post_ages_ms: Vec<i32>,
 }
 
 /// One container of a stored snapshot, and its id once known.

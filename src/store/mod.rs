@@ -11,6 +11,7 @@ pub mod ingest_queue;
 pub mod lifecycle;
 pub mod liveness;
 pub mod readings;
+pub mod replica;
 pub mod tokens;
 
 use std::str::FromStr;
@@ -33,10 +34,17 @@ mod embedded {
 /// Key of the advisory lock that serialises migrations across server processes.
 const MIGRATION_LOCK: i64 = 0x6e65_7875_735f_6d69; // "nexus_mi"
 
+/// `--rate-limit-per-minute`'s default, for stores built without a server's settings.
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
+
 /// How to reach the database.
 #[derive(Debug, Clone)]
 pub struct DbSettings {
     pub url: String,
+    /// A direct connection to the same database for what a transaction-mode pooler cannot
+    /// carry: the token listener (`LISTEN`) and migrations (a session advisory lock). `None`:
+    /// `url`.
+    pub direct_url: Option<String>,
     pub pool_size: usize,
     /// Longest a request waits for a free connection (or for a new one) before a 503.
     pub acquire_timeout: Duration,
@@ -51,9 +59,13 @@ pub enum Readiness {
 #[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// Where sessions go (the token listener, migrations): the direct URL when one is set.
     url: String,
     /// This process's knowledge of container rows, shared by every clone.
     containers: Arc<ContainerCache>,
+    /// How many of a token's latest posts the database remembers for the fleet-wide rate
+    /// limit: the limit itself (more could never change an answer).
+    post_log_len: u32,
 }
 
 impl Store {
@@ -85,9 +97,19 @@ impl Store {
             .context("Failed to build the connection pool")?;
         Ok(Self {
             pool,
-            url: settings.url.clone(),
+            url: settings
+                .direct_url
+                .clone()
+                .unwrap_or_else(|| settings.url.clone()),
             containers: Arc::default(),
+            post_log_len: DEFAULT_RATE_LIMIT_PER_MINUTE,
         })
+    }
+
+    /// The per-token rate limit this server enforces (see `post_log_len`).
+    pub fn with_rate_limit(mut self, per_minute: u32) -> Self {
+        self.post_log_len = per_minute;
+        self
     }
 
     /// Applies the migrations in `sql/` that have not run yet.

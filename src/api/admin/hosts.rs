@@ -212,7 +212,10 @@ impl HostsApi {
                 limit: limit.0,
             })
         };
-        let result = async { state.store.list_hosts(&filter()?).await };
+        let result = async {
+            let filter = filter()?;
+            state.reads.run(|store| store.list_hosts(&filter)).await
+        };
         match result.await {
             Ok(page) => ListHostsResponse::Ok(Json(HostPage {
                 items: page.items,

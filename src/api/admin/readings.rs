@@ -158,8 +158,13 @@ impl ReadingsApi {
     ) -> HostSeriesResponse {
         let result = async {
             let request = series(from.0, to.0, bucket.0)?;
-            state.store.host(id.0).await?;
-            let points = state.store.host_series(id.0, &request).await?;
+            let points = state
+                .reads
+                .run(|store| async {
+                    store.host(id.0).await?;
+                    store.host_series(id.0, &request).await
+                })
+                .await?;
             Ok::<_, Error>(HostSeries {
                 bucket: request.bucket,
                 from: request.from,
@@ -198,11 +203,16 @@ impl ReadingsApi {
     ) -> ContainerSeriesResponse {
         let result = async {
             let request = series(from.0, to.0, bucket.0)?;
-            if !state.store.container_exists(id.0).await? {
-                return Err(Error::NotFound("container"));
-            }
-            let points = state.store.container_series(id.0, &request).await?;
-            Ok(ContainerSeries {
+            let points = state
+                .reads
+                .run(|store| async {
+                    if !store.container_exists(id.0).await? {
+                        return Err(Error::NotFound("container"));
+                    }
+                    store.container_series(id.0, &request).await
+                })
+                .await?;
+            Ok::<_, Error>(ContainerSeries {
                 bucket: request.bucket,
                 from: request.from,
                 to: request.to,
@@ -242,10 +252,14 @@ impl ReadingsApi {
                 .map(|text| search_text("state", text))
                 .transpose()
                 .map_err(|error| Error::Validation(vec![error]))?;
-            state.store.host(id.0).await?;
             state
-                .store
-                .host_containers(id.0, state_filter.as_deref(), state.container_stale_after)
+                .reads
+                .run(|store| async {
+                    store.host(id.0).await?;
+                    store
+                        .host_containers(id.0, state_filter.as_deref(), state.container_stale_after)
+                        .await
+                })
                 .await
         };
         match result.await {
@@ -285,11 +299,15 @@ impl ReadingsApi {
                 .map(|text| Cursor::parse("cursor", text))
                 .transpose()
                 .map_err(|e| Error::Validation(vec![e]))?;
-            state.store.host(id.0).await?;
             let limit = i64::from(limit.0);
             let mut items = state
-                .store
-                .host_events(id.0, before.map(|cursor| cursor.0), limit + 1)
+                .reads
+                .run(|store| async {
+                    store.host(id.0).await?;
+                    store
+                        .host_events(id.0, before.map(|cursor| cursor.0), limit + 1)
+                        .await
+                })
                 .await?;
             let next_cursor = (items.len() as i64 > limit).then(|| {
                 items.truncate(limit as usize);

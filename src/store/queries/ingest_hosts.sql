@@ -9,7 +9,8 @@
 -- statement that follows sees every earlier snapshot of the host. The stamped token rows stay
 -- locked too, so a revocation waits for this commit instead of slipping in between statements.
 --  One array per column, one element per snapshot; host ids are distinct within a batch.
---  $1 host id, $2 token id, $3 recorded_at, $4..$11 host metrics, $12..$16 host facts.
+--  $1 host id, $2 token id, $3 recorded_at, $4..$11 host metrics, $12..$16 host facts;
+--  $17 (a scalar) the per-token rate limit.
 WITH input AS (
     SELECT *
     FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::float8[], $5::int8[],
@@ -25,15 +26,20 @@ locked AS (
     ORDER BY id
     FOR UPDATE
 ),
+-- The token's log of its latest stored posts (newest first, at most $17 = the rate limit),
+-- returned so the answering process learns the fleet-wide count (src/api/rate_limit.rs). A
+-- slice, not a filter on age: the reader ignores entries older than the window, and the
+-- slice cost a third of what trimming by age in a subquery did (docs/SCALING.md#rate-limits).
 stamped AS (
-    UPDATE agent_tokens t SET last_used_at = now()
+    UPDATE agent_tokens t SET last_used_at = now(),
+        recent_posts = (now() || t.recent_posts)[1:$17]
     FROM input i JOIN locked l ON l.id = i.host_id
     WHERE t.id = i.token_id AND t.host_id = i.host_id AND t.revoked_at IS NULL
-    RETURNING t.host_id
+    RETURNING t.host_id, t.recent_posts
 ),
 -- The snapshots still allowed in: host not archived, token not revoked.
 admitted AS (
-    SELECT i.*, l.status AS previous_status, l.version AS version_before
+    SELECT i.*, l.status AS previous_status, l.version AS version_before, s.recent_posts
     FROM input i
     JOIN locked l ON l.id = i.host_id
     JOIN stamped s ON s.host_id = i.host_id
@@ -75,6 +81,7 @@ host_snapshot AS (
 -- whether what this process remembers of the host's containers is still exact
 -- (see src/store/container_cache.rs).
 SELECT a.host_id, a.host_id IN (SELECT host_id FROM host_snapshot) AS host_row_written,
-       a.version_before, h.version_after
+       a.version_before, h.version_after, a.recent_posts,
+       now() AS stamped_at
 FROM admitted a
 JOIN host h ON h.id = a.host_id

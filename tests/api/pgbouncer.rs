@@ -1,0 +1,216 @@
+//! The server through PgBouncer 1.24 (Debian 13's package) in transaction mode: prepared
+//! statements with `max_prepared_statements`, and `--direct-database-url` for the sessions a
+//! transaction pooler cannot carry (the token listener's LISTEN, the migrations' lock).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::Duration as Age;
+use nexus_telemetry::startup::Application;
+use reqwest::Method;
+
+use crate::clusters::{free_port, pg_root, wait_for};
+use crate::helpers::{
+    TestApp, at, call, connect, fresh_database, http_client, payload, serve_args,
+};
+
+struct PgBouncer {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl PgBouncer {
+    /// Transaction pooling in front of the cluster of `database_url`, on a loopback port.
+    async fn start(database_url: &str, max_prepared_statements: u32) -> Self {
+        let upstream: tokio_postgres::Config = database_url.parse().expect("a database URL");
+        let upstream_port = upstream.get_ports()[0];
+        let root = pg_root();
+        let name = format!(
+            "tmp/nexus-pgbouncer-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let dir = root.join(&name);
+        std::fs::create_dir_all(&dir).expect("pgbouncer directory");
+        let port = free_port();
+        std::fs::write(dir.join("userlist.txt"), "\"postgres\" \"\"\n").unwrap();
+        std::fs::write(
+            dir.join("pgbouncer.ini"),
+            format!(
+                "[databases]\n* = host=127.0.0.1 port={upstream_port}\n\n[pgbouncer]\n\
+                 listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = /{name}/userlist.txt\n\
+                 pool_mode = transaction\nmax_prepared_statements = {max_prepared_statements}\n\
+                 default_pool_size = 4\nmax_client_conn = 200\n\
+                 ignore_startup_parameters = extra_float_digits\n"
+            ),
+        )
+        .unwrap();
+        let status = Command::new("chroot")
+            .arg(&root)
+            .args(["chown", "-R", "postgres:postgres", &format!("/{name}")])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let pgbouncer =
+            std::env::var("NEXUS_PGBOUNCER_BIN").unwrap_or_else(|_| "/usr/sbin/pgbouncer".into());
+        let child = Command::new("chroot")
+            .arg("--userspec=postgres:postgres")
+            .arg(&root)
+            .args([&pgbouncer, &format!("/{name}/pgbouncer.ini")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("pgbouncer starts (scripts/scaleout-tools installs it)");
+        let bouncer = Self { child, dir, port };
+        wait_for("PgBouncer listens", Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        bouncer
+    }
+
+    /// `database_url` with PgBouncer's port.
+    fn url(&self, database_url: &str) -> String {
+        let config: tokio_postgres::Config = database_url.parse().unwrap();
+        let database = config.get_dbname().expect("a database name");
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for PgBouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Three rounds of concurrent posts by every agent; the statuses.
+async fn post_rounds(helper: &TestApp, agents: &[(i64, String)]) -> Vec<reqwest::StatusCode> {
+    let mut all = Vec::new();
+    for round in 0..3 {
+        let mut posts = tokio::task::JoinSet::new();
+        for (_, token) in agents {
+            let body = payload(
+                &at(Age::seconds(-30 + round)),
+                &[("c1", "running"), ("c2", "exited")],
+            );
+            let request = helper
+                .http
+                .post(helper.telemetry_url())
+                .bearer_auth(token)
+                .json(&body);
+            posts.spawn(async move { request.send().await.expect("request sent").status() });
+        }
+        all.extend(posts.join_all().await);
+    }
+    all
+}
+
+/// 48 reads at once: on many pooled connections, each preparing its statements on whichever
+/// server connection PgBouncer hands it and running them on another.
+async fn concurrent_reads(helper: &TestApp, agents: &[(i64, String)], admin: &str) -> Vec<u16> {
+    let mut reads = tokio::task::JoinSet::new();
+    for (host, _) in agents.iter().cycle().take(48) {
+        let (http, address, admin, host) = (
+            helper.http.clone(),
+            helper.address.clone(),
+            admin.to_owned(),
+            *host,
+        );
+        reads.spawn(async move {
+            let path = format!("/hosts/{host}/containers");
+            call(&http, &address, Method::GET, &path, Some(&admin), None)
+                .await
+                .status
+        });
+    }
+    reads.join_all().await
+}
+
+/// A server on `pooled` (through PgBouncer) with its sessions on `direct`, and a helper whose
+/// own store and client use `direct`.
+async fn serve_through(pooled: &str, direct: &str) -> TestApp {
+    let app = Application::build(&serve_args(pooled, &["--direct-database-url", direct]))
+        .await
+        .expect("the app builds");
+    let address = format!("http://{}", app.local_addr);
+    tokio::spawn(app.run(std::future::pending()));
+    TestApp {
+        address,
+        database_url: direct.to_owned(),
+        store: nexus_telemetry::store::Store::new(&serve_args(direct, &[]).db.settings()).unwrap(),
+        db: connect(direct).await,
+        http: http_client(),
+    }
+}
+
+#[tokio::test]
+async fn through_pgbouncer_in_transaction_mode_ingest_reads_and_revocations_work_with_a_direct_url_for_sessions()
+ {
+    let direct = fresh_database().await;
+    let bouncer = PgBouncer::start(&direct, 200).await;
+    // 16 pooled connections on the server's side share PgBouncer's 4 to PostgreSQL, so
+    // prepared statements run on server connections other than the one they were prepared on.
+    let helper = serve_through(&bouncer.url(&direct), &direct).await;
+    let admin = helper.admin_token().await;
+    let mut agents = Vec::new();
+    for i in 0..12 {
+        agents.push(helper.host_with_token(&format!("pooled-{i}")).await);
+    }
+    let statuses = post_rounds(&helper, &agents).await;
+    assert!(statuses.iter().all(|s| *s == 204), "{statuses:?}");
+    assert_eq!(helper.written().await, (36, 24, 72));
+    let reads = concurrent_reads(&helper, &agents, &admin).await;
+    assert!(reads.iter().all(|&s| s == 200), "{reads:?}");
+
+    let (host, token) = &agents[0];
+    let answer = call(
+        &helper.http,
+        &helper.address,
+        Method::GET,
+        &format!("/hosts/{host}/containers"),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body["items"].as_array().unwrap().len(), 2);
+
+    helper
+        .db
+        .execute(
+            "UPDATE agent_tokens SET revoked_at = now() WHERE host_id = $1",
+            &[host],
+        )
+        .await
+        .unwrap();
+    let body = payload(&at(Age::seconds(-5)), &[]);
+    assert_eq!(helper.post_telemetry(token, &body).await.status(), 401);
+}
+
+#[tokio::test]
+async fn through_pgbouncer_without_max_prepared_statements_concurrent_requests_fail() {
+    let direct = fresh_database().await;
+    let bouncer = PgBouncer::start(&direct, 0).await;
+    let helper = serve_through(&bouncer.url(&direct), &direct).await;
+    let admin = helper.admin_token().await;
+    let mut agents = Vec::new();
+    for i in 0..12 {
+        agents.push(helper.host_with_token(&format!("pooled-{i}")).await);
+    }
+    let mut statuses: Vec<u16> = post_rounds(&helper, &agents)
+        .await
+        .iter()
+        .map(|s| s.as_u16())
+        .collect();
+    statuses.extend(concurrent_reads(&helper, &agents, &admin).await);
+    assert!(
+        statuses.iter().any(|&s| s >= 500),
+        "a statement prepared on one server connection and run on another fails: {statuses:?}"
+    );
+}
