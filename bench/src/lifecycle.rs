@@ -116,30 +116,7 @@ pub async fn run(db: &Client, server_url: &str, options: &Options) -> Result<()>
             "- after compression: **{per_sample:.2} bytes per container sample** ({compressed} bytes; {:.1}× smaller); host rows {per_host_sample:.2} bytes each",
             raw_bytes as f64 / compressed as f64
         );
-        refresh(db).await?;
-        compress_all(db, &["container_metrics_5m", "container_metrics_1h"]).await?;
-        per_5m_row =
-            rollup_bytes(db, "container_metrics_5m").await? as f64 / (containers * 288) as f64;
-        per_1h_row =
-            rollup_bytes(db, "container_metrics_1h").await? as f64 / (containers * 24) as f64;
-        println!(
-            "- rollups, compressed: {per_5m_row:.1} bytes per container 5-minute row, {per_1h_row:.1} per 1-hour row"
-        );
     }
-    // 1,000 hosts × 20 containers × 30 days, host rows and rollups (host rollups ≈ 1/20 of the
-    // container ones) included.
-    let samples = 1000.0 * 20.0 * SAMPLES_PER_DAY as f64 * 30.0;
-    let host_samples = 1000.0 * SAMPLES_PER_DAY as f64 * 30.0;
-    let rollups = 21.0 / 20.0 * 1000.0 * 20.0 * 30.0 * (288.0 * per_5m_row + 24.0 * per_1h_row);
-    let total = samples * per_sample + host_samples * per_host_sample + rollups;
-    println!(
-        "- projected for 1,000 hosts × 20 containers × 30 days: **{:.1} GB** ({:.1} GB raw container samples + {:.1} GB host rows + {:.1} GB rollups)\n",
-        total / 1e9,
-        samples * per_sample / 1e9,
-        host_samples * per_host_sample / 1e9,
-        rollups / 1e9
-    );
-
     for day in (1..options.days).rev() {
         eprintln!("lifecycle: seeding day -{day}");
         seed_day(db, day).await?;
@@ -159,6 +136,30 @@ pub async fn run(db: &Client, server_url: &str, options: &Options) -> Result<()>
         )
         .await?;
     }
+    if community {
+        // Rollup rows compress in batches of up to 1,000 per series, so they are measured over
+        // every seeded day, not one.
+        per_5m_row = rollup_bytes_per_row(db, "container_metrics_5m").await?;
+        per_1h_row = rollup_bytes_per_row(db, "container_metrics_1h").await?;
+        println!(
+            "- rollups over {} days, compressed: {per_5m_row:.1} bytes per container 5-minute row, {per_1h_row:.1} per 1-hour row",
+            options.days
+        );
+    }
+    // 1,000 hosts × 20 containers × 30 days, host rows and rollups (host rollups ≈ 1/20 of the
+    // container ones) included.
+    let samples = 1000.0 * 20.0 * SAMPLES_PER_DAY as f64 * 30.0;
+    let host_samples = 1000.0 * SAMPLES_PER_DAY as f64 * 30.0;
+    let rollups = 21.0 / 20.0 * 1000.0 * 20.0 * 30.0 * (288.0 * per_5m_row + 24.0 * per_1h_row);
+    let total = samples * per_sample + host_samples * per_host_sample + rollups;
+    println!(
+        "- projected for 1,000 hosts × 20 containers × 30 days: **{:.1} GB** ({:.1} GB raw container samples + {:.1} GB host rows + {:.1} GB rollups)\n",
+        total / 1e9,
+        samples * per_sample / 1e9,
+        host_samples * per_host_sample / 1e9,
+        rollups / 1e9
+    );
+
     db.batch_execute("ANALYZE").await?;
     reads(db, server_url, options).await
 }
@@ -193,16 +194,25 @@ async fn container_bytes(db: &Client) -> Result<i64> {
     table_bytes(db, "container_metric_snapshots").await
 }
 
-async fn rollup_bytes(db: &Client, view: &str) -> Result<i64> {
-    Ok(db
+/// Bytes per materialized row of a rollup, indexes included.
+async fn rollup_bytes_per_row(db: &Client, view: &str) -> Result<f64> {
+    let table: String = db
         .query_one(
-            "SELECT hypertable_size(format('%I.%I', materialization_hypertable_schema,
-                                           materialization_hypertable_name)::regclass)
+            "SELECT format('%I.%I', materialization_hypertable_schema, materialization_hypertable_name)
              FROM timescaledb_information.continuous_aggregates WHERE view_name = $1",
             &[&view],
         )
         .await?
-        .get(0))
+        .get(0);
+    let row = db
+        .query_one(
+            &format!(
+                "SELECT hypertable_size('{table}'::regclass)::float8, count(*)::float8 FROM {table}"
+            ),
+            &[],
+        )
+        .await?;
+    Ok(row.get::<_, f64>(0) / row.get::<_, f64>(1))
 }
 
 async fn compress_all(db: &Client, relations: &[&str]) -> Result<()> {

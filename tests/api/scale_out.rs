@@ -452,6 +452,7 @@ async fn behind_haproxy_killing_a_server_under_load_loses_no_acknowledged_snapsh
         .status()
         .expect("kill runs");
     assert!(killed.success());
+    let killed_at = Utc::now();
     tokio::time::sleep(Duration::from_secs(5)).await;
     stop.store(true, Ordering::Relaxed);
     let report = load.await.expect("load");
@@ -462,11 +463,13 @@ async fn behind_haproxy_killing_a_server_under_load_loses_no_acknowledged_snapsh
     );
 
     assert_eq!(report.abandoned, 0, "every snapshot was stored in the end");
-    assert!(
-        report.acknowledged.len() > 50,
-        "{}",
-        report.acknowledged.len()
-    );
+    // However slow the machine, the agents kept posting after the kill and were answered.
+    let after_kill = report
+        .acknowledged
+        .iter()
+        .filter(|(_, at)| at.parse::<chrono::DateTime<Utc>>().unwrap() > killed_at)
+        .count();
+    assert!(after_kill >= 6, "{after_kill} acknowledged after the kill");
     assert_eq!(
         stored(&fleet, &report.acknowledged).await,
         report.acknowledged.len() as i64,
