@@ -259,7 +259,28 @@ async fn an_exhausted_pool_answers_503_after_the_configured_wait() {
                 .status()
         })
     };
-    tokio::time::sleep(StdDuration::from_millis(500)).await;
+    // Until the blocked ingest holds the pool's only connection, waiting on the row lock.
+    let deadline = Instant::now() + StdDuration::from_secs(10);
+    loop {
+        let waiting_on_lock: i64 = app
+            .direct
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if waiting_on_lock > 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the first ingest never reached the lock"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
 
     let started = Instant::now();
     let waiting = http
