@@ -81,22 +81,30 @@ pub struct ContainerMetricsBucket {
 /// A container of a host with its latest state and metrics.
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct ContainerState {
-    /// Container row id (use it for `/api/v1/containers/{id}/metrics`).
+    /// Container row id (use it for `/api/v1/containers/{container_id}/metrics`).
     pub id: i64,
+    /// The host it runs on.
     pub host_id: i64,
     /// Docker's container id.
     pub container_id: String,
+    /// Docker's container name.
     pub name: String,
+    /// Image name, without the tag.
     pub image: String,
     #[oai(nullable)]
+    /// Image tag.
     pub image_tag: Option<String>,
     #[oai(nullable)]
+    /// Docker's state (`running`, `exited`, …).
     pub state: Option<String>,
     #[oai(nullable)]
+    /// Docker's status text, e.g. `Up 3 hours (healthy)`.
     pub status: Option<String>,
     #[oai(nullable)]
+    /// Docker's health check result, when the container has one.
     pub health_status: Option<String>,
     #[oai(nullable)]
+    /// When Docker last started it.
     pub started_at: Option<DateTime<Utc>>,
     /// `recorded_at` of its newest snapshot.
     #[oai(nullable)]
@@ -104,19 +112,36 @@ pub struct ContainerState {
     /// Not seen for longer than the staleness threshold: probably removed.
     pub stale: bool,
     #[oai(nullable)]
+    /// CPU use in its newest snapshot, percent of one core.
     pub cpu_percent: Option<f64>,
     #[oai(nullable)]
+    /// Memory use in its newest snapshot, MiB.
     pub memory_usage_mb: Option<i64>,
     #[oai(nullable)]
+    /// Memory use in its newest snapshot as a percentage of its limit.
     pub memory_percent: Option<f64>,
+}
+
+/// What a liveness transition was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum, serde::Serialize)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum HostEventKind {
+    /// First contact.
+    Online,
+    /// Silent past the heartbeat timeout.
+    Offline,
+    /// Back from offline.
+    Recovered,
 }
 
 /// A liveness transition of a host.
 #[derive(Debug, Clone, Object, serde::Serialize)]
 pub struct HostEvent {
+    /// The event's id; pages continue from it.
     pub id: i64,
-    /// `online` (first contact), `offline` or `recovered`.
-    pub kind: String,
+    pub kind: HostEventKind,
+    /// When the transition was recorded.
     pub at: DateTime<Utc>,
 }
 
@@ -362,7 +387,11 @@ impl Store {
             .iter()
             .map(|row| HostEvent {
                 id: row.get("id"),
-                kind: row.get("kind"),
+                kind: match row.get::<_, &str>("kind") {
+                    "online" => HostEventKind::Online,
+                    "offline" => HostEventKind::Offline,
+                    _ => HostEventKind::Recovered,
+                },
                 at: row.get("at"),
             })
             .collect())

@@ -49,12 +49,14 @@ pub struct ContainerSeries {
 /// A host's containers.
 #[derive(Debug, Clone, Object)]
 pub struct ContainerList {
+    /// Its containers, by name.
     pub items: Vec<ContainerState>,
 }
 
 /// One page of a host's events, newest first.
 #[derive(Debug, Clone, Object)]
 pub struct EventPage {
+    /// Events, newest first.
     pub items: Vec<HostEvent>,
     /// Pass as `cursor` to get the next (older) page; null on the last page.
     #[oai(nullable)]
