@@ -53,7 +53,14 @@ pub async fn seed(app: &TestApp, names: &[&str]) -> Fleet {
     fleet
 }
 
-async fn insert_host_samples(app: &TestApp, host: i64, n: i64, start: DateTime<Utc>, samples: i64) {
+/// `samples` host rows every 30 s from `start`; `n` varies the values between hosts.
+pub async fn insert_host_samples(
+    app: &TestApp,
+    host: i64,
+    n: i64,
+    start: DateTime<Utc>,
+    samples: i64,
+) {
     app.db
         .execute(
             "INSERT INTO host_metric_snapshots
@@ -71,7 +78,8 @@ async fn insert_host_samples(app: &TestApp, host: i64, n: i64, start: DateTime<U
         .unwrap();
 }
 
-async fn insert_container(app: &TestApp, host: i64, name: &str, start: DateTime<Utc>) -> i64 {
+/// A running container row named (and identified as) `name`; its row id.
+pub async fn insert_container(app: &TestApp, host: i64, name: &str, start: DateTime<Utc>) -> i64 {
     app.db
         .query_one(
             "INSERT INTO containers (host_id, container_id, name, image, image_tag, status, state,
@@ -86,7 +94,8 @@ async fn insert_container(app: &TestApp, host: i64, name: &str, start: DateTime<
         .get(0)
 }
 
-async fn insert_container_samples(
+/// `samples` container rows every 30 s from `start`; `n` varies the values.
+pub async fn insert_container_samples(
     app: &TestApp,
     container: i64,
     host: i64,

@@ -6,49 +6,17 @@ use std::time::Duration as StdDuration;
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::Value;
 
+use crate::fleet;
 use crate::helpers::{TestApp, at, payload, rfc3339};
 
-/// Samples every 30 s for one host and one container. Counters grow and reset to zero every 97
-/// (host) and 61 (container) samples, as on a reboot or restart; values are deterministic, so
-/// two databases seeded alike hold the same rows. Returns the container's row id.
+/// Samples every 30 s for one host and one container ([`fleet`]'s rows: counters grow and reset
+/// to zero every 97 (host) and 61 (container) samples, as on a reboot or restart; values are
+/// deterministic, so two databases seeded alike hold the same rows). Returns the container's
+/// row id.
 async fn seed(app: &TestApp, host: i64, start: DateTime<Utc>, samples: i64) -> i64 {
-    let container: i64 = app
-        .db
-        .query_one(
-            "INSERT INTO containers (host_id, container_id, name, image, first_seen_at, recorded_at)
-             VALUES ($1, 'c1', 'app', 'img', $2, $2) RETURNING id",
-            &[&host, &start],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    app.db
-        .execute(
-            "INSERT INTO host_metric_snapshots
-                 (host_id, recorded_at, cpu_percent, memory_used_mb, memory_total_mb, disk_used_gb,
-                  disk_total_gb, network_rx_bytes, network_tx_bytes, load_average)
-             SELECT $1, $2::timestamptz + i * interval '30 seconds',
-                    round((20 + 10 * sin(i / 7.0))::numeric, 2), 2000 + (i % 17) * 10, 8192,
-                    40 + i / 100, 100, (i % 97) * 12345 + (i % 97) * (i % 97), (i % 97) * 777,
-                    round((0.5 + (i % 9) / 10.0)::numeric, 2)
-             FROM generate_series(0, $3::int8 - 1) AS i",
-            &[&host, &start, &samples],
-        )
-        .await
-        .unwrap();
-    app.db
-        .execute(
-            "INSERT INTO container_metric_snapshots
-                 (container_id, host_id, recorded_at, cpu_percent, memory_usage_mb, memory_limit_mb,
-                  network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes)
-             SELECT $1, $2, $3::timestamptz + i * interval '30 seconds',
-                    round((5 + 3 * cos(i / 5.0))::numeric, 2), 200 + (i % 13), 1024,
-                    (i % 61) * 4096 + i % 7, (i % 61) * 999, (i % 61) * 512, (i % 61) * 8192
-             FROM generate_series(0, $4::int8 - 1) AS i",
-            &[&container, &host, &start, &samples],
-        )
-        .await
-        .unwrap();
+    fleet::insert_host_samples(app, host, 0, start, samples).await;
+    let container = fleet::insert_container(app, host, "c1", start).await;
+    fleet::insert_container_samples(app, container, host, 0, start, samples).await;
     container
 }
 
