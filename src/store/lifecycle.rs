@@ -42,6 +42,8 @@ struct Rollup {
     /// Refreshed up to this long ago; newer buckets come from real-time aggregation.
     end_offset: Duration,
     schedule: Duration,
+    /// How long the configuration keeps this level.
+    retention: fn(&Lifecycle) -> Duration,
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -51,11 +53,13 @@ const ROLLUPS: [Rollup; 2] = [
         views: ["host_metrics_5m", "container_metrics_5m"],
         end_offset: Duration::from_secs(300),
         schedule: Duration::from_secs(300),
+        retention: |lifecycle| lifecycle.rollup_5m_retention,
     },
     Rollup {
         views: ["host_metrics_1h", "container_metrics_1h"],
         end_offset: HOUR,
         schedule: Duration::from_secs(1800),
+        retention: |lifecycle| lifecycle.rollup_1h_retention,
     },
 ];
 
@@ -74,14 +78,6 @@ impl Lifecycle {
     /// Rollup chunks are compressed a day after the refresh window has passed them by.
     fn compress_rollup_after(&self, level: &Rollup) -> Duration {
         self.refresh_start_offset(level) + Duration::from_secs(86400)
-    }
-
-    fn retention_of(&self, level: &Rollup) -> Duration {
-        if level.end_offset == HOUR {
-            self.rollup_1h_retention
-        } else {
-            self.rollup_5m_retention
-        }
     }
 }
 
@@ -135,7 +131,7 @@ impl Store {
                         &tx,
                         view,
                         lifecycle.compress_rollup_after(level),
-                        lifecycle.retention_of(level),
+                        (level.retention)(lifecycle),
                     )
                     .await?;
                 }
