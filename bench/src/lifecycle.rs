@@ -97,7 +97,7 @@ pub async fn run(db: &Client, server_url: &str, options: &Options) -> Result<()>
     // Day 1 alone for the storage figures.
     seed_day(db, options.days).await?;
     let rows = SAMPLES_PER_DAY * containers;
-    let raw_bytes = container_bytes(db).await?;
+    let raw_bytes = table_bytes(db, "container_metric_snapshots").await?;
     println!(
         "- one day of 30 s samples for {containers} containers ({rows} rows): **{:.1} bytes per container sample** uncompressed, indexes included ({raw_bytes} bytes)",
         raw_bytes as f64 / rows as f64
@@ -108,7 +108,7 @@ pub async fn run(db: &Client, server_url: &str, options: &Options) -> Result<()>
     let (mut per_5m_row, mut per_1h_row) = (0.0, 0.0);
     if community {
         compress_all(db, &["host_metric_snapshots", "container_metric_snapshots"]).await?;
-        let compressed = container_bytes(db).await?;
+        let compressed = table_bytes(db, "container_metric_snapshots").await?;
         per_sample = compressed as f64 / rows as f64;
         per_host_sample = table_bytes(db, "host_metric_snapshots").await? as f64
             / (SAMPLES_PER_DAY * options.hosts) as f64;
@@ -188,10 +188,6 @@ async fn table_bytes(db: &Client, table: &str) -> Result<i64> {
         .query_one("SELECT hypertable_size($1::text::regclass)", &[&table])
         .await?
         .get(0))
-}
-
-async fn container_bytes(db: &Client) -> Result<i64> {
-    table_bytes(db, "container_metric_snapshots").await
 }
 
 /// Bytes per materialized row of a rollup, indexes included.

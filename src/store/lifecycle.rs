@@ -82,17 +82,14 @@ impl Lifecycle {
 }
 
 impl Store {
-    /// `timescale` or `apache` (or `community` on older versions).
-    pub async fn timescaledb_license(&self) -> Result<String, Error> {
+    /// From `timescaledb.license`: `timescale`, or `apache` (`community` on old versions).
+    pub async fn edition(&self) -> Result<Edition, Error> {
         let client = self.client().await?;
-        Ok(client
+        let license: String = client
             .query_one("SHOW timescaledb.license", &[])
             .await?
-            .get(0))
-    }
-
-    pub async fn edition(&self) -> Result<Edition, Error> {
-        Ok(match self.timescaledb_license().await?.as_str() {
+            .get(0);
+        Ok(match license.as_str() {
             "timescale" => Edition::Community,
             _ => Edition::Apache,
         })
