@@ -154,6 +154,45 @@ impl TestApp {
     }
 }
 
+/// A passing test's database goes with it: hundreds of idle databases each keep a TimescaleDB
+/// scheduler asking for a worker, and make crash recovery of the local cluster take minutes.
+/// A failing test's database stays for inspection, until a run hours later drops it.
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let url = self.database_url.clone();
+        // Drop runs inside the test's runtime, which cannot be blocked on; a thread with its own can.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(drop_database(&url))
+        })
+        .join();
+    }
+}
+
+async fn drop_database(url: &str) {
+    let (server, name, query) = split_database_url(url);
+    let admin = connect(&format!("{server}/postgres{query}")).await;
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await;
+}
+
+/// `(server, database name, "?query" or "")` of a PostgreSQL URL.
+fn split_database_url(url: &str) -> (&str, &str, String) {
+    let (prefix, query) = match url.split_once('?') {
+        Some((prefix, query)) => (prefix, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let slash = prefix.rfind('/').expect("the URL has a database name");
+    (&prefix[..slash], &prefix[slash + 1..], query)
+}
+
 /// An HTTP client for the tests. The agent crate builds reqwest with rustls and no bundled
 /// crypto provider; when the workspace is built together that feature reaches these tests too,
 /// so the provider the agent uses is installed here as well.
@@ -231,11 +270,7 @@ pub async fn fresh_database() -> String {
 
 /// [`fresh_database`] on the server of `base`.
 pub async fn fresh_database_on(base: &str) -> String {
-    let (prefix, query) = match base.split_once('?') {
-        Some((prefix, query)) => (prefix, format!("?{query}")),
-        None => (base, String::new()),
-    };
-    let server = &prefix[..prefix.rfind('/').expect("DATABASE_URL has a database name")];
+    let (server, _, query) = split_database_url(base);
     let url_of = |name: &str| format!("{server}/{name}{query}");
     let admin = connect(&url_of("postgres")).await;
     let template = template_name();
@@ -251,6 +286,7 @@ pub async fn fresh_database_on(base: &str) -> String {
         .unwrap()
         .is_some();
     if !exists {
+        drop_superseded_templates(&admin).await;
         let building = format!("{template}_build");
         admin
             .batch_execute(&format!("DROP DATABASE IF EXISTS {building}"))
@@ -297,11 +333,7 @@ pub async fn fresh_database_on(base: &str) -> String {
 /// A new database with nothing in it (TimescaleDB available), for migrating step by step.
 pub async fn empty_database() -> String {
     let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let (prefix, query) = match base.split_once('?') {
-        Some((prefix, query)) => (prefix, format!("?{query}")),
-        None => (base.as_str(), String::new()),
-    };
-    let server = &prefix[..prefix.rfind('/').expect("DATABASE_URL has a database name")];
+    let (server, _, query) = split_database_url(&base);
     let admin = connect(&format!("{server}/postgres{query}")).await;
     let name = format!(
         "test_{}_{}",
@@ -333,6 +365,23 @@ async fn drop_stale_databases(admin: &tokio_postgres::Client) {
                 .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .await;
         }
+    }
+}
+
+/// Templates of earlier migrations: each is a whole database that no test copies any more.
+async fn drop_superseded_templates(admin: &tokio_postgres::Client) {
+    let rows = admin
+        .query(
+            "SELECT datname::text FROM pg_database WHERE datname LIKE 'nexus\\_tpl\\_%'",
+            &[],
+        )
+        .await
+        .unwrap();
+    for row in rows {
+        let name: String = row.get(0);
+        let _ = admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
     }
 }
 

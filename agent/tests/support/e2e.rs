@@ -138,6 +138,33 @@ impl TestDatabase {
     }
 }
 
+/// A passing test's database goes with it (idle databases each keep a TimescaleDB scheduler
+/// asking for a worker); a failing test's stays for inspection until a later run drops it.
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let (prefix, name) = self.url.rsplit_once('/').expect("a database URL");
+        let (admin, name) = (format!("{prefix}/postgres"), name.to_owned());
+        // Drop may run inside the test's runtime, which cannot be blocked on; a thread can.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(async {
+                    let (client, connection) = tokio_postgres::connect(&admin, NoTls).await?;
+                    tokio::spawn(connection);
+                    client
+                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .await
+                })
+        })
+        .join();
+    }
+}
+
 /// Test databases are kept for inspection after a run and dropped by a run hours later (as the
 /// server's tests do), so they do not pile up on a developer's database server.
 async fn drop_stale_databases(admin: &tokio_postgres::Client) {
