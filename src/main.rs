@@ -1,5 +1,5 @@
 use clap::Parser;
-use nexus_telemetry::{cli, config::Cli};
+use nexus_telemetry::cli::{self, Cli};
 
 // glibc's malloc took ~20% of the server's CPU parsing snapshots (many small strings per
 // container), most of it consolidating and unlinking free chunks; see BENCHMARKS.md.
