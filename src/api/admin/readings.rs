@@ -195,6 +195,10 @@ impl ReadingsApi {
         transform = "named_path_params",
         operation_id = "get_host_metrics"
     )]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "poem-openapi takes each parameter as an argument"
+    )]
     async fn host_metrics(
         &self,
         state: Data<&AppState>,
@@ -254,6 +258,10 @@ impl ReadingsApi {
         method = "get",
         transform = "named_path_params",
         operation_id = "get_container_metrics"
+    )]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "poem-openapi takes each parameter as an argument"
     )]
     async fn container_metrics(
         &self,
