@@ -2,8 +2,8 @@
 -- its host's facts and status, the status-change event and the host metric row. A snapshot
 -- whose host row already exists (a retried post) is stored already: the statements that
 -- follow skip it (first write wins). The server first runs this statement without the
--- ON CONFLICT clause below (`MetricRows` in src/store/ingest/transaction.rs): a retried post then fails the
--- batch with a unique violation, and the batch runs again with the clause.
+-- ON CONFLICT clause below (`MetricRows` in src/store/ingest/transaction.rs): a retried post
+-- then fails the batch with a unique violation, and the batch runs again with the clause.
 -- Host rows are locked in id order, so concurrent batches cannot deadlock on them, and held
 -- until the transaction ends: that serialises the writes of one host, so the containers
 -- statement that follows sees every earlier snapshot of the host. The stamped token rows stay
