@@ -2,16 +2,12 @@
 -- not know to be unchanged (see src/store/container_cache.rs), for snapshots the first
 -- statement admitted and whose host row it wrote (their hosts are locked by it). Each row is
 -- written only when its description changed, and then never with state older than held.
---  One array per column, one element per container; $1 and $2 repeat the host id and
---  recorded_at of the container's snapshot. $3..$13 the container's description.
+--  One array per column of DescriptionColumns (src/store/ingest/columns.rs), one element per
+--  container, the server filling in the arrays and their names from that declaration: the
+--  host id and recorded_at of the container's snapshot, then the container's description.
 -- Returns every container with its id and whether its stored description is now the one sent.
 WITH incoming AS (
-    SELECT *
-    FROM unnest($1::int8[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::jsonb[],
-                $12::timestamptz[], $13::timestamptz[])
-        AS i (host_id, recorded_at, container_id, name, image, image_tag, status, state,
-              health_status, ports, labels, started_at, finished_at)
+    SELECT * FROM unnest({arrays}) AS i ({columns})
 ),
 -- Each container's row as held, if any, and whether its description is unchanged. A lookup
 -- by the unique key per container (OFFSET 0 keeps the planner from turning it into a join,

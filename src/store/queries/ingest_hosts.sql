@@ -2,23 +2,18 @@
 -- its host's facts and status, the status-change event and the host metric row. A snapshot
 -- whose host row already exists (a retried post) is stored already: the statements that
 -- follow skip it (first write wins). The server first runs this statement without the
--- ON CONFLICT clause below (`MetricRows` in src/store/ingest.rs): a retried post then fails the
--- batch with a unique violation, and the batch runs again with the clause.
+-- ON CONFLICT clause below (`MetricRows` in src/store/ingest/transaction.rs): a retried post
+-- then fails the batch with a unique violation, and the batch runs again with the clause.
 -- Host rows are locked in id order, so concurrent batches cannot deadlock on them, and held
 -- until the transaction ends: that serialises the writes of one host, so the containers
 -- statement that follows sees every earlier snapshot of the host. The stamped token rows stay
 -- locked too, so a revocation waits for this commit instead of slipping in between statements.
---  One array per column, one element per snapshot; host ids are distinct within a batch.
---  $1 host id, $2 token id, $3 recorded_at, $4..$11 host metrics, $12..$16 host facts;
---  $17 (a scalar) the per-token rate limit.
+--  One array per column of HostColumns (src/store/ingest/columns.rs), one element per
+--  snapshot, the server filling in the arrays ($1..$16) and their names from that
+--  declaration: host id, token id, recorded_at, the host metrics, the host facts. Host ids are
+--  distinct within a batch. $17 (a scalar) the per-token rate limit.
 WITH input AS (
-    SELECT *
-    FROM unnest($1::int8[], $2::int8[], $3::timestamptz[], $4::float8[], $5::int8[],
-                $6::int8[], $7::int8[], $8::int8[], $9::int8[], $10::int8[], $11::float8[],
-                $12::int4[], $13::int8[], $14::int8[], $15::text[], $16::text[])
-        AS i (host_id, token_id, recorded_at, cpu_percent, memory_used_mb, memory_total_mb,
-              disk_used_gb, disk_total_gb, network_rx_bytes, network_tx_bytes, load_average,
-              cpu_count, facts_memory_total_mb, facts_disk_total_gb, os, docker_version)
+    SELECT * FROM unnest({arrays}) AS i ({columns})
 ),
 locked AS (
     SELECT id, status, xmin::text::int8 AS version FROM hosts
