@@ -3,7 +3,7 @@
 //!
 //! Each table's columns are declared once, by `columns!`: the field names are the SQL column
 //! names, their Rust types give the PostgreSQL types, and the statements in
-//! `src/store/queries/` receive their column and parameter lists from that declaration through
+//! `statements.rs` receive their column and parameter lists from that declaration through
 //! [`expand`], so the `COPY` and the `INSERT` of the metric rows cannot disagree.
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -327,6 +327,7 @@ mod tests {
     use tokio_postgres::types::FromSql;
 
     use super::*;
+    use crate::store::ingest::statements;
 
     fn at(rfc3339: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(rfc3339).unwrap().to_utc()
@@ -486,9 +487,8 @@ mod tests {
                        memory_limit_mb, network_rx_bytes, network_tx_bytes, block_read_bytes, \
                        block_write_bytes";
         let into = format!("container_metric_snapshots ({columns})");
-        let copy = expand::<MetricColumns>(include_str!("../queries/copy_container_metrics.sql"));
-        let insert =
-            expand::<MetricColumns>(include_str!("../queries/ingest_container_metrics.sql"));
+        let copy = expand::<MetricColumns>(statements::COPY_CONTAINER_METRICS_SQL);
+        let insert = expand::<MetricColumns>(statements::INGEST_CONTAINER_METRICS_SQL);
         assert!(copy.contains(&into), "{copy}");
         assert!(insert.contains(&into), "{insert}");
         assert!(
@@ -502,7 +502,7 @@ mod tests {
 
     #[test]
     fn the_host_statements_rate_limit_parameter_follows_its_arrays() {
-        let hosts = expand::<HostColumns>(include_str!("../queries/ingest_hosts.sql"));
+        let hosts = expand::<HostColumns>(statements::INGEST_HOSTS_SQL);
         assert_eq!(HostColumns::NAMES.len(), 16);
         assert!(
             hosts.contains("$16::text[]) AS i (host_id, token_id,"),

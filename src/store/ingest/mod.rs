@@ -13,6 +13,7 @@
 
 mod columns;
 mod plan;
+mod statements;
 mod transaction;
 
 use crate::domain::snapshot::Snapshot;

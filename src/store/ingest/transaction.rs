@@ -16,12 +16,13 @@ use super::columns::{
     Columns, DescriptionColumns, HostColumns, MetricColumns, binary_copy_data, expand,
 };
 use super::plan::ContainerPlan;
+use super::statements;
 use super::{HostWrite, Outcome, Submission, Written};
 use crate::error::Error;
 use crate::store::Store;
 
 static INGEST_HOSTS: LazyLock<String> =
-    LazyLock::new(|| expand::<HostColumns>(include_str!("../queries/ingest_hosts.sql")));
+    LazyLock::new(|| expand::<HostColumns>(statements::INGEST_HOSTS_SQL));
 /// The clause of [`INGEST_HOSTS`] that skips a host metric row which exists (a retried post).
 const HOST_ROW_CONFLICT: &str = "ON CONFLICT (host_id, recorded_at) DO NOTHING";
 /// [`INGEST_HOSTS`] for [`MetricRows::New`]: without [`HOST_ROW_CONFLICT`], so a host metric row
@@ -30,16 +31,13 @@ static INGEST_NEW_HOSTS: LazyLock<String> = LazyLock::new(|| {
     assert!(INGEST_HOSTS.contains(HOST_ROW_CONFLICT));
     INGEST_HOSTS.replace(HOST_ROW_CONFLICT, "")
 });
-static INGEST_CONTAINERS: LazyLock<String> = LazyLock::new(|| {
-    expand::<DescriptionColumns>(include_str!("../queries/ingest_containers.sql"))
-});
-static INGEST_CONTAINER_METRICS: LazyLock<String> = LazyLock::new(|| {
-    expand::<MetricColumns>(include_str!("../queries/ingest_container_metrics.sql"))
-});
+static INGEST_CONTAINERS: LazyLock<String> =
+    LazyLock::new(|| expand::<DescriptionColumns>(statements::INGEST_CONTAINERS_SQL));
+static INGEST_CONTAINER_METRICS: LazyLock<String> =
+    LazyLock::new(|| expand::<MetricColumns>(statements::INGEST_CONTAINER_METRICS_SQL));
 /// How container metric rows that cannot exist yet are written (see [`MetricRows`]).
-static COPY_CONTAINER_METRICS: LazyLock<String> = LazyLock::new(|| {
-    expand::<MetricColumns>(include_str!("../queries/copy_container_metrics.sql"))
-});
+static COPY_CONTAINER_METRICS: LazyLock<String> =
+    LazyLock::new(|| expand::<MetricColumns>(statements::COPY_CONTAINER_METRICS_SQL));
 
 /// Attempts of a batch that lost a deadlock (e.g. against the liveness detector, which locks
 /// hosts in another order) before its error is answered.
