@@ -137,19 +137,29 @@ impl ResponseError for Error {
 /// unparsable path or query parameter as a 422 naming the parameter; the rest (unknown route,
 /// missing content type, …) in the same shape with their own status.
 pub fn render(error: poem::Error) -> Response {
-    use poem_openapi::error::{AuthorizationError, ParseParamError, ParsePathError};
-    let every = |_| true;
     if error.is::<Error>() || error.is_from_response() {
-        error.into_response()
-    } else if error.is::<AuthorizationError>() {
-        answer(&Error::Unauthorized, every).into_response()
-    } else if let Some(param) = error.downcast_ref::<ParseParamError>() {
-        answer(&Error::invalid(param.name, human_reason(&param.reason)), every).into_response()
-    } else if let Some(param) = error.downcast_ref::<ParsePathError>() {
-        answer(&Error::invalid(param.name, human_reason(&param.reason)), every).into_response()
-    } else {
-        Problem::from_foreign(&error).into_response()
+        return error.into_response();
     }
+    match as_crate_error(&error) {
+        Some(ours) => answer(&ours, |_| true).into_response(),
+        None => Problem::from_foreign(&error).into_response(),
+    }
+}
+
+/// The crate's error for a poem-openapi error that has one.
+fn as_crate_error(error: &poem::Error) -> Option<Error> {
+    use poem_openapi::error::{AuthorizationError, ParseParamError, ParsePathError};
+    if error.is::<AuthorizationError>() {
+        return Some(Error::Unauthorized);
+    }
+    let (name, reason) = match error.downcast_ref::<ParseParamError>() {
+        Some(param) => (param.name, &param.reason),
+        None => {
+            let param = error.downcast_ref::<ParsePathError>()?;
+            (param.name, &param.reason)
+        }
+    };
+    Some(Error::invalid(name, human_reason(reason)))
 }
 
 /// The example of the problem schema in the document: a real answer.
@@ -174,7 +184,13 @@ mod tests {
     #[test]
     fn each_error_gets_its_status_problem_type_and_headers() {
         let cases = [
-            (Error::Unauthorized, 401, "unauthorized", Some(BEARER_CHALLENGE), None),
+            (
+                Error::Unauthorized,
+                401,
+                "unauthorized",
+                Some(BEARER_CHALLENGE),
+                None,
+            ),
             (
                 Error::RateLimited {
                     limit: 60,
@@ -248,7 +264,10 @@ mod tests {
     #[test]
     fn a_status_the_operation_does_not_document_is_answered_as_a_bare_500() {
         let problem = answer(&Error::NotFound("host"), |status| status != 404).problem;
-        assert_eq!((problem.status, problem.detail.as_str()), (500, "internal error"));
+        assert_eq!(
+            (problem.status, problem.detail.as_str()),
+            (500, "internal error")
+        );
         assert!(problem.kind.ends_with(":internal"), "{}", problem.kind);
     }
 

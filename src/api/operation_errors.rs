@@ -42,7 +42,7 @@ pub trait Documented: Send + Sync + 'static {
 
 /// Declares an operation's [`Documented`] problems: `Name: [own, …] + SHARED_GROUP`.
 macro_rules! documented {
-    ($(#[$meta:meta])* $vis:vis $name:ident: [$($problem:expr),* $(,)?] $(+ $shared:expr)*) => {
+    ($(#[$meta:meta])* $vis:vis $name:ident: [$($problem:expr),* $(,)?] $(+ $shared:ident)*) => {
         $(#[$meta])*
         $vis enum $name {}
 
@@ -103,23 +103,22 @@ impl DocumentedHeader {
 /// `WWW-Authenticate`, on every 401.
 pub const CHALLENGE: DocumentedHeader = DocumentedHeader::new::<String>("WWW-Authenticate", None);
 
-/// `Retry-After` in seconds, undescribed, as on the admin 429 and every 503.
+/// `Retry-After` in seconds, undescribed (as on the admin 429 and every 503).
 pub const RETRY_AFTER: DocumentedHeader = DocumentedHeader::new::<u64>("Retry-After", None);
 
 /// 400, where a JSON body is read.
 pub const BODY_NOT_JSON: DocumentedProblem =
     DocumentedProblem::new(400, "The body is not JSON (or is empty).");
 
-/// 500, in every operation.
-pub const INTERNAL_ERROR: DocumentedProblem =
-    DocumentedProblem::new(500, "An unexpected server fault; nothing was changed.");
-
-/// 503, in every operation that reads or writes the database.
-pub const UNAVAILABLE: DocumentedProblem = DocumentedProblem::new(
-    503,
-    "The database is unreachable; nothing was changed. Retry after the given seconds.",
-)
-.with_headers(&[RETRY_AFTER]);
+/// 500 and 503, which every operation may answer, last.
+pub const SERVER_FAULTS: &[DocumentedProblem] = &[
+    DocumentedProblem::new(500, "An unexpected server fault; nothing was changed."),
+    DocumentedProblem::new(
+        503,
+        "The database is unreachable; nothing was changed. Retry after the given seconds.",
+    )
+    .with_headers(&[RETRY_AFTER]),
+];
 
 /// An error of operation `D`: the crate's [`Error`] answered with one of the statuses `D`
 /// documents.
@@ -180,7 +179,7 @@ mod tests {
 
     documented! {
         /// An operation that may only say "not found".
-        FindsThings: [DocumentedProblem::new(404, "Nothing has this id.")] + &[INTERNAL_ERROR]
+        FindsThings: [DocumentedProblem::new(404, "Nothing has this id.")] + SERVER_FAULTS
     }
 
     fn status(error: Error) -> u16 {
@@ -210,7 +209,10 @@ mod tests {
             listed,
             [
                 (Some(404), "Nothing has this id."),
-                (Some(500), "An unexpected server fault; nothing was changed."),
+                (
+                    Some(500),
+                    "An unexpected server fault; nothing was changed."
+                ),
             ]
         );
         assert_eq!(

@@ -5,8 +5,8 @@ use poem_openapi::{ApiResponse, OpenApi};
 
 use super::agent_auth::{AgentToken, agent_auth};
 use super::operation_errors::{
-    BODY_NOT_JSON, CHALLENGE, DocumentedHeader, DocumentedProblem, INTERNAL_ERROR, OperationError,
-    UNAVAILABLE, documented,
+    BODY_NOT_JSON, CHALLENGE, DocumentedHeader, DocumentedProblem, OperationError, SERVER_FAULTS,
+    documented,
 };
 use super::telemetry_body::TelemetryBody;
 use super::{ApiTags, AppState, metrics};
@@ -82,9 +82,7 @@ documented! {
                 Some("Requests left in the current burst: 0 (when the token's quota is what is used up)."),
             ),
         ]),
-        INTERNAL_ERROR,
-        UNAVAILABLE,
-    ]
+    ] + SERVER_FAULTS
 }
 
 #[OpenApi]

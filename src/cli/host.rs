@@ -48,13 +48,7 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
             json,
             db,
         } => {
-            let filter = host_filter(
-                status,
-                &labels,
-                name.as_deref(),
-                cursor.as_deref(),
-                limit,
-            )?;
+            let filter = host_filter(status, &labels, name.as_deref(), cursor.as_deref(), limit)?;
             let store = migrated_store(&db).await?;
             let page = store.list_hosts(&filter).await?;
             let next_cursor = page.next.map(Cursor::encode);

@@ -142,7 +142,11 @@ fn field_errors(errors: &ValidationErrors) -> Vec<FieldError> {
     let by_field = errors.field_errors();
     let mut out = Vec::new();
     for field in REPORT_ORDER {
-        for error in by_field.get(field).into_iter().flat_map(|errors| errors.iter()) {
+        for error in by_field
+            .get(field)
+            .into_iter()
+            .flat_map(|errors| errors.iter())
+        {
             match error.params.get(FAULTS) {
                 Some(faults) => out.extend(
                     serde_json::from_value::<Vec<FieldError>>(faults.clone())
@@ -249,10 +253,26 @@ mod tests {
         let now = Utc::now();
         let window = |past, future| SkewWindow { past, future };
         let cases = [
-            (window(Duration::hours(2), SKEW.future), -3 * 3600, "2 hours in the past"),
-            (window(Duration::seconds(90), SKEW.future), -91, "90 seconds in the past"),
-            (window(SKEW.past, Duration::minutes(1)), 61, "1 minute in the future"),
-            (window(SKEW.past, Duration::seconds(1)), 2, "1 second in the future"),
+            (
+                window(Duration::hours(2), SKEW.future),
+                -3 * 3600,
+                "2 hours in the past",
+            ),
+            (
+                window(Duration::seconds(90), SKEW.future),
+                -91,
+                "90 seconds in the past",
+            ),
+            (
+                window(SKEW.past, Duration::minutes(1)),
+                61,
+                "1 minute in the future",
+            ),
+            (
+                window(SKEW.past, Duration::seconds(1)),
+                2,
+                "1 second in the future",
+            ),
         ];
         for (skew, offset, expected) in cases {
             let recorded_at = now + Duration::seconds(offset);
@@ -269,7 +289,16 @@ mod tests {
         let then = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        assert!(inside_skew_window(&then, &Clock { now: then, skew: SKEW }).is_ok());
+        assert!(
+            inside_skew_window(
+                &then,
+                &Clock {
+                    now: then,
+                    skew: SKEW
+                }
+            )
+            .is_ok()
+        );
         assert!(Snapshot::new(payload(then, &[]), then, SKEW).is_ok());
         assert_eq!(
             fields(Snapshot::new(payload(then, &[]), Utc::now(), SKEW)),
@@ -298,8 +327,7 @@ mod tests {
         assert!(each_id_once(&[None, None, Some("a"), None]).is_ok());
         let ids = [None, Some("b"), None, Some("b")];
         let error = each_id_once(&ids).unwrap_err();
-        let faults: Vec<FieldError> =
-            serde_json::from_value(error.params[FAULTS].clone()).unwrap();
+        let faults: Vec<FieldError> = serde_json::from_value(error.params[FAULTS].clone()).unwrap();
         assert_eq!(
             faults,
             [FieldError::new(
@@ -313,15 +341,11 @@ mod tests {
     fn rule_errors_name_recorded_at_first_then_duplicates_in_container_order() {
         let now = Utc::now();
         let ids = [Some("x"), Some("y"), Some("y"), Some("x")];
-        let errors: Vec<String> = rule_errors(
-            Some(now + Duration::hours(1)),
-            ids.into_iter(),
-            now,
-            SKEW,
-        )
-        .into_iter()
-        .map(|e| e.field)
-        .collect();
+        let errors: Vec<String> =
+            rule_errors(Some(now + Duration::hours(1)), ids.into_iter(), now, SKEW)
+                .into_iter()
+                .map(|e| e.field)
+                .collect();
         assert_eq!(
             errors,
             [

@@ -6,9 +6,9 @@ use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::{AdminToken, EVERY_ADMIN_OPERATION};
+use super::{ADMIN_AUTHENTICATION, AdminToken};
 use crate::api::auth_failures::FailureSummary;
-use crate::api::operation_errors::{OperationError, documented};
+use crate::api::operation_errors::{OperationError, SERVER_FAULTS, documented};
 use crate::api::{ApiTags, AppState};
 
 pub struct AuthFailuresApi;
@@ -35,7 +35,7 @@ pub enum AuthFailuresResponse {
 
 documented! {
     /// What `GET /api/v1/auth-failures` answers otherwise.
-    pub ListAuthFailures: [] + EVERY_ADMIN_OPERATION
+    pub ListAuthFailures: [] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Admin")]

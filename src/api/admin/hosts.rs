@@ -7,11 +7,13 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 
 use super::{
-    AdminToken, BODY_LATE, BODY_TOO_LARGE, EVERY_ADMIN_OPERATION, ID_NOT_AN_INTEGER,
+    ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, ID_NOT_AN_INTEGER,
     ID_OR_BODY_INVALID, NO_SUCH_HOST, NOT_APPLICATION_JSON, default_page_size, named_path_params,
 };
 use crate::api::json_body::ValidJson;
-use crate::api::operation_errors::{BODY_NOT_JSON, DocumentedProblem, OperationError, documented};
+use crate::api::operation_errors::{
+    BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
+};
 use crate::api::{ApiTags, AppState};
 use crate::domain::host::{Cursor, HostStatus, Labels, label_filter, search_text};
 use crate::error::Error;
@@ -87,7 +89,7 @@ documented! {
             422,
             "The body breaks the schema; `errors` names every failing field.",
         ),
-    ] + EVERY_ADMIN_OPERATION
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 /// Answer of `GET /api/v1/hosts`.
@@ -102,7 +104,7 @@ documented! {
     /// What `GET /api/v1/hosts` answers when it lists nothing.
     pub ListHosts: [
         DocumentedProblem::new(422, "A malformed filter, limit or cursor; `errors` names it."),
-    ] + EVERY_ADMIN_OPERATION
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 /// Answer of the operations on one host that take no body.
@@ -115,7 +117,7 @@ pub enum HostResponse {
 
 documented! {
     /// What the operations on one host (or its tokens) that take no body answer otherwise.
-    pub OneHost: [NO_SUCH_HOST, ID_NOT_AN_INTEGER] + EVERY_ADMIN_OPERATION
+    pub OneHost: [NO_SUCH_HOST, ID_NOT_AN_INTEGER] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 /// Answer of `PATCH /api/v1/hosts/{id}`.
@@ -135,7 +137,7 @@ documented! {
         BODY_TOO_LARGE,
         NOT_APPLICATION_JSON,
         ID_OR_BODY_INVALID,
-    ] + EVERY_ADMIN_OPERATION
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 /// The filter of a host listing, from its query parameters (the API's) or flags (the CLI's),
@@ -151,7 +153,10 @@ pub fn host_filter(
     Ok(HostFilter {
         status,
         labels: label_filter("label", labels).map_err(Error::Validation)?,
-        name_contains: name.map(|text| search_text("name", text)).transpose().map_err(one)?,
+        name_contains: name
+            .map(|text| search_text("name", text))
+            .transpose()
+            .map_err(one)?,
         after: cursor
             .map(|text| Cursor::parse("cursor", text))
             .transpose()
@@ -288,6 +293,8 @@ impl HostsApi {
         /// The host's id.
         id: Path<i64>,
     ) -> Result<HostResponse, OperationError<OneHost>> {
-        Ok(HostResponse::Ok(Json(state.store.archive_host(id.0).await?)))
+        Ok(HostResponse::Ok(Json(
+            state.store.archive_host(id.0).await?,
+        )))
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Every operation takes an [`AdminToken`]: obtaining it is the check (an admin token, `nxk_…`,
 //! unrevoked; agent tokens are refused). Each operation documents its own problems (with
-//! [`documented!`](super::operation_errors::documented)), then [`EVERY_ADMIN_OPERATION`]'s.
+//! [`documented!`](super::operation_errors::documented)), then [`ADMIN_AUTHENTICATION`]'s and
+//! the server faults every operation may answer.
 
 pub mod auth_failures;
 pub mod hosts;
@@ -20,9 +21,7 @@ use std::time::Instant;
 use super::AppState;
 use super::agent_auth::client_address;
 use super::document::path_param_name;
-use super::operation_errors::{
-    CHALLENGE, DocumentedProblem, INTERNAL_ERROR, RETRY_AFTER, UNAVAILABLE,
-};
+use super::operation_errors::{CHALLENGE, DocumentedProblem, RETRY_AFTER};
 use super::problem::human_reason;
 use crate::domain::token::TokenHash;
 use crate::error::Error;
@@ -85,8 +84,9 @@ pub fn default_page_size() -> u32 {
     50
 }
 
-/// 401, 429, 500 and 503: what every admin operation may answer, after its own problems.
-pub const EVERY_ADMIN_OPERATION: &[DocumentedProblem] = &[
+/// 401 and 429: what every admin operation may answer after its own problems (and before
+/// [`SERVER_FAULTS`](super::operation_errors::SERVER_FAULTS)).
+pub const ADMIN_AUTHENTICATION: &[DocumentedProblem] = &[
     DocumentedProblem::new(
         401,
         "Missing, malformed, unknown or revoked admin token (agent tokens are refused).",
@@ -98,8 +98,6 @@ pub const EVERY_ADMIN_OPERATION: &[DocumentedProblem] = &[
          seconds.",
     )
     .with_headers(&[RETRY_AFTER]),
-    INTERNAL_ERROR,
-    UNAVAILABLE,
 ];
 
 /// 404 of the operations on one host.

@@ -7,10 +7,8 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::{
-    AdminToken, EVERY_ADMIN_OPERATION, NO_SUCH_HOST, default_page_size, named_path_params,
-};
-use crate::api::operation_errors::{DocumentedProblem, OperationError, documented};
+use super::{ADMIN_AUTHENTICATION, AdminToken, NO_SUCH_HOST, default_page_size, named_path_params};
+use crate::api::operation_errors::{DocumentedProblem, OperationError, SERVER_FAULTS, documented};
 use crate::api::{ApiTags, AppState};
 use crate::domain::host::{Cursor, search_text};
 use crate::domain::series::{Bucket, SeriesRequest};
@@ -80,7 +78,7 @@ pub enum HostSeriesResponse {
 
 documented! {
     /// What `GET /api/v1/hosts/{id}/metrics` answers otherwise.
-    pub GetHostMetrics: [NO_SUCH_HOST, MALFORMED_RANGE] + EVERY_ADMIN_OPERATION
+    pub GetHostMetrics: [NO_SUCH_HOST, MALFORMED_RANGE] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 /// Answer of `GET /api/v1/containers/{id}/metrics`.
@@ -96,7 +94,7 @@ documented! {
     pub GetContainerMetrics: [
         DocumentedProblem::new(404, "No container has this id."),
         MALFORMED_RANGE,
-    ] + EVERY_ADMIN_OPERATION
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 /// Answer of `GET /api/v1/hosts/{id}/containers`.
@@ -112,7 +110,7 @@ documented! {
     pub ListHostContainers: [
         NO_SUCH_HOST,
         DocumentedProblem::new(422, "A malformed id or filter."),
-    ] + EVERY_ADMIN_OPERATION
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 /// Answer of `GET /api/v1/hosts/{id}/events`.
@@ -128,7 +126,7 @@ documented! {
     pub ListHostEvents: [
         NO_SUCH_HOST,
         DocumentedProblem::new(422, "A malformed id, limit or cursor."),
-    ] + EVERY_ADMIN_OPERATION
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 fn series(
@@ -305,6 +303,9 @@ impl ReadingsApi {
             items.truncate(limit as usize);
             Cursor(items[items.len() - 1].id).encode()
         });
-        Ok(EventPageResponse::Ok(Json(EventPage { items, next_cursor })))
+        Ok(EventPageResponse::Ok(Json(EventPage {
+            items,
+            next_cursor,
+        })))
     }
 }

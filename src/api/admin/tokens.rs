@@ -12,11 +12,13 @@ use serde::Deserialize;
 
 use super::hosts::OneHost;
 use super::{
-    AdminToken, BODY_LATE, BODY_TOO_LARGE, EVERY_ADMIN_OPERATION, ID_OR_BODY_INVALID,
-    NO_SUCH_HOST, NOT_APPLICATION_JSON, named_path_params,
+    ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, ID_OR_BODY_INVALID, NO_SUCH_HOST,
+    NOT_APPLICATION_JSON, named_path_params,
 };
 use crate::api::json_body::ValidJson;
-use crate::api::operation_errors::{BODY_NOT_JSON, DocumentedProblem, OperationError, documented};
+use crate::api::operation_errors::{
+    BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
+};
 use crate::api::{ApiTags, AppState};
 use crate::store::tokens::{AgentTokenInfo, IssuedToken};
 
@@ -85,7 +87,7 @@ documented! {
         BODY_TOO_LARGE,
         NOT_APPLICATION_JSON,
         ID_OR_BODY_INVALID,
-    ] + EVERY_ADMIN_OPERATION
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 /// Answer of `GET /api/v1/hosts/{id}/tokens`; [`OneHost`] lists the others.
@@ -97,10 +99,8 @@ pub enum ListTokensResponse {
 }
 
 /// 404 of the operations on one token.
-const NO_SUCH_TOKEN: DocumentedProblem = DocumentedProblem::new(
-    404,
-    "No such host, or the token is not one of this host's.",
-);
+const NO_SUCH_TOKEN: DocumentedProblem =
+    DocumentedProblem::new(404, "No such host, or the token is not one of this host's.");
 
 /// 422 of the operations on one token.
 const AN_ID_NOT_AN_INTEGER: DocumentedProblem =
@@ -120,7 +120,7 @@ documented! {
         NO_SUCH_TOKEN,
         DocumentedProblem::new(409, "The token is already revoked."),
         AN_ID_NOT_AN_INTEGER,
-    ] + EVERY_ADMIN_OPERATION
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 /// Answer of `DELETE /api/v1/hosts/{id}/tokens/{token_id}`.
@@ -133,7 +133,7 @@ pub enum RevokeTokenResponse {
 
 documented! {
     /// What `DELETE /api/v1/hosts/{id}/tokens/{token_id}` answers when it revokes nothing.
-    pub RevokeToken: [NO_SUCH_TOKEN, AN_ID_NOT_AN_INTEGER] + EVERY_ADMIN_OPERATION
+    pub RevokeToken: [NO_SUCH_TOKEN, AN_ID_NOT_AN_INTEGER] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Admin")]
