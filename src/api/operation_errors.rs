@@ -21,9 +21,9 @@ use crate::error::Error;
 /// A problem response as an operation documents it: its status, what it means there, and the
 /// headers it carries (besides the problem details themselves).
 pub struct DocumentedProblem {
-    pub status: u16,
-    pub description: &'static str,
-    pub headers: &'static [DocumentedHeader],
+    status: u16,
+    description: &'static str,
+    headers: &'static [DocumentedHeader],
 }
 
 /// A header of a documented response.
@@ -36,7 +36,7 @@ pub struct DocumentedHeader {
 
 /// The problems an operation documents, in the order its document lists them, in groups (its
 /// own, then those it shares with others).
-pub trait Documented: Send + Sync + 'static {
+pub trait Documented: 'static {
     const PROBLEMS: &'static [&'static [DocumentedProblem]];
 }
 
