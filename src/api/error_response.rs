@@ -20,7 +20,7 @@ pub const BEARER_CHALLENGE: &str = "Bearer realm=\"nexus-telemetry\"";
 /// An error as the client receives it.
 #[derive(Debug, Clone)]
 pub struct Answer {
-    pub problem: Problem,
+    problem: Problem,
     /// Sends `WWW-Authenticate` (a 401).
     challenge: bool,
     /// Sends `Retry-After`, in seconds (a 429 or 503).
@@ -173,6 +173,7 @@ impl poem_openapi::types::Example for Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::problem::PROBLEM_TYPE_PREFIX;
 
     fn header(response: &Response, name: &str) -> Option<String> {
         response
@@ -236,7 +237,7 @@ mod tests {
             );
             assert_eq!(
                 plain(&error).problem.kind,
-                format!("{}{name}", super::super::problem::PROBLEM_TYPE_PREFIX),
+                format!("{PROBLEM_TYPE_PREFIX}{name}"),
                 "{error}"
             );
             assert_eq!(

@@ -213,6 +213,11 @@ mod tests {
                     Some(500),
                     "An unexpected server fault; nothing was changed."
                 ),
+                (
+                    Some(503),
+                    "The database is unreachable; nothing was changed. Retry after the given \
+                     seconds."
+                ),
             ]
         );
         assert_eq!(
