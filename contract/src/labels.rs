@@ -1,12 +1,10 @@
 //! `Labels`: a container's labels, a JSON object of strings.
 //!
 //! Every name and value is packed into one string, in name order, rather than kept as a
-//! `BTreeMap` or a vector of `String` pairs: a label set is small and is built, hashed and
-//! dropped whole on every snapshot. A tree's nodes, key comparisons and traversals were ~14% of
-//! the server's CPU at C=20; a `String` per name and value still made two thirds of a
-//! snapshot's ~730 allocations (perf, BENCHMARKS.md). It behaves as the map did: one value per
-//! name (the last one given wins), iterated in name order, and equal whatever order the names
-//! came in.
+//! `BTreeMap` or `String` pairs: a label set is small and is built, hashed and dropped whole on
+//! every snapshot, and a map's nodes and strings were a large share of the server's CPU and
+//! allocations (BENCHMARKS.md). It behaves as the map did: one value per name (the last one
+//! given wins), iterated in name order, and equal whatever order the names came in.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;

@@ -3,8 +3,43 @@
 use serde_json::json;
 
 use crate::cli::{migrated_store, output};
-use crate::config::AdminTokenCommand;
+use clap::Subcommand;
+
+use crate::config::DbArgs;
 use crate::error::Error;
+
+#[derive(Debug, Subcommand)]
+pub enum AdminTokenCommand {
+    /// Create an admin API token and print it once (only its SHA-256 is stored)
+    Create {
+        /// Who or what the token is for
+        #[arg(long)]
+        name: String,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List admin API tokens (metadata only)
+    List {
+        /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke an admin API token (idempotent)
+    Revoke {
+        /// The token's id
+        id: i64,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
 
 /// Longest admin token name (the `admin_tokens.name` CHECK).
 const MAX_NAME_CHARS: usize = 255;

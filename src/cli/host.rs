@@ -3,10 +3,96 @@
 use crate::api::admin::hosts::{HostUpdate, NewHost, host_filter};
 use crate::api::json_body;
 use crate::cli::{migrated_store, output};
-use crate::config::HostCommand;
+use clap::Subcommand;
+
+use crate::config::DbArgs;
+use crate::domain::host::HostStatus;
 use crate::domain::host::{Cursor, Labels};
 use crate::error::Error;
 use crate::store::hosts::{Host, slugify};
+
+#[derive(Debug, Subcommand)]
+pub enum HostCommand {
+    /// Create a host in status `pending`
+    Create {
+        /// Display name
+        #[arg(long)]
+        name: String,
+        /// Unique URL-safe identifier (default: derived from the name)
+        #[arg(long)]
+        slug: Option<String>,
+        /// A label, `KEY=VALUE`; repeat for several
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List hosts, ordered by id, one page at a time
+    List {
+        /// Only hosts in this status
+        #[arg(long, value_enum)]
+        status: Option<HostStatus>,
+        /// Only hosts carrying this label, `KEY:VALUE`; repeat to require several
+        #[arg(long = "label", value_name = "KEY:VALUE")]
+        labels: Vec<String>,
+        /// Only hosts whose name contains this text (case-insensitive)
+        #[arg(long)]
+        name: Option<String>,
+        /// Hosts per page
+        #[arg(long, default_value_t = crate::api::admin::default_page_size())]
+        limit: u32,
+        /// Where to continue: the `next_cursor` of the previous page
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Print the page as JSON (`{"items": [...], "next_cursor": ...}`) instead of a table
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Show one host
+    Show {
+        /// The host's id
+        id: i64,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Rename a host and/or replace its labels
+    Update {
+        /// The host's id
+        id: i64,
+        /// New display name
+        #[arg(long)]
+        name: Option<String>,
+        /// A label, `KEY=VALUE`; repeat for several. Replaces all current labels
+        #[arg(long = "label", value_name = "KEY=VALUE")]
+        labels: Vec<String>,
+        /// Remove every label
+        #[arg(long, conflicts_with = "labels")]
+        clear_labels: bool,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Archive a host and revoke all its tokens (idempotent)
+    Archive {
+        /// The host's id
+        id: i64,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
 
 pub async fn run(command: HostCommand) -> anyhow::Result<()> {
     match command {

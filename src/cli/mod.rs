@@ -1,6 +1,6 @@
-//! The binary's commands: serve, migrate, print the OpenAPI document; managing hosts, agent
-//! tokens and admin tokens lives in one file per command group. Those call the same store
-//! functions as the admin API, and print its JSON shapes with `--json`.
+//! The binary's commands: serve, migrate, print the OpenAPI document. Managing hosts, agent
+//! tokens and admin tokens lives in one file per command group, its grammar beside its code;
+//! those call the same store functions as the admin API, and print its JSON shapes with `--json`.
 
 mod admin_token;
 mod host;
@@ -13,10 +13,46 @@ use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
 use crate::api;
-use crate::config::{Cli, Command, DbArgs, LogFormat, ServeArgs};
+use clap::{Parser, Subcommand};
+
+use crate::config::{DbArgs, LogFormat, ServeArgs};
 use crate::error::Error;
 use crate::startup::Application;
 use crate::store::Store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nexus-telemetry",
+    version,
+    about = "Ingests host and Docker-container telemetry into TimescaleDB"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply migrations (unless --no-migrate), then serve the HTTP API
+    Serve(ServeArgs),
+    /// Apply the database migrations and exit
+    Migrate(DbArgs),
+    /// Print the OpenAPI document (YAML; JSON with --json)
+    Openapi {
+        /// Print JSON instead of YAML
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage monitored hosts
+    #[command(subcommand)]
+    Host(host::HostCommand),
+    /// Manage agent tokens
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+    /// Manage admin API tokens (the credential of `/api/v1`)
+    #[command(subcommand)]
+    AdminToken(admin_token::AdminTokenCommand),
+}
 
 pub async fn run(cli: Cli) -> ExitCode {
     match execute(cli.command).await {

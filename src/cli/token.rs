@@ -3,8 +3,71 @@
 use crate::api::admin::tokens::{IssuedAgentToken, NewAgentToken};
 use crate::api::json_body;
 use crate::cli::{migrated_store, output};
-use crate::config::TokenCommand;
+use clap::Subcommand;
+
+use crate::config::DbArgs;
 use crate::store::tokens::AgentTokenInfo;
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mint an agent token for a host and print it once (only its SHA-256 is stored)
+    Issue {
+        /// Id of the host the token authenticates
+        #[arg(long)]
+        host: i64,
+        /// Label to tell tokens apart
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Bind the token to the address and User-Agent of its first admitted request (later
+        /// requests from another client get 401); a rotation keeps the option, unbound
+        #[arg(long)]
+        bind_fingerprint: bool,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// List a host's tokens (metadata only; never the plaintext or the hash)
+    List {
+        /// Id of the host
+        #[arg(long)]
+        host: i64,
+        /// Print a JSON array instead of a table
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a token and issue its replacement, printed once
+    Rotate {
+        /// Id of the host
+        #[arg(long)]
+        host: i64,
+        /// Id of the token to rotate
+        #[arg(long)]
+        token: i64,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Revoke a token (idempotent)
+    Revoke {
+        /// Id of the host
+        #[arg(long)]
+        host: i64,
+        /// Id of the token to revoke
+        #[arg(long)]
+        token: i64,
+        /// Print one JSON object instead of text
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
 
 pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
     match command {

@@ -81,11 +81,11 @@ pub const MAX_POINTS: u64 = 1000;
 /// Longest range one request may cover.
 pub const MAX_SPAN: Duration = Duration::from_secs(400 * 86400);
 
-/// A range `[from, to)` widened to whole buckets, and the bucket width to aggregate it by.
+/// A range `[since, until)` widened to whole buckets, and the bucket width to aggregate it by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeriesRequest {
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
+    pub since: DateTime<Utc>,
+    pub until: DateTime<Utc>,
     pub bucket: Bucket,
 }
 
@@ -94,16 +94,16 @@ impl SeriesRequest {
     /// answer within [`MAX_POINTS`]. The range is widened to whole buckets (aligned to the Unix
     /// epoch, as `time_bucket` aligns them), so every bucket of the answer is complete.
     pub fn new(
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
         bucket: Option<Bucket>,
     ) -> Result<Self, Vec<FieldError>> {
         let mut errors = Vec::new();
-        let span = (to - from).to_std().ok().filter(|span| !span.is_zero());
+        let span = (until - since).to_std().ok().filter(|span| !span.is_zero());
         match span {
-            None => errors.push(FieldError::new("to", "must be later than `from`")),
+            None => errors.push(FieldError::new("until", "must be later than `since`")),
             Some(span) if span > MAX_SPAN => errors.push(FieldError::new(
-                "to",
+                "until",
                 format!(
                     "the range may span at most {} days",
                     MAX_SPAN.as_secs() / 86400
@@ -126,8 +126,8 @@ impl SeriesRequest {
         }
         match chosen {
             Some(bucket) if errors.is_empty() => Ok(Self {
-                from: align_down(from, bucket.width()),
-                to: align_up(to, bucket.width()),
+                since: align_down(since, bucket.width()),
+                until: align_up(until, bucket.width()),
                 bucket,
             }),
             _ => Err(errors),
@@ -202,11 +202,11 @@ mod tests {
         let from = "2026-12-01T10:07:30Z".parse().unwrap();
         let to = "2026-12-01T12:00:00Z".parse().unwrap();
         let request = SeriesRequest::new(from, to, Some(Bucket::FifteenMinutes)).unwrap();
-        assert_eq!(request.from.to_rfc3339(), "2026-12-01T10:00:00+00:00");
-        assert_eq!(request.to, to, "already aligned");
+        assert_eq!(request.since.to_rfc3339(), "2026-12-01T10:00:00+00:00");
+        assert_eq!(request.until, to, "already aligned");
         let request = SeriesRequest::new(from, from + Span::minutes(1), Some(Bucket::OneHour));
         assert_eq!(
-            request.unwrap().to.to_rfc3339(),
+            request.unwrap().until.to_rfc3339(),
             "2026-12-01T11:00:00+00:00"
         );
     }
@@ -237,8 +237,8 @@ mod tests {
 
     #[test]
     fn the_range_must_be_forward_and_bounded() {
-        assert_eq!(request(Span::zero(), None), Err(vec!["to".into()]));
-        assert_eq!(request(Span::hours(-1), None), Err(vec!["to".into()]));
-        assert_eq!(request(Span::days(401), None), Err(vec!["to".into()]));
+        assert_eq!(request(Span::zero(), None), Err(vec!["until".into()]));
+        assert_eq!(request(Span::hours(-1), None), Err(vec!["until".into()]));
+        assert_eq!(request(Span::days(401), None), Err(vec!["until".into()]));
     }
 }

@@ -309,7 +309,7 @@ impl Store {
             .await?;
         let width = request.bucket.width().as_secs_f64();
         Ok(client
-            .query(&statement, &[&width, &id, &request.from, &request.to])
+            .query(&statement, &[&width, &id, &request.since, &request.until])
             .await?)
     }
 

@@ -144,8 +144,8 @@ async fn a_generated_client_does_an_integrators_round_trip_without_workarounds()
     let series = admin
         .get_host_metrics()
         .host_id(host.id)
-        .from(Utc::now() - Duration::hours(1))
-        .to(Utc::now() + Duration::minutes(1))
+        .since(Utc::now() - Duration::hours(1))
+        .until(Utc::now() + Duration::minutes(1))
         .send()
         .await
         .unwrap()

@@ -4,7 +4,8 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use clap::Parser;
-use nexus_telemetry::config::{Cli, Command, ServeArgs};
+use nexus_telemetry::cli::{Cli, Command};
+use nexus_telemetry::config::ServeArgs;
 use nexus_telemetry::startup::Application;
 use nexus_telemetry::store::Store;
 use serde_json::{Value, json};

@@ -107,7 +107,7 @@ async fn metrics(
         .admin(
             reqwest::Method::GET,
             &format!(
-                "{path}/metrics?from={}&to={}&bucket={bucket}",
+                "{path}/metrics?since={}&until={}&bucket={bucket}",
                 rfc3339(from).replace('+', "%2B"),
                 rfc3339(to).replace('+', "%2B")
             ),

@@ -480,7 +480,7 @@ async fn problems_carry_a_type_per_cause_and_plain_words() {
         ("/hosts/abc", "host_id", "must be an integer"),
         ("/hosts?limit=0", "limit", "must be at least 1"),
         ("/hosts?limit=201", "limit", "must be at most 200"),
-        (no_range.as_str(), "from", "is required"),
+        (no_range.as_str(), "since", "is required"),
         (bad_from.as_str(), "from", "must be an RFC 3339 timestamp"),
         ("/hosts?status=sleeping", "status", "is not one of"),
     ];

@@ -182,7 +182,7 @@ async fn reads_go_to_a_fresh_replica_and_to_the_primary_while_it_lags_or_is_down
         "with the standby down, writes go on and reads come from the primary"
     );
     let range = format!(
-        "from={}&to={}",
+        "since={}&until={}",
         at(Age::hours(-1)).replace('+', "%2B"),
         at(Age::minutes(1)).replace('+', "%2B")
     );

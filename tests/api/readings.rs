@@ -9,7 +9,7 @@ use crate::helpers::{TestApp, at, payload, rfc3339};
 
 fn range(from: Duration, to: Duration) -> String {
     let encode = |offset| rfc3339(Utc::now() + offset).replace('+', "%2B");
-    format!("from={}&to={}", encode(from), encode(to))
+    format!("since={}&until={}", encode(from), encode(to))
 }
 
 #[tokio::test]
@@ -84,13 +84,49 @@ async fn without_a_bucket_the_answer_stays_under_a_thousand_points() {
 }
 
 #[tokio::test]
+async fn the_deprecated_from_and_to_give_the_same_answer_as_since_and_until() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (host, token) = app.host_with_token("web-01").await;
+    let posted = app
+        .post_telemetry(
+            &token,
+            &payload(&at(Duration::minutes(-2)), &[("c1", "running")]),
+        )
+        .await;
+    assert_eq!(posted.status(), 204);
+    let current = range(Duration::hours(-1), Duration::zero());
+    let deprecated = current.replace("since=", "from=").replace("until=", "to=");
+    let mixed = current.replace("since=", "from=");
+
+    let mut answers = Vec::new();
+    for query in [&current, &deprecated, &mixed] {
+        let answer = app
+            .admin(
+                Method::GET,
+                &format!("/hosts/{host}/metrics?{query}&bucket=5m"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{query}: {}", answer.body);
+        assert_eq!(answer.body["since"], answer.body["from"], "{query}");
+        assert_eq!(answer.body["until"], answer.body["to"], "{query}");
+        answers.push(answer.body);
+    }
+    assert_eq!(answers[0]["points"].as_array().map(Vec::len), Some(1));
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0], answers[2]);
+}
+
+#[tokio::test]
 async fn bad_ranges_and_buckets_are_422_naming_the_parameter() {
     let app = TestApp::spawn().await;
     let admin = app.admin_token().await;
     let host = app.create_host("web-01").await;
     let cases = [
-        (range(Duration::zero(), Duration::hours(-1)), "to"),
-        (range(Duration::days(-500), Duration::zero()), "to"),
+        (range(Duration::zero(), Duration::hours(-1)), "until"),
+        (range(Duration::days(-500), Duration::zero()), "until"),
         (
             format!("{}&bucket=2m", range(Duration::hours(-1), Duration::zero())),
             "bucket",
@@ -100,6 +136,13 @@ async fn bad_ranges_and_buckets_are_422_naming_the_parameter() {
             "bucket",
         ),
         ("from=yesterday&to=today".into(), "from"),
+        ("until=2026-01-01T00:00:00Z".into(), "since"),
+        ("since=2026-01-01T00:00:00Z".into(), "until"),
+        (
+            "since=2026-01-01T00:00:00Z&from=2026-01-02T00:00:00Z&until=2026-01-03T00:00:00Z"
+                .into(),
+            "since",
+        ),
     ];
     for (query, field) in cases {
         let answer = app

@@ -10,6 +10,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::{ADMIN_AUTHENTICATION, AdminToken, NO_SUCH_HOST, default_page_size, named_path_params};
 use crate::api::operation_errors::{DocumentedProblem, OperationError, SERVER_FAULTS, documented};
 use crate::api::{ApiTags, AppState};
+use crate::domain::FieldError;
 use crate::domain::host::{Cursor, search_text};
 use crate::domain::series::{Bucket, SeriesRequest};
 use crate::error::Error;
@@ -25,9 +26,15 @@ pub struct HostSeries {
     /// The bucket width used: the one asked for, or the finest that keeps the answer under
     /// 1,000 points.
     pub bucket: Bucket,
-    /// Start of the range answered: `from` rounded down to a whole bucket.
+    /// Start of the range answered: `since` rounded down to a whole bucket.
+    pub since: DateTime<Utc>,
+    /// End of the range answered (exclusive): `until` rounded up to a whole bucket.
+    pub until: DateTime<Utc>,
+    /// Deprecated: the same as `since` (named `from_` by Python generators).
+    #[oai(deprecated)]
     pub from: DateTime<Utc>,
-    /// End of the range answered (exclusive): `to` rounded up to a whole bucket.
+    /// Deprecated: the same as `until`.
+    #[oai(deprecated)]
     pub to: DateTime<Utc>,
     /// Buckets with at least one sample, oldest first.
     pub points: Vec<HostMetricsBucket>,
@@ -39,9 +46,15 @@ pub struct ContainerSeries {
     /// The bucket width used: the one asked for, or the finest that keeps the answer under
     /// 1,000 points.
     pub bucket: Bucket,
-    /// Start of the range answered: `from` rounded down to a whole bucket.
+    /// Start of the range answered: `since` rounded down to a whole bucket.
+    pub since: DateTime<Utc>,
+    /// End of the range answered (exclusive): `until` rounded up to a whole bucket.
+    pub until: DateTime<Utc>,
+    /// Deprecated: the same as `since` (named `from_` by Python generators).
+    #[oai(deprecated)]
     pub from: DateTime<Utc>,
-    /// End of the range answered (exclusive): `to` rounded up to a whole bucket.
+    /// Deprecated: the same as `until`.
+    #[oai(deprecated)]
     pub to: DateTime<Utc>,
     /// Buckets with at least one sample, oldest first.
     pub points: Vec<ContainerMetricsBucket>,
@@ -129,12 +142,49 @@ documented! {
     ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
-fn series(
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    bucket: Option<Bucket>,
-) -> Result<SeriesRequest, Error> {
-    SeriesRequest::new(from, to, bucket).map_err(Error::Validation)
+/// The range of a series request: `since` and `until`, or their deprecated names `from` and
+/// `to` (kept for clients written before; `from` is a keyword in Python). Errors name the
+/// current parameters.
+struct RangeParams {
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+impl RangeParams {
+    fn series(self, bucket: Option<Bucket>) -> Result<SeriesRequest, Error> {
+        let mut errors = Vec::new();
+        let mut either = |current: Option<DateTime<Utc>>,
+                          old: Option<DateTime<Utc>>,
+                          names: (&str, &str)| {
+            match (current, old) {
+                (Some(current), Some(old)) if current != old => {
+                    errors.push(FieldError::new(
+                        names.0,
+                        format!(
+                            "differs from `{}`, its deprecated name; give one of them",
+                            names.1
+                        ),
+                    ));
+                    None
+                }
+                (None, None) => {
+                    errors.push(FieldError::new(names.0, "is required"));
+                    None
+                }
+                (current, old) => current.or(old),
+            }
+        };
+        let since = either(self.since, self.from, ("since", "from"));
+        let until = either(self.until, self.to, ("until", "to"));
+        match (since, until) {
+            (Some(since), Some(until)) if errors.is_empty() => {
+                SeriesRequest::new(since, until, bucket).map_err(Error::Validation)
+            }
+            _ => Err(Error::Validation(errors)),
+        }
+    }
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Admin")]
@@ -142,7 +192,7 @@ impl ReadingsApi {
     /// Host metrics over time
     ///
     /// Each gauge's average, minimum and maximum per bucket, counters as rates in bytes per
-    /// second, and the sample count, for `[from, to)` widened to whole buckets. Buckets of 5
+    /// second, and the sample count, for `[since, until)` widened to whole buckets. Buckets of 5
     /// minutes or more are read from the rollups, finer ones from raw snapshots; a range older
     /// than the raw retention is answered from the rollups.
     #[oai(
@@ -151,20 +201,37 @@ impl ReadingsApi {
         transform = "named_path_params",
         operation_id = "get_host_metrics"
     )]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "poem-openapi takes each parameter as an argument"
+    )]
     async fn host_metrics(
         &self,
         state: Data<&AppState>,
         _auth: AdminToken,
         /// The host's id.
         id: Path<i64>,
-        /// Start of the range (RFC 3339, inclusive).
-        from: Query<DateTime<Utc>>,
-        /// End of the range (RFC 3339, exclusive); at most 400 days after `from`.
-        to: Query<DateTime<Utc>>,
+        /// Start of the range (RFC 3339, inclusive). Required (or its deprecated name `from`).
+        since: Query<Option<DateTime<Utc>>>,
+        /// End of the range (RFC 3339, exclusive); at most 400 days after `since`. Required (or
+        /// its deprecated name `to`).
+        until: Query<Option<DateTime<Utc>>>,
+        /// Deprecated name of `since`.
+        #[oai(deprecated)]
+        from: Query<Option<DateTime<Utc>>>,
+        /// Deprecated name of `until`.
+        #[oai(deprecated)]
+        to: Query<Option<DateTime<Utc>>>,
         /// Bucket width; default: the finest that keeps the answer under 1,000 points.
         bucket: Query<Option<Bucket>>,
     ) -> Result<HostSeriesResponse, OperationError<GetHostMetrics>> {
-        let request = series(from.0, to.0, bucket.0)?;
+        let range = RangeParams {
+            since: since.0,
+            until: until.0,
+            from: from.0,
+            to: to.0,
+        };
+        let request = range.series(bucket.0)?;
         let points = state
             .reads
             .run(|store| async {
@@ -174,8 +241,10 @@ impl ReadingsApi {
             .await?;
         Ok(HostSeriesResponse::Ok(Json(HostSeries {
             bucket: request.bucket,
-            from: request.from,
-            to: request.to,
+            since: request.since,
+            until: request.until,
+            from: request.since,
+            to: request.until,
             points,
         })))
     }
@@ -190,20 +259,37 @@ impl ReadingsApi {
         transform = "named_path_params",
         operation_id = "get_container_metrics"
     )]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "poem-openapi takes each parameter as an argument"
+    )]
     async fn container_metrics(
         &self,
         state: Data<&AppState>,
         _auth: AdminToken,
         /// The container's id (`id` in `GET /api/v1/hosts/{id}/containers`).
         id: Path<i64>,
-        /// Start of the range (RFC 3339, inclusive).
-        from: Query<DateTime<Utc>>,
-        /// End of the range (RFC 3339, exclusive); at most 400 days after `from`.
-        to: Query<DateTime<Utc>>,
+        /// Start of the range (RFC 3339, inclusive). Required (or its deprecated name `from`).
+        since: Query<Option<DateTime<Utc>>>,
+        /// End of the range (RFC 3339, exclusive); at most 400 days after `since`. Required (or
+        /// its deprecated name `to`).
+        until: Query<Option<DateTime<Utc>>>,
+        /// Deprecated name of `since`.
+        #[oai(deprecated)]
+        from: Query<Option<DateTime<Utc>>>,
+        /// Deprecated name of `until`.
+        #[oai(deprecated)]
+        to: Query<Option<DateTime<Utc>>>,
         /// Bucket width; default: the finest that keeps the answer under 1,000 points.
         bucket: Query<Option<Bucket>>,
     ) -> Result<ContainerSeriesResponse, OperationError<GetContainerMetrics>> {
-        let request = series(from.0, to.0, bucket.0)?;
+        let range = RangeParams {
+            since: since.0,
+            until: until.0,
+            from: from.0,
+            to: to.0,
+        };
+        let request = range.series(bucket.0)?;
         let points = state
             .reads
             .run(|store| async {
@@ -215,8 +301,10 @@ impl ReadingsApi {
             .await?;
         Ok(ContainerSeriesResponse::Ok(Json(ContainerSeries {
             bucket: request.bucket,
-            from: request.from,
-            to: request.to,
+            since: request.since,
+            until: request.until,
+            from: request.since,
+            to: request.until,
             points,
         })))
     }
