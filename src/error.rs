@@ -1,20 +1,10 @@
-//! The crate's one error type, and the one place that maps it to HTTP statuses.
+//! The crate's one error type: what went wrong, in the domain's and the store's terms.
 //!
-//! Handlers and middleware return `Result<_, Error>` and use `?`; poem renders the error through
-//! [`ResponseError`] as RFC 9457 problem details. Internal causes are logged with their chain and
-//! never sent to clients.
+//! Store and domain code return `Result<_, Error>` and use `?`; which HTTP answer each error
+//! gets is decided in one place, [`crate::api::error_response`], which depends on this module
+//! and not the reverse. A database failure is told apart here, by its SQLSTATE class.
 
-use poem::http::StatusCode;
-use poem::{IntoResponse, Response, error::ResponseError};
-
-use crate::api::problem::Problem;
 use crate::domain::FieldError;
-
-/// Seconds a client should wait before retrying after the database was unavailable.
-pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
-
-/// `WWW-Authenticate` challenge sent with every 401.
-pub const BEARER_CHALLENGE: &str = "Bearer realm=\"nexus-telemetry\"";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -58,62 +48,6 @@ impl Error {
             } => Error::AuthFailuresLimited { retry_after_secs },
             other => other,
         }
-    }
-
-    /// Seconds a client should wait before retrying, for the errors that say so.
-    pub fn retry_after_secs(&self) -> Option<u64> {
-        match self {
-            Error::RateLimited {
-                retry_after_secs, ..
-            }
-            | Error::AuthFailuresLimited { retry_after_secs } => Some(*retry_after_secs),
-            Error::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
-            _ => None,
-        }
-    }
-}
-
-impl ResponseError for Error {
-    fn status(&self) -> StatusCode {
-        match self {
-            Error::Unauthorized => StatusCode::UNAUTHORIZED,
-            Error::RateLimited { .. } | Error::AuthFailuresLimited { .. } => {
-                StatusCode::TOO_MANY_REQUESTS
-            }
-            Error::MalformedBody(_) => StatusCode::BAD_REQUEST,
-            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Error::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(..) => StatusCode::CONFLICT,
-            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
-    }
-
-    fn as_response(&self) -> Response {
-        match self {
-            Error::Unavailable(cause) => {
-                tracing::warn!(error = format!("{cause:#}"), "database unavailable")
-            }
-            Error::Internal(cause) => {
-                tracing::error!(error = format!("{cause:#}"), "internal error")
-            }
-            _ => {}
-        }
-        let mut response = Problem::from(self).into_response();
-        let headers = response.headers_mut();
-        if let Error::Unauthorized = self {
-            headers.insert(
-                "WWW-Authenticate",
-                BEARER_CHALLENGE.parse().expect("static header"),
-            );
-        }
-        if let Some(seconds) = self.retry_after_secs() {
-            headers.insert("Retry-After", seconds.into());
-        }
-        response
     }
 }
 

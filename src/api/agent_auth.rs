@@ -20,7 +20,7 @@ use chrono::Utc;
 
 use super::auth_failures::Reason;
 use super::rate_limit::Admitted;
-use super::{AppState, problem};
+use super::{AppState, error_response};
 use crate::domain::token::{Fingerprint, TokenHash};
 use crate::error::Error;
 use crate::store::agent_cache::{Binding, KnownToken, Lookup, Standing};
@@ -121,7 +121,7 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
         });
         let response = match endpoint.call(request).await {
             Ok(response) => response.into_response(),
-            Err(error) => problem::error_response(error),
+            Err(error) => error_response::render(error),
         };
         drop(slot);
         let still_valid = match response.status() {

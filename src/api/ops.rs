@@ -4,9 +4,10 @@ use poem::web::Data;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
+use super::error_response::UNAVAILABLE_RETRY_AFTER_SECS;
 use super::problem::{Problem, ProblemJson};
 use super::{ApiTags, AppState, metrics};
-use crate::error::{Error, UNAVAILABLE_RETRY_AFTER_SECS};
+use crate::error::Error;
 use crate::store::Readiness;
 
 pub struct OpsApi;

@@ -1,4 +1,5 @@
-//! RFC 9457 problem details: the one error body of the whole API.
+//! RFC 9457 problem details: the one error body of the whole API. Which error gets which
+//! problem is decided in [`super::error_response`].
 
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
@@ -7,10 +8,7 @@ use poem_openapi::payload::Payload;
 use poem_openapi::registry::{MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 
-use poem::error::ResponseError;
-
 use crate::domain::FieldError;
-use crate::error::Error;
 
 pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
@@ -39,15 +37,6 @@ pub struct Problem {
     pub errors: Vec<FieldError>,
 }
 
-impl poem_openapi::types::Example for Problem {
-    fn example() -> Self {
-        Self::from(&Error::invalid(
-            "containers.3.metrics.cpu_percent",
-            "must be at most 100",
-        ))
-    }
-}
-
 impl Problem {
     pub fn new(status: StatusCode, detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
         Self {
@@ -68,34 +57,6 @@ impl Problem {
     /// Renders a poem error raised outside this crate (unknown route, bad content type, …).
     pub fn from_foreign(error: &poem::Error) -> Self {
         Self::new(error.status(), error.to_string(), Vec::new())
-    }
-}
-
-impl From<&Error> for Problem {
-    fn from(error: &Error) -> Self {
-        let errors = match error {
-            Error::Validation(errors) => errors.clone(),
-            _ => Vec::new(),
-        };
-        Self::new(error.status(), error.to_string(), errors).typed(&problem_name(error))
-    }
-}
-
-/// The name in an error's problem `type`: one per kind of problem a client may act on.
-fn problem_name(error: &Error) -> String {
-    match error {
-        Error::Unauthorized => "unauthorized".into(),
-        Error::RateLimited { .. } => "rate-limited".into(),
-        Error::AuthFailuresLimited { .. } => "auth-failures-limited".into(),
-        Error::MalformedBody(_) => "malformed-body".into(),
-        Error::UnsupportedMediaType(_) => "unsupported-media-type".into(),
-        Error::PayloadTooLarge { .. } => "payload-too-large".into(),
-        Error::BodyTimeout(_) => "body-timeout".into(),
-        Error::Validation(_) => "validation".into(),
-        Error::NotFound(what) => format!("{}-not-found", what.replace(' ', "-")),
-        Error::Conflict(name, _) => (*name).into(),
-        Error::Unavailable(_) => "unavailable".into(),
-        Error::Internal(_) => "internal".into(),
     }
 }
 
@@ -144,25 +105,6 @@ impl IntoResponse for Problem {
     }
 }
 
-/// Renders any error as problem details: errors of this crate render themselves; poem-openapi's
-/// missing bearer becomes this crate's 401 (with `WWW-Authenticate`) and its unparsable path or
-/// query parameter a 422 naming the parameter; the rest (unknown route, missing content type, …)
-/// get the same shape with their own status.
-pub fn error_response(error: poem::Error) -> Response {
-    use poem_openapi::error::{AuthorizationError, ParseParamError, ParsePathError};
-    if error.is::<Error>() {
-        error.into_response()
-    } else if error.is::<AuthorizationError>() {
-        Error::Unauthorized.as_response()
-    } else if let Some(param) = error.downcast_ref::<ParseParamError>() {
-        Error::invalid(param.name, human_reason(&param.reason)).as_response()
-    } else if let Some(param) = error.downcast_ref::<ParsePathError>() {
-        Error::invalid(param.name, human_reason(&param.reason)).as_response()
-    } else {
-        Problem::from_foreign(&error).into_response()
-    }
-}
-
 /// Gives a problem the media type `application/json` when the client accepts that and not
 /// `application/problem+json` (generated clients send `Accept: application/json`); the body
 /// is the same. Both media types are documented for every error.
@@ -204,28 +146,6 @@ impl IntoResponse for ProblemJson {
             .content_type(PROBLEM_CONTENT_TYPE)
             .body(serde_json::to_vec(&self.0).expect("a problem always serialises"))
     }
-}
-
-/// The problem for an error the operation does not document: logged with its cause, answered
-/// as a bare 500 so nothing internal reaches the client.
-pub(crate) fn internal_problem(error: &Error) -> ProblemJson {
-    match error {
-        Error::Internal(cause) => {
-            tracing::error!(error = format!("{cause:#}"), "internal error")
-        }
-        other => tracing::error!(error = %other, "error not documented for this operation"),
-    }
-    ProblemJson(Problem::from(&Error::Internal(anyhow::anyhow!(
-        "undocumented"
-    ))))
-}
-
-/// The problem of a 503, logged as a warning with its cause.
-pub(crate) fn unavailable_problem(error: &Error) -> ProblemJson {
-    if let Error::Unavailable(cause) = error {
-        tracing::warn!(error = format!("{cause:#}"), "database unavailable");
-    }
-    ProblemJson(Problem::from(error))
 }
 
 #[cfg(test)]

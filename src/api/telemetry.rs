@@ -4,16 +4,20 @@ use poem::web::Data;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::agent_auth::{AgentToken, agent_auth};
-use super::problem::{Problem, ProblemJson, internal_problem, unavailable_problem};
+use super::operation_errors::{
+    BODY_NOT_JSON, CHALLENGE, DocumentedHeader, DocumentedProblem, OperationError, SERVER_FAULTS,
+    documented,
+};
 use super::telemetry_body::TelemetryBody;
 use super::{ApiTags, AppState, metrics};
 use crate::domain::salvage::DroppedContainer;
-use crate::error::{BEARER_CHALLENGE, Error, UNAVAILABLE_RETRY_AFTER_SECS};
+use crate::error::Error;
 use crate::store::ingest::{Outcome, Submission};
 
 pub struct TelemetryApi;
 
-/// Every answer of the telemetry endpoint. Errors carry RFC 9457 problem details.
+/// The telemetry endpoint's answer when it stores; [`PushTelemetry`] lists the others, which
+/// carry RFC 9457 problem details.
 #[derive(ApiResponse)]
 pub enum IngestResponse {
     /// Stored, or already stored: a retried snapshot (same host and `recorded_at`) is
@@ -32,70 +36,53 @@ pub enum IngestResponse {
         #[oai(header = "X-Dropped-Containers")]
         Option<String>,
     ),
-    /// The body is not JSON (or is empty).
-    #[oai(status = 400)]
-    BadRequest(ProblemJson),
-    /// Missing, malformed, unknown or revoked token, the token's host is archived, or a
-    /// fingerprint-bound token used by another client. Never replaced by a 429, however many
-    /// failures the client's address had: an agent that gets it should stop.
-    #[oai(status = 401)]
-    Unauthorized(ProblemJson, #[oai(header = "WWW-Authenticate")] String),
-    /// The body did not arrive within the read timeout.
-    #[oai(status = 408)]
-    RequestTimeout(ProblemJson),
-    /// The body exceeds the configured limit (compressed or inflated).
-    #[oai(status = 413)]
-    PayloadTooLarge(ProblemJson),
-    /// The body is not `application/json`, or its `Content-Encoding` is neither gzip nor identity.
-    #[oai(status = 415)]
-    UnsupportedMediaType(ProblemJson),
-    /// The body breaks the contract; `errors` names every failing field by path.
-    #[oai(status = 422)]
-    Unprocessable(ProblemJson),
-    /// The token's own rate limit is used up (problem type `rate-limited`, with the quota
-    /// headers; requests in the last 60 seconds).
-    #[oai(status = 429)]
-    TooManyRequests(
-        ProblemJson,
-        /// Seconds until the next request will be admitted.
-        #[oai(header = "Retry-After")]
-        u64,
-        /// Requests allowed per minute for this token (when its quota is what is used up).
-        #[oai(header = "X-RateLimit-Limit")]
-        Option<u32>,
-        /// Requests left in the current burst: 0 (when the token's quota is what is used up).
-        #[oai(header = "X-RateLimit-Remaining")]
-        Option<u32>,
-    ),
-    /// An unexpected server fault; nothing was changed.
-    #[oai(status = 500)]
-    InternalError(ProblemJson),
-    /// The database is unreachable; nothing was changed. Retry after the given seconds.
-    #[oai(status = 503)]
-    Unavailable(ProblemJson, #[oai(header = "Retry-After")] u64),
 }
 
-impl From<Error> for IngestResponse {
-    fn from(error: Error) -> Self {
-        let problem = ProblemJson(Problem::from(&error));
-        match error {
-            Error::MalformedBody(_) => Self::BadRequest(problem),
-            Error::Unauthorized => Self::Unauthorized(problem, BEARER_CHALLENGE.into()),
-            Error::PayloadTooLarge { .. } => Self::PayloadTooLarge(problem),
-            Error::BodyTimeout(_) => Self::RequestTimeout(problem),
-            Error::UnsupportedMediaType(_) => Self::UnsupportedMediaType(problem),
-            Error::Validation(_) => Self::Unprocessable(problem),
-            Error::RateLimited { .. } | Error::AuthFailuresLimited { .. } => {
-                Self::TooManyRequests(problem, error.retry_after_secs().unwrap_or(1), None, None)
-            }
-            Error::Unavailable(_) => {
-                Self::Unavailable(unavailable_problem(&error), UNAVAILABLE_RETRY_AFTER_SECS)
-            }
-            Error::NotFound(_) | Error::Conflict(..) | Error::Internal(_) => {
-                Self::InternalError(internal_problem(&error))
-            }
-        }
-    }
+documented! {
+    /// What `POST /agent/telemetry` answers when it does not store.
+    pub PushTelemetry: [
+        BODY_NOT_JSON,
+        DocumentedProblem::new(
+            401,
+            "Missing, malformed, unknown or revoked token, the token's host is archived, or a\n\
+             fingerprint-bound token used by another client. Never replaced by a 429, however many\n\
+             failures the client's address had: an agent that gets it should stop.",
+        )
+        .with_headers(&[CHALLENGE]),
+        DocumentedProblem::new(408, "The body did not arrive within the read timeout."),
+        DocumentedProblem::new(
+            413,
+            "The body exceeds the configured limit (compressed or inflated).",
+        ),
+        DocumentedProblem::new(
+            415,
+            "The body is not `application/json`, or its `Content-Encoding` is neither gzip nor \
+             identity.",
+        ),
+        DocumentedProblem::new(
+            422,
+            "The body breaks the contract; `errors` names every failing field by path.",
+        ),
+        DocumentedProblem::new(
+            429,
+            "The token's own rate limit is used up (problem type `rate-limited`, with the quota\n\
+             headers; requests in the last 60 seconds).",
+        )
+        .with_headers(&[
+            DocumentedHeader::new::<u64>(
+                "Retry-After",
+                Some("Seconds until the next request will be admitted."),
+            ),
+            DocumentedHeader::new::<Option<u32>>(
+                "X-RateLimit-Limit",
+                Some("Requests allowed per minute for this token (when its quota is what is used up)."),
+            ),
+            DocumentedHeader::new::<Option<u32>>(
+                "X-RateLimit-Remaining",
+                Some("Requests left in the current burst: 0 (when the token's quota is what is used up)."),
+            ),
+        ]),
+    ] + SERVER_FAULTS
 }
 
 #[OpenApi]
@@ -121,46 +108,33 @@ impl TelemetryApi {
         /// The snapshot. It may be sent gzip-compressed with `Content-Encoding: gzip` (the
         /// size limit applies to the compressed and to the inflated body).
         body: TelemetryBody,
-    ) -> IngestResponse {
+    ) -> Result<IngestResponse, OperationError<PushTelemetry>> {
         let AgentToken(session) = auth;
         let TelemetryBody(accepted) = body;
         let started = std::time::Instant::now();
-        let dropped = accepted.dropped;
-        let snapshot = accepted.snapshot;
-        let result = async {
-            let submission = Submission {
-                host_id: session.agent.host_id,
-                token_id: session.agent.token_id,
-                snapshot,
-            };
-            match state.ingest_queue.ingest(submission).await? {
-                Outcome::Stored(written) => {
-                    let ages: Vec<std::time::Duration> = written
-                        .post_ages_ms
-                        .iter()
-                        .map(|&ms| std::time::Duration::from_millis(ms.max(0) as u64))
-                        .collect();
-                    state.rate_limit.learn_fleet(
-                        session.agent.token_id,
-                        &ages,
-                        std::time::Instant::now(),
-                    );
-                    Ok(written)
-                }
-                Outcome::Refused => Err(Error::Unauthorized),
-            }
+        let submission = Submission {
+            host_id: session.agent.host_id,
+            token_id: session.agent.token_id,
+            snapshot: accepted.snapshot,
         };
-        match result.await {
-            Ok(written) => {
-                metrics::record_ingest(started.elapsed(), written.container_rows);
-                IngestResponse::Stored(
-                    session.quota.limit,
-                    session.quota.remaining,
-                    report_dropped(session.agent.host_id, &dropped),
-                )
-            }
-            Err(error) => error.into(),
-        }
+        let written = match state.ingest_queue.ingest(submission).await? {
+            Outcome::Stored(written) => written,
+            Outcome::Refused => return Err(Error::Unauthorized.into()),
+        };
+        let ages: Vec<std::time::Duration> = written
+            .post_ages_ms
+            .iter()
+            .map(|&ms| std::time::Duration::from_millis(ms.max(0) as u64))
+            .collect();
+        state
+            .rate_limit
+            .learn_fleet(session.agent.token_id, &ages, std::time::Instant::now());
+        metrics::record_ingest(started.elapsed(), written.container_rows);
+        Ok(IngestResponse::Stored(
+            session.quota.limit,
+            session.quota.remaining,
+            report_dropped(session.agent.host_id, &accepted.dropped),
+        ))
     }
 }
 

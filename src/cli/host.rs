@@ -1,15 +1,15 @@
 //! `nexus-telemetry host create|list|show|update|archive`.
 
-use crate::api::admin::hosts::{HostUpdate, NewHost};
+use crate::api::admin::hosts::{HostUpdate, NewHost, host_filter};
 use crate::api::json_body;
 use crate::cli::{migrated_store, output};
 use clap::Subcommand;
 
 use crate::config::DbArgs;
 use crate::domain::host::HostStatus;
-use crate::domain::host::{Cursor, Labels, label_filter, search_text};
+use crate::domain::host::{Cursor, Labels};
 use crate::error::Error;
-use crate::store::hosts::{Host, HostFilter, slugify};
+use crate::store::hosts::{Host, slugify};
 
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
@@ -134,21 +134,7 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
             json,
             db,
         } => {
-            let filter = HostFilter {
-                status,
-                labels: label_filter("label", &labels).map_err(Error::Validation)?,
-                name_contains: name
-                    .as_deref()
-                    .map(|text| search_text("name", text))
-                    .transpose()
-                    .map_err(|error| Error::Validation(vec![error]))?,
-                after: cursor
-                    .as_deref()
-                    .map(|text| Cursor::parse("cursor", text))
-                    .transpose()
-                    .map_err(|error| Error::Validation(vec![error]))?,
-                limit,
-            };
+            let filter = host_filter(status, &labels, name.as_deref(), cursor.as_deref(), limit)?;
             let store = migrated_store(&db).await?;
             let page = store.list_hosts(&filter).await?;
             let next_cursor = page.next.map(Cursor::encode);

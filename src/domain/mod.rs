@@ -12,7 +12,9 @@ pub mod snapshot;
 pub mod token;
 
 /// One failing field of a request, named by its path (e.g. `containers.3.metrics.cpu_percent`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, poem_openapi::Object)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, poem_openapi::Object,
+)]
 pub struct FieldError {
     /// Dotted path of the field; array items are named by their index.
     pub field: String,

@@ -1,11 +1,14 @@
 //! A telemetry snapshot that passed every rule of the contract and is ready to store.
 //!
-//! The schema check has already enforced types and bounds; this adds the rules a schema cannot
-//! state: the skew window around the server's clock and the uniqueness of container ids.
+//! The schema check has already enforced types and bounds (and NUL-free strings, a leaf rule of
+//! every string it visits); this adds, on the `validator` crate, the rules a schema cannot
+//! state: `recorded_at` inside the skew window around the server's clock (passed as the
+//! validation context, so `now` is an argument) and no container id twice.
 
 use chrono::{DateTime, Duration, Utc};
 use foldhash::{HashMap, HashMapExt};
 use nexus_contract::{ContainerPayload, TelemetryPayload};
+use validator::{Validate, ValidateArgs, ValidationError, ValidationErrors};
 
 use super::FieldError;
 
@@ -16,28 +19,18 @@ pub struct SkewWindow {
     pub future: Duration,
 }
 
+/// The server's clock and its skew window: the context the rules are checked in.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    pub now: DateTime<Utc>,
+    pub skew: SkewWindow,
+}
+
 /// A valid snapshot of one host. Exists only if every rule held.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     pub recorded_at: DateTime<Utc>,
     pub payload: TelemetryPayload,
-}
-
-impl SkewWindow {
-    /// The error of a `recorded_at` outside the window around `now`, if it is.
-    pub fn check(&self, recorded_at: DateTime<Utc>, now: DateTime<Utc>) -> Option<FieldError> {
-        let (bound, side) = if recorded_at < now - self.past {
-            (self.past, "past")
-        } else if recorded_at > now + self.future {
-            (self.future, "future")
-        } else {
-            return None;
-        };
-        Some(FieldError::new(
-            "recorded_at",
-            format!("must not be more than {} in the {side}", human(bound)),
-        ))
-    }
 }
 
 impl Snapshot {
@@ -67,31 +60,106 @@ impl Snapshot {
     }
 }
 
-/// The rules a schema cannot state: `recorded_at` inside the skew window, and no container id
-/// twice. `container_ids` has one item per container (`None` where the id is not a string), so
-/// they can be checked on a document that also breaks the schema, and one 422 names them all.
+/// The rules a schema cannot state, as field errors: `recorded_at` first, then each duplicate
+/// container id in container order. `container_ids` has one item per container (`None` where
+/// the id is not a string), so they can be checked on a document that also breaks the schema,
+/// and one 422 names them all.
 pub fn rule_errors<'a>(
     recorded_at: Option<DateTime<Utc>>,
     container_ids: impl Iterator<Item = Option<&'a str>>,
     now: DateTime<Utc>,
     skew: SkewWindow,
 ) -> Vec<FieldError> {
-    let mut errors: Vec<FieldError> = recorded_at
-        .and_then(|recorded_at| skew.check(recorded_at, now))
-        .into_iter()
-        .collect();
-    let mut first_index = HashMap::new();
-    for (index, id) in container_ids.enumerate() {
+    let facts = RuleFacts {
+        recorded_at,
+        container_ids: container_ids.collect(),
+    };
+    match facts.validate_with_args(&Clock { now, skew }) {
+        Ok(()) => Vec::new(),
+        Err(errors) => field_errors(&errors),
+    }
+}
+
+/// What the rules look at, taken from a typed payload or from a document that breaks the
+/// schema elsewhere (where no typed payload exists).
+#[derive(Debug, Validate)]
+#[validate(context = "Clock")]
+struct RuleFacts<'a> {
+    /// `None` where it is not a timestamp (the schema check names that).
+    #[validate(custom(function = "inside_skew_window", use_context))]
+    recorded_at: Option<DateTime<Utc>>,
+    /// One per container, `None` where the id is not a string.
+    #[validate(custom(function = "each_id_once"))]
+    container_ids: Vec<Option<&'a str>>,
+}
+
+/// The fields of [`RuleFacts`] in the order their errors are reported (the document's).
+const REPORT_ORDER: [&str; 2] = ["recorded_at", "container_ids"];
+
+/// The param under which a rule that finds several faults in one field names each, as
+/// [`FieldError`]s (validator reports one error per rule and field).
+const FAULTS: &str = "faults";
+
+/// `recorded_at` lies within the skew window around the clock's `now`, edges included.
+fn inside_skew_window(recorded_at: &DateTime<Utc>, clock: &Clock) -> Result<(), ValidationError> {
+    let SkewWindow { past, future } = clock.skew;
+    let (bound, side) = if *recorded_at < clock.now - past {
+        (past, "past")
+    } else if *recorded_at > clock.now + future {
+        (future, "future")
+    } else {
+        return Ok(());
+    };
+    let message = format!("must not be more than {} in the {side}", human(bound));
+    Err(ValidationError::new("skew_window").with_message(message.into()))
+}
+
+/// No two containers have the same id (Docker never reports one twice; which of the two is
+/// right cannot be known). Each repeat is named by its position, beside the first.
+fn each_id_once(ids: &[Option<&str>]) -> Result<(), ValidationError> {
+    let mut first_index = HashMap::with_capacity(ids.len());
+    let mut faults = Vec::new();
+    for (index, id) in ids.iter().enumerate() {
         let Some(id) = id else { continue };
-        if let Some(first) = first_index.insert(id, index) {
-            first_index.insert(id, first);
-            errors.push(FieldError::new(
+        let first = *first_index.entry(id).or_insert(index);
+        if first != index {
+            faults.push(FieldError::new(
                 format!("containers.{index}.container_id"),
                 format!("duplicates containers.{first}.container_id"),
             ));
         }
     }
-    errors
+    if faults.is_empty() {
+        return Ok(());
+    }
+    let mut error = ValidationError::new("unique_container_id");
+    error.add_param(FAULTS.into(), &faults);
+    Err(error)
+}
+
+/// `errors` as the API reports field errors: by the path of the document's field.
+fn field_errors(errors: &ValidationErrors) -> Vec<FieldError> {
+    let by_field = errors.field_errors();
+    let mut out = Vec::new();
+    for field in REPORT_ORDER {
+        for error in by_field
+            .get(field)
+            .into_iter()
+            .flat_map(|errors| errors.iter())
+        {
+            match error.params.get(FAULTS) {
+                Some(faults) => out.extend(
+                    serde_json::from_value::<Vec<FieldError>>(faults.clone())
+                        .expect("faults are field errors"),
+                ),
+                None => out.push(FieldError::new(
+                    field,
+                    error.message.as_deref().unwrap_or(&error.code),
+                )),
+            }
+        }
+    }
+    out
 }
 
 fn human(duration: Duration) -> String {
@@ -143,6 +211,14 @@ mod tests {
             .collect()
     }
 
+    fn skew_message(recorded_at: DateTime<Utc>, now: DateTime<Utc>, skew: SkewWindow) -> String {
+        inside_skew_window(&recorded_at, &Clock { now, skew })
+            .unwrap_err()
+            .message
+            .unwrap()
+            .into_owned()
+    }
+
     #[test]
     fn the_skew_window_edges_are_inclusive() {
         let now = Utc::now();
@@ -173,6 +249,64 @@ mod tests {
     }
 
     #[test]
+    fn the_skew_window_is_told_in_the_largest_whole_unit() {
+        let now = Utc::now();
+        let window = |past, future| SkewWindow { past, future };
+        let cases = [
+            (
+                window(Duration::hours(2), SKEW.future),
+                -3 * 3600,
+                "2 hours in the past",
+            ),
+            (
+                window(Duration::seconds(90), SKEW.future),
+                -91,
+                "90 seconds in the past",
+            ),
+            (
+                window(SKEW.past, Duration::minutes(1)),
+                61,
+                "1 minute in the future",
+            ),
+            (
+                window(SKEW.past, Duration::seconds(1)),
+                2,
+                "1 second in the future",
+            ),
+        ];
+        for (skew, offset, expected) in cases {
+            let recorded_at = now + Duration::seconds(offset);
+            assert_eq!(
+                skew_message(recorded_at, now, skew),
+                format!("must not be more than {expected}"),
+                "{skew:?}, {offset} s from now"
+            );
+        }
+    }
+
+    #[test]
+    fn the_skew_rule_judges_against_the_given_now_not_the_wall_clock() {
+        let then = DateTime::parse_from_rfc3339("2020-01-01T00:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(
+            inside_skew_window(
+                &then,
+                &Clock {
+                    now: then,
+                    skew: SKEW
+                }
+            )
+            .is_ok()
+        );
+        assert!(Snapshot::new(payload(then, &[]), then, SKEW).is_ok());
+        assert_eq!(
+            fields(Snapshot::new(payload(then, &[]), Utc::now(), SKEW)),
+            ["recorded_at: must not be more than 1 hour in the past"]
+        );
+    }
+
+    #[test]
     fn duplicate_container_ids_name_both_positions() {
         let now = Utc::now();
         assert_eq!(
@@ -185,6 +319,49 @@ mod tests {
                 "containers.2.container_id: duplicates containers.0.container_id",
                 "containers.3.container_id: duplicates containers.0.container_id",
             ]
+        );
+    }
+
+    #[test]
+    fn ids_that_are_not_strings_are_neither_duplicates_nor_firsts() {
+        assert!(each_id_once(&[None, None, Some("a"), None]).is_ok());
+        let ids = [None, Some("b"), None, Some("b")];
+        let error = each_id_once(&ids).unwrap_err();
+        let faults: Vec<FieldError> = serde_json::from_value(error.params[FAULTS].clone()).unwrap();
+        assert_eq!(
+            faults,
+            [FieldError::new(
+                "containers.3.container_id",
+                "duplicates containers.1.container_id"
+            )]
+        );
+    }
+
+    #[test]
+    fn rule_errors_name_recorded_at_first_then_duplicates_in_container_order() {
+        let now = Utc::now();
+        let ids = [Some("x"), Some("y"), Some("y"), Some("x")];
+        let errors: Vec<String> =
+            rule_errors(Some(now + Duration::hours(1)), ids.into_iter(), now, SKEW)
+                .into_iter()
+                .map(|e| e.field)
+                .collect();
+        assert_eq!(
+            errors,
+            [
+                "recorded_at",
+                "containers.2.container_id",
+                "containers.3.container_id"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_recorded_at_that_is_not_a_timestamp_is_left_to_the_schema_check() {
+        let now = Utc::now();
+        assert_eq!(
+            rule_errors(None, [Some("a")].into_iter(), now, SKEW),
+            Vec::<FieldError>::new()
         );
     }
 }

@@ -4,10 +4,11 @@
 use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::{AdminToken, admin_response};
+use super::{ADMIN_AUTHENTICATION, AdminToken};
 use crate::api::auth_failures::FailureSummary;
+use crate::api::operation_errors::{OperationError, SERVER_FAULTS, documented};
 use crate::api::{ApiTags, AppState};
 
 pub struct AuthFailuresApi;
@@ -24,14 +25,17 @@ pub struct AuthFailureReport {
     pub untallied: u64,
 }
 
-admin_response! {
-    /// Answers of `GET /api/v1/auth-failures`.
-    pub enum AuthFailuresResponse {
-        /// The last hour's refused agent requests, by address and reason.
-        #[oai(status = 200)]
-        Ok(Json<AuthFailureReport>),
-    }
-    problems {}
+/// Answer of `GET /api/v1/auth-failures`.
+#[derive(ApiResponse)]
+pub enum AuthFailuresResponse {
+    /// The last hour's refused agent requests, by address and reason.
+    #[oai(status = 200)]
+    Ok(Json<AuthFailureReport>),
+}
+
+documented! {
+    /// What `GET /api/v1/auth-failures` answers otherwise.
+    pub ListAuthFailures: [] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Admin")]
@@ -50,16 +54,16 @@ impl AuthFailuresApi {
         &self,
         state: Data<&AppState>,
         _auth: AdminToken,
-    ) -> AuthFailuresResponse {
+    ) -> Result<AuthFailuresResponse, OperationError<ListAuthFailures>> {
         let until = Utc::now();
         let (items, untallied) = state.auth_failure_log.summary(until);
         let minute = until.timestamp().div_euclid(60) - 59;
         let since = DateTime::from_timestamp(minute * 60, 0).unwrap_or(until);
-        AuthFailuresResponse::Ok(Json(AuthFailureReport {
+        Ok(AuthFailuresResponse::Ok(Json(AuthFailureReport {
             since,
             until,
             items,
             untallied,
-        }))
+        })))
     }
 }

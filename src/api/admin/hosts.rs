@@ -3,11 +3,17 @@
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 
-use super::{AdminToken, admin_response, default_page_size, named_path_params};
+use super::{
+    ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, ID_NOT_AN_INTEGER,
+    ID_OR_BODY_INVALID, NO_SUCH_HOST, NOT_APPLICATION_JSON, default_page_size, named_path_params,
+};
 use crate::api::json_body::ValidJson;
+use crate::api::operation_errors::{
+    BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
+};
 use crate::api::{ApiTags, AppState};
 use crate::domain::host::{Cursor, HostStatus, Labels, label_filter, search_text};
 use crate::error::Error;
@@ -63,79 +69,100 @@ pub struct HostPage {
     pub next_cursor: Option<String>,
 }
 
-admin_response! {
-    /// Answers of `POST /api/v1/hosts`.
-    pub enum CreateHostResponse {
-        /// The host, created in status `pending`.
-        #[oai(status = 201)]
-        Created(Json<Host>),
-    }
-    problems {
-        /// The body is not JSON (or is empty).
-        BadRequest = 400,
-        /// The body did not arrive within the configured time.
-        RequestTimeout = 408,
-        /// A host with this slug already exists.
-        Conflict = 409,
-        /// The body exceeds the configured limit.
-        PayloadTooLarge = 413,
-        /// The body is not `application/json`.
-        UnsupportedMediaType = 415,
-        /// The body breaks the schema; `errors` names every failing field.
-        Unprocessable = 422,
-    }
+/// Answer of `POST /api/v1/hosts`.
+#[derive(ApiResponse)]
+pub enum CreateHostResponse {
+    /// The host, created in status `pending`.
+    #[oai(status = 201)]
+    Created(Json<Host>),
 }
 
-admin_response! {
-    /// Answers of `GET /api/v1/hosts`.
-    pub enum ListHostsResponse {
-        /// A page of hosts.
-        #[oai(status = 200)]
-        Ok(Json<HostPage>),
-    }
-    problems {
-        /// A malformed filter, limit or cursor; `errors` names it.
-        Unprocessable = 422,
-    }
+documented! {
+    /// What `POST /api/v1/hosts` answers when it creates nothing.
+    pub CreateHost: [
+        BODY_NOT_JSON,
+        BODY_LATE,
+        DocumentedProblem::new(409, "A host with this slug already exists."),
+        BODY_TOO_LARGE,
+        NOT_APPLICATION_JSON,
+        DocumentedProblem::new(
+            422,
+            "The body breaks the schema; `errors` names every failing field.",
+        ),
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
-admin_response! {
-    /// Answers of the operations on one host that take no body.
-    pub enum HostResponse {
-        /// The host.
-        #[oai(status = 200)]
-        Ok(Json<Host>),
-    }
-    problems {
-        /// No host has this id.
-        NotFound = 404,
-        /// The id is not an integer.
-        Unprocessable = 422,
-    }
+/// Answer of `GET /api/v1/hosts`.
+#[derive(ApiResponse)]
+pub enum ListHostsResponse {
+    /// A page of hosts.
+    #[oai(status = 200)]
+    Ok(Json<HostPage>),
 }
 
-admin_response! {
-    /// Answers of `PATCH /api/v1/hosts/{id}`.
-    pub enum UpdateHostResponse {
-        /// The updated host.
-        #[oai(status = 200)]
-        Ok(Json<Host>),
-    }
-    problems {
-        /// The body is not JSON (or is empty).
-        BadRequest = 400,
-        /// The body did not arrive within the configured time.
-        RequestTimeout = 408,
-        /// No host has this id.
-        NotFound = 404,
-        /// The body exceeds the configured limit.
-        PayloadTooLarge = 413,
-        /// The body is not `application/json`.
-        UnsupportedMediaType = 415,
-        /// The id is not an integer or the body breaks the schema; `errors` names every
-        /// failing field.
-        Unprocessable = 422,
-    }
+documented! {
+    /// What `GET /api/v1/hosts` answers when it lists nothing.
+    pub ListHosts: [
+        DocumentedProblem::new(422, "A malformed filter, limit or cursor; `errors` names it."),
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
+}
+
+/// Answer of the operations on one host that take no body.
+#[derive(ApiResponse)]
+pub enum HostResponse {
+    /// The host.
+    #[oai(status = 200)]
+    Ok(Json<Host>),
+}
+
+documented! {
+    /// What the operations on one host (or its tokens) that take no body answer otherwise.
+    pub OneHost: [NO_SUCH_HOST, ID_NOT_AN_INTEGER] + ADMIN_AUTHENTICATION + SERVER_FAULTS
+}
+
+/// Answer of `PATCH /api/v1/hosts/{id}`.
+#[derive(ApiResponse)]
+pub enum UpdateHostResponse {
+    /// The updated host.
+    #[oai(status = 200)]
+    Ok(Json<Host>),
+}
+
+documented! {
+    /// What `PATCH /api/v1/hosts/{id}` answers when it changes nothing.
+    pub UpdateHost: [
+        BODY_NOT_JSON,
+        BODY_LATE,
+        NO_SUCH_HOST,
+        BODY_TOO_LARGE,
+        NOT_APPLICATION_JSON,
+        ID_OR_BODY_INVALID,
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
+}
+
+/// The filter of a host listing, from its query parameters (the API's) or flags (the CLI's),
+/// which share their names: a malformed label, name or cursor is a validation error naming it.
+pub fn host_filter(
+    status: Option<HostStatus>,
+    labels: &[String],
+    name: Option<&str>,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<HostFilter, Error> {
+    let one = |error| Error::Validation(vec![error]);
+    Ok(HostFilter {
+        status,
+        labels: label_filter("label", labels).map_err(Error::Validation)?,
+        name_contains: name
+            .map(|text| search_text("name", text))
+            .transpose()
+            .map_err(one)?,
+        after: cursor
+            .map(|text| Cursor::parse("cursor", text))
+            .transpose()
+            .map_err(one)?,
+        limit,
+    })
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Admin")]
@@ -150,17 +177,14 @@ impl HostsApi {
         state: Data<&AppState>,
         _auth: AdminToken,
         body: ValidJson<NewHost>,
-    ) -> CreateHostResponse {
+    ) -> Result<CreateHostResponse, OperationError<CreateHost>> {
         let NewHost { name, slug, labels } = body.0;
         let slug = slug.unwrap_or_else(|| slugify(&name));
-        match state
+        let host = state
             .store
             .create_host_with_labels(&name, &slug, &labels.unwrap_or_default())
-            .await
-        {
-            Ok(host) => CreateHostResponse::Created(Json(host)),
-            Err(error) => error.into(),
-        }
+            .await?;
+        Ok(CreateHostResponse::Created(Json(host)))
     }
 
     /// List hosts
@@ -192,37 +216,19 @@ impl HostsApi {
         limit: Query<u32>,
         /// Where to continue: the `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> ListHostsResponse {
-        let filter = || -> Result<HostFilter, Error> {
-            Ok(HostFilter {
-                status: status.0,
-                labels: label_filter("label", &label.0).map_err(Error::Validation)?,
-                name_contains: name
-                    .0
-                    .as_deref()
-                    .map(|text| search_text("name", text))
-                    .transpose()
-                    .map_err(|error| Error::Validation(vec![error]))?,
-                after: cursor
-                    .0
-                    .as_deref()
-                    .map(|text| Cursor::parse("cursor", text))
-                    .transpose()
-                    .map_err(|error| Error::Validation(vec![error]))?,
-                limit: limit.0,
-            })
-        };
-        let result = async {
-            let filter = filter()?;
-            state.reads.run(|store| store.list_hosts(&filter)).await
-        };
-        match result.await {
-            Ok(page) => ListHostsResponse::Ok(Json(HostPage {
-                items: page.items,
-                next_cursor: page.next.map(Cursor::encode),
-            })),
-            Err(error) => error.into(),
-        }
+    ) -> Result<ListHostsResponse, OperationError<ListHosts>> {
+        let filter = host_filter(
+            status.0,
+            &label.0,
+            name.0.as_deref(),
+            cursor.0.as_deref(),
+            limit.0,
+        )?;
+        let page = state.reads.run(|store| store.list_hosts(&filter)).await?;
+        Ok(ListHostsResponse::Ok(Json(HostPage {
+            items: page.items,
+            next_cursor: page.next.map(Cursor::encode),
+        })))
     }
 
     /// Show a host
@@ -240,11 +246,8 @@ impl HostsApi {
         _auth: AdminToken,
         /// The host's id.
         id: Path<i64>,
-    ) -> HostResponse {
-        match state.store.host(id.0).await {
-            Ok(host) => HostResponse::Ok(Json(host)),
-            Err(error) => error.into(),
-        }
+    ) -> Result<HostResponse, OperationError<OneHost>> {
+        Ok(HostResponse::Ok(Json(state.store.host(id.0).await?)))
     }
 
     /// Update a host
@@ -263,16 +266,13 @@ impl HostsApi {
         /// The host's id.
         id: Path<i64>,
         body: ValidJson<HostUpdate>,
-    ) -> UpdateHostResponse {
+    ) -> Result<UpdateHostResponse, OperationError<UpdateHost>> {
         let HostUpdate { name, labels } = body.0;
-        match state
+        let host = state
             .store
             .update_host(id.0, name.as_deref(), labels.as_ref())
-            .await
-        {
-            Ok(host) => UpdateHostResponse::Ok(Json(host)),
-            Err(error) => error.into(),
-        }
+            .await?;
+        Ok(UpdateHostResponse::Ok(Json(host)))
     }
 
     /// Archive a host
@@ -292,10 +292,9 @@ impl HostsApi {
         _auth: AdminToken,
         /// The host's id.
         id: Path<i64>,
-    ) -> HostResponse {
-        match state.store.archive_host(id.0).await {
-            Ok(host) => HostResponse::Ok(Json(host)),
-            Err(error) => error.into(),
-        }
+    ) -> Result<HostResponse, OperationError<OneHost>> {
+        Ok(HostResponse::Ok(Json(
+            state.store.archive_host(id.0).await?,
+        )))
     }
 }

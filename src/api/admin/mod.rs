@@ -1,8 +1,9 @@
 //! The admin API under `/api/v1`: hosts and their agent tokens, for operators and integrators.
 //!
 //! Every operation takes an [`AdminToken`]: obtaining it is the check (an admin token, `nxk_…`,
-//! unrevoked; agent tokens are refused). Answers are declared per operation with
-//! [`admin_response!`], which also maps the crate's [`Error`] onto them, once for all.
+//! unrevoked; agent tokens are refused). Each operation documents its own problems (with
+//! [`documented!`](super::operation_errors::documented)), then [`ADMIN_AUTHENTICATION`]'s and
+//! the server faults every operation may answer.
 
 pub mod auth_failures;
 pub mod hosts;
@@ -20,6 +21,7 @@ use std::time::Instant;
 use super::AppState;
 use super::agent_auth::client_address;
 use super::document::path_param_name;
+use super::operation_errors::{CHALLENGE, DocumentedProblem, RETRY_AFTER};
 use super::problem::human_reason;
 use crate::domain::token::TokenHash;
 use crate::error::Error;
@@ -82,70 +84,44 @@ pub fn default_page_size() -> u32 {
     50
 }
 
-/// Declares an admin operation's `ApiResponse` enum: its success variants, the problem
-/// variants it may answer with (`Name = status`), and the ones every admin operation may
-/// answer with (401 with `WWW-Authenticate`, 429 and 503 with `Retry-After`, 500); and maps
-/// [`Error`] onto them by status. An error whose status the operation does not declare is a 500.
-macro_rules! admin_response {
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident {
-            $( $(#[$success_meta:meta])* $success:ident $(($payload:ty))?, )*
-        }
-        problems {
-            $( $(#[$problem_meta:meta])* $problem:ident = $status:tt, )*
-        }
-    ) => {
-        $(#[$meta])*
-        #[derive(poem_openapi::ApiResponse)]
-        pub enum $name {
-            $( $(#[$success_meta])* $success $(($payload))?, )*
-            $(
-                $(#[$problem_meta])*
-                #[oai(status = $status)]
-                $problem($crate::api::problem::ProblemJson),
-            )*
-            /// Missing, malformed, unknown or revoked admin token (agent tokens are refused).
-            #[oai(status = 401)]
-            Unauthorized(
-                $crate::api::problem::ProblemJson,
-                #[oai(header = "WWW-Authenticate")] String,
-            ),
-            /// Too many failed authentications from this client address; retry after the given
-            /// seconds.
-            #[oai(status = 429)]
-            TooManyRequests(
-                $crate::api::problem::ProblemJson,
-                #[oai(header = "Retry-After")] u64,
-            ),
-            /// An unexpected server fault; nothing was changed.
-            #[oai(status = 500)]
-            InternalError($crate::api::problem::ProblemJson),
-            /// The database is unreachable; nothing was changed. Retry after the given seconds.
-            #[oai(status = 503)]
-            Unavailable(
-                $crate::api::problem::ProblemJson,
-                #[oai(header = "Retry-After")] u64,
-            ),
-        }
+/// 401 and 429: what every admin operation may answer after its own problems (and before
+/// [`SERVER_FAULTS`](super::operation_errors::SERVER_FAULTS)).
+pub const ADMIN_AUTHENTICATION: &[DocumentedProblem] = &[
+    DocumentedProblem::new(
+        401,
+        "Missing, malformed, unknown or revoked admin token (agent tokens are refused).",
+    )
+    .with_headers(&[CHALLENGE]),
+    DocumentedProblem::new(
+        429,
+        "Too many failed authentications from this client address; retry after the given\n\
+         seconds.",
+    )
+    .with_headers(&[RETRY_AFTER]),
+];
 
-        impl From<$crate::error::Error> for $name {
-            fn from(error: $crate::error::Error) -> Self {
-                use poem::error::ResponseError;
-                let problem =
-                    || $crate::api::problem::ProblemJson($crate::api::problem::Problem::from(&error));
-                match error.status().as_u16() {
-                    401 => Self::Unauthorized(problem(), $crate::error::BEARER_CHALLENGE.into()),
-                    429 => Self::TooManyRequests(problem(), error.retry_after_secs().unwrap_or(1)),
-                    503 => Self::Unavailable(
-                        $crate::api::problem::unavailable_problem(&error),
-                        $crate::error::UNAVAILABLE_RETRY_AFTER_SECS,
-                    ),
-                    $( $status => Self::$problem(problem()), )*
-                    _ => Self::InternalError($crate::api::problem::internal_problem(&error)),
-                }
-            }
-        }
-    };
-}
-pub(crate) use admin_response;
+/// 404 of the operations on one host.
+pub const NO_SUCH_HOST: DocumentedProblem = DocumentedProblem::new(404, "No host has this id.");
+
+/// 422 of the operations on one host that take no body.
+pub const ID_NOT_AN_INTEGER: DocumentedProblem =
+    DocumentedProblem::new(422, "The id is not an integer.");
+
+/// 408 of the operations that read a body.
+pub const BODY_LATE: DocumentedProblem =
+    DocumentedProblem::new(408, "The body did not arrive within the configured time.");
+
+/// 413 of the operations that read a body.
+pub const BODY_TOO_LARGE: DocumentedProblem =
+    DocumentedProblem::new(413, "The body exceeds the configured limit.");
+
+/// 415 of the operations that read a body.
+pub const NOT_APPLICATION_JSON: DocumentedProblem =
+    DocumentedProblem::new(415, "The body is not `application/json`.");
+
+/// 422 of the operations on one host that read a body.
+pub const ID_OR_BODY_INVALID: DocumentedProblem = DocumentedProblem::new(
+    422,
+    "The id is not an integer or the body breaks the schema; `errors` names every\n\
+     failing field.",
+);

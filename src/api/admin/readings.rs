@@ -5,9 +5,10 @@ use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::{AdminToken, admin_response, default_page_size, named_path_params};
+use super::{ADMIN_AUTHENTICATION, AdminToken, NO_SUCH_HOST, default_page_size, named_path_params};
+use crate::api::operation_errors::{DocumentedProblem, OperationError, SERVER_FAULTS, documented};
 use crate::api::{ApiTags, AppState};
 use crate::domain::FieldError;
 use crate::domain::host::{Cursor, search_text};
@@ -76,64 +77,69 @@ pub struct EventPage {
     pub next_cursor: Option<String>,
 }
 
-admin_response! {
-    /// Answers of `GET /api/v1/hosts/{id}/metrics`.
-    pub enum HostSeriesResponse {
-        /// The aggregated series.
-        #[oai(status = 200)]
-        Ok(Json<HostSeries>),
-    }
-    problems {
-        /// No host has this id.
-        NotFound = 404,
-        /// A malformed id, range or bucket; `errors` names each.
-        Unprocessable = 422,
-    }
+/// 422 of the metrics operations.
+const MALFORMED_RANGE: DocumentedProblem =
+    DocumentedProblem::new(422, "A malformed id, range or bucket; `errors` names each.");
+
+/// Answer of `GET /api/v1/hosts/{id}/metrics`.
+#[derive(ApiResponse)]
+pub enum HostSeriesResponse {
+    /// The aggregated series.
+    #[oai(status = 200)]
+    Ok(Json<HostSeries>),
 }
 
-admin_response! {
-    /// Answers of `GET /api/v1/containers/{id}/metrics`.
-    pub enum ContainerSeriesResponse {
-        /// The aggregated series.
-        #[oai(status = 200)]
-        Ok(Json<ContainerSeries>),
-    }
-    problems {
-        /// No container has this id.
-        NotFound = 404,
-        /// A malformed id, range or bucket; `errors` names each.
-        Unprocessable = 422,
-    }
+documented! {
+    /// What `GET /api/v1/hosts/{id}/metrics` answers otherwise.
+    pub GetHostMetrics: [NO_SUCH_HOST, MALFORMED_RANGE] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
-admin_response! {
-    /// Answers of `GET /api/v1/hosts/{id}/containers`.
-    pub enum ContainerListResponse {
-        /// The host's containers.
-        #[oai(status = 200)]
-        Ok(Json<ContainerList>),
-    }
-    problems {
-        /// No host has this id.
-        NotFound = 404,
-        /// A malformed id or filter.
-        Unprocessable = 422,
-    }
+/// Answer of `GET /api/v1/containers/{id}/metrics`.
+#[derive(ApiResponse)]
+pub enum ContainerSeriesResponse {
+    /// The aggregated series.
+    #[oai(status = 200)]
+    Ok(Json<ContainerSeries>),
 }
 
-admin_response! {
-    /// Answers of `GET /api/v1/hosts/{id}/events`.
-    pub enum EventPageResponse {
-        /// A page of events.
-        #[oai(status = 200)]
-        Ok(Json<EventPage>),
-    }
-    problems {
-        /// No host has this id.
-        NotFound = 404,
-        /// A malformed id, limit or cursor.
-        Unprocessable = 422,
-    }
+documented! {
+    /// What `GET /api/v1/containers/{id}/metrics` answers otherwise.
+    pub GetContainerMetrics: [
+        DocumentedProblem::new(404, "No container has this id."),
+        MALFORMED_RANGE,
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
+}
+
+/// Answer of `GET /api/v1/hosts/{id}/containers`.
+#[derive(ApiResponse)]
+pub enum ContainerListResponse {
+    /// The host's containers.
+    #[oai(status = 200)]
+    Ok(Json<ContainerList>),
+}
+
+documented! {
+    /// What `GET /api/v1/hosts/{id}/containers` answers otherwise.
+    pub ListHostContainers: [
+        NO_SUCH_HOST,
+        DocumentedProblem::new(422, "A malformed id or filter."),
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
+}
+
+/// Answer of `GET /api/v1/hosts/{id}/events`.
+#[derive(ApiResponse)]
+pub enum EventPageResponse {
+    /// A page of events.
+    #[oai(status = 200)]
+    Ok(Json<EventPage>),
+}
+
+documented! {
+    /// What `GET /api/v1/hosts/{id}/events` answers otherwise.
+    pub ListHostEvents: [
+        NO_SUCH_HOST,
+        DocumentedProblem::new(422, "A malformed id, limit or cursor."),
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 /// The range of a series request: `since` and `until`, or their deprecated names `from` and
@@ -218,35 +224,29 @@ impl ReadingsApi {
         to: Query<Option<DateTime<Utc>>>,
         /// Bucket width; default: the finest that keeps the answer under 1,000 points.
         bucket: Query<Option<Bucket>>,
-    ) -> HostSeriesResponse {
-        let result = async {
-            let range = RangeParams {
-                since: since.0,
-                until: until.0,
-                from: from.0,
-                to: to.0,
-            };
-            let request = range.series(bucket.0)?;
-            let points = state
-                .reads
-                .run(|store| async {
-                    store.host(id.0).await?;
-                    store.host_series(id.0, &request).await
-                })
-                .await?;
-            Ok::<_, Error>(HostSeries {
-                bucket: request.bucket,
-                since: request.since,
-                until: request.until,
-                from: request.since,
-                to: request.until,
-                points,
-            })
+    ) -> Result<HostSeriesResponse, OperationError<GetHostMetrics>> {
+        let range = RangeParams {
+            since: since.0,
+            until: until.0,
+            from: from.0,
+            to: to.0,
         };
-        match result.await {
-            Ok(series) => HostSeriesResponse::Ok(Json(series)),
-            Err(error) => error.into(),
-        }
+        let request = range.series(bucket.0)?;
+        let points = state
+            .reads
+            .run(|store| async {
+                store.host(id.0).await?;
+                store.host_series(id.0, &request).await
+            })
+            .await?;
+        Ok(HostSeriesResponse::Ok(Json(HostSeries {
+            bucket: request.bucket,
+            since: request.since,
+            until: request.until,
+            from: request.since,
+            to: request.until,
+            points,
+        })))
     }
 
     /// Container metrics over time
@@ -282,37 +282,31 @@ impl ReadingsApi {
         to: Query<Option<DateTime<Utc>>>,
         /// Bucket width; default: the finest that keeps the answer under 1,000 points.
         bucket: Query<Option<Bucket>>,
-    ) -> ContainerSeriesResponse {
-        let result = async {
-            let range = RangeParams {
-                since: since.0,
-                until: until.0,
-                from: from.0,
-                to: to.0,
-            };
-            let request = range.series(bucket.0)?;
-            let points = state
-                .reads
-                .run(|store| async {
-                    if !store.container_exists(id.0).await? {
-                        return Err(Error::NotFound("container"));
-                    }
-                    store.container_series(id.0, &request).await
-                })
-                .await?;
-            Ok::<_, Error>(ContainerSeries {
-                bucket: request.bucket,
-                since: request.since,
-                until: request.until,
-                from: request.since,
-                to: request.until,
-                points,
-            })
+    ) -> Result<ContainerSeriesResponse, OperationError<GetContainerMetrics>> {
+        let range = RangeParams {
+            since: since.0,
+            until: until.0,
+            from: from.0,
+            to: to.0,
         };
-        match result.await {
-            Ok(series) => ContainerSeriesResponse::Ok(Json(series)),
-            Err(error) => error.into(),
-        }
+        let request = range.series(bucket.0)?;
+        let points = state
+            .reads
+            .run(|store| async {
+                if !store.container_exists(id.0).await? {
+                    return Err(Error::NotFound("container"));
+                }
+                store.container_series(id.0, &request).await
+            })
+            .await?;
+        Ok(ContainerSeriesResponse::Ok(Json(ContainerSeries {
+            bucket: request.bucket,
+            since: request.since,
+            until: request.until,
+            from: request.since,
+            to: request.until,
+            points,
+        })))
     }
 
     /// A host's containers with their latest state
@@ -334,28 +328,23 @@ impl ReadingsApi {
         /// Only containers in this Docker state (`running`, `exited`, …).
         #[oai(name = "state", validator(max_length = 32))]
         state_filter: Query<Option<String>>,
-    ) -> ContainerListResponse {
-        let result = async {
-            let state_filter = state_filter
-                .0
-                .as_deref()
-                .map(|text| search_text("state", text))
-                .transpose()
-                .map_err(|error| Error::Validation(vec![error]))?;
-            state
-                .reads
-                .run(|store| async {
-                    store.host(id.0).await?;
-                    store
-                        .host_containers(id.0, state_filter.as_deref(), state.container_stale_after)
-                        .await
-                })
-                .await
-        };
-        match result.await {
-            Ok(items) => ContainerListResponse::Ok(Json(ContainerList { items })),
-            Err(error) => error.into(),
-        }
+    ) -> Result<ContainerListResponse, OperationError<ListHostContainers>> {
+        let state_filter = state_filter
+            .0
+            .as_deref()
+            .map(|text| search_text("state", text))
+            .transpose()
+            .map_err(|error| Error::Validation(vec![error]))?;
+        let items = state
+            .reads
+            .run(|store| async {
+                store.host(id.0).await?;
+                store
+                    .host_containers(id.0, state_filter.as_deref(), state.container_stale_after)
+                    .await
+            })
+            .await?;
+        Ok(ContainerListResponse::Ok(Json(ContainerList { items })))
     }
 
     /// A host's liveness events
@@ -381,33 +370,30 @@ impl ReadingsApi {
         limit: Query<u32>,
         /// Where to continue: the `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
-    ) -> EventPageResponse {
-        let result = async {
-            let before = cursor
-                .0
-                .as_deref()
-                .map(|text| Cursor::parse("cursor", text))
-                .transpose()
-                .map_err(|e| Error::Validation(vec![e]))?;
-            let limit = i64::from(limit.0);
-            let mut items = state
-                .reads
-                .run(|store| async {
-                    store.host(id.0).await?;
-                    store
-                        .host_events(id.0, before.map(|cursor| cursor.0), limit + 1)
-                        .await
-                })
-                .await?;
-            let next_cursor = (items.len() as i64 > limit).then(|| {
-                items.truncate(limit as usize);
-                Cursor(items[items.len() - 1].id).encode()
-            });
-            Ok::<_, Error>(EventPage { items, next_cursor })
-        };
-        match result.await {
-            Ok(page) => EventPageResponse::Ok(Json(page)),
-            Err(error) => error.into(),
-        }
+    ) -> Result<EventPageResponse, OperationError<ListHostEvents>> {
+        let before = cursor
+            .0
+            .as_deref()
+            .map(|text| Cursor::parse("cursor", text))
+            .transpose()
+            .map_err(|e| Error::Validation(vec![e]))?;
+        let limit = i64::from(limit.0);
+        let mut items = state
+            .reads
+            .run(|store| async {
+                store.host(id.0).await?;
+                store
+                    .host_events(id.0, before.map(|cursor| cursor.0), limit + 1)
+                    .await
+            })
+            .await?;
+        let next_cursor = (items.len() as i64 > limit).then(|| {
+            items.truncate(limit as usize);
+            Cursor(items[items.len() - 1].id).encode()
+        });
+        Ok(EventPageResponse::Ok(Json(EventPage {
+            items,
+            next_cursor,
+        })))
     }
 }

@@ -7,11 +7,18 @@ use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::{Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 
-use super::{AdminToken, admin_response, named_path_params};
+use super::hosts::OneHost;
+use super::{
+    ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, ID_OR_BODY_INVALID, NO_SUCH_HOST,
+    NOT_APPLICATION_JSON, named_path_params,
+};
 use crate::api::json_body::ValidJson;
+use crate::api::operation_errors::{
+    BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
+};
 use crate::api::{ApiTags, AppState};
 use crate::store::tokens::{AgentTokenInfo, IssuedToken};
 
@@ -62,77 +69,71 @@ impl From<IssuedToken> for IssuedAgentToken {
     }
 }
 
-admin_response! {
-    /// Answers of `POST /api/v1/hosts/{id}/tokens`.
-    pub enum IssueTokenResponse {
-        /// The token, with its plaintext shown this once.
-        #[oai(status = 201)]
-        Created(Json<IssuedAgentToken>),
-    }
-    problems {
-        /// The body is not JSON (or is empty).
-        BadRequest = 400,
-        /// The body did not arrive within the configured time.
-        RequestTimeout = 408,
-        /// No host has this id.
-        NotFound = 404,
-        /// The host is archived.
-        Conflict = 409,
-        /// The body exceeds the configured limit.
-        PayloadTooLarge = 413,
-        /// The body is not `application/json`.
-        UnsupportedMediaType = 415,
-        /// The id is not an integer or the body breaks the schema; `errors` names every
-        /// failing field.
-        Unprocessable = 422,
-    }
+/// Answer of `POST /api/v1/hosts/{id}/tokens`.
+#[derive(ApiResponse)]
+pub enum IssueTokenResponse {
+    /// The token, with its plaintext shown this once.
+    #[oai(status = 201)]
+    Created(Json<IssuedAgentToken>),
 }
 
-admin_response! {
-    /// Answers of `GET /api/v1/hosts/{id}/tokens`.
-    pub enum ListTokensResponse {
-        /// Every token of the host, revoked ones too, oldest first.
-        #[oai(status = 200)]
-        Ok(Json<Vec<AgentTokenInfo>>),
-    }
-    problems {
-        /// No host has this id.
-        NotFound = 404,
-        /// The id is not an integer.
-        Unprocessable = 422,
-    }
+documented! {
+    /// What `POST /api/v1/hosts/{id}/tokens` answers when it issues nothing.
+    pub IssueToken: [
+        BODY_NOT_JSON,
+        BODY_LATE,
+        NO_SUCH_HOST,
+        DocumentedProblem::new(409, "The host is archived."),
+        BODY_TOO_LARGE,
+        NOT_APPLICATION_JSON,
+        ID_OR_BODY_INVALID,
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
-admin_response! {
-    /// Answers of `POST /api/v1/hosts/{id}/tokens/{token_id}/rotate`.
-    pub enum RotateTokenResponse {
-        /// The replacement token, with its plaintext shown this once.
-        #[oai(status = 201)]
-        Created(Json<IssuedAgentToken>),
-    }
-    problems {
-        /// No such host, or the token is not one of this host's.
-        NotFound = 404,
-        /// The token is already revoked.
-        Conflict = 409,
-        /// An id is not an integer.
-        Unprocessable = 422,
-    }
+/// Answer of `GET /api/v1/hosts/{id}/tokens`; [`OneHost`] lists the others.
+#[derive(ApiResponse)]
+pub enum ListTokensResponse {
+    /// Every token of the host, revoked ones too, oldest first.
+    #[oai(status = 200)]
+    Ok(Json<Vec<AgentTokenInfo>>),
 }
 
-admin_response! {
-    /// Answers of `DELETE /api/v1/hosts/{id}/tokens/{token_id}`.
-    pub enum RevokeTokenResponse {
-        /// Revoked (or already revoked).
-        #[oai(status = 204)]
-        Revoked,
-    }
-    problems {
-        /// No such host, or the token is not one of this host's.
-        NotFound = 404,
-        /// An id is not an integer.
-        Unprocessable = 422,
-    }
+/// 404 of the operations on one token.
+const NO_SUCH_TOKEN: DocumentedProblem =
+    DocumentedProblem::new(404, "No such host, or the token is not one of this host's.");
+
+/// 422 of the operations on one token.
+const AN_ID_NOT_AN_INTEGER: DocumentedProblem =
+    DocumentedProblem::new(422, "An id is not an integer.");
+
+/// Answer of `POST /api/v1/hosts/{id}/tokens/{token_id}/rotate`.
+#[derive(ApiResponse)]
+pub enum RotateTokenResponse {
+    /// The replacement token, with its plaintext shown this once.
+    #[oai(status = 201)]
+    Created(Json<IssuedAgentToken>),
+}
+
+documented! {
+    /// What `POST /api/v1/hosts/{id}/tokens/{token_id}/rotate` answers when it rotates nothing.
+    pub RotateToken: [
+        NO_SUCH_TOKEN,
+        DocumentedProblem::new(409, "The token is already revoked."),
+        AN_ID_NOT_AN_INTEGER,
+    ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
+}
+
+/// Answer of `DELETE /api/v1/hosts/{id}/tokens/{token_id}`.
+#[derive(ApiResponse)]
+pub enum RevokeTokenResponse {
+    /// Revoked (or already revoked).
+    #[oai(status = 204)]
+    Revoked,
+}
+
+documented! {
+    /// What `DELETE /api/v1/hosts/{id}/tokens/{token_id}` answers when it revokes nothing.
+    pub RevokeToken: [NO_SUCH_TOKEN, AN_ID_NOT_AN_INTEGER] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Admin")]
@@ -153,16 +154,13 @@ impl TokensApi {
         /// The host's id.
         id: Path<i64>,
         body: ValidJson<NewAgentToken>,
-    ) -> IssueTokenResponse {
+    ) -> Result<IssueTokenResponse, OperationError<IssueToken>> {
         let request = body.0;
-        match state
+        let issued = state
             .store
             .issue_agent_token(id.0, &request.name, request.bind_fingerprint)
-            .await
-        {
-            Ok(issued) => IssueTokenResponse::Created(Json(issued.into())),
-            Err(error) => error.into(),
-        }
+            .await?;
+        Ok(IssueTokenResponse::Created(Json(issued.into())))
     }
 
     /// List a host's agent tokens
@@ -180,11 +178,9 @@ impl TokensApi {
         _auth: AdminToken,
         /// The host's id.
         id: Path<i64>,
-    ) -> ListTokensResponse {
-        match state.store.list_agent_tokens(id.0).await {
-            Ok(tokens) => ListTokensResponse::Ok(Json(tokens)),
-            Err(error) => error.into(),
-        }
+    ) -> Result<ListTokensResponse, OperationError<OneHost>> {
+        let tokens = state.store.list_agent_tokens(id.0).await?;
+        Ok(ListTokensResponse::Ok(Json(tokens)))
     }
 
     /// Rotate an agent token
@@ -205,11 +201,9 @@ impl TokensApi {
         id: Path<i64>,
         /// The token's id.
         token_id: Path<i64>,
-    ) -> RotateTokenResponse {
-        match state.store.rotate_agent_token(id.0, token_id.0).await {
-            Ok(issued) => RotateTokenResponse::Created(Json(issued.into())),
-            Err(error) => error.into(),
-        }
+    ) -> Result<RotateTokenResponse, OperationError<RotateToken>> {
+        let issued = state.store.rotate_agent_token(id.0, token_id.0).await?;
+        Ok(RotateTokenResponse::Created(Json(issued.into())))
     }
 
     /// Revoke an agent token
@@ -230,10 +224,8 @@ impl TokensApi {
         id: Path<i64>,
         /// The token's id.
         token_id: Path<i64>,
-    ) -> RevokeTokenResponse {
-        match state.store.revoke_agent_token(id.0, token_id.0).await {
-            Ok(_) => RevokeTokenResponse::Revoked,
-            Err(error) => error.into(),
-        }
+    ) -> Result<RevokeTokenResponse, OperationError<RevokeToken>> {
+        state.store.revoke_agent_token(id.0, token_id.0).await?;
+        Ok(RevokeTokenResponse::Revoked)
     }
 }
