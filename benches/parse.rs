@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use nexus_contract::TelemetryPayload;
 use nexus_telemetry::api::json_body;
-use nexus_telemetry::domain::schema_check::Schema;
+use nexus_telemetry::domain::payload::check::Schema;
 use serde_json::Value;
 
 /// The system allocator, counting allocations so each variant's can be reported.

@@ -19,8 +19,8 @@ use poem_openapi::types::Type;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
-use crate::domain::payload_reader;
-use crate::domain::schema_check::Schema;
+use crate::domain::payload::check::Schema;
+use crate::domain::payload::reader as payload_reader;
 use crate::error::Error;
 
 /// How request bodies are read; provided as request data by the app.

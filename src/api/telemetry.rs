@@ -7,7 +7,7 @@ use super::agent_auth::{AgentToken, agent_auth};
 use super::problem::{Problem, ProblemJson, internal_problem, unavailable_problem};
 use super::telemetry_body::TelemetryBody;
 use super::{ApiTags, AppState, metrics};
-use crate::domain::salvage::DroppedContainer;
+use crate::domain::payload::salvage::DroppedContainer;
 use crate::error::{BEARER_CHALLENGE, Error, UNAVAILABLE_RETRY_AFTER_SECS};
 use crate::store::ingest::{Outcome, Submission};
 

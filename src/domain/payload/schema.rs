@@ -1,4 +1,4 @@
-//! The fast path of [`schema_check`](super::schema_check): a schema compiled once per type, then
+//! The fast path of [`check`](super::check): a schema compiled once per type, then
 //! checked value by value while the typed parse reads the JSON text, without building a
 //! `serde_json::Value`.
 //!
@@ -26,7 +26,7 @@ use std::fmt;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use serde::de::{self, DeserializeOwned, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 
-use super::schema_check::{TextRules, check_range, string_problem};
+use super::check::{TextRules, check_range, string_problem};
 
 pub type NodeId = usize;
 
@@ -114,7 +114,7 @@ impl Compiled {
 }
 
 /// The same nodes and leaf rules for a reader that walks one type's documents by hand
-/// ([`payload_reader`](super::payload_reader)), so it cannot differ from this scan on a bound.
+/// ([`reader`](super::reader)), so it cannot differ from this scan on a bound.
 /// Each answer is the one the scan would give for the same value at the same node.
 impl Compiled {
     pub fn root(&self) -> NodeId {

@@ -24,8 +24,8 @@ use poem_openapi::types::Type;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::FieldError;
-use super::schema_scan::Compiled;
+use super::schema::Compiled;
+use crate::domain::FieldError;
 
 /// The schema of one type, with the registry its references resolve in.
 pub struct Schema {

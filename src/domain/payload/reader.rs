@@ -1,7 +1,7 @@
 //! A hand-written reader for the telemetry payload: the one body the server parses thousands of
 //! times a second, and the largest part of its CPU per snapshot (perf, BENCHMARKS.md).
 //!
-//! It stands in front of [`schema_scan`](super::schema_scan)'s typed parse with the same
+//! It stands in front of [`schema`](super::schema)'s typed parse with the same
 //! promise: `Some` only for a document that conforms, checked against the same compiled nodes by
 //! the same leaf rules (`Compiled::accepts_text` and its siblings), and then exactly the
 //! `TelemetryPayload` the typed parse would build; `None` whenever it cannot tell, and the caller
@@ -25,8 +25,8 @@ use nexus_contract::{
     TelemetryPayload,
 };
 
-use super::schema_check::Schema;
-use super::schema_scan::{Compiled, NodeId};
+use super::check::Schema;
+use super::schema::{Compiled, NodeId};
 
 /// Nesting allowed in values the payload does not name (serde_json refuses beyond 128).
 const MAX_DEPTH: usize = 64;
@@ -654,7 +654,7 @@ mod tests {
 
     use super::*;
 
-    const FIXTURE: &str = include_str!("../../benches/fixtures/telemetry-20.json");
+    const FIXTURE: &str = include_str!("../../../benches/fixtures/telemetry-20.json");
 
     /// The typed parse the reader stands in front of, with the schema's check.
     fn through_serde(text: &str) -> Option<TelemetryPayload> {
