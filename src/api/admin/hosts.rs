@@ -10,6 +10,7 @@ use super::{AdminToken, admin_response, default_page_size, named_path_params};
 use crate::api::json_body::ValidJson;
 use crate::api::{ApiTags, AppState};
 use crate::domain::host::{Cursor, HostStatus, Labels, label_filter, search_text};
+use crate::domain::payload::FastBody;
 use crate::error::Error;
 use crate::store::hosts::{Host, HostFilter, slugify};
 
@@ -30,6 +31,9 @@ pub struct NewHost {
     #[oai(validator(max_properties = 64, max_length = 255))]
     pub labels: Option<Labels>,
 }
+
+/// Small and rare: the `Value` path alone.
+impl FastBody for NewHost {}
 
 impl poem_openapi::types::Example for NewHost {
     fn example() -> Self {
@@ -52,6 +56,8 @@ pub struct HostUpdate {
     #[oai(validator(max_properties = 64, max_length = 255))]
     pub labels: Option<Labels>,
 }
+
+impl FastBody for HostUpdate {}
 
 /// One page of hosts, ordered by id.
 #[derive(Debug, Clone, Object, serde::Serialize)]

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use super::{AdminToken, admin_response, named_path_params};
 use crate::api::json_body::ValidJson;
 use crate::api::{ApiTags, AppState};
+use crate::domain::payload::FastBody;
 use crate::store::tokens::{AgentTokenInfo, IssuedToken};
 
 pub struct TokensApi;
@@ -30,6 +31,9 @@ pub struct NewAgentToken {
     #[serde(default)]
     pub bind_fingerprint: bool,
 }
+
+/// Small and rare: the `Value` path alone.
+impl FastBody for NewAgentToken {}
 
 /// A token just issued: the plaintext `token`, shown this once (only its SHA-256 is stored),
 /// beside its metadata. Also the JSON of `nexus-telemetry token issue|rotate --json`.
