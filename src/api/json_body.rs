@@ -203,7 +203,8 @@ mod tests {
 
     use super::*;
     use crate::api::admin::hosts::NewHost;
-    use crate::domain::payload::{bodies, reader};
+    use crate::domain::payload::bodies::{self, awkward_values, pointers};
+    use crate::domain::payload::reader;
 
     const FIXTURE: &str = include_str!("../../benches/fixtures/telemetry-20.json");
 
@@ -261,64 +262,6 @@ mod tests {
         })
     }
 
-    /// JSON pointers to every value inside `value`, itself included.
-    fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
-        match value {
-            Value::Object(map) => {
-                for (key, child) in map {
-                    pointers(child, format!("{at}/{key}"), out);
-                }
-            }
-            Value::Array(items) => {
-                for (index, child) in items.iter().enumerate() {
-                    pointers(child, format!("{at}/{index}"), out);
-                }
-            }
-            _ => {}
-        }
-        out.push(at);
-    }
-
-    /// Values that break some bound, type or rule wherever they are put, and some that do not.
-    fn replacements() -> Vec<Value> {
-        let mut values = vec![
-            json!(null),
-            json!(true),
-            json!(0),
-            json!(-1),
-            json!(-0.5),
-            json!(1.5),
-            json!(100),
-            json!(101),
-            json!(1024),
-            json!(1025),
-            json!(2147483648i64),
-            json!(-9223372036854775808i64),
-            json!(18446744073709551615u64),
-            json!(1e300),
-            json!(""),
-            json!("x"),
-            json!("nul\u{0}inside"),
-            json!("2024-05-01T12:00:00Z"),
-            json!("2024-05-01 12:00:00"),
-            json!("é".repeat(16)),
-            json!("é".repeat(17)),
-            json!([]),
-            json!(["a", 1]),
-            json!({}),
-            json!({"a": "b"}),
-            json!({"k\u{0}": "v"}),
-        ];
-        for length in [32, 33, 64, 65, 80, 81, 128, 129, 255, 256, 1024, 1025] {
-            values.push(json!("a".repeat(length)));
-        }
-        values.push(json!(vec!["p"; 129]));
-        values.push(Value::Object(
-            (0..129).map(|i| (format!("k{i}"), json!("v"))).collect(),
-        ));
-        values
-    }
-
     #[test]
     fn conforming_payloads_take_the_fast_path_and_parse_as_through_a_value() {
         for (case, text) in [
@@ -347,7 +290,7 @@ mod tests {
         let mut paths = Vec::new();
         pointers(&base, String::new(), &mut paths);
         for path in &paths {
-            for replacement in replacements() {
+            for replacement in awkward_values() {
                 let mut value = base.clone();
                 *value.pointer_mut(path).unwrap() = replacement.clone();
                 let bytes = serde_json::to_vec(&value).unwrap();

@@ -54,8 +54,8 @@ impl ParsePayload for TelemetryBody {
 
 impl_apirequest_for_payload!(TelemetryBody);
 
-/// The snapshot in `bytes`: the fast paths for a conforming document, else the `Value` path,
-/// which names every failing field or leaves out the failing containers.
+/// The snapshot in `bytes`: the payload's reader for a conforming document, else the `Value`
+/// path, which names every failing field or leaves out the failing containers.
 pub fn accept(
     bytes: &[u8],
     now: chrono::DateTime<Utc>,

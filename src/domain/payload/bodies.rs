@@ -231,13 +231,21 @@ const RAW_STRINGS: &[&str] = &[
     r#""\u0032024-05-01T12:00:00Z""#,
 ];
 
-/// Values that break some type or bound wherever they are put, and some that do not.
 fn awkward() -> impl Strategy<Value = Value> {
-    prop::sample::select(vec![
+    let mut values = awkward_values();
+    // Valid, but a form the reader leaves to the `Value` path.
+    values.push(json!("2024-05-01T23:59:60Z"));
+    prop::sample::select(values)
+}
+
+/// Values that break some bound, type or rule wherever they are put, and some that do not.
+pub(crate) fn awkward_values() -> Vec<Value> {
+    let mut values = vec![
         json!(null),
         json!(true),
         json!(0),
         json!(-1),
+        json!(-0.5),
         json!(-0.0),
         json!(1.5),
         json!(100),
@@ -245,23 +253,30 @@ fn awkward() -> impl Strategy<Value = Value> {
         json!(1024),
         json!(1025),
         json!(2147483648i64),
-        json!(i64::MIN),
-        json!(u64::MAX),
+        json!(-9223372036854775808i64),
+        json!(18446744073709551615u64),
         json!(1e300),
         json!(""),
         json!("x"),
         json!("nul\u{0}inside"),
         json!("2024-05-01T12:00:00Z"),
-        json!("2024-05-01T23:59:60Z"),
-        json!("2024-05-01 12:00:00Z"),
+        json!("2024-05-01 12:00:00"),
+        json!("é".repeat(16)),
         json!("é".repeat(17)),
-        json!("a".repeat(81)),
-        json!("a".repeat(256)),
         json!([]),
         json!(["a", 1]),
         json!({}),
+        json!({"a": "b"}),
         json!({"k\u{0}": "v"}),
-    ])
+    ];
+    for length in [32, 33, 64, 65, 80, 81, 128, 129, 255, 256, 1024, 1025] {
+        values.push(json!("a".repeat(length)));
+    }
+    values.push(json!(vec!["p"; 129]));
+    values.push(Value::Object(
+        (0..129).map(|i| (format!("k{i}"), json!("v"))).collect(),
+    ));
+    values
 }
 
 impl Damage {
@@ -327,7 +342,7 @@ impl Damage {
 }
 
 /// JSON pointers to every value inside `value`, itself included.
-fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+pub(crate) fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             for (key, child) in map {

@@ -355,15 +355,17 @@ impl Reader {
         mut value: impl FnMut(&mut Cursor, usize, NodeId) -> Option<()>,
     ) -> Option<()> {
         let mut seen = 0u64;
-        let count = c.entries(|c, key| match names.iter().position(|name| *name == key) {
-            Some(field) if seen & 1 << field == 0 => {
-                seen |= 1 << field;
-                value(c, field, object.fields[field])
-            }
-            // A `Value` keeps the last of the two; serde's derive refuses the second.
-            Some(_) => c.decline(Declined::Form),
-            None => c.skip_value(0),
-        })?;
+        let count = c.entries(
+            |c, key| match names.iter().position(|name| *name == &*key) {
+                Some(field) if seen & 1 << field == 0 => {
+                    seen |= 1 << field;
+                    value(c, field, object.fields[field])
+                }
+                // A `Value` keeps the last of the two; serde's derive refuses the second.
+                Some(_) => c.decline(Declined::Form),
+                None => c.skip_value(0),
+            },
+        )?;
         self.compiled()
             .accepts_count(object.node, count)
             .then_some(())
@@ -442,9 +444,10 @@ fn was_escaped(text: &Cow<str>) -> bool {
 /// A number literal (already checked against JSON's grammar) as serde_json reads it into an
 /// `i64`; `None` for a fraction, an exponent, `-0` (floats to serde_json) or beyond `i64`.
 fn integer(literal: &str) -> Option<i64> {
+    let bytes = literal.as_bytes();
     // Up to 18 digits always fit: the common case, without the standard parse's checks.
-    if literal.len() <= 18
-        && let Some(n) = literal.bytes().try_fold(0i64, |n, digit| {
+    if bytes.len() <= 18
+        && let Some(n) = bytes.iter().try_fold(0i64, |n, &digit| {
             digit
                 .is_ascii_digit()
                 .then(|| n * 10 + i64::from(digit - b'0'))
@@ -452,7 +455,9 @@ fn integer(literal: &str) -> Option<i64> {
     {
         return Some(n);
     }
-    if literal == "-0" || literal.contains(['.', 'e', 'E']) {
+    // A sign, or 19 digits and more. Besides digits, only a fraction or an exponent can follow.
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    if digits == b"0" || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
     literal.parse().ok()
