@@ -12,5 +12,6 @@ pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod startup;
 pub mod store;

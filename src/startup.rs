@@ -8,12 +8,12 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::api::auth_failures::AuthFailureLog;
-use crate::api::header_deadline::HeaderDeadline;
 use crate::api::json_body::BodyLimits;
-use crate::api::read_cap::ReadCap;
 use crate::api::{self, AppState, State, ingest_slots::IngestSlots, rate_limit::RateLimit};
 use crate::background::{self, Schedule};
 use crate::config::ServeArgs;
+use crate::http::header_deadline::HeaderDeadline;
+use crate::http::read_cap::ReadCap;
 use crate::store::agent_cache::AgentTokenCache;
 use crate::store::ingest_queue::IngestQueue;
 use crate::store::replica::Reads;
@@ -57,7 +57,7 @@ impl Application {
             .first()
             .and_then(|addr| addr.as_socket_addr())
             .context("Listener has no socket address")?;
-        api::metrics::install();
+        crate::http::metrics::install();
         let ingest_queue = IngestQueue::spawn(store.clone(), config.batch_limits());
         let reads = match &config.read_database_url {
             Some(url) => Reads::with_replica(

@@ -205,7 +205,7 @@ fn contents(operation: &mut Value) -> Vec<&mut Mapping> {
 }
 
 /// HTTP header names are case-insensitive; poem-openapi upper-cases them, generators keep the
-/// case they find. And every response carries the request id ([`super::request_log`]).
+/// case they find. And every response carries the request id ([`crate::http::request_log`]).
 fn headers_lower_case_and_request_id(operation: &mut Value) {
     let Some(responses) = operation["responses"].as_mapping_mut() else {
         return;

@@ -19,10 +19,10 @@ use poem_openapi::types::Type;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
-use super::metrics;
 use crate::domain::payload::check::Schema;
 use crate::domain::payload::{Declined, FastBody};
 use crate::error::Error;
+use crate::http::metrics;
 
 /// How request bodies are read; provided as request data by the app.
 #[derive(Debug, Clone, Copy)]

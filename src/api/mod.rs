@@ -6,16 +6,12 @@ pub mod agent_auth;
 pub mod auth_failures;
 pub mod document;
 pub mod error_response;
-pub mod header_deadline;
 pub mod ingest_slots;
 pub mod json_body;
-pub mod metrics;
 pub mod operation_errors;
 pub mod ops;
 pub mod problem;
 pub mod rate_limit;
-pub mod read_cap;
-pub mod request_log;
 pub mod telemetry;
 pub mod telemetry_body;
 
@@ -121,7 +117,9 @@ pub fn app(state: AppState) -> impl Endpoint {
         .nest("/", openapi())
         .data(state)
         .data(body_limits)
-        .with(request_log::RequestLog)
+        // Every error becomes problem details here, so the request log sees the final answer.
+        .catch_all_error(|error| async move { error_response::render(error) })
+        .with(crate::http::request_log::RequestLog)
         .around(|endpoint, request| async move {
             let accept = request.header("Accept").map(str::to_owned);
             let mut response = endpoint.call(request).await?;

@@ -6,8 +6,9 @@ use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::error_response::UNAVAILABLE_RETRY_AFTER_SECS;
 use super::problem::{Problem, ProblemJson};
-use super::{ApiTags, AppState, metrics};
+use super::{ApiTags, AppState};
 use crate::error::Error;
+use crate::http::metrics;
 use crate::store::Readiness;
 
 pub struct OpsApi;

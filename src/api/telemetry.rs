@@ -9,9 +9,10 @@ use super::operation_errors::{
     documented,
 };
 use super::telemetry_body::TelemetryBody;
-use super::{ApiTags, AppState, metrics};
+use super::{ApiTags, AppState};
 use crate::domain::payload::salvage::DroppedContainer;
 use crate::error::Error;
+use crate::http::metrics;
 use crate::store::ingest::{Outcome, Submission};
 
 pub struct TelemetryApi;

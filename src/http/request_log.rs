@@ -7,7 +7,7 @@ use std::time::Instant;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response};
 use tracing::Instrument;
 
-use super::{error_response, metrics};
+use super::metrics;
 
 pub struct RequestLog;
 
@@ -36,7 +36,7 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
         let started = Instant::now();
         let mut response = match self.0.call(request).instrument(span.clone()).await {
             Ok(response) => response.into_response(),
-            Err(error) => error_response::render(error),
+            Err(error) => error.into_response(),
         };
         let status = response.status().as_u16();
         span.in_scope(|| {

@@ -1,0 +1,8 @@
+//! Connection plumbing that knows nothing of resources: a deadline on request heads, a cap on
+//! each read from a connection, the per-request log line and request id, and the Prometheus
+//! metrics every layer records into.
+
+pub mod header_deadline;
+pub mod metrics;
+pub mod read_cap;
+pub mod request_log;
