@@ -1,8 +1,16 @@
-//! How much the server's body parse costs over a plain typed parse: `json_body::parse` (the
-//! payload reader, which checks the schema as it reads) against
-//! `serde_json::from_slice::<TelemetryPayload>` (no checks), and
-//! against the `Value` path (`from_slice::<Value>` + `Schema::check` + `from_value`, what
-//! `parse` did for every body before it had a fast path), at 0, 20 and 200 containers.
+//! What each way of parsing a telemetry body costs, against a plain typed parse
+//! (`serde_json::from_slice::<TelemetryPayload>`, which checks nothing):
+//!
+//! - serde + validator: the typed parse into a mirror of the payload deriving
+//!   `validator::Validate`, then `validate()`. The usual Rust answer, measured so the choice can
+//!   be re-checked; the server does not take it because the bounds would be written a second
+//!   time beside the published `oai(validator(...))` ones.
+//! - reader: `json_body::parse`, which takes the payload's hand-written reader.
+//! - Value path: `from_slice::<Value>` + `Schema::check` + `from_value`, what `parse` does for
+//!   every body the reader declines.
+//!
+//! The payloads: 0, 20 and 200 containers, and the 20 written as PHP's `json_encode` writes them
+//! (`/` as `\/`, non-ASCII as `\uXXXX`), escapes the reader decodes itself.
 //!
 //! Run with `cargo bench --bench parse` (`PARSE_BENCH_ROUNDS` sets the rounds, default 101).
 //! The variants take turns in every round so that noise from other processes on a shared
@@ -10,21 +18,12 @@
 //! about 5 ms. Reported: the median time per parse, the median of the per-round ratios to the
 //! typed parse, and the heap allocations of one parse (counted by this binary's allocator).
 //!
-//! The payload is `fixtures/telemetry-20.json`, written by the load generator of `nexus-bench`
+//! The fixture is `fixtures/telemetry-20.json`, written by the load generator of `nexus-bench`
 //! (`HostFeed::new(7, 20)` after one `advance`, serialised as the agent does): 24.5 KB, 20
 //! Docker-Compose containers with 12–13 labels each. The 0- and 200-container payloads are it
 //! without containers, and with its containers repeated ten times under fresh ids.
 //!
-//! On the 2-core development machine (shared, so only the ratios travel), µs per parse:
-//!
-//! | containers | typed parse | `parse` before the fast path | `parse` with it |
-//! |---:|---:|---:|---:|
-//! | 0   | 1.0 | 3.3 (3.19x, 44 allocations)     | 1.6 (1.54x, 2 allocations)    |
-//! | 20  | 78  | 159 (2.00x, 1969 allocations)   | 96 (1.23x, 707 allocations)   |
-//! | 200 | 773 | 1863 (2.40x, 19252 allocations) | 968 (1.25x, 7019 allocations) |
-//!
-//! With the payload reader (2026-11-30, another run): C=0 0.59 µs (0.57x), C=20 32.3 µs (0.60x,
-//! 224 allocations), C=200 348 µs (0.58x, 2162 allocations); the typed parse 1.05 / 53.9 / 601.
+//! Results: BENCHMARKS.md, "Body parse paths (issue 20)".
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -33,8 +32,10 @@ use std::time::{Duration, Instant};
 
 use nexus_contract::TelemetryPayload;
 use nexus_telemetry::api::json_body;
-use nexus_telemetry::domain::schema_check::Schema;
+use nexus_telemetry::domain::payload::check::Schema;
+use nexus_telemetry::domain::payload::reader;
 use serde_json::Value;
+use validator::Validate;
 
 /// The system allocator, counting allocations so each variant's can be reported.
 struct Counting;
@@ -69,11 +70,17 @@ const BATCH_TARGET: Duration = Duration::from_millis(5);
 
 type Variant = (&'static str, fn(&[u8]));
 
-const VARIANTS: [Variant; 3] = [
+/// The variants; the first is the baseline of the ratios, the last the slowest.
+const VARIANTS: [Variant; 4] = [
     ("typed parse (no checks)", |bytes| {
         black_box(serde_json::from_slice::<TelemetryPayload>(bytes).unwrap());
     }),
-    ("json_body::parse", |bytes| {
+    ("serde + validator", |bytes| {
+        let payload: mirror::Payload = serde_json::from_slice(bytes).unwrap();
+        payload.validate().unwrap();
+        black_box(payload);
+    }),
+    ("reader (json_body::parse)", |bytes| {
         black_box(json_body::parse::<TelemetryPayload>(bytes).unwrap());
     }),
     ("Value path", |bytes| {
@@ -89,13 +96,19 @@ fn main() {
         .and_then(|rounds| rounds.parse().ok())
         .unwrap_or(101);
     for containers in [0, 20, 200] {
-        let bytes = payload(containers);
-        println!(
-            "C={containers} ({:.1} KB), median of {rounds} rounds:",
-            bytes.len() as f64 / 1000.0
-        );
-        report(&bytes, rounds);
+        run(&format!("C={containers}"), &payload(containers), rounds);
     }
+    run("C=20, PHP-escaped", &php_escaped(&payload(20)), rounds);
+}
+
+fn run(name: &str, bytes: &[u8], rounds: usize) {
+    let text = std::str::from_utf8(bytes).expect("UTF-8");
+    assert!(reader::read(text).is_ok(), "the reader reads {name}");
+    println!(
+        "{name} ({:.1} KB), median of {rounds} rounds:",
+        bytes.len() as f64 / 1000.0
+    );
+    report(bytes, rounds);
 }
 
 /// The fixture with `containers` containers: none, its own, or its own repeated.
@@ -116,6 +129,46 @@ fn payload(containers: usize) -> Vec<u8> {
     bytes
 }
 
+/// The JSON text as PHP's `json_encode` writes it: inside strings, `/` as `\/` and every
+/// non-ASCII character as `\uXXXX` (a surrogate pair beyond the BMP).
+fn php_escaped(json: &[u8]) -> Vec<u8> {
+    let text = std::str::from_utf8(json).expect("UTF-8");
+    let mut out = String::with_capacity(text.len() * 2);
+    let (mut in_string, mut escaping) = (false, false);
+    for ch in text.chars() {
+        match ch {
+            _ if escaping => {
+                escaping = false;
+                out.push(ch);
+            }
+            '\\' if in_string => {
+                escaping = true;
+                out.push(ch);
+            }
+            '"' => {
+                in_string = !in_string;
+                out.push(ch);
+            }
+            '/' if in_string => out.push_str("\\/"),
+            _ if in_string && !ch.is_ascii() => {
+                let mut units = [0u16; 2];
+                for unit in ch.encode_utf16(&mut units) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
+            _ => out.push(ch),
+        }
+    }
+    let escaped = out.into_bytes();
+    let parsed: Value = serde_json::from_slice(&escaped).expect("still JSON");
+    assert_eq!(
+        parsed,
+        serde_json::from_slice::<Value>(json).unwrap(),
+        "the same document"
+    );
+    escaped
+}
+
 fn report(bytes: &[u8], rounds: usize) {
     let batch = batch_size(bytes);
     // times[variant][round], in µs per parse
@@ -134,7 +187,7 @@ fn report(bytes: &[u8], rounds: usize) {
             .map(|round| times[variant][round] / times[0][round])
             .collect();
         println!(
-            "  {name:<24} {:>9.2} µs  {:>5.2}x typed  {:>6} allocations",
+            "  {name:<26} {:>9.2} µs  {:>5.2}x typed  {:>6} allocations",
             median(times[variant].clone()),
             median(ratios),
             allocations(|| run(bytes)),
@@ -144,7 +197,7 @@ fn report(bytes: &[u8], rounds: usize) {
 
 /// How many parses of the slowest variant fill about `BATCH_TARGET`.
 fn batch_size(bytes: &[u8]) -> u32 {
-    let (_, slowest) = VARIANTS[2];
+    let (_, slowest) = VARIANTS[VARIANTS.len() - 1];
     let start = Instant::now();
     let mut runs = 0u32;
     while start.elapsed() < BATCH_TARGET {
@@ -163,4 +216,127 @@ fn allocations(run: impl Fn()) -> u64 {
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
+}
+
+/// The payload as a plain serde + `validator` type: the same fields, and the same bounds written
+/// a second time (the schema's, with its NUL rule).
+#[expect(dead_code, reason = "parsed and validated to be timed, never read")]
+mod mirror {
+    use chrono::{DateTime, FixedOffset};
+    use nexus_contract::Labels;
+    use serde::Deserialize;
+    use validator::{Validate, ValidationError};
+
+    #[derive(Deserialize, Validate)]
+    pub struct Payload {
+        pub recorded_at: DateTime<FixedOffset>,
+        #[validate(nested)]
+        pub host: Host,
+        #[validate(nested)]
+        pub containers: Option<Vec<Container>>,
+    }
+
+    #[derive(Deserialize, Validate)]
+    pub struct Host {
+        #[validate(nested)]
+        pub metrics: HostMetrics,
+        #[validate(nested)]
+        pub facts: Option<HostFacts>,
+    }
+
+    #[derive(Deserialize, Validate)]
+    pub struct HostMetrics {
+        #[validate(range(min = 0.0, max = 100.0))]
+        pub cpu_percent: Option<f64>,
+        #[validate(range(min = 0))]
+        pub memory_used_mb: Option<i64>,
+        #[validate(range(min = 0))]
+        pub memory_total_mb: Option<i64>,
+        #[validate(range(min = 0))]
+        pub disk_used_gb: Option<i64>,
+        #[validate(range(min = 0))]
+        pub disk_total_gb: Option<i64>,
+        #[validate(range(min = 0))]
+        pub network_rx_bytes: Option<i64>,
+        #[validate(range(min = 0))]
+        pub network_tx_bytes: Option<i64>,
+        #[validate(range(min = 0.0))]
+        pub load_average: Option<f64>,
+    }
+
+    #[derive(Deserialize, Validate)]
+    pub struct HostFacts {
+        #[validate(range(min = 1, max = 1024))]
+        pub cpu_count: Option<i32>,
+        #[validate(range(min = 0))]
+        pub memory_total_mb: Option<i64>,
+        #[validate(range(min = 0))]
+        pub disk_total_gb: Option<i64>,
+        #[validate(length(max = 80), custom(function = "no_nul"))]
+        pub os: Option<String>,
+        #[validate(length(max = 32), custom(function = "no_nul"))]
+        pub docker_version: Option<String>,
+    }
+
+    #[derive(Deserialize, Validate)]
+    pub struct Container {
+        #[validate(length(min = 1, max = 80), custom(function = "no_nul"))]
+        pub container_id: String,
+        #[validate(length(max = 255), custom(function = "no_nul"))]
+        pub name: String,
+        #[validate(length(max = 255), custom(function = "no_nul"))]
+        pub image: String,
+        #[validate(length(max = 128), custom(function = "no_nul"))]
+        pub image_tag: Option<String>,
+        #[validate(length(max = 255), custom(function = "no_nul"))]
+        pub status: Option<String>,
+        #[validate(length(max = 32), custom(function = "no_nul"))]
+        pub state: Option<String>,
+        #[validate(length(max = 16), custom(function = "no_nul"))]
+        pub health_status: Option<String>,
+        #[validate(custom(function = "no_nul_in_list"))]
+        pub ports: Option<Vec<String>>,
+        #[validate(custom(function = "no_nul_in_labels"))]
+        pub labels: Option<Labels>,
+        #[validate(nested)]
+        pub metrics: Option<ContainerMetrics>,
+        pub started_at: Option<DateTime<FixedOffset>>,
+        pub finished_at: Option<DateTime<FixedOffset>>,
+    }
+
+    #[derive(Deserialize, Validate)]
+    pub struct ContainerMetrics {
+        #[validate(range(min = 0.0))]
+        pub cpu_percent: Option<f64>,
+        #[validate(range(min = 0))]
+        pub memory_usage_mb: Option<i64>,
+        #[validate(range(min = 0))]
+        pub memory_limit_mb: Option<i64>,
+        #[validate(range(min = 0))]
+        pub network_rx_bytes: Option<i64>,
+        #[validate(range(min = 0))]
+        pub network_tx_bytes: Option<i64>,
+        #[validate(range(min = 0))]
+        pub block_read_bytes: Option<i64>,
+        #[validate(range(min = 0))]
+        pub block_write_bytes: Option<i64>,
+    }
+
+    fn no_nul(text: &str) -> Result<(), ValidationError> {
+        if text.contains('\0') {
+            Err(ValidationError::new("nul"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn no_nul_in_list(list: &[String]) -> Result<(), ValidationError> {
+        list.iter().try_for_each(|text| no_nul(text))
+    }
+
+    fn no_nul_in_labels(labels: &Labels) -> Result<(), ValidationError> {
+        labels
+            .iter()
+            .try_for_each(|(name, value)| no_nul(name).and_then(|()| no_nul(value)))
+    }
 }

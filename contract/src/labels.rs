@@ -35,13 +35,16 @@ impl Labels {
 
     /// Labels from name–value pairs in the order given; of a name given twice the last value
     /// stays, as in a parsed JSON object. The text is sized once, exactly.
-    pub fn from_pairs(pairs: &[(&str, &str)]) -> Self {
+    pub fn from_pairs<N: AsRef<str>, V: AsRef<str>>(pairs: &[(N, V)]) -> Self {
+        let size = pairs
+            .iter()
+            .map(|(n, v)| n.as_ref().len() + v.as_ref().len());
         let mut labels = Self {
-            text: String::with_capacity(pairs.iter().map(|(n, v)| n.len() + v.len()).sum()),
+            text: String::with_capacity(size.sum()),
             ends: Vec::with_capacity(pairs.len()),
         };
         for (name, value) in pairs {
-            labels.push(name, value);
+            labels.push(name.as_ref(), value.as_ref());
         }
         labels.normalised()
     }
@@ -347,7 +350,7 @@ mod tests {
         let parsed: Labels =
             serde_json::from_str(r#"{"k": "1", "a": "x", "k": "2", "": "empty name"}"#).unwrap();
         assert_eq!(Labels::from_pairs(&pairs), parsed);
-        assert_eq!(Labels::from_pairs(&[]), Labels::new());
+        assert_eq!(Labels::from_pairs::<&str, &str>(&[]), Labels::new());
     }
 
     #[test]

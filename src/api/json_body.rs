@@ -19,8 +19,9 @@ use poem_openapi::types::Type;
 use serde::de::DeserializeOwned;
 use tokio::io::{AsyncRead, AsyncReadExt, BufReader};
 
-use crate::domain::payload_reader;
-use crate::domain::schema_check::Schema;
+use super::metrics;
+use crate::domain::payload::check::Schema;
+use crate::domain::payload::{Declined, FastBody};
 use crate::error::Error;
 
 /// How request bodies are read; provided as request data by the app.
@@ -56,7 +57,7 @@ impl<T: Type> Payload for ValidJson<T> {
     }
 }
 
-impl<T: Type + DeserializeOwned + 'static> ParsePayload for ValidJson<T> {
+impl<T: Type + DeserializeOwned + FastBody + 'static> ParsePayload for ValidJson<T> {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
@@ -131,43 +132,46 @@ pub(crate) async fn read_body(
     Ok(bytes)
 }
 
-impl_apirequest_for_payload!(ValidJson<T>, T: Type + DeserializeOwned + 'static);
+impl_apirequest_for_payload!(ValidJson<T>, T: Type + DeserializeOwned + FastBody + 'static);
 
 /// Parses and checks a JSON document against the schema of `T`.
 ///
-/// The common case, a conforming document, takes a fast path: for the telemetry payload its
-/// hand-written reader ([`payload_reader`]), for every type a typed parse straight from the
-/// text that checks each value against the schema as it reads it. Anything else (or anything
-/// that check cannot vouch for) takes the slow path, which builds a `Value` to name every
-/// failing field. Both end the same way for every input: the fast path passes only documents
-/// `check` passes, and `T` parsed from the text equals `T` parsed from its `Value`, given that
-/// `T` does not care about the order of keys within an object (a `Value` sorts them). The body
-/// types here are plain structs, options, vectors, `BTreeMap`s and `Labels` (sorted by name),
-/// which do not; a repeated property sends the document down the slow path.
-pub fn parse<T: Type + DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Error> {
+/// A type with a reader of its own ([`FastBody`]: the telemetry payload) tries it first; it
+/// answers only for a document that conforms. What it declines, and every body of other types,
+/// takes the `Value` path, which names every failing field. Both end the same way for every
+/// input, the same `T` or the same errors (the tests below hold them to it, on generated bodies
+/// too), given that `T` does not care about the order of keys within an object (a `Value`
+/// sorts them): the body types are plain structs, options, vectors and `Labels` (sorted by
+/// name), which do not; a repeated property sends the document down the `Value` path.
+pub fn parse<T: Type + DeserializeOwned + FastBody + 'static>(bytes: &[u8]) -> Result<T, Error> {
     match parse_conforming(bytes)? {
         Some(parsed) => Ok(parsed),
         None => parse_via_value(bytes, &Schema::of::<T>()),
     }
 }
 
-/// The fast paths of [`parse`]: `T` when the document conforms and they can vouch for it,
-/// `None` when the `Value` path must say what is wrong. An empty body is a 400.
-pub fn parse_conforming<T: Type + DeserializeOwned + 'static>(
-    bytes: &[u8],
-) -> Result<Option<T>, Error> {
+/// The fast path of [`parse`]: `T` when its reader vouches for the document, `None` when the
+/// `Value` path must say what is wrong (each decline counted by its reason). An empty body is a
+/// 400.
+pub fn parse_conforming<T: FastBody>(bytes: &[u8]) -> Result<Option<T>, Error> {
     if bytes.is_empty() {
         return Err(Error::MalformedBody(
             "the request body is empty; a JSON object is expected".into(),
         ));
     }
-    // Checking UTF-8 once, up front, spares the parses checking it string by string. The
-    // telemetry payload has a reader of its own, faster still, in front of the typed parse.
-    let text = std::str::from_utf8(bytes).ok();
-    if let Some(parsed) = text.and_then(payload_reader::read_as) {
-        return Ok(Some(parsed));
+    let Some(read) = T::READER else {
+        return Ok(None);
+    };
+    let read = std::str::from_utf8(bytes)
+        .map_err(|_| Declined::Invalid)
+        .and_then(read);
+    match read {
+        Ok(parsed) => Ok(Some(parsed)),
+        Err(why) => {
+            metrics::record_fast_path_declined(why);
+            Ok(None)
+        }
     }
-    Ok(text.and_then(|text| Schema::of::<T>().parse_conforming(text)))
 }
 
 /// The body as a JSON `Value` (400 when it is not JSON).
@@ -194,15 +198,20 @@ mod tests {
     //! same error with the same fields, messages and order.
 
     use nexus_contract::TelemetryPayload;
+    use proptest::prelude::*;
     use serde_json::{Value, json};
 
     use super::*;
     use crate::api::admin::hosts::NewHost;
+    use crate::domain::payload::bodies::{self, awkward_values, pointers};
+    use crate::domain::payload::reader;
 
     const FIXTURE: &str = include_str!("../../benches/fixtures/telemetry-20.json");
 
     /// What `parse` did before it had a fast path.
-    fn value_path<T: Type + DeserializeOwned + 'static>(bytes: &[u8]) -> Result<T, Error> {
+    fn value_path<T: Type + DeserializeOwned + FastBody + 'static>(
+        bytes: &[u8],
+    ) -> Result<T, Error> {
         if bytes.is_empty() {
             return parse(bytes);
         }
@@ -211,7 +220,7 @@ mod tests {
 
     fn assert_same_outcome<T>(bytes: &[u8], case: &str)
     where
-        T: Type + DeserializeOwned + std::fmt::Debug + 'static,
+        T: Type + DeserializeOwned + FastBody + std::fmt::Debug + 'static,
     {
         assert_eq!(
             format!("{:?}", parse::<T>(bytes)),
@@ -221,21 +230,12 @@ mod tests {
         );
     }
 
-    /// As [`assert_same_outcome`], and a body the `Value` path accepts took the fast path.
-    fn assert_same_outcome_fast_when_accepted<T>(bytes: &[u8], case: &str)
-    where
-        T: Type + DeserializeOwned + std::fmt::Debug + 'static,
-    {
-        assert_same_outcome::<T>(bytes, case);
-        if let Ok(through_value) = value_path::<T>(bytes) {
-            // `parse` may have taken the payload reader; the typed parse must agree on its own.
+    /// As [`assert_same_outcome`], and a payload the `Value` path accepts took the reader.
+    fn assert_same_outcome_read_when_accepted(bytes: &[u8], case: &str) {
+        assert_same_outcome::<TelemetryPayload>(bytes, case);
+        if value_path::<TelemetryPayload>(bytes).is_ok() {
             let text = std::str::from_utf8(bytes).unwrap();
-            let scanned = Schema::of::<T>().parse_conforming::<T>(text);
-            assert_eq!(
-                format!("{scanned:?}"),
-                format!("{:?}", Some(through_value)),
-                "{case}: not vouched for"
-            );
+            assert_eq!(reader::read(text).err(), None, "{case}: not read");
         }
     }
 
@@ -262,67 +262,8 @@ mod tests {
         })
     }
 
-    /// JSON pointers to every value inside `value`, itself included.
-    fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
-        match value {
-            Value::Object(map) => {
-                for (key, child) in map {
-                    pointers(child, format!("{at}/{key}"), out);
-                }
-            }
-            Value::Array(items) => {
-                for (index, child) in items.iter().enumerate() {
-                    pointers(child, format!("{at}/{index}"), out);
-                }
-            }
-            _ => {}
-        }
-        out.push(at);
-    }
-
-    /// Values that break some bound, type or rule wherever they are put, and some that do not.
-    fn replacements() -> Vec<Value> {
-        let mut values = vec![
-            json!(null),
-            json!(true),
-            json!(0),
-            json!(-1),
-            json!(-0.5),
-            json!(1.5),
-            json!(100),
-            json!(101),
-            json!(1024),
-            json!(1025),
-            json!(2147483648i64),
-            json!(-9223372036854775808i64),
-            json!(18446744073709551615u64),
-            json!(1e300),
-            json!(""),
-            json!("x"),
-            json!("nul\u{0}inside"),
-            json!("2024-05-01T12:00:00Z"),
-            json!("2024-05-01 12:00:00"),
-            json!("é".repeat(16)),
-            json!("é".repeat(17)),
-            json!([]),
-            json!(["a", 1]),
-            json!({}),
-            json!({"a": "b"}),
-            json!({"k\u{0}": "v"}),
-        ];
-        for length in [32, 33, 64, 65, 80, 81, 128, 129, 255, 256, 1024, 1025] {
-            values.push(json!("a".repeat(length)));
-        }
-        values.push(json!(vec!["p"; 129]));
-        values.push(Value::Object(
-            (0..129).map(|i| (format!("k{i}"), json!("v"))).collect(),
-        ));
-        values
-    }
-
     #[test]
     fn conforming_payloads_take_the_fast_path_and_parse_as_through_a_value() {
-        let schema = Schema::of::<TelemetryPayload>();
         for (case, text) in [
             ("the benchmark fixture", FIXTURE.to_string()),
             ("every field set", full_payload().to_string()),
@@ -336,10 +277,7 @@ mod tests {
                     .into(),
             ),
         ] {
-            assert!(
-                schema.parse_conforming::<TelemetryPayload>(&text).is_some(),
-                "{case}"
-            );
+            assert!(reader::read(&text).is_ok(), "{case}");
             let value: Value = serde_json::from_str(&text).unwrap();
             let through_value: TelemetryPayload = serde_json::from_value(value).unwrap();
             assert_eq!(parse::<TelemetryPayload>(text.as_bytes()).unwrap(), through_value, "{case}");
@@ -352,12 +290,12 @@ mod tests {
         let mut paths = Vec::new();
         pointers(&base, String::new(), &mut paths);
         for path in &paths {
-            for replacement in replacements() {
+            for replacement in awkward_values() {
                 let mut value = base.clone();
                 *value.pointer_mut(path).unwrap() = replacement.clone();
                 let bytes = serde_json::to_vec(&value).unwrap();
                 let case = format!("{path} = {replacement}");
-                assert_same_outcome_fast_when_accepted::<TelemetryPayload>(&bytes, &case);
+                assert_same_outcome_read_when_accepted(&bytes, &case);
             }
         }
     }
@@ -378,7 +316,7 @@ mod tests {
             }
             let bytes = serde_json::to_vec(&value).unwrap();
             let case = format!("without {path}");
-            assert_same_outcome_fast_when_accepted::<TelemetryPayload>(&bytes, &case);
+            assert_same_outcome_read_when_accepted(&bytes, &case);
         }
     }
 
@@ -420,16 +358,42 @@ mod tests {
     }
 
     #[test]
-    fn patterns_and_lengths_of_other_bodies_end_as_through_a_value() {
-        for body in [
-            json!({"name": "web"}),
-            json!({"name": "web", "slug": "web-01"}),
-            json!({"name": "web", "slug": "Web 01"}),
-            json!({"name": "", "slug": "a".repeat(256)}),
-            json!({"name": "web", "labels": {"k": "v".repeat(256)}}),
+    fn other_bodies_take_the_value_path_which_names_every_failing_field() {
+        let long = "a".repeat(256);
+        for (body, failing) in [
+            (json!({"name": "web"}), vec![]),
+            (json!({"name": "web", "slug": "web-01"}), vec![]),
+            (json!({"name": "web", "slug": "Web 01"}), vec!["slug"]),
+            (json!({"name": "", "slug": long}), vec!["name", "slug"]),
+            (
+                json!({"name": "web", "labels": {"k": long}}),
+                vec!["labels.k"],
+            ),
+            (
+                json!({"name": 5, "labels": {"k": 1}}),
+                vec!["name", "labels.k"],
+            ),
         ] {
             let bytes = serde_json::to_vec(&body).unwrap();
-            assert_same_outcome_fast_when_accepted::<NewHost>(&bytes, &body.to_string());
+            let fields = match parse::<NewHost>(&bytes) {
+                Ok(_) => vec![],
+                Err(Error::Validation(errors)) => errors.into_iter().map(|e| e.field).collect(),
+                Err(other) => panic!("{body}: {other:?}"),
+            };
+            assert_eq!(fields, failing, "{body}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn generated_payloads_are_read_by_the_reader_as_through_a_value(body in bodies::valid()) {
+            prop_assert!(value_path::<TelemetryPayload>(&body.bytes).is_ok(), "{body:?}");
+            assert_same_outcome_read_when_accepted(&body.bytes, &format!("{body:?}"));
+        }
+
+        #[test]
+        fn damaged_payloads_end_as_through_a_value(body in bodies::damaged()) {
+            assert_same_outcome::<TelemetryPayload>(&body.bytes, &format!("{body:?}"));
         }
     }
 }

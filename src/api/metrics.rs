@@ -6,6 +6,8 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+use crate::domain::payload::Declined;
+
 /// Latency buckets of the ingest histogram, in seconds.
 const INGEST_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -46,6 +48,11 @@ pub fn record_ingest(duration: Duration, container_rows: i64) {
 /// Containers left out of stored snapshots because they broke the contract.
 pub fn record_dropped_containers(count: usize) {
     counter!("nexus_containers_dropped_total").increment(count as u64);
+}
+
+/// A body the telemetry payload's reader left to the `Value` path, by why.
+pub fn record_fast_path_declined(why: Declined) {
+    counter!("nexus_body_fast_path_declined_total", "reason" => why.label()).increment(1);
 }
 
 /// The exposition text, with the pool's current state.

@@ -62,7 +62,7 @@ impl Problem {
 
 /// A plain-words message for poem-openapi's reason why a path or query parameter did not
 /// parse, which names its internal types (`failed to parse "integer_int64"`) and validators
-/// (`minimum(1, exclusive: false)`); worded as the body checks word theirs (`schema_check`).
+/// (`minimum(1, exclusive: false)`); worded as the body checks word theirs (`payload::check`).
 pub fn human_reason(reason: &str) -> String {
     if reason.ends_with("expects an input value.") {
         return "is required".into();

@@ -10,7 +10,7 @@ use super::operation_errors::{
 };
 use super::telemetry_body::TelemetryBody;
 use super::{ApiTags, AppState, metrics};
-use crate::domain::salvage::DroppedContainer;
+use crate::domain::payload::salvage::DroppedContainer;
 use crate::error::Error;
 use crate::store::ingest::{Outcome, Submission};
 

@@ -1,7 +1,7 @@
 //! `TelemetryBody`: the body of `POST /agent/telemetry`, read as [`ValidJson`] reads any body
 //! (same limits, encodings and statuses), then made a [`Snapshot`] against the server's clock.
 //! Containers that break the contract are left out rather than costing the whole snapshot
-//! ([`crate::domain::salvage`]).
+//! ([`crate::domain::payload::salvage`]).
 
 use chrono::Utc;
 use nexus_contract::TelemetryPayload;
@@ -12,8 +12,8 @@ use poem_openapi::registry::{MetaSchemaRef, Registry};
 
 use super::AppState;
 use super::json_body::{self, BodyLimits, ValidJson};
-use crate::domain::salvage::Accepted;
-use crate::domain::schema_check::Schema;
+use crate::domain::payload::check::Schema;
+use crate::domain::payload::salvage::Accepted;
 use crate::domain::snapshot::{SkewWindow, Snapshot};
 use crate::error::Error;
 
@@ -54,8 +54,8 @@ impl ParsePayload for TelemetryBody {
 
 impl_apirequest_for_payload!(TelemetryBody);
 
-/// The snapshot in `bytes`: the fast paths for a conforming document, else the `Value` path,
-/// which names every failing field or leaves out the failing containers.
+/// The snapshot in `bytes`: the payload's reader for a conforming document, else the `Value`
+/// path, which names every failing field or leaves out the failing containers.
 pub fn accept(
     bytes: &[u8],
     now: chrono::DateTime<Utc>,

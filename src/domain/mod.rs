@@ -3,10 +3,7 @@
 
 pub mod host;
 pub mod liveness;
-pub mod payload_reader;
-pub mod salvage;
-pub mod schema_check;
-mod schema_scan;
+pub mod payload;
 pub mod series;
 pub mod snapshot;
 pub mod token;

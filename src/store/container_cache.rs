@@ -8,6 +8,9 @@
 //! administrator). An entry is recorded with the host row version it is exact for and used only
 //! while the locked row still carries that version; otherwise the container goes the full way
 //! (lookup, compare, upsert) and the entry is refreshed after the commit.
+//!
+//! Its one writer is the ingest, after each commit (`ContainerPlan::remember` in
+//! `src/store/ingest/plan.rs`, where the invariant every entry keeps is stated).
 
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{LazyLock, Mutex};
@@ -18,8 +21,8 @@ use nexus_contract::ContainerPayload;
 const MAX_CONTAINERS: usize = 200_000;
 
 /// A container's description (everything of it stored in `containers`), hashed with a key
-/// random per process, so agents cannot aim for collisions. foldhash's quality hasher: std's
-/// SipHash took 12% of the server's CPU here (perf, C=20).
+/// random per process, so agents cannot aim for collisions. foldhash's quality hasher, not
+/// std's SipHash, for speed (BENCHMARKS.md, commit 74752f0).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint(u64);
 
@@ -89,7 +92,7 @@ pub struct HostUpdate {
 impl ContainerCache {
     /// The id of each of `containers` of `host_id` whose stored description is known to equal
     /// the given fingerprint while the host row is at `version`; `None` where it is not known.
-    pub fn lookup<'a>(
+    pub(in crate::store) fn lookup<'a>(
         &self,
         host_id: i64,
         version: i64,
@@ -110,8 +113,9 @@ impl ContainerCache {
             .collect()
     }
 
-    /// Records what a committed transaction wrote.
-    pub fn update(&self, update: HostUpdate) {
+    /// Records what a committed transaction wrote; called by the ingest alone, after its
+    /// commit.
+    pub(in crate::store) fn update(&self, update: HostUpdate) {
         let mut state = self.state.lock().expect("container cache");
         let state = &mut *state;
         let entry = state.hosts.entry(update.host_id).or_insert(HostEntry {

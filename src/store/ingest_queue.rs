@@ -31,11 +31,9 @@ pub const QUEUED_METRIC: &str = "nexus_ingest_queued_snapshots";
 
 /// A writer that finds fewer snapshots than this waiting while another writer is busy waits for
 /// that one to finish, taking what arrives meanwhile, rather than start a small transaction
-/// beside it: at moderate load one transaction at a time, each larger, costs PostgreSQL a third
-/// less per snapshot (BENCHMARKS.md). Under heavy load the queue is deeper and writers overlap.
-/// With 96 bodies in flight, 24 measured best: ratio to bulk COPY 0.52 against 0.49 at 8 (8 and
-/// 6 runs, 5 of 6 pairs), 16 and 32 in between; with 64 in flight larger thresholds had only
-/// left the machine idler.
+/// beside it: at moderate load one transaction at a time, each larger, costs PostgreSQL less per
+/// snapshot. Under heavy load the queue is deeper and writers overlap. 24 measured best of 8, 16,
+/// 24 and 32 (BENCHMARKS.md, commits 797615f and f81acbf).
 const OVERLAP_FROM: usize = 24;
 /// The longest a writer waits so: about one batch's write at moderate load, so a writer held
 /// up (on a row lock, say) delays the others by no more than that.

@@ -1,6 +1,7 @@
 //! PostgreSQL/TimescaleDB access: the pool, migrations, and one module of queries per table group.
-//! SQL lives in `sql/` (migrations) and `src/store/queries/` (statements), prepared once per
-//! connection with `prepare_cached`.
+//! Migrations are files in `sql/`; statements are inline, beside the code that runs them (the
+//! long ingest statements in `ingest/statements.rs`), prepared once per connection with
+//! `prepare_cached`.
 
 pub mod admin_tokens;
 pub mod agent_cache;

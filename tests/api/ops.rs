@@ -183,3 +183,56 @@ async fn logs_name_each_request_but_never_the_token() {
         "headers are not logged"
     );
 }
+
+#[tokio::test]
+async fn bodies_the_fast_path_declines_are_counted_by_reason_and_escaped_strings_are_not() {
+    let app = TestApp::spawn().await;
+    let (_, token) = app.host_with_token("web-01").await;
+    let body = |seconds_ago: i64| {
+        let value = payload(&at(Duration::seconds(-seconds_ago)), &[("a1", "running")]);
+        serde_json::to_string(&value).unwrap()
+    };
+    let post = |text: String| {
+        app.http
+            .post(app.telemetry_url())
+            .bearer_auth(&token)
+            .header("Content-Type", "application/json")
+            .body(text)
+            .send()
+    };
+    let declined = || async {
+        let metrics = app.get_text("/metrics").await;
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("nexus_body_fast_path_declined_total"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+
+    // As PHP's json_encode writes it: `/` and non-ASCII characters escaped.
+    let php = body(30)
+        .replace('/', "\\/")
+        .replace("Debian", "D\\u00e9bian");
+    assert_eq!(post(php).await.unwrap().status(), 204);
+    assert_eq!(declined().await, Vec::<String>::new(), "escapes are read");
+
+    // A property given twice may conform (the last one counts) but is left to the Value path.
+    let twice = body(20).replacen(
+        '{',
+        &format!(r#"{{"recorded_at":"{}","#, at(Duration::zero())),
+        1,
+    );
+    assert_eq!(post(twice).await.unwrap().status(), 204);
+    let invalid = body(10).replace(r#""cpu_percent":12.5"#, r#""cpu_percent":101"#);
+    assert_eq!(post(invalid).await.unwrap().status(), 422);
+
+    let mut lines = declined().await;
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            r#"nexus_body_fast_path_declined_total{reason="form"} 1"#,
+            r#"nexus_body_fast_path_declined_total{reason="invalid"} 1"#,
+        ]
+    );
+}

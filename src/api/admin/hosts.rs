@@ -16,6 +16,7 @@ use crate::api::operation_errors::{
 };
 use crate::api::{ApiTags, AppState};
 use crate::domain::host::{Cursor, HostStatus, Labels, label_filter, search_text};
+use crate::domain::payload::FastBody;
 use crate::error::Error;
 use crate::store::hosts::{Host, HostFilter, slugify};
 
@@ -36,6 +37,9 @@ pub struct NewHost {
     #[oai(validator(max_properties = 64, max_length = 255))]
     pub labels: Option<Labels>,
 }
+
+/// Small and rare: the `Value` path alone.
+impl FastBody for NewHost {}
 
 impl poem_openapi::types::Example for NewHost {
     fn example() -> Self {
@@ -58,6 +62,8 @@ pub struct HostUpdate {
     #[oai(validator(max_properties = 64, max_length = 255))]
     pub labels: Option<Labels>,
 }
+
+impl FastBody for HostUpdate {}
 
 /// One page of hosts, ordered by id.
 #[derive(Debug, Clone, Object, serde::Serialize)]

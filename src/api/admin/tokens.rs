@@ -20,6 +20,7 @@ use crate::api::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};
+use crate::domain::payload::FastBody;
 use crate::store::tokens::{AgentTokenInfo, IssuedToken};
 
 pub struct TokensApi;
@@ -37,6 +38,9 @@ pub struct NewAgentToken {
     #[serde(default)]
     pub bind_fingerprint: bool,
 }
+
+/// Small and rare: the `Value` path alone.
+impl FastBody for NewAgentToken {}
 
 /// A token just issued: the plaintext `token`, shown this once (only its SHA-256 is stored),
 /// beside its metadata. Also the JSON of `nexus-telemetry token issue|rotate --json`.

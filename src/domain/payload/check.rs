@@ -8,11 +8,11 @@
 //! (`regex` syntax, anchored by the pattern itself). Unknown properties are ignored; `null` stands for
 //! an absent optional field.
 //!
-//! Building a `Value` costs more than the typed parse itself, so a conforming document is
-//! normally parsed by [`Schema::parse_conforming`] (a typed parse that checks each value against
-//! the compiled schema as it reads it, in `schema_scan`), and [`Schema::check`] runs only to
-//! name what is wrong. Both apply
-//! the same leaf rules (`TextRules`, `string_problem`, `check_range`).
+//! Building a `Value` costs more than the typed parse itself, so the telemetry payload is
+//! normally read by its [`reader`](super::reader), and [`Schema::check`] runs for the bodies it
+//! declines and for the admin API's small, rare bodies. The reader checks against the same
+//! schema compiled (`Schema::compiled`) by the same leaf rules (`TextRules`, `string_problem`,
+//! `check_range`).
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -21,18 +21,17 @@ use std::sync::{Arc, OnceLock, RwLock};
 use chrono::DateTime;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
-use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use super::FieldError;
-use super::schema_scan::Compiled;
+use super::schema::Compiled;
+use crate::domain::FieldError;
 
 /// The schema of one type, with the registry its references resolve in.
 pub struct Schema {
     registry: Registry,
     root: MetaSchemaRef,
-    /// The same schema compiled for [`Schema::parse_conforming`]; `None` when it cannot be.
-    scan: Option<Compiled>,
+    /// The same schema compiled for the reader; `None` when it cannot be.
+    compiled: Option<Compiled>,
 }
 
 impl Schema {
@@ -47,11 +46,11 @@ impl Schema {
         let mut registry = Registry::new();
         T::register(&mut registry);
         let root = T::schema_ref();
-        let scan = Compiled::new(&registry, &root);
+        let compiled = Compiled::new(&registry, &root);
         let schema = Arc::new(Schema {
             registry,
             root,
-            scan,
+            compiled,
         });
         cache
             .write()
@@ -61,17 +60,9 @@ impl Schema {
             .clone()
     }
 
-    /// `text` parsed as `T` when it is one JSON document that [`check`](Self::check) would
-    /// pass, found in one typed parse that checks each value as it is read, without building a
-    /// `Value`. `None` when the document breaks the schema, is not JSON or not a `T`, or when
-    /// this check cannot tell; then parse a `Value` and `check` it to learn what is wrong.
-    pub fn parse_conforming<T: DeserializeOwned>(&self, text: &str) -> Option<T> {
-        self.scan.as_ref()?.parse(text)
-    }
-
     /// The compiled schema, for a reader that walks documents of this type by hand.
     pub(super) fn compiled(&self) -> Option<&Compiled> {
-        self.scan.as_ref()
+        self.compiled.as_ref()
     }
 
     /// Every way `value` breaks the schema; empty when it conforms.

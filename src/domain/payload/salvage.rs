@@ -12,9 +12,9 @@ use chrono::{DateTime, FixedOffset, Utc};
 use nexus_contract::TelemetryPayload;
 use serde_json::Value;
 
-use super::FieldError;
-use super::schema_check::Schema;
-use super::snapshot::{SkewWindow, Snapshot, rule_errors};
+use super::check::Schema;
+use crate::domain::FieldError;
+use crate::domain::snapshot::{SkewWindow, Snapshot, rule_errors};
 
 /// A snapshot to store, and the containers of the document left out of it.
 #[derive(Debug)]

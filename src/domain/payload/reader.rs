@@ -1,21 +1,22 @@
 //! A hand-written reader for the telemetry payload: the one body the server parses thousands of
-//! times a second, and the largest part of its CPU per snapshot (perf, BENCHMARKS.md).
+//! times a second, and the largest part of its CPU per snapshot (numbers: BENCHMARKS.md, "Body
+//! parse paths (issue 20)").
 //!
-//! It stands in front of [`schema_scan`](super::schema_scan)'s typed parse with the same
-//! promise: `Some` only for a document that conforms, checked against the same compiled nodes by
-//! the same leaf rules (`Compiled::accepts_text` and its siblings), and then exactly the
-//! `TelemetryPayload` the typed parse would build; `None` whenever it cannot tell, and the caller
-//! takes the serde paths, which word any error. What it saves is serde's visitor calls per value
-//! and a second copy of each string.
+//! It reads the text once, checking each value against the schema's compiled nodes
+//! ([`schema`](super::schema)) by the same leaf rules the `Value` path's check applies, so the
+//! bounds written in `oai(validator(...))` are the only ones. It answers `Ok` only for a
+//! document that conforms, and then with exactly the `TelemetryPayload` the `Value` path would
+//! build; otherwise it declines ([`Declined`]) and the caller takes the `Value` path, which
+//! words every error. What it saves is the `Value` tree, serde's visitor calls per value and a
+//! second copy of each string.
 //!
-//! It says no (where the typed parse might say yes) to: an escape (`\`) in any string, skipped
-//! ones included; a known property twice; a timestamp not written
-//! `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` with at most 9 fraction digits and no leap
-//! second; where an integer is due, one with a sign, a fraction, an exponent or more than 18
-//! digits; skipped values nested deeper than [`MAX_DEPTH`]. Agents write none of these in
-//! practice.
+//! Strings with escapes are decoded here (all of JSON's, surrogate pairs included; a lone
+//! surrogate is not JSON, as serde_json says). It declines, though the document may conform
+//! ([`Declined::Form`]): a known property given twice; a timestamp not written
+//! `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` with at most 9 fraction digits and no leap second;
+//! skipped values nested deeper than [`MAX_DEPTH`]. Agents write none of these in practice.
 
-use std::any::Any;
+use std::borrow::Cow;
 use std::ops::Range;
 use std::sync::{Arc, LazyLock};
 
@@ -25,8 +26,9 @@ use nexus_contract::{
     TelemetryPayload,
 };
 
-use super::schema_check::Schema;
-use super::schema_scan::{Compiled, NodeId};
+use super::Declined;
+use super::check::Schema;
+use super::schema::{Compiled, NodeId};
 
 /// Nesting allowed in values the payload does not name (serde_json refuses beyond 128).
 const MAX_DEPTH: usize = 64;
@@ -74,27 +76,25 @@ const CONTAINER_METRICS: [&str; 7] = [
     "block_write_bytes",
 ];
 
-/// `text` as a payload, when this reader can vouch for it (see the module's documentation).
-pub fn read(text: &str) -> Option<TelemetryPayload> {
+/// `text` as a payload when it conforms, or why this reader leaves it to the `Value` path.
+pub fn read(text: &str) -> Result<TelemetryPayload, Declined> {
     static READER: LazyLock<Option<Reader>> = LazyLock::new(Reader::new);
-    let reader = READER.as_ref()?;
+    let reader = READER.as_ref().ok_or(Declined::Schema)?;
     let mut cursor = Cursor {
         text,
         at: 0,
         pairs: Vec::new(),
+        declined: Declined::Invalid,
     };
-    let payload = reader.payload(&mut cursor)?;
+    let Some(payload) = reader.payload(&mut cursor) else {
+        return Err(cursor.declined);
+    };
     cursor.skip_space();
-    (cursor.at == text.len()).then_some(payload)
-}
-
-/// [`read`] when `T` is the payload; `None` for any other type.
-pub fn read_as<T: Any>(text: &str) -> Option<T> {
-    let mut slot: Option<T> = None;
-    if let Some(payload) = (&mut slot as &mut dyn Any).downcast_mut::<Option<TelemetryPayload>>() {
-        *payload = read(text);
+    if cursor.at == text.len() {
+        Ok(payload)
+    } else {
+        Err(Declined::Invalid)
     }
-    slot
 }
 
 /// An object of the contract: its node, and its properties' nodes in the reader's order.
@@ -302,7 +302,7 @@ impl Reader {
     fn ports(&self, c: &mut Cursor, node: NodeId) -> Option<Vec<String>> {
         let mut ports = Vec::new();
         let count = c.items(|c| {
-            ports.push(self.text(c, self.port)?.to_owned());
+            ports.push(self.text(c, self.port)?.into_owned());
             Some(())
         })?;
         self.compiled().accepts_count(node, count).then_some(ports)
@@ -312,7 +312,7 @@ impl Reader {
         let mut pairs = std::mem::take(&mut c.pairs);
         pairs.clear();
         let count = c.entries(|c, name| {
-            if !Compiled::accepts_key(name, self.label_key_max_length) {
+            if !Compiled::accepts_key(&name, self.label_key_max_length) {
                 return None;
             }
             pairs.push((name, self.text(c, self.label_value)?));
@@ -355,33 +355,36 @@ impl Reader {
         mut value: impl FnMut(&mut Cursor, usize, NodeId) -> Option<()>,
     ) -> Option<()> {
         let mut seen = 0u64;
-        let count = c.entries(|c, key| match names.iter().position(|name| *name == key) {
-            Some(field) if seen & 1 << field == 0 => {
-                seen |= 1 << field;
-                value(c, field, object.fields[field])
-            }
-            Some(_) => None, // a known property twice
-            None => c.skip_value(0),
-        })?;
+        let count = c.entries(
+            |c, key| match names.iter().position(|name| *name == &*key) {
+                Some(field) if seen & 1 << field == 0 => {
+                    seen |= 1 << field;
+                    value(c, field, object.fields[field])
+                }
+                // A `Value` keeps the last of the two; serde's derive refuses the second.
+                Some(_) => c.decline(Declined::Form),
+                None => c.skip_value(0),
+            },
+        )?;
         self.compiled()
             .accepts_count(object.node, count)
             .then_some(())
     }
 
-    fn text<'t>(&self, c: &mut Cursor<'t>, node: NodeId) -> Option<&'t str> {
+    fn text<'t>(&self, c: &mut Cursor<'t>, node: NodeId) -> Option<Cow<'t, str>> {
         let text = c.string()?;
         self.compiled()
-            .accepts_text(node, text, false)
+            .accepts_text(node, &text, was_escaped(&text))
             .then_some(text)
     }
 
     fn string(&self, c: &mut Cursor, node: NodeId) -> Option<Option<String>> {
-        nullable(c, |c| self.text(c, node).map(str::to_owned))
+        nullable(c, |c| self.text(c, node).map(Cow::into_owned))
     }
 
     fn integer(&self, c: &mut Cursor, node: NodeId) -> Option<Option<i64>> {
         nullable(c, |c| {
-            let n = plain_integer(c.number()?)?;
+            let n = integer(c.number()?)?;
             self.compiled().accepts_integer(node, n).then_some(n)
         })
     }
@@ -391,7 +394,7 @@ impl Reader {
     fn float(&self, c: &mut Cursor, node: NodeId) -> Option<Option<f64>> {
         nullable(c, |c| {
             let literal = c.number()?;
-            match plain_integer(literal) {
+            match integer(literal) {
                 Some(n) => self.compiled().accepts_integer(node, n).then_some(n as f64),
                 None => {
                     let n = serde_json::from_str::<f64>(literal).ok()?;
@@ -404,8 +407,17 @@ impl Reader {
     fn timestamp(&self, c: &mut Cursor, node: NodeId) -> Option<Option<DateTime<FixedOffset>>> {
         nullable(c, |c| {
             let text = c.string()?;
-            let at = rfc3339(text)?;
-            self.compiled().accepts_text(node, text, true).then_some(at)
+            let Some(at) = rfc3339(&text) else {
+                let conforms = DateTime::parse_from_rfc3339(&text).is_ok();
+                return c.decline(if conforms {
+                    Declined::Form
+                } else {
+                    Declined::Invalid
+                });
+            };
+            self.compiled()
+                .accepts_timestamp(node, &text, was_escaped(&text))
+                .then_some(at)
         })
     }
 }
@@ -422,16 +434,33 @@ fn nullable<'t, T>(
     }
 }
 
-/// A number literal of digits only, at most 18 (so it fits an `i64`).
-fn plain_integer(literal: &str) -> Option<i64> {
-    if literal.len() > 18 {
+/// Whether a string was decoded from escapes rather than sliced from the text: only then can
+/// it hold a NUL (`\u0000`), as JSON has no raw control characters in strings.
+#[expect(clippy::ptr_arg, reason = "borrowed or owned is what it asks")]
+fn was_escaped(text: &Cow<str>) -> bool {
+    matches!(text, Cow::Owned(_))
+}
+
+/// A number literal (already checked against JSON's grammar) as serde_json reads it into an
+/// `i64`; `None` for a fraction, an exponent, `-0` (floats to serde_json) or beyond `i64`.
+fn integer(literal: &str) -> Option<i64> {
+    let bytes = literal.as_bytes();
+    // Up to 18 digits always fit: the common case, without the standard parse's checks.
+    if bytes.len() <= 18
+        && let Some(n) = bytes.iter().try_fold(0i64, |n, &digit| {
+            digit
+                .is_ascii_digit()
+                .then(|| n * 10 + i64::from(digit - b'0'))
+        })
+    {
+        return Some(n);
+    }
+    // A sign, or 19 digits and more. Besides digits, only a fraction or an exponent can follow.
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    if digits == b"0" || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    literal.bytes().try_fold(0i64, |n, digit| {
-        digit
-            .is_ascii_digit()
-            .then(|| n * 10 + i64::from(digit - b'0'))
-    })
+    literal.parse().ok()
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)`, the form agents write, as chrono reads it.
@@ -509,14 +538,53 @@ fn special_byte(bytes: &[u8]) -> Option<usize> {
         .map(|i| offset + i)
 }
 
-/// A position in the text, and a scratch list of label pairs reused across containers.
+/// The character of a `\u` escape whose four hex digits start at `at`, and where the escape
+/// ends: a surrogate pair is one character; a surrogate without its other half is not JSON.
+fn unicode_escape(bytes: &[u8], at: usize) -> Option<(char, usize)> {
+    let unit = hex4(bytes, at)?;
+    match unit {
+        0xD800..=0xDBFF => {
+            if bytes.get(at + 4..at + 6)? != b"\\u" {
+                return None;
+            }
+            let low = hex4(bytes, at + 6)?;
+            if !(0xDC00..=0xDFFF).contains(&low) {
+                return None;
+            }
+            let code = 0x10000 + ((u32::from(unit) - 0xD800) << 10) + (u32::from(low) - 0xDC00);
+            Some((char::from_u32(code)?, at + 10))
+        }
+        0xDC00..=0xDFFF => None,
+        _ => Some((char::from_u32(u32::from(unit))?, at + 4)),
+    }
+}
+
+/// Four hex digits (either case) at `at`.
+fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
+    bytes.get(at..at + 4)?.iter().try_fold(0u16, |n, &digit| {
+        let value = char::from(digit).to_digit(16)?;
+        Some(n << 4 | value as u16)
+    })
+}
+
+/// A position in the text, a scratch list of label pairs reused across containers, and why the
+/// read stopped when it stops.
 struct Cursor<'t> {
     text: &'t str,
     at: usize,
-    pairs: Vec<(&'t str, &'t str)>,
+    pairs: Vec<(Cow<'t, str>, Cow<'t, str>)>,
+    /// `Invalid` unless a form the reader does not read stopped it ([`Cursor::decline`]).
+    declined: Declined,
 }
 
 impl<'t> Cursor<'t> {
+    /// Stops the read, saying why: for a form that may conform, which `None` alone would count
+    /// as invalid.
+    fn decline<T>(&mut self, why: Declined) -> Option<T> {
+        self.declined = why;
+        None
+    }
+
     fn skip_space(&mut self) {
         let bytes = self.text.as_bytes();
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = bytes.get(self.at) {
@@ -540,17 +608,56 @@ impl<'t> Cursor<'t> {
             .then(|| self.at += word.len())
     }
 
-    /// A string without escapes or control characters, as a slice of the text.
-    fn string(&mut self) -> Option<&'t str> {
+    /// A string: a slice of the text when it has no escapes, else decoded.
+    fn string(&mut self) -> Option<Cow<'t, str>> {
         self.eat(b'"')?;
         let start = self.at;
-        let rest = &self.text.as_bytes()[start..];
-        let len = special_byte(rest)?;
-        if rest[len] != b'"' {
-            return None; // an escape, a control character
+        let bytes = self.text.as_bytes();
+        let end = start + special_byte(&bytes[start..])?;
+        match bytes[end] {
+            b'"' => {
+                self.at = end + 1;
+                Some(Cow::Borrowed(&self.text[start..end]))
+            }
+            b'\\' => self.escaped(start, end).map(Cow::Owned),
+            _ => None, // a raw control character
         }
-        self.at = start + len + 1;
-        Some(&self.text[start..start + len])
+    }
+
+    /// The rest of a string that holds an escape: `start` is where its text starts, `at` where
+    /// its first backslash is. Refuses what serde_json refuses: an unknown escape, a lone
+    /// surrogate, a raw control character.
+    fn escaped(&mut self, start: usize, mut at: usize) -> Option<String> {
+        let bytes = self.text.as_bytes();
+        let mut decoded = String::with_capacity(at - start + 16);
+        decoded.push_str(&self.text[start..at]);
+        loop {
+            // `at` is a backslash.
+            let (ch, next) = match *bytes.get(at + 1)? {
+                b'"' => ('"', at + 2),
+                b'\\' => ('\\', at + 2),
+                b'/' => ('/', at + 2),
+                b'b' => ('\u{8}', at + 2),
+                b'f' => ('\u{c}', at + 2),
+                b'n' => ('\n', at + 2),
+                b'r' => ('\r', at + 2),
+                b't' => ('\t', at + 2),
+                b'u' => unicode_escape(bytes, at + 2)?,
+                _ => return None,
+            };
+            decoded.push(ch);
+            // Backslashes and quotes are ASCII, so these are character boundaries.
+            let end = next + special_byte(bytes.get(next..)?)?;
+            decoded.push_str(&self.text[next..end]);
+            match bytes[end] {
+                b'"' => {
+                    self.at = end + 1;
+                    return Some(decoded);
+                }
+                b'\\' => at = end,
+                _ => return None,
+            }
+        }
     }
 
     /// A number's literal, checked against JSON's grammar.
@@ -590,7 +697,7 @@ impl<'t> Cursor<'t> {
     /// number of entries, a repeated key counted each time.
     fn entries(
         &mut self,
-        mut entry: impl FnMut(&mut Self, &'t str) -> Option<()>,
+        mut entry: impl FnMut(&mut Self, Cow<'t, str>) -> Option<()>,
     ) -> Option<usize> {
         self.eat(b'{')?;
         if self.eat(b'}').is_some() {
@@ -629,7 +736,7 @@ impl<'t> Cursor<'t> {
     /// Any JSON value, read and dropped.
     fn skip_value(&mut self, depth: usize) -> Option<()> {
         if depth > MAX_DEPTH {
-            return None;
+            return self.decline(Declined::Form);
         }
         match self.peek()? {
             b'"' => self.string().map(drop),
@@ -638,27 +745,40 @@ impl<'t> Cursor<'t> {
             b't' => self.literal("true"),
             b'f' => self.literal("false"),
             b'n' => self.literal("null"),
-            _ => self.number().map(drop),
+            _ => {
+                // A `Value` holds every number: one beyond `f64` is not JSON to serde_json.
+                let literal = self.number()?;
+                if integer(literal).is_none() {
+                    serde_json::from_str::<f64>(literal).ok()?;
+                }
+                Some(())
+            }
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
-    //! The reader must never accept what the serde paths refuse, nor read a value differently;
-    //! `api::json_body`'s tests hold `parse` (reader first) to the `Value` path field by field.
-    //! These add the reader's own forms (timestamps, numbers, strings) and check that it
-    //! vouches for the documents agents send, so it is not silently always `None`.
+    //! The reader must never accept what the `Value` path refuses, nor read a value
+    //! differently; `api::json_body`'s tests hold `parse` (reader first) to the `Value` path
+    //! field by field, on generated bodies too. These add the reader's own forms (timestamps,
+    //! numbers, escapes) and check that it reads the documents clients send, so it does not
+    //! silently decline everything.
 
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
 
-    const FIXTURE: &str = include_str!("../../benches/fixtures/telemetry-20.json");
+    const FIXTURE: &str = include_str!("../../../benches/fixtures/telemetry-20.json");
 
-    /// The typed parse the reader stands in front of, with the schema's check.
-    fn through_serde(text: &str) -> Option<TelemetryPayload> {
-        Schema::of::<TelemetryPayload>().parse_conforming(text)
+    /// The `Value` path the reader stands in front of: the schema's check on a `Value`, then a
+    /// typed parse of the `Value`.
+    fn through_value(text: &str) -> Option<TelemetryPayload> {
+        let value: Value = serde_json::from_str(text).ok()?;
+        if !Schema::of::<TelemetryPayload>().check(&value).is_empty() {
+            return None;
+        }
+        serde_json::from_value(value).ok()
     }
 
     /// Same payload, offsets of timestamps included (`DateTime`'s `==` compares instants only).
@@ -666,13 +786,13 @@ mod tests {
         a == b && serde_json::to_string(a).unwrap() == serde_json::to_string(b).unwrap()
     }
 
-    /// The reader reads `text` as serde does, or leaves it to serde.
+    /// The reader reads `text` as the `Value` path does, or leaves it to that path.
     fn assert_agrees(text: &str) {
-        if let Some(read) = read(text) {
-            let parsed = through_serde(text);
+        if let Ok(read) = read(text) {
+            let parsed = through_value(text);
             assert!(
                 parsed.as_ref().is_some_and(|parsed| same(&read, parsed)),
-                "the reader read {read:?}, serde {parsed:?}: {text}"
+                "the reader read {read:?}, the Value path {parsed:?}: {text}"
             );
         }
     }
@@ -682,7 +802,7 @@ mod tests {
     }
 
     #[test]
-    fn agents_documents_are_read_as_serde_reads_them() {
+    fn agents_documents_are_read_as_the_value_path_reads_them() {
         let minimal = r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{}}}"#;
         let nulls = r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{"cpu_percent":null},"facts":null},"containers":[{"container_id":"a","name":"","image":"i","image_tag":null,"ports":null,"labels":null,"metrics":null,"started_at":null}]}"#;
         let unknown = r#" {"v":2,"recorded_at":"2024-05-01T12:00:00+02:00","host":{"metrics":{"gpu":[1.5e3,{"a":[true,false,null]}]}},"containers":[]} "#;
@@ -695,8 +815,8 @@ mod tests {
         })
         .to_string();
         for text in [FIXTURE, minimal, nulls, unknown, &at_bounds] {
-            let read = read(text).unwrap_or_else(|| panic!("not read: {text}"));
-            assert!(same(&read, &through_serde(text).unwrap()), "{text}");
+            let read = read(text).unwrap_or_else(|why| panic!("not read ({why:?}): {text}"));
+            assert!(same(&read, &through_value(text).unwrap()), "{text}");
         }
     }
 
@@ -713,7 +833,7 @@ mod tests {
         ];
         for at in read_here {
             let text = with_recorded_at(at);
-            assert!(read(&text).is_some(), "{at}");
+            assert!(read(&text).is_ok(), "{at}");
             assert_agrees(&text);
         }
         let refused_or_left = [
@@ -736,7 +856,7 @@ mod tests {
         ];
         for at in refused_or_left {
             let text = with_recorded_at(at);
-            assert!(read(&text).is_none(), "{at}");
+            assert!(read(&text).is_err(), "{at}");
         }
     }
 
@@ -789,18 +909,113 @@ mod tests {
         }
         // Floats serde_json rounds its own way still come out bit for bit the same.
         let text = r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{"cpu_percent":2.2250738585072011e-308,"load_average":0.30000000000000004441}}}"#;
-        assert!(same(&read(text).unwrap(), &through_serde(text).unwrap()));
+        assert!(same(&read(text).unwrap(), &through_value(text).unwrap()));
+    }
+
+    /// The minimal payload with `facts.os` and a label written as given (raw JSON string text).
+    fn with_strings(os: &str, label: &str) -> String {
+        format!(
+            r#"{{"recorded_at":"2024-05-01T12:00:00Z","host":{{"metrics":{{}},"facts":{{"os":{os}}}}},"containers":[{{"container_id":"a","name":"n","image":"i","labels":{{{label}:{label}}}}}]}}"#
+        )
     }
 
     #[test]
-    fn strings_with_escapes_or_raw_control_characters_are_left_to_serde() {
-        for text in [
-            r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{},"facts":{"os":"a\"b"}}}"#,
-            r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{}},"x":"\u0041"}"#,
-            "{\"recorded_at\":\"2024-05-01T12:00:00Z\",\"host\":{\"metrics\":{},\"facts\":{\"os\":\"a\tb\"}}}",
+    fn escaped_strings_are_decoded_as_serde_json_decodes_them() {
+        for string in [
+            r#""a\"b""#,
+            r#""\/usr\/bin\/""#,
+            r#""D\u00e9bian \u00C9""#,
+            r#""\ud83d\ude00 \uD834\uDD1E \udbff\udfff""#,
+            r#""\b\f\n\r\t\\\/\"""#,
+            r#""\u0041\u007f\u2028\uffff""#,
+            r#""plain then \u00e9 then plain""#,
         ] {
-            assert!(read(text).is_none(), "{text}");
+            let text = with_strings(string, string);
+            let read = read(&text).unwrap_or_else(|why| panic!("not read ({why:?}): {text}"));
+            assert!(same(&read, &through_value(&text).unwrap()), "{text}");
         }
+        let escaped_keys = r#"{"recorded\u005fat":"2024-05-01T12:00:00Z","h\u006fst":{"metrics":{"cpu\u005Fpercent":1}},"x\ud83d\ude00":"\/"}"#;
+        let read = read(escaped_keys).unwrap();
+        assert!(same(&read, &through_value(escaped_keys).unwrap()));
+        assert_eq!(read.host.metrics.cpu_percent, Some(1.0));
+    }
+
+    #[test]
+    fn lone_surrogates_broken_escapes_and_raw_control_characters_are_left_to_the_value_path() {
+        for string in [
+            r#""\ud800""#,
+            r#""\udc00""#,
+            r#""\ud800\u0041""#,
+            r#""\ud800x""#,
+            r#""\ud800\""#,
+            r#""\ud800\ud800""#,
+            r#""\x""#,
+            r#""\u12""#,
+            r#""\u12G4""#,
+            r#""\U0041""#,
+            "\"raw\ttab\"",
+            "\"raw\u{1f}\"",
+            r#""unterminated\"#,
+        ] {
+            // Where the value is read, where it is skipped (an unknown field), and as a key.
+            for text in [
+                with_strings(string, r#""k""#),
+                with_strings(r#""os""#, string),
+                format!(
+                    r#"{{"recorded_at":"2024-05-01T12:00:00Z","host":{{"metrics":{{}}}},"x":[{string}]}}"#
+                ),
+            ] {
+                assert_eq!(read(&text).err(), Some(Declined::Invalid), "{text}");
+                assert!(through_value(&text).is_none(), "{text}");
+            }
+        }
+        // A NUL can only be written escaped, and breaks the contract where the value is read.
+        let nul = r#""a\u0000b""#;
+        for text in [with_strings(nul, r#""k""#), with_strings(r#""os""#, nul)] {
+            assert_eq!(read(&text).err(), Some(Declined::Invalid), "{text}");
+            assert!(through_value(&text).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_decline_says_whether_the_document_may_yet_conform() {
+        let deep = format!(
+            r#"{{"recorded_at":"2024-05-01T12:00:00Z","host":{{"metrics":{{}}}},"x":{}{}}}"#,
+            "[".repeat(70),
+            "]".repeat(70)
+        );
+        let twice =
+            r#"{"recorded_at":"2024-05-01T12:00:00Z","host":{"metrics":{}},"host":{"metrics":{}}}"#;
+        for (text, why) in [
+            (twice.to_string(), Declined::Form),
+            (with_recorded_at("2024-05-01T23:59:60Z"), Declined::Form),
+            (deep, Declined::Form),
+            (with_recorded_at("yesterday"), Declined::Invalid),
+            (with_recorded_at("2024-02-30T12:00:00Z"), Declined::Invalid),
+            (MINIMAL_WITHOUT_HOST.to_string(), Declined::Invalid),
+            ("{".to_string(), Declined::Invalid),
+            (format!("{FIXTURE} {{}}"), Declined::Invalid),
+            (with_unknown("-1e400"), Declined::Invalid),
+            (with_unknown(&"9".repeat(400)), Declined::Invalid),
+        ] {
+            assert_eq!(read(&text).err(), Some(why), "{text}");
+        }
+        // A form the reader leaves may conform: the `Value` path takes these two.
+        assert!(through_value(twice).is_some());
+        assert!(through_value(&with_recorded_at("2024-05-01T23:59:60Z")).is_some());
+    }
+
+    /// The minimal payload with an unknown field of this JSON text.
+    fn with_unknown(json: &str) -> String {
+        format!(
+            r#"{{"recorded_at":"2024-05-01T12:00:00Z","host":{{"metrics":{{}}}},"x":[{json}]}}"#
+        )
+    }
+
+    const MINIMAL_WITHOUT_HOST: &str = r#"{"recorded_at":"2024-05-01T12:00:00Z"}"#;
+
+    #[test]
+    fn special_bytes_are_found_eight_at_a_time_and_in_the_tail() {
         for (at, byte) in [(7usize, b'"'), (8, b'\\'), (9, 0x1f), (15, b'"'), (3, 0x7f)] {
             let mut bytes = vec![b'a'; 20];
             bytes[at] = byte;

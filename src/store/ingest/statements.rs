@@ -1,0 +1,175 @@
+//! The ingest statements, templates whose column and parameter lists [`expand`](super::columns::expand)
+//! fills in from the column declarations (`{columns}`, `{arrays}`). SQL lives inline, beside the
+//! code that runs it; these are long enough to get a file of their own.
+
+/// `ingest_hosts`.
+pub(super) const INGEST_HOSTS_SQL: &str = r#"
+-- First statement of an ingest batch: per snapshot, re-check and stamp its token, then write
+-- its host's facts and status, the status-change event and the host metric row. A snapshot
+-- whose host row already exists (a retried post) is stored already: the statements that
+-- follow skip it (first write wins). The server first runs this statement without the
+-- ON CONFLICT clause below (`MetricRows` in src/store/ingest/transaction.rs): a retried post
+-- then fails the batch with a unique violation, and the batch runs again with the clause.
+-- Host rows are locked in id order, so concurrent batches cannot deadlock on them, and held
+-- until the transaction ends: that serialises the writes of one host, so the containers
+-- statement that follows sees every earlier snapshot of the host. The stamped token rows stay
+-- locked too, so a revocation waits for this commit instead of slipping in between statements.
+--  One array per column of HostColumns (src/store/ingest/columns.rs), one element per
+--  snapshot, the server filling in the arrays ($1..$16) and their names from that
+--  declaration: host id, token id, recorded_at, the host metrics, the host facts. Host ids are
+--  distinct within a batch. $17 (a scalar) the per-token rate limit.
+WITH input AS (
+    SELECT * FROM unnest({arrays}) AS i ({columns})
+),
+locked AS (
+    SELECT id, status, xmin::text::int8 AS version FROM hosts
+    WHERE id = ANY($1) AND status <> 'archived' AND archived_at IS NULL
+    ORDER BY id
+    FOR UPDATE
+),
+-- The token's log of its latest stored posts (newest first, at most $17 = the rate limit),
+-- returned so the answering process learns the fleet-wide count (src/api/rate_limit.rs). A
+-- slice, not a filter on age: the reader ignores entries older than the window, and the
+-- slice cost a third of what trimming by age in a subquery did (docs/SCALING.md#rate-limits).
+stamped AS (
+    UPDATE agent_tokens t SET last_used_at = now(),
+        recent_posts = (now() || t.recent_posts)[1:$17]
+    FROM input i JOIN locked l ON l.id = i.host_id
+    WHERE t.id = i.token_id AND t.host_id = i.host_id AND t.revoked_at IS NULL
+    RETURNING t.host_id, t.recent_posts
+),
+-- The snapshots still allowed in: host not archived, token not revoked.
+admitted AS (
+    SELECT i.*, l.status AS previous_status, l.version AS version_before, s.recent_posts
+    FROM input i
+    JOIN locked l ON l.id = i.host_id
+    JOIN stamped s ON s.host_id = i.host_id
+),
+host AS (
+    UPDATE hosts h SET
+        cpu_count       = COALESCE(a.cpu_count, h.cpu_count),
+        memory_total_mb = COALESCE(a.facts_memory_total_mb, h.memory_total_mb),
+        disk_total_gb   = COALESCE(a.facts_disk_total_gb, h.disk_total_gb),
+        os              = COALESCE(a.os, h.os),
+        docker_version  = COALESCE(a.docker_version, h.docker_version),
+        status          = CASE WHEN h.status IN ('pending', 'offline') THEN 'online'
+                               ELSE h.status END,
+        last_seen_at    = GREATEST(h.last_seen_at, a.recorded_at), -- never backwards; skips NULL
+        updated_at      = now()
+    FROM admitted a
+    WHERE h.id = a.host_id
+    RETURNING h.id, h.xmin::text::int8 AS version_after
+),
+-- Recorded with the status change itself, so a status and its event never disagree.
+event AS (
+    INSERT INTO host_events (host_id, kind)
+    SELECT host_id, CASE previous_status WHEN 'pending' THEN 'online' ELSE 'recovered' END
+    FROM admitted
+    WHERE previous_status IN ('pending', 'offline')
+),
+host_snapshot AS (
+    INSERT INTO host_metric_snapshots
+        (host_id, recorded_at, cpu_percent, memory_used_mb, memory_total_mb, disk_used_gb,
+         disk_total_gb, network_rx_bytes, network_tx_bytes, load_average)
+    SELECT host_id, recorded_at, cpu_percent, memory_used_mb, memory_total_mb, disk_used_gb,
+           disk_total_gb, network_rx_bytes, network_tx_bytes, load_average
+    FROM admitted
+    ON CONFLICT (host_id, recorded_at) DO NOTHING -- a retried post: first write wins
+    RETURNING host_id
+)
+-- One row per admitted snapshot; a snapshot without a row here is refused. The host row's
+-- version (the id of the transaction that wrote it last) before and after this one tells
+-- whether what this process remembers of the host's containers is still exact
+-- (see src/store/container_cache.rs).
+SELECT a.host_id, a.host_id IN (SELECT host_id FROM host_snapshot) AS host_row_written,
+       a.version_before, h.version_after, a.recent_posts,
+       now() AS stamped_at
+FROM admitted a
+JOIN host h ON h.id = a.host_id
+"#;
+
+/// `ingest_containers`.
+pub(super) const INGEST_CONTAINERS_SQL: &str = r#"
+-- Second statement of an ingest batch: the dimension rows of the containers this process does
+-- not know to be unchanged (see src/store/container_cache.rs), for snapshots the first
+-- statement admitted and whose host row it wrote (their hosts are locked by it). Each row is
+-- written only when its description changed, and then never with state older than held.
+--  One array per column of DescriptionColumns (src/store/ingest/columns.rs), one element per
+--  container, the server filling in the arrays and their names from that declaration: the
+--  host id and recorded_at of the container's snapshot, then the container's description.
+-- Returns every container with its id and whether its stored description is now the one sent.
+WITH incoming AS (
+    SELECT * FROM unnest({arrays}) AS i ({columns})
+),
+-- Each container's row as held, if any, and whether its description is unchanged. A lookup
+-- by the unique key per container (OFFSET 0 keeps the planner from turning it into a join,
+-- which a plan cached while `containers` was small would run as a hash of the whole table).
+known AS (
+    SELECT i.*, c.id AS known_id, COALESCE(c.unchanged, false) AS unchanged
+    FROM incoming i
+    LEFT JOIN LATERAL (
+        SELECT c.id,
+               (c.name, c.image, c.image_tag, c.status, c.state, c.health_status, c.ports,
+                c.labels, c.started_at, c.finished_at)
+               IS NOT DISTINCT FROM
+               (i.name, i.image, i.image_tag, i.status, i.state, i.health_status, i.ports,
+                i.labels, i.started_at, i.finished_at) AS unchanged
+        FROM containers c
+        WHERE c.host_id = i.host_id AND c.container_id = i.container_id
+        OFFSET 0
+    ) c ON true
+),
+-- Only new and changed containers are written (and locked); never with state older than what
+-- we hold: neither older than the row itself nor than any snapshot already seen for it.
+upserted AS (
+    INSERT INTO containers AS c
+        (host_id, container_id, name, image, image_tag, status, state, health_status, ports,
+         labels, started_at, finished_at, first_seen_at, recorded_at)
+    SELECT host_id, container_id, name, image, image_tag, status, state, health_status, ports,
+           labels, started_at, finished_at, recorded_at, recorded_at
+    FROM known
+    WHERE NOT unchanged
+    ON CONFLICT (host_id, container_id) DO UPDATE SET
+        name = EXCLUDED.name, image = EXCLUDED.image, image_tag = EXCLUDED.image_tag,
+        status = EXCLUDED.status, state = EXCLUDED.state, health_status = EXCLUDED.health_status,
+        ports = EXCLUDED.ports, labels = EXCLUDED.labels, started_at = EXCLUDED.started_at,
+        finished_at = EXCLUDED.finished_at, recorded_at = EXCLUDED.recorded_at, updated_at = now()
+    WHERE c.recorded_at < EXCLUDED.recorded_at
+      AND NOT EXISTS (SELECT 1 FROM container_metric_snapshots s
+                      WHERE s.container_id = c.id AND s.recorded_at > EXCLUDED.recorded_at)
+    RETURNING c.id, c.host_id, c.container_id
+)
+-- New rows are only visible through `upserted`, held ones through `known`.
+SELECT k.host_id, k.container_id, COALESCE(u.id, k.known_id) AS id,
+       k.unchanged OR u.id IS NOT NULL AS current
+FROM known k
+LEFT JOIN upserted u ON u.host_id = k.host_id AND u.container_id = k.container_id
+"#;
+
+/// `ingest_container_metrics`.
+pub(super) const INGEST_CONTAINER_METRICS_SQL: &str = r#"
+-- Last statement of an ingest batch: one metric row per container of each snapshot the first
+-- statement stored, with the container ids known or found by the second.
+--  One array per column of MetricColumns (src/store/ingest/columns.rs), one element per
+--  container; the server fills in the columns and the arrays from that declaration, the one
+--  the COPY of the same rows takes too.
+WITH written AS (
+    INSERT INTO container_metric_snapshots ({columns})
+    SELECT * FROM unnest({arrays})
+    ON CONFLICT (container_id, recorded_at) DO NOTHING -- first write wins
+    RETURNING host_id
+)
+SELECT host_id, count(*) AS container_rows
+FROM written
+GROUP BY host_id
+"#;
+
+/// `copy_container_metrics`.
+pub(super) const COPY_CONTAINER_METRICS_SQL: &str = r#"
+-- Last step of an ingest batch whose container metric rows cannot exist yet (their snapshots'
+-- host rows are new; see MetricRows in src/store/ingest/transaction.rs): the rows in binary COPY
+-- format, no conflict check. The server fills in the column list from MetricColumns
+-- (src/store/ingest/columns.rs), whose order the rows are encoded in.
+COPY container_metric_snapshots ({columns})
+FROM STDIN (FORMAT binary)
+"#;
