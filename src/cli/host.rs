@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use crate::config::DbArgs;
 use crate::domain::host::HostStatus;
-use crate::domain::host::{Cursor, Labels};
+use crate::domain::host::{Cursor, HostLabels};
 use crate::error::Error;
 use crate::store::hosts::{Host, slugify};
 
@@ -180,7 +180,7 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
             db,
         } => {
             let labels = if clear_labels {
-                Some(Labels::new())
+                Some(HostLabels::new())
             } else if labels.is_empty() {
                 None
             } else {
@@ -215,7 +215,7 @@ where
 }
 
 /// Labels written `KEY=VALUE` (split at the first `=`).
-fn assignments(labels: &[String]) -> Result<Labels, Error> {
+fn assignments(labels: &[String]) -> Result<HostLabels, Error> {
     labels
         .iter()
         .map(|label| match label.split_once('=') {
@@ -228,7 +228,7 @@ fn assignments(labels: &[String]) -> Result<Labels, Error> {
         .collect()
 }
 
-fn labels_text(labels: &Labels) -> String {
+fn labels_text(labels: &HostLabels) -> String {
     let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
     if pairs.is_empty() {
         "-".into()

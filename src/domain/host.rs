@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use super::FieldError;
 
-/// Free-form `key → value` labels of a host (bounds are on the API types that accept them).
-pub type Labels = BTreeMap<String, String>;
+/// Free-form `key → value` labels of a host (bounds are on the API types that accept them); a
+/// container's are `nexus_contract::Labels`, packed for speed.
+pub type HostLabels = BTreeMap<String, String>;
 
 /// Where a host is in its lifecycle. Agents move it between `pending`, `online`, `offline` and
 /// `degraded`; only an operator archives it, and an archived host stays archived.
@@ -68,8 +69,8 @@ impl std::fmt::Display for HostStatus {
 
 /// Parses label filters written `key:value` (split at the first colon) into the one object
 /// that every matching host's labels must contain.
-pub fn label_filter(field: &str, filters: &[String]) -> Result<Labels, Vec<FieldError>> {
-    let mut wanted = Labels::new();
+pub fn label_filter(field: &str, filters: &[String]) -> Result<HostLabels, Vec<FieldError>> {
+    let mut wanted = HostLabels::new();
     let mut errors = Vec::new();
     for (index, filter) in filters.iter().enumerate() {
         match filter.split_once(':') {

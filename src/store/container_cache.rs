@@ -54,18 +54,18 @@ impl Fingerprint {
 
 /// A container row as stored: its id and the fingerprint of its description.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Known {
+pub struct KnownContainer {
     pub id: i64,
     pub fingerprint: Fingerprint,
 }
 
 #[derive(Default)]
 pub struct ContainerCache {
-    state: Mutex<State>,
+    state: Mutex<Entries>,
 }
 
 #[derive(Default)]
-struct State {
+struct Entries {
     hosts: foldhash::HashMap<i64, HostEntry>,
     containers: usize,
 }
@@ -73,18 +73,18 @@ struct State {
 struct HostEntry {
     /// The host row version every entry is exact for.
     version: i64,
-    containers: foldhash::HashMap<String, Known>,
+    containers: foldhash::HashMap<String, KnownContainer>,
 }
 
 /// What one committed transaction left a host's containers as.
-pub struct HostUpdate {
+pub struct HostContainersSeen {
     pub host_id: i64,
     /// The host row's version before and after the transaction.
     pub version_before: i64,
     pub version_after: i64,
     /// Containers whose stored description is now the given one. Those known already at
     /// `version_before` may be left out: while the entry follows on, it keeps them.
-    pub current: Vec<(String, Known)>,
+    pub current: Vec<(String, KnownContainer)>,
     /// Containers whose stored description is not what was sent (a newer one is kept).
     pub stale: Vec<String>,
 }
@@ -115,7 +115,7 @@ impl ContainerCache {
 
     /// Records what a committed transaction wrote; called by the ingest alone, after its
     /// commit.
-    pub(in crate::store) fn update(&self, update: HostUpdate) {
+    pub(in crate::store) fn update(&self, update: HostContainersSeen) {
         let mut state = self.state.lock().expect("container cache");
         let state = &mut *state;
         let entry = state.hosts.entry(update.host_id).or_insert(HostEntry {
@@ -159,8 +159,8 @@ mod tests {
         .unwrap()
     }
 
-    fn known(id: i64, container: &ContainerPayload) -> Known {
-        Known {
+    fn known(id: i64, container: &ContainerPayload) -> KnownContainer {
+        KnownContainer {
             id,
             fingerprint: Fingerprint::of(container),
         }
@@ -182,7 +182,7 @@ mod tests {
     fn an_entry_is_used_only_at_the_host_version_it_was_recorded_for() {
         let cache = ContainerCache::default();
         let c1 = container(json!({}), "2024-05-01T12:00:00Z");
-        cache.update(HostUpdate {
+        cache.update(HostContainersSeen {
             host_id: 7,
             version_before: 100,
             version_after: 101,
@@ -205,7 +205,7 @@ mod tests {
         let cache = ContainerCache::default();
         let c1 = container(json!({}), "2024-05-01T12:00:00Z");
         let record = |before, after, id: &str| {
-            cache.update(HostUpdate {
+            cache.update(HostContainersSeen {
                 host_id: 7,
                 version_before: before,
                 version_after: after,
@@ -226,8 +226,8 @@ mod tests {
     fn a_stale_container_is_forgotten() {
         let cache = ContainerCache::default();
         let c1 = container(json!({}), "2024-05-01T12:00:00Z");
-        let update = |current: Vec<(String, Known)>, stale: Vec<String>, before, after| {
-            cache.update(HostUpdate {
+        let update = |current: Vec<(String, KnownContainer)>, stale: Vec<String>, before, after| {
+            cache.update(HostContainersSeen {
                 host_id: 7,
                 version_before: before,
                 version_after: after,

@@ -5,7 +5,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 
 use super::Store;
-use crate::domain::host::{Cursor, HostStatus, Labels};
+use crate::domain::host::{Cursor, HostLabels, HostStatus};
 use crate::error::Error;
 
 /// Columns of [`Host`], in every query that returns one.
@@ -25,7 +25,7 @@ pub struct Host {
     /// Liveness: `pending` until the first snapshot, then `online`/`offline`, or `archived`.
     pub status: HostStatus,
     /// Free-form labels.
-    pub labels: Labels,
+    pub labels: HostLabels,
     /// `recorded_at` of the newest snapshot received.
     #[oai(nullable)]
     pub last_seen_at: Option<DateTime<Utc>>,
@@ -65,7 +65,7 @@ impl poem_openapi::types::Example for Host {
             name: "web-01".into(),
             slug: "web-01".into(),
             status: HostStatus::Online,
-            labels: Labels::from([("env".into(), "prod".into())]),
+            labels: HostLabels::from([("env".into(), "prod".into())]),
             last_seen_at: Some(at("2026-12-06T09:30:00Z")),
             cpu_count: Some(4),
             memory_total_mb: Some(8192),
@@ -86,7 +86,7 @@ impl From<Row> for Host {
             name: row.get("name"),
             slug: row.get("slug"),
             status: HostStatus::from_db(row.get("status")),
-            labels: row.get::<_, Json<Labels>>("labels").0,
+            labels: row.get::<_, Json<HostLabels>>("labels").0,
             last_seen_at: row.get("last_seen_at"),
             cpu_count: row.get("cpu_count"),
             memory_total_mb: row.get("memory_total_mb"),
@@ -105,7 +105,7 @@ impl From<Row> for Host {
 pub struct HostFilter {
     pub status: Option<HostStatus>,
     /// Labels every listed host must carry (with these values).
-    pub labels: Labels,
+    pub labels: HostLabels,
     /// Case-insensitive substring of the name.
     pub name_contains: Option<String>,
     /// Start after this position (`None`: from the first host).
@@ -150,7 +150,7 @@ fn like_escaped(text: &str) -> String {
 impl Store {
     /// Creates a host in status `pending` without labels. A slug already taken is a conflict.
     pub async fn create_host(&self, name: &str, slug: &str) -> Result<Host, Error> {
-        self.create_host_with_labels(name, slug, &Labels::new())
+        self.create_host_with_labels(name, slug, &HostLabels::new())
             .await
     }
 
@@ -159,7 +159,7 @@ impl Store {
         &self,
         name: &str,
         slug: &str,
-        labels: &Labels,
+        labels: &HostLabels,
     ) -> Result<Host, Error> {
         let client = self.client().await?;
         let statement = client
@@ -233,7 +233,7 @@ impl Store {
         &self,
         id: i64,
         name: Option<&str>,
-        labels: Option<&Labels>,
+        labels: Option<&HostLabels>,
     ) -> Result<Host, Error> {
         let client = self.client().await?;
         let statement = client

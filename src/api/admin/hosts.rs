@@ -15,7 +15,7 @@ use crate::api::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};
-use crate::domain::host::{Cursor, HostStatus, Labels, label_filter, search_text};
+use crate::domain::host::{Cursor, HostLabels, HostStatus, label_filter, search_text};
 use crate::domain::payload::FastBody;
 use crate::error::Error;
 use crate::store::hosts::{Host, HostFilter, slugify};
@@ -35,7 +35,7 @@ pub struct NewHost {
     pub slug: Option<String>,
     /// Free-form labels (at most 64; keys and values at most 255 characters).
     #[oai(validator(max_properties = 64, max_length = 255))]
-    pub labels: Option<Labels>,
+    pub labels: Option<HostLabels>,
 }
 
 /// Small and rare: the `Value` path alone.
@@ -46,7 +46,7 @@ impl poem_openapi::types::Example for NewHost {
         Self {
             name: "web-01".into(),
             slug: Some("web-01".into()),
-            labels: Some(Labels::from([("env".into(), "prod".into())])),
+            labels: Some(HostLabels::from([("env".into(), "prod".into())])),
         }
     }
 }
@@ -60,7 +60,7 @@ pub struct HostUpdate {
     /// New labels, replacing all current ones (at most 64; keys and values at most 255
     /// characters).
     #[oai(validator(max_properties = 64, max_length = 255))]
-    pub labels: Option<Labels>,
+    pub labels: Option<HostLabels>,
 }
 
 impl FastBody for HostUpdate {}

@@ -9,7 +9,9 @@ use foldhash::{HashMap, HashMapExt};
 use nexus_contract::ContainerPayload;
 
 use super::{HostWrite, Submission};
-use crate::store::container_cache::{ContainerCache, Fingerprint, HostUpdate, Known};
+use crate::store::container_cache::{
+    ContainerCache, Fingerprint, HostContainersSeen, KnownContainer,
+};
 
 /// Where one container's row stands in the batch's transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,10 +138,10 @@ impl<'a> ContainerPlan<'a> {
     /// Current`]) and forget it otherwise; leave [`RowState::Cached`] ones as they are (the
     /// cache keeps them only if no other transaction wrote the host since `version_before`).
     pub(super) fn remember(self, admitted: &HashMap<i64, HostWrite>, cache: &ContainerCache) {
-        let mut updates: HashMap<i64, HostUpdate> = admitted
+        let mut updates: HashMap<i64, HostContainersSeen> = admitted
             .iter()
             .map(|(&host_id, write)| {
-                let update = HostUpdate {
+                let update = HostContainersSeen {
                     host_id,
                     version_before: write.version_before,
                     version_after: write.version_after,
@@ -157,7 +159,7 @@ impl<'a> ContainerPlan<'a> {
             match row.state {
                 RowState::Cached { .. } => {}
                 RowState::Current { id } => {
-                    let known = Known {
+                    let known = KnownContainer {
                         id,
                         fingerprint: row.fingerprint,
                     };
