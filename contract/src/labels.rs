@@ -115,6 +115,8 @@ impl Labels {
         labels
     }
 
+    // Inlined into `from_pairs`, which is generic and so compiled in the caller's crate.
+    #[inline]
     fn push(&mut self, name: &str, value: &str) {
         self.text.push_str(name);
         let name_end = self.text.len();
