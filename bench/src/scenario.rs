@@ -19,6 +19,7 @@ use crate::copy_baseline::{self, BULK_ROWS, CopyOutcome, CopyPlan};
 use crate::database::{self, provision_hosts, snapshot_rows};
 use crate::load::{Fleet, LoadOutcome, LoadSpec, Probe};
 use crate::procfs;
+use crate::replica::{LagMonitor, Phase};
 use crate::server::{Server, ServerSettings};
 
 /// Rounds of load + bulk COPY in a scenario with the baseline.
@@ -41,6 +42,8 @@ pub struct Target<'a> {
     pub server_url: Option<&'a str>,
     pub server: ServerSettings<'a>,
     pub db: &'a mut Client,
+    /// The standby's lag sampler (--replica), told the server's URL and each phase.
+    pub monitor: Option<&'a LagMonitor>,
 }
 
 /// CPU seconds used during the measured phase.
@@ -207,6 +210,14 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
         (None, Some(url)) => url.to_owned(),
         (None, None) => unreachable!(),
     };
+    let phase = |phase: Phase| {
+        if let Some(monitor) = target.monitor {
+            monitor.phase(phase);
+        }
+    };
+    if let Some(monitor) = target.monitor {
+        monitor.server(&url);
+    }
     let agents =
         provision_hosts(target.db, &format!("bench-s{index}-host"), scenario.hosts).await?;
     let before = snapshot_rows(target.db).await?;
@@ -248,7 +259,9 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
     let mut copy_bulk = Vec::new();
     let mut copy_cpu = CpuSplit::default();
     for round in 0..rounds {
+        phase(Phase::Load);
         let load = fleet.slice(slice, &mut probe).await;
+        phase(Phase::Other);
         if scenario.baseline && load.stored > 0 {
             // As many posts as the slice stored; each round's rows a minute apart, so no
             // recorded_at collides with another round's.
@@ -260,7 +273,9 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
                 budget: slice,
             };
             let before = CpuSample::take(None);
+            phase(Phase::BulkCopy);
             let copy = copy_baseline::run(target.db, &agents, &ids, plan).await?;
+            phase(Phase::Other);
             copy_cpu.add(before, CpuSample::take(None));
             eprintln!(
                 "bench: [{}] round {}: end-to-end {:.0} rows/s, bulk COPY {:.0} rows/s",
@@ -272,6 +287,7 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
             copy_bulk.push(copy);
         }
     }
+    phase(Phase::Done);
     let load = fleet.finish().await?;
     let peak_rss_kib = server.as_ref().and_then(Server::peak_rss_kib);
     let peak_rss_with_warmup_kib = match (peak_rss_kib, probe.warmup_peak_rss_kib) {
