@@ -290,6 +290,7 @@ impl Phase {
 /// One second's look at the standby. `None`: that source did not answer (or had no value).
 #[derive(Debug, Clone, Copy)]
 struct Sample {
+    at: Instant,
     /// The phase the whole second before the sample was in; `None` when it changed meanwhile.
     phase: Option<Phase>,
     /// Between the start of the first measured slice and the end of the last slice (or of its
@@ -303,6 +304,8 @@ struct Sample {
     unreplayed_sent_bytes: Option<f64>,
     /// Primary: `pg_stat_replication.replay_lag`, seconds (NULL once caught up and idle).
     replay_lag: Option<f64>,
+    /// Primary: `pg_current_wal_lsn()` in bytes, for the WAL rate the standby had to replay.
+    wal_position: Option<f64>,
     /// The server: `nexus_read_replica_lag_seconds` (its own probe, once a second).
     server_lag: Option<f64>,
     /// The server: `nexus_read_replica_state` (0 fresh, 1 lagging, 2 down).
@@ -402,11 +405,12 @@ async fn sample_loop(
             server = Connection::new(&url).ok().map(|c| (url, c));
         }
         let (on_primary, on_standby, on_server) = tokio::join!(
-            bounded(primary.query_opt(
-                "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::float8, \
-                        pg_wal_lsn_diff(sent_lsn, replay_lsn)::float8, \
-                        extract(epoch FROM replay_lag)::float8 \
-                 FROM pg_stat_replication WHERE state = 'streaming' LIMIT 1",
+            bounded(primary.query_one(
+                "WITH r AS (SELECT * FROM pg_stat_replication WHERE state = 'streaming' LIMIT 1) \
+                 SELECT (SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::float8 FROM r), \
+                        (SELECT pg_wal_lsn_diff(sent_lsn, replay_lsn)::float8 FROM r), \
+                        (SELECT extract(epoch FROM replay_lag)::float8 FROM r), \
+                        pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8",
                 &[],
             )),
             bounded(standby.query_one(
@@ -415,14 +419,15 @@ async fn sample_loop(
             )),
             scrape(server.as_mut().map(|(_, c)| c)),
         );
-        let on_primary = on_primary.flatten();
         samples.push(Sample {
+            at: Instant::now(),
             phase: steady.then_some(phase),
             measured: shared.measuring.load(Ordering::SeqCst),
             replay_age: on_standby.and_then(|row| row.get(0)),
             behind_bytes: on_primary.as_ref().and_then(|row| row.get(0)),
             unreplayed_sent_bytes: on_primary.as_ref().and_then(|row| row.get(1)),
             replay_lag: on_primary.as_ref().and_then(|row| row.get(2)),
+            wal_position: on_primary.as_ref().map(|row| row.get(3)),
             server_lag: on_server.and_then(|(lag, _)| lag),
             server_state: on_server.and_then(|(_, state)| state),
         });
@@ -482,9 +487,9 @@ impl LagReport {
         );
         println!();
         println!(
-            "| samples | n | standby: now() − last replayed commit, s | primary: replay_lag, s | server: nexus_read_replica_lag_seconds | WAL not yet replayed (current − replay) | sent, not yet replayed |"
+            "| samples | n | standby: now() − last replayed commit, s | primary: replay_lag, s | server: nexus_read_replica_lag_seconds | WAL not yet replayed (current − replay) | sent, not yet replayed | WAL written |"
         );
-        println!("|---|---:|---|---|---|---|---|");
+        println!("|---|---:|---|---|---|---|---|---:|");
         let groups: [(&str, SampleFilter); 3] = [
             ("load slices (whole second under load)", |s| {
                 s.phase == Some(Phase::Load)
@@ -505,14 +510,25 @@ impl LagReport {
             let column = |value: fn(&Sample) -> Option<f64>, format: fn(f64) -> String| {
                 spread(chosen.iter().filter_map(|s| value(s)).collect(), format)
             };
+            // WAL over the seconds that end in a chosen sample.
+            let (wal, secs) = self
+                .samples
+                .windows(2)
+                .filter(|pair| keep(&pair[1]))
+                .filter_map(|pair| {
+                    let written = pair[1].wal_position? - pair[0].wal_position?;
+                    Some((written, (pair[1].at - pair[0].at).as_secs_f64()))
+                })
+                .fold((0.0, 0.0), |(w, s), (dw, ds)| (w + dw, s + ds));
             println!(
-                "| {label} | {} | {} | {} | {} | {} | {} |",
+                "| {label} | {} | {} | {} | {} | {} | {} | {}/s |",
                 chosen.len(),
                 column(|s| s.replay_age, seconds),
                 column(|s| s.replay_lag, seconds),
                 column(|s| s.server_lag, seconds),
                 column(|s| s.behind_bytes, bytes),
                 column(|s| s.unreplayed_sent_bytes, bytes),
+                bytes(if secs > 0.0 { wal / secs } else { 0.0 }),
             );
         }
         let states: Vec<f64> = self
