@@ -50,7 +50,12 @@ pub struct Target<'a> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuSplit {
     pub server: f64,
+    /// Every `postgres` process on the machine (other databases' work included).
     pub postgres: f64,
+    /// The backends of the connections doing the measured work: the server's to the bench
+    /// database during the load, the bench's own during its COPY. Unlike `postgres`, nothing
+    /// else that runs on the shared cluster is in it.
+    pub backends: f64,
     pub bench: f64,
     pub machine: f64,
     /// Taken by the hypervisor for other guests: capacity this machine lost meanwhile.
@@ -62,6 +67,7 @@ impl CpuSplit {
     fn add(&mut self, start: CpuSample, end: CpuSample) {
         self.server += end.server - start.server;
         self.postgres += end.postgres - start.postgres;
+        self.backends += end.backends - start.backends;
         self.bench += end.bench - start.bench;
         self.machine += end.machine.busy - start.machine.busy;
         self.stolen += end.machine.stolen - start.machine.stolen;
@@ -72,15 +78,21 @@ impl CpuSplit {
 struct CpuSample {
     server: f64,
     postgres: f64,
+    backends: f64,
     bench: f64,
     machine: procfs::MachineCpu,
 }
 
 impl CpuSample {
-    fn take(server_pid: Option<u32>) -> Self {
+    /// A backend that exits between two samples loses what it used (the pools keep theirs).
+    fn take(server_pid: Option<u32>, backends: &[u32]) -> Self {
         Self {
             server: server_pid.and_then(procfs::cpu_seconds).unwrap_or_default(),
             postgres: procfs::postgres_cpu_seconds(),
+            backends: backends
+                .iter()
+                .filter_map(|&pid| procfs::cpu_seconds(pid))
+                .sum(),
             bench: procfs::cpu_seconds("self").unwrap_or_default(),
             machine: procfs::machine_cpu_seconds().unwrap_or_default(),
         }
@@ -91,6 +103,8 @@ impl CpuSample {
 /// (the warm-up's), which is then reset so the end shows the measured slices' own peak.
 struct PhaseProbe {
     pid: Option<u32>,
+    /// The server's backends, looked up before each slice.
+    backends: Vec<u32>,
     start: CpuSample,
     split: CpuSplit,
     started: bool,
@@ -102,6 +116,7 @@ impl PhaseProbe {
     fn new(pid: Option<u32>) -> Self {
         Self {
             pid,
+            backends: Vec::new(),
             start: CpuSample::default(),
             split: CpuSplit::default(),
             started: false,
@@ -120,11 +135,12 @@ impl Probe for PhaseProbe {
             self.peak_was_reset = procfs::reset_peak_rss(pid);
         }
         self.started = true;
-        self.start = CpuSample::take(self.pid);
+        self.start = CpuSample::take(self.pid, &self.backends);
     }
 
     fn stop(&mut self) {
-        self.split.add(self.start, CpuSample::take(self.pid));
+        self.split
+            .add(self.start, CpuSample::take(self.pid, &self.backends));
     }
 }
 
@@ -258,7 +274,9 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
     let copy_base = Utc::now() - chrono::Duration::minutes(50);
     let mut copy_bulk = Vec::new();
     let mut copy_cpu = CpuSplit::default();
+    let own_backend = [database::own_backend(target.db).await?];
     for round in 0..rounds {
+        probe.backends = database::server_backends(target.db).await?;
         phase(Phase::Load);
         let load = fleet.slice(slice, &mut probe).await;
         phase(Phase::Other);
@@ -272,11 +290,11 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
                 base: copy_base - chrono::Duration::minutes(round.into()),
                 budget: slice,
             };
-            let before = CpuSample::take(None);
+            let before = CpuSample::take(None, &own_backend);
             phase(Phase::BulkCopy);
             let copy = copy_baseline::run(target.db, &agents, &ids, plan).await?;
             phase(Phase::Other);
-            copy_cpu.add(before, CpuSample::take(None));
+            copy_cpu.add(before, CpuSample::take(None, &own_backend));
             eprintln!(
                 "bench: [{}] round {}: end-to-end {:.0} rows/s, bulk COPY {:.0} rows/s",
                 scenario.label,
