@@ -498,7 +498,7 @@ impl LagReport {
                 s.phase == Some(Phase::BulkCopy)
             }),
             (
-                "from the first slice to the end of the last (bulk COPY included)",
+                "every sample from the first slice to the end of the last",
                 |s| s.measured,
             ),
         ];
