@@ -24,6 +24,7 @@ use tokio_postgres::Client;
 
 use crate::database;
 use crate::http::Connection;
+use crate::procfs;
 
 const BIN: &str = "/usr/lib/postgresql/17/bin";
 
@@ -306,6 +307,8 @@ struct Sample {
     replay_lag: Option<f64>,
     /// Primary: `pg_current_wal_lsn()` in bytes, for the WAL rate the standby had to replay.
     wal_position: Option<f64>,
+    /// Standby: CPU seconds so far of its startup process (the replay) and WAL receiver.
+    standby_cpu: Option<f64>,
     /// The server: `nexus_read_replica_lag_seconds` (its own probe, once a second).
     server_lag: Option<f64>,
     /// The server: `nexus_read_replica_state` (0 fresh, 1 lagging, 2 down).
@@ -389,6 +392,19 @@ async fn sample_loop(
     let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut server: Option<(String, Connection)> = None;
+    // The processes that receive and replay the WAL live as long as the standby does.
+    let standby_pids: Vec<u32> = standby
+        .query(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type IN ('startup', 'walreceiver')",
+            &[],
+        )
+        .await
+        .map(|rows| {
+            rows.iter()
+                .map(|r| r.get::<_, i32>(0).unsigned_abs())
+                .collect()
+        })
+        .unwrap_or_default();
     let mut changes_before = shared.changes.load(Ordering::SeqCst);
     while samples.len() < MAX_SAMPLES {
         tokio::select! {
@@ -428,6 +444,12 @@ async fn sample_loop(
             unreplayed_sent_bytes: on_primary.as_ref().and_then(|row| row.get(1)),
             replay_lag: on_primary.as_ref().and_then(|row| row.get(2)),
             wal_position: on_primary.as_ref().map(|row| row.get(3)),
+            standby_cpu: (!standby_pids.is_empty()).then(|| {
+                standby_pids
+                    .iter()
+                    .filter_map(|&p| procfs::cpu_seconds(p))
+                    .sum()
+            }),
             server_lag: on_server.and_then(|(lag, _)| lag),
             server_state: on_server.and_then(|(_, state)| state),
         });
@@ -487,9 +509,9 @@ impl LagReport {
         );
         println!();
         println!(
-            "| samples | n | standby: now() − last replayed commit, s | primary: replay_lag, s | server: nexus_read_replica_lag_seconds | WAL not yet replayed (current − replay) | sent, not yet replayed | WAL written |"
+            "| samples | n | standby: now() − last replayed commit, s | primary: replay_lag, s | server: nexus_read_replica_lag_seconds | WAL not yet replayed (current − replay) | sent, not yet replayed | WAL written | standby's replay + receiver CPU per MB of WAL |"
         );
-        println!("|---|---:|---|---|---|---|---|---:|");
+        println!("|---|---:|---|---|---|---|---|---:|---:|");
         let groups: [(&str, SampleFilter); 3] = [
             ("load slices (whole second under load)", |s| {
                 s.phase == Some(Phase::Load)
@@ -510,18 +532,21 @@ impl LagReport {
             let column = |value: fn(&Sample) -> Option<f64>, format: fn(f64) -> String| {
                 spread(chosen.iter().filter_map(|s| value(s)).collect(), format)
             };
-            // WAL over the seconds that end in a chosen sample.
-            let (wal, secs) = self
+            // WAL and the standby's CPU over the seconds that end in a chosen sample.
+            let (wal, secs, cpu) = self
                 .samples
                 .windows(2)
                 .filter(|pair| keep(&pair[1]))
                 .filter_map(|pair| {
                     let written = pair[1].wal_position? - pair[0].wal_position?;
-                    Some((written, (pair[1].at - pair[0].at).as_secs_f64()))
+                    let cpu = pair[1].standby_cpu? - pair[0].standby_cpu?;
+                    Some((written, (pair[1].at - pair[0].at).as_secs_f64(), cpu))
                 })
-                .fold((0.0, 0.0), |(w, s), (dw, ds)| (w + dw, s + ds));
+                .fold((0.0, 0.0, 0.0), |(w, s, c), (dw, ds, dc)| {
+                    (w + dw, s + ds, c + dc)
+                });
             println!(
-                "| {label} | {} | {} | {} | {} | {} | {} | {}/s |",
+                "| {label} | {} | {} | {} | {} | {} | {} | {}/s | {} |",
                 chosen.len(),
                 column(|s| s.replay_age, seconds),
                 column(|s| s.replay_lag, seconds),
@@ -529,6 +554,11 @@ impl LagReport {
                 column(|s| s.behind_bytes, bytes),
                 column(|s| s.unreplayed_sent_bytes, bytes),
                 bytes(if secs > 0.0 { wal / secs } else { 0.0 }),
+                if wal > 0.0 {
+                    format!("{:.1} ms", 1e3 * cpu / (wal / 1e6))
+                } else {
+                    "n/a".to_owned()
+                },
             );
         }
         let states: Vec<f64> = self
