@@ -315,6 +315,22 @@ struct Sample {
     server_state: Option<f64>,
 }
 
+impl Sample {
+    /// One line for the log, so a figure in the report can be traced to its second.
+    fn line(&self) -> String {
+        let value = |v: Option<f64>, format: fn(f64) -> String| v.map_or("n/a".into(), format);
+        format!(
+            "{}, last replayed commit {} s ago, replay_lag {} s, server {} s, {} not replayed",
+            self.phase
+                .map_or("phase changed".to_owned(), |p| format!("{p:?}")),
+            value(self.replay_age, seconds),
+            value(self.replay_lag, seconds),
+            value(self.server_lag, seconds),
+            value(self.behind_bytes, bytes),
+        )
+    }
+}
+
 struct Shared {
     phase: AtomicU8,
     /// Bumped on every phase change, so a sample knows whether its second saw one.
@@ -453,6 +469,9 @@ async fn sample_loop(
             server_lag: on_server.and_then(|(lag, _)| lag),
             server_state: on_server.and_then(|(_, state)| state),
         });
+        if let Some(sample) = samples.last() {
+            eprintln!("bench: lag: {}", sample.line());
+        }
     }
     samples
 }
