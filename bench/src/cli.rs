@@ -12,9 +12,10 @@ use clap::Parser;
 pub struct Cli {
     /// PostgreSQL URL of the TimescaleDB server. Without --server-url a fresh database
     /// `bench_<timestamp>` is created on that server for the run and dropped afterwards;
-    /// with --server-url this must be the running server's own database.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: String,
+    /// with --server-url this must be the running server's own database. Not used with
+    /// --replica (the run then has a primary of its own).
+    #[arg(long, env = "DATABASE_URL", required_unless_present = "replica")]
+    pub database_url: Option<String>,
 
     /// Run the default matrix (C=20 closed loop, C=20 at half its max rate, C=0, C=200, and
     /// 500 keep-alive agents at a low rate) instead of one scenario.
@@ -85,4 +86,20 @@ pub struct Cli {
     /// Keep the bench database instead of dropping it at the end.
     #[arg(long)]
     pub keep_database: bool,
+
+    /// Run the scenario on a throwaway primary with a streaming standby (pg_basebackup) in
+    /// --pg-root, both on loopback ports, instead of on DATABASE_URL's server; the spawned
+    /// server reads from the standby (--read-database-url), and the standby's lag is sampled
+    /// once a second and reported. Both clusters are deleted at the end.
+    #[arg(long, conflicts_with_all = ["matrix", "lifecycle", "server_url", "keep_database"])]
+    pub replica: bool,
+
+    /// The Debian root with PostgreSQL 17 and TimescaleDB that --replica runs its clusters in
+    /// (`eval "$(scripts/scaleout-tools)"` exports it).
+    #[arg(long, env = "NEXUS_PG_ROOT")]
+    pub pg_root: Option<PathBuf>,
+
+    /// Name of the scenario in the report (one scenario).
+    #[arg(long, default_value = "custom")]
+    pub label: String,
 }

@@ -137,6 +137,29 @@ pub async fn settle(db: &Client) -> Duration {
 const SETTLED_DIRTY_MIB: u64 = 32;
 const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 
+/// Process ids of the backends of the server's connections to this database (its pool
+/// names itself `nexus-telemetry`; other servers on the cluster use other databases).
+pub async fn server_backends(db: &Client) -> Result<Vec<u32>> {
+    let rows = db
+        .query(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'nexus-telemetry'",
+            &[],
+        )
+        .await
+        .context("Failed to list the server's backends")?;
+    Ok(rows
+        .iter()
+        .map(|r| r.get::<_, i32>(0).unsigned_abs())
+        .collect())
+}
+
+/// Process id of this client's backend.
+pub async fn own_backend(db: &Client) -> Result<u32> {
+    let row = db.query_one("SELECT pg_backend_pid()", &[]).await?;
+    Ok(row.get::<_, i32>(0).unsigned_abs())
+}
+
 /// Rows in the two hypertables: (host rows, container rows).
 pub async fn snapshot_rows(db: &Client) -> Result<(i64, i64)> {
     let row = db

@@ -10,6 +10,7 @@ mod load;
 mod matrix;
 mod payload;
 mod procfs;
+mod replica;
 mod report;
 mod rng;
 mod scenario;
@@ -18,33 +19,76 @@ mod stats;
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 
 use cli::Cli;
 use database::ServerUrl;
+use replica::{LagMonitor, StreamingPair};
 use scenario::{Scenario, Target};
 use server::ServerSettings;
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
-    let server = ServerUrl::parse(&cli.database_url)?;
+    if !cli.replica {
+        let url = cli
+            .database_url
+            .clone()
+            .context("DATABASE_URL is required")?;
+        return bench(&cli, &url, None).await;
+    }
+    let root = cli.pg_root.clone().context(
+        "--replica needs --pg-root or NEXUS_PG_ROOT (eval \"$(scripts/scaleout-tools)\")",
+    )?;
+    let pair = StreamingPair::start(&root).await?;
+    let primary = pair.primary_url("postgres");
+    // An interrupted run still stops and deletes its clusters.
+    let result = tokio::select! {
+        result = bench(&cli, &primary, Some(&pair)) => result,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    pair.stop();
+    result
+}
+
+/// One run on the server at `database_url`: a fresh database there unless --server-url.
+async fn bench(cli: &Cli, database_url: &str, pair: Option<&StreamingPair>) -> Result<()> {
+    let server = ServerUrl::parse(database_url)?;
     let fresh = match cli.server_url {
         Some(_) => None,
         None => Some(database::create_fresh(&server).await?),
     };
     let db_url = fresh
         .as_ref()
-        .map_or(cli.database_url.clone(), |(_, url)| url.clone());
+        .map_or(database_url.to_owned(), |(_, url)| url.clone());
     if let Some((name, _)) = &fresh {
         eprintln!("bench: database {name}");
     }
-    let result = run(&cli, &db_url).await;
+    let replica = match (pair, &fresh) {
+        (Some(pair), Some((name, _))) => {
+            Some((pair.standby_url(name), LagMonitor::start(pair).await?))
+        }
+        _ => None,
+    };
+    let result = run(
+        cli,
+        &db_url,
+        replica
+            .as_ref()
+            .map(|(url, monitor)| (url.as_str(), monitor)),
+    )
+    .await;
+    if let Some((_, monitor)) = replica {
+        let report = monitor.finish().await?;
+        if result.is_ok() {
+            report.print();
+        }
+    }
     if let Some((name, _)) = &fresh {
         if cli.keep_database {
             eprintln!("bench: kept database {name}");
-        } else {
+        } else if pair.is_none() {
             eprintln!("bench: dropping database {name} (waits for a checkpoint)");
             database::drop_database(&server, name).await?;
         }
@@ -52,12 +96,14 @@ async fn main() -> Result<()> {
     result
 }
 
-async fn run(cli: &Cli, db_url: &str) -> Result<()> {
+/// `replica`: the standby's URL for the server's reads, and the lag sampler.
+async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> Result<()> {
     let settings = ServerSettings {
         binary: &cli.server_bin,
         database_url: db_url,
         rate_limit_per_minute: cli.rate_limit_per_minute,
         pool_size: cli.pool_size,
+        read_database_url: replica.map(|(url, _)| url),
     };
     if cli.lifecycle {
         let server = server::Server::spawn(&settings).await?;
@@ -81,7 +127,7 @@ async fn run(cli: &Cli, db_url: &str) -> Result<()> {
         matrix::scenarios(cli.duration)
     } else {
         vec![Scenario {
-            label: "custom".into(),
+            label: cli.label.clone(),
             hosts: cli.hosts,
             containers: cli.containers,
             duration: Duration::from_secs(cli.duration),
@@ -106,6 +152,7 @@ async fn run(cli: &Cli, db_url: &str) -> Result<()> {
             server_url: cli.server_url.as_deref(),
             server: settings.clone(),
             db: &mut db,
+            monitor: replica.map(|(_, monitor)| monitor),
         };
         results.push(scenario::run(index + 1, &scenario, target).await?);
     }

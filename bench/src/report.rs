@@ -66,19 +66,20 @@ pub fn print(results: &[ScenarioResult], machine: &str) {
     }
     println!();
     println!(
-        "| scenario | measured s | stored posts | body bytes/post | CPU s: server | postgres | bench | whole machine | stolen by the hypervisor | connections reopened | rate limit/min | pool |"
+        "| scenario | measured s | stored posts | body bytes/post | CPU s: server | postgres | of which the working connections' backends | bench | whole machine | stolen by the hypervisor | connections reopened | rate limit/min | pool |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in results {
         let m = &r.load.measured;
         println!(
-            "| {} | {:.1} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+            "| {} | {:.1} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
             r.scenario.label,
             r.load.elapsed.as_secs_f64(),
             m.stored(),
             m.body_bytes.checked_div(m.requests()).unwrap_or(0),
             r.cpu.server,
             r.cpu.postgres,
+            r.cpu.backends,
             r.cpu.bench,
             r.cpu.machine,
             stolen(&r.cpu, r.load.elapsed.as_secs_f64()),
@@ -92,11 +93,12 @@ pub fn print(results: &[ScenarioResult], machine: &str) {
             let c = &r.copy_cpu;
             let copy_seconds: f64 = r.copy_bulk.iter().map(|c| c.elapsed.as_secs_f64()).sum();
             println!(
-                "| {}: its bulk COPY | {:.1} | {} | | | {:.1} | {:.1} | {:.1} | {} | | | |",
+                "| {}: its bulk COPY | {:.1} | {} | | | {:.1} | {:.1} | {:.1} | {:.1} | {} | | | |",
                 r.scenario.label,
                 copy_seconds,
                 r.copy_bulk.iter().map(|c| c.posts).sum::<u64>(),
                 c.postgres,
+                c.backends,
                 c.bench,
                 c.machine,
                 stolen(c, copy_seconds),

@@ -19,6 +19,7 @@ use crate::copy_baseline::{self, BULK_ROWS, CopyOutcome, CopyPlan};
 use crate::database::{self, provision_hosts, snapshot_rows};
 use crate::load::{Fleet, LoadOutcome, LoadSpec, Probe};
 use crate::procfs;
+use crate::replica::{LagMonitor, Phase};
 use crate::server::{Server, ServerSettings};
 
 /// Rounds of load + bulk COPY in a scenario with the baseline.
@@ -41,13 +42,20 @@ pub struct Target<'a> {
     pub server_url: Option<&'a str>,
     pub server: ServerSettings<'a>,
     pub db: &'a mut Client,
+    /// The standby's lag sampler (--replica), told the server's URL and each phase.
+    pub monitor: Option<&'a LagMonitor>,
 }
 
 /// CPU seconds used during the measured phase.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct CpuSplit {
     pub server: f64,
+    /// Every `postgres` process on the machine (other databases' work included).
     pub postgres: f64,
+    /// The backends of the connections doing the measured work: the server's to the bench
+    /// database during the load, the bench's own during its COPY. Unlike `postgres`, nothing
+    /// else that runs on the shared cluster is in it.
+    pub backends: f64,
     pub bench: f64,
     pub machine: f64,
     /// Taken by the hypervisor for other guests: capacity this machine lost meanwhile.
@@ -59,6 +67,7 @@ impl CpuSplit {
     fn add(&mut self, start: CpuSample, end: CpuSample) {
         self.server += end.server - start.server;
         self.postgres += end.postgres - start.postgres;
+        self.backends += end.backends - start.backends;
         self.bench += end.bench - start.bench;
         self.machine += end.machine.busy - start.machine.busy;
         self.stolen += end.machine.stolen - start.machine.stolen;
@@ -69,15 +78,21 @@ impl CpuSplit {
 struct CpuSample {
     server: f64,
     postgres: f64,
+    backends: f64,
     bench: f64,
     machine: procfs::MachineCpu,
 }
 
 impl CpuSample {
-    fn take(server_pid: Option<u32>) -> Self {
+    /// A backend that exits between two samples loses what it used (the pools keep theirs).
+    fn take(server_pid: Option<u32>, backends: &[u32]) -> Self {
         Self {
             server: server_pid.and_then(procfs::cpu_seconds).unwrap_or_default(),
             postgres: procfs::postgres_cpu_seconds(),
+            backends: backends
+                .iter()
+                .filter_map(|&pid| procfs::cpu_seconds(pid))
+                .sum(),
             bench: procfs::cpu_seconds("self").unwrap_or_default(),
             machine: procfs::machine_cpu_seconds().unwrap_or_default(),
         }
@@ -88,6 +103,8 @@ impl CpuSample {
 /// (the warm-up's), which is then reset so the end shows the measured slices' own peak.
 struct PhaseProbe {
     pid: Option<u32>,
+    /// The server's backends, looked up before each slice.
+    backends: Vec<u32>,
     start: CpuSample,
     split: CpuSplit,
     started: bool,
@@ -99,6 +116,7 @@ impl PhaseProbe {
     fn new(pid: Option<u32>) -> Self {
         Self {
             pid,
+            backends: Vec::new(),
             start: CpuSample::default(),
             split: CpuSplit::default(),
             started: false,
@@ -117,11 +135,12 @@ impl Probe for PhaseProbe {
             self.peak_was_reset = procfs::reset_peak_rss(pid);
         }
         self.started = true;
-        self.start = CpuSample::take(self.pid);
+        self.start = CpuSample::take(self.pid, &self.backends);
     }
 
     fn stop(&mut self) {
-        self.split.add(self.start, CpuSample::take(self.pid));
+        self.split
+            .add(self.start, CpuSample::take(self.pid, &self.backends));
     }
 }
 
@@ -207,6 +226,14 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
         (None, Some(url)) => url.to_owned(),
         (None, None) => unreachable!(),
     };
+    let phase = |phase: Phase| {
+        if let Some(monitor) = target.monitor {
+            monitor.phase(phase);
+        }
+    };
+    if let Some(monitor) = target.monitor {
+        monitor.server(&url);
+    }
     let agents =
         provision_hosts(target.db, &format!("bench-s{index}-host"), scenario.hosts).await?;
     let before = snapshot_rows(target.db).await?;
@@ -247,8 +274,12 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
     let copy_base = Utc::now() - chrono::Duration::minutes(50);
     let mut copy_bulk = Vec::new();
     let mut copy_cpu = CpuSplit::default();
+    let own_backend = [database::own_backend(target.db).await?];
     for round in 0..rounds {
+        probe.backends = database::server_backends(target.db).await?;
+        phase(Phase::Load);
         let load = fleet.slice(slice, &mut probe).await;
+        phase(Phase::Other);
         if scenario.baseline && load.stored > 0 {
             // As many posts as the slice stored; each round's rows a minute apart, so no
             // recorded_at collides with another round's.
@@ -259,9 +290,11 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
                 base: copy_base - chrono::Duration::minutes(round.into()),
                 budget: slice,
             };
-            let before = CpuSample::take(None);
+            let before = CpuSample::take(None, &own_backend);
+            phase(Phase::BulkCopy);
             let copy = copy_baseline::run(target.db, &agents, &ids, plan).await?;
-            copy_cpu.add(before, CpuSample::take(None));
+            phase(Phase::Other);
+            copy_cpu.add(before, CpuSample::take(None, &own_backend));
             eprintln!(
                 "bench: [{}] round {}: end-to-end {:.0} rows/s, bulk COPY {:.0} rows/s",
                 scenario.label,
@@ -272,6 +305,7 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
             copy_bulk.push(copy);
         }
     }
+    phase(Phase::Done);
     let load = fleet.finish().await?;
     let peak_rss_kib = server.as_ref().and_then(Server::peak_rss_kib);
     let peak_rss_with_warmup_kib = match (peak_rss_kib, probe.warmup_peak_rss_kib) {

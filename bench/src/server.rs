@@ -23,6 +23,8 @@ pub struct ServerSettings<'a> {
     pub database_url: &'a str,
     pub rate_limit_per_minute: u32,
     pub pool_size: Option<usize>,
+    /// A streaming replica for the read API (`--read-database-url`).
+    pub read_database_url: Option<&'a str>,
 }
 
 impl Server {
@@ -47,6 +49,9 @@ impl Server {
             .kill_on_drop(true);
         if let Some(pool) = settings.pool_size {
             command.env("NEXUS_DB_POOL_SIZE", pool.to_string());
+        }
+        if let Some(url) = settings.read_database_url {
+            command.env("NEXUS_READ_DATABASE_URL", url);
         }
         let mut child = command.spawn().with_context(|| {
             format!(
