@@ -294,8 +294,9 @@ struct Sample {
     at: Instant,
     /// The phase the whole second before the sample was in; `None` when it changed meanwhile.
     phase: Option<Phase>,
-    /// Between the start of the first measured slice and the end of the last slice (or of its
-    /// bulk COPY).
+    /// The whole second before the sample lay between the start of the first measured slice
+    /// and the end of the last slice (or of its bulk COPY). The second before the first slice
+    /// is the bench's idle settling, in which no commit happens to be replayed.
     measured: bool,
     /// Standby: `now() - pg_last_xact_replay_timestamp()`, seconds.
     replay_age: Option<f64>,
@@ -408,6 +409,7 @@ async fn sample_loop(
     let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut server: Option<(String, Connection)> = None;
+    let mut was_measuring = false;
     // The processes that receive and replay the WAL live as long as the standby does.
     let standby_pids: Vec<u32> = standby
         .query(
@@ -430,6 +432,7 @@ async fn sample_loop(
         let changes = shared.changes.load(Ordering::SeqCst);
         let phase = Phase::from_u8(shared.phase.load(Ordering::SeqCst));
         let steady = std::mem::replace(&mut changes_before, changes) == changes;
+        let measuring = shared.measuring.load(Ordering::SeqCst);
         let url = shared.server_url.lock().expect("server url").clone();
         if let Some(url) = url
             && server.as_ref().is_none_or(|(known, _)| *known != url)
@@ -454,7 +457,7 @@ async fn sample_loop(
         samples.push(Sample {
             at: Instant::now(),
             phase: steady.then_some(phase),
-            measured: shared.measuring.load(Ordering::SeqCst),
+            measured: std::mem::replace(&mut was_measuring, measuring) && measuring,
             replay_age: on_standby.and_then(|row| row.get(0)),
             behind_bytes: on_primary.as_ref().and_then(|row| row.get(0)),
             unreplayed_sent_bytes: on_primary.as_ref().and_then(|row| row.get(1)),
