@@ -84,14 +84,7 @@ type Apis = (
 /// [`document::document`] only, which rewrites it for client generators.
 pub fn openapi() -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (
-            telemetry::TelemetryApi,
-            ops::OpsApi,
-            admin::hosts::HostsApi,
-            admin::tokens::TokensApi,
-            admin::readings::ReadingsApi,
-            admin::auth_failures::AuthFailuresApi,
-        ),
+        Apis::default(),
         "nexus-telemetry",
         env!("CARGO_PKG_VERSION"),
     )

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::http::metrics;
 use crate::store::Readiness;
 
+#[derive(Default)]
 pub struct OpsApi;
 
 /// The process's health.

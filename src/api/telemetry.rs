@@ -15,6 +15,7 @@ use crate::error::Error;
 use crate::http::metrics;
 use crate::store::ingest::{Outcome, Submission};
 
+#[derive(Default)]
 pub struct TelemetryApi;
 
 /// The telemetry endpoint's answer when it stores; [`PushTelemetry`] lists the others, which

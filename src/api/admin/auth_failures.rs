@@ -11,6 +11,7 @@ use crate::api::auth_failures::FailureSummary;
 use crate::api::operation_errors::{OperationError, SERVER_FAULTS, documented};
 use crate::api::{ApiTags, AppState};
 
+#[derive(Default)]
 pub struct AuthFailuresApi;
 
 /// Refused agent requests of the last hour.

@@ -20,6 +20,7 @@ use crate::domain::payload::FastBody;
 use crate::error::Error;
 use crate::store::hosts::{Host, HostFilter, slugify};
 
+#[derive(Default)]
 pub struct HostsApi;
 
 /// A host to create.

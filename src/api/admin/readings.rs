@@ -18,6 +18,7 @@ use crate::store::readings::{
     ContainerMetricsBucket, ContainerState, HostEvent, HostMetricsBucket,
 };
 
+#[derive(Default)]
 pub struct ReadingsApi;
 
 /// Host metrics aggregated per time bucket.

@@ -23,6 +23,7 @@ use crate::api::{ApiTags, AppState};
 use crate::domain::payload::FastBody;
 use crate::store::tokens::{AgentTokenInfo, IssuedToken};
 
+#[derive(Default)]
 pub struct TokensApi;
 
 /// An agent token to issue.
