@@ -163,26 +163,25 @@ fn series_request(
     bucket: Option<Bucket>,
 ) -> Result<SeriesRequest, Error> {
     let mut errors = Vec::new();
-    let mut either =
-        |current: Option<DateTime<Utc>>, old: Option<DateTime<Utc>>, names: (&str, &str)| match (
-            current, old,
-        ) {
-            (Some(current), Some(old)) if current != old => {
-                errors.push(FieldError::new(
-                    names.0,
-                    format!(
-                        "differs from `{}`, its deprecated name; give one of them",
-                        names.1
-                    ),
-                ));
-                None
-            }
-            (None, None) => {
-                errors.push(FieldError::new(names.0, "is required"));
-                None
-            }
-            (current, old) => current.or(old),
-        };
+    let mut either = |current: Option<DateTime<Utc>>,
+                      old: Option<DateTime<Utc>>,
+                      names: (&str, &str)| match (current, old) {
+        (Some(current), Some(old)) if current != old => {
+            errors.push(FieldError::new(
+                names.0,
+                format!(
+                    "differs from `{}`, its deprecated name; give one of them",
+                    names.1
+                ),
+            ));
+            None
+        }
+        (None, None) => {
+            errors.push(FieldError::new(names.0, "is required"));
+            None
+        }
+        (current, old) => current.or(old),
+    };
     let since = either(since, from, ("since", "from"));
     let until = either(until, to, ("until", "to"));
     match (since, until) {
