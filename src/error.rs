@@ -31,6 +31,14 @@ pub enum Error {
     Conflict(&'static str, String),
     #[error("the database is unavailable, retry later")]
     Unavailable(#[source] anyhow::Error),
+    /// `/readyz`'s refusal: what is not ready (the database unreachable, migrations pending),
+    /// and the database's error when there is one.
+    #[error("{detail}")]
+    NotReady {
+        detail: String,
+        #[source]
+        cause: Option<anyhow::Error>,
+    },
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
 }

@@ -11,7 +11,8 @@ use poem::{IntoResponse, Response};
 use super::problem::{Problem, ProblemJson, human_reason};
 use crate::error::Error;
 
-/// Seconds a client should wait before retrying after the database was unavailable.
+/// Seconds a client should wait before retrying after the database was unavailable (or the
+/// service not ready).
 pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// `WWW-Authenticate` challenge sent with every 401.
@@ -41,6 +42,9 @@ pub fn answer(error: &Error, documented: impl Fn(StatusCode) -> bool) -> Answer 
             tracing::warn!(error = format!("{cause:#}"), "database unavailable")
         }
         Error::Internal(cause) => tracing::error!(error = format!("{cause:#}"), "internal error"),
+        Error::NotReady {
+            cause: Some(cause), ..
+        } => tracing::warn!(error = format!("{cause:#}"), "not ready"),
         _ => {}
     }
     plain(error)
@@ -57,7 +61,7 @@ fn plain(error: &Error) -> Answer {
             retry_after_secs, ..
         }
         | Error::AuthFailuresLimited { retry_after_secs } => Some(*retry_after_secs),
-        Error::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+        Error::Unavailable(_) | Error::NotReady { .. } => Some(UNAVAILABLE_RETRY_AFTER_SECS),
         _ => None,
     };
     Answer {
@@ -80,7 +84,7 @@ fn status(error: &Error) -> StatusCode {
         Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
         Error::NotFound(_) => StatusCode::NOT_FOUND,
         Error::Conflict(..) => StatusCode::CONFLICT,
-        Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        Error::Unavailable(_) | Error::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -99,6 +103,7 @@ fn problem_name(error: &Error) -> String {
         Error::NotFound(what) => format!("{}-not-found", what.replace(' ', "-")),
         Error::Conflict(name, _) => (*name).into(),
         Error::Unavailable(_) => "unavailable".into(),
+        Error::NotReady { .. } => "not-ready".into(),
         Error::Internal(_) => "internal".into(),
     }
 }
@@ -223,6 +228,16 @@ mod tests {
                 Error::Unavailable(anyhow::anyhow!("connection refused")),
                 503,
                 "unavailable",
+                None,
+                Some("5"),
+            ),
+            (
+                Error::NotReady {
+                    detail: "migrations pending".into(),
+                    cause: None,
+                },
+                503,
+                "not-ready",
                 None,
                 Some("5"),
             ),

@@ -4,8 +4,7 @@ use poem::web::Data;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use super::error_response::UNAVAILABLE_RETRY_AFTER_SECS;
-use super::problem::{Problem, ProblemJson};
+use super::operation_errors::{DocumentedProblem, OperationError, RETRY_AFTER, documented};
 use super::{ApiTags, AppState};
 use crate::error::Error;
 use crate::http::metrics;
@@ -50,9 +49,17 @@ enum ReadyResponse {
     /// The database is reachable and every migration is applied.
     #[oai(status = 200)]
     Ready(Json<Health>),
-    /// Not ready: the database is unreachable or migrations are pending.
-    #[oai(status = 503)]
-    NotReady(ProblemJson, #[oai(header = "Retry-After")] u64),
+}
+
+documented! {
+    /// What `GET /readyz` answers otherwise.
+    GetReadiness: [
+        DocumentedProblem::new(
+            503,
+            "Not ready: the database is unreachable or migrations are pending.",
+        )
+        .with_headers(&[RETRY_AFTER]),
+    ]
 }
 
 #[OpenApi(tag = "ApiTags::Operations")]
@@ -72,29 +79,30 @@ impl OpsApi {
     ///
     /// For an orchestrator's readiness probe or a load balancer. No authentication.
     #[oai(path = "/readyz", method = "get", operation_id = "get_readiness")]
-    async fn ready(&self, state: Data<&AppState>) -> ReadyResponse {
-        let not_ready = |detail: String| {
-            let problem = Problem::new(
-                poem::http::StatusCode::SERVICE_UNAVAILABLE,
-                detail,
-                Vec::new(),
-            )
-            .typed("not-ready");
-            ReadyResponse::NotReady(ProblemJson(problem), UNAVAILABLE_RETRY_AFTER_SECS)
-        };
-        match state.store.readiness().await {
-            Ok(Readiness::Ready) => ReadyResponse::Ready(Json(Health {
-                status: HealthStatus::Ready,
-            })),
-            Ok(Readiness::MigrationsPending { applied, expected }) => not_ready(format!(
-                "migrations pending: applied {applied:?}, expected {expected}"
-            )),
-            Err(error @ (Error::Unavailable(_) | Error::Internal(_))) => {
-                tracing::warn!(error = format!("{error:#}"), "not ready");
-                not_ready("the database is unreachable".into())
+    async fn ready(
+        &self,
+        state: Data<&AppState>,
+    ) -> Result<ReadyResponse, OperationError<GetReadiness>> {
+        let not_ready = match state.store.readiness().await {
+            Ok(Readiness::Ready) => {
+                return Ok(ReadyResponse::Ready(Json(Health {
+                    status: HealthStatus::Ready,
+                })));
             }
-            Err(other) => not_ready(other.to_string()),
-        }
+            Ok(Readiness::MigrationsPending { applied, expected }) => Error::NotReady {
+                detail: format!("migrations pending: applied {applied:?}, expected {expected}"),
+                cause: None,
+            },
+            Err(Error::Unavailable(cause) | Error::Internal(cause)) => Error::NotReady {
+                detail: "the database is unreachable".into(),
+                cause: Some(cause),
+            },
+            Err(other) => Error::NotReady {
+                detail: other.to_string(),
+                cause: None,
+            },
+        };
+        Err(not_ready.into())
     }
 
     /// Prometheus metrics (text exposition format)

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::cli::{migrated_store, output};
+use crate::cli::{ObjectArgs, migrated_store, output};
 use clap::Subcommand;
 
 use crate::config::DbArgs;
@@ -15,11 +15,8 @@ pub enum AdminTokenCommand {
         /// Who or what the token is for
         #[arg(long)]
         name: String,
-        /// Print one JSON object instead of text
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        db: DbArgs,
+        args: ObjectArgs,
     },
     /// List admin API tokens (metadata only)
     List {
@@ -33,11 +30,8 @@ pub enum AdminTokenCommand {
     Revoke {
         /// The token's id
         id: i64,
-        /// Print one JSON object instead of text
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        db: DbArgs,
+        args: ObjectArgs,
     },
 }
 
@@ -46,7 +40,10 @@ const MAX_NAME_CHARS: usize = 255;
 
 pub async fn run(command: AdminTokenCommand) -> anyhow::Result<()> {
     match command {
-        AdminTokenCommand::Create { name, json, db } => {
+        AdminTokenCommand::Create {
+            name,
+            args: ObjectArgs { json, db },
+        } => {
             if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
                 return Err(Error::invalid(
                     "name",
@@ -55,20 +52,17 @@ pub async fn run(command: AdminTokenCommand) -> anyhow::Result<()> {
                 .into());
             }
             let issued = migrated_store(&db).await?.create_admin_token(&name).await?;
-            if json {
-                output::json(&json!({
+            output::issued_token(
+                json,
+                &json!({
                     "id": issued.info.id,
                     "name": issued.info.name,
                     "created_at": issued.info.created_at,
                     "token": issued.token.plaintext,
-                }))?;
-            } else {
-                println!("{}", issued.token.plaintext);
-                eprintln!(
-                    "admin token {} ({}): shown once, store it now (only its hash is kept)",
-                    issued.info.id, issued.info.name
-                );
-            }
+                }),
+                &issued.token.plaintext,
+                &format!("admin token {} ({})", issued.info.id, issued.info.name),
+            )?;
         }
         AdminTokenCommand::List { json, db } => {
             let tokens = migrated_store(&db).await?.list_admin_tokens().await?;
@@ -90,7 +84,10 @@ pub async fn run(command: AdminTokenCommand) -> anyhow::Result<()> {
                 output::table(["ID", "NAME", "CREATED", "LAST USED", "REVOKED"], &rows);
             }
         }
-        AdminTokenCommand::Revoke { id, json, db } => {
+        AdminTokenCommand::Revoke {
+            id,
+            args: ObjectArgs { json, db },
+        } => {
             let info = migrated_store(&db).await?.revoke_admin_token(id).await?;
             if json {
                 output::json(&info)?;

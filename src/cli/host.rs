@@ -2,7 +2,7 @@
 
 use crate::api::admin::hosts::{HostUpdate, NewHost, host_filter};
 use crate::api::json_body;
-use crate::cli::{migrated_store, output};
+use crate::cli::{ObjectArgs, migrated_store, output};
 use clap::Subcommand;
 
 use crate::config::DbArgs;
@@ -24,11 +24,8 @@ pub enum HostCommand {
         /// A label, `KEY=VALUE`; repeat for several
         #[arg(long = "label", value_name = "KEY=VALUE")]
         labels: Vec<String>,
-        /// Print one JSON object instead of text
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        db: DbArgs,
+        args: ObjectArgs,
     },
     /// List hosts, ordered by id, one page at a time
     List {
@@ -57,11 +54,8 @@ pub enum HostCommand {
     Show {
         /// The host's id
         id: i64,
-        /// Print one JSON object instead of text
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        db: DbArgs,
+        args: ObjectArgs,
     },
     /// Rename a host and/or replace its labels
     Update {
@@ -76,21 +70,15 @@ pub enum HostCommand {
         /// Remove every label
         #[arg(long, conflicts_with = "labels")]
         clear_labels: bool,
-        /// Print one JSON object instead of text
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        db: DbArgs,
+        args: ObjectArgs,
     },
     /// Archive a host and revoke all its tokens (idempotent)
     Archive {
         /// The host's id
         id: i64,
-        /// Print one JSON object instead of text
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        db: DbArgs,
+        args: ObjectArgs,
     },
 }
 
@@ -100,8 +88,7 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
             name,
             slug,
             labels,
-            json,
-            db,
+            args: ObjectArgs { json, db },
         } => {
             let request: NewHost = checked(&NewHost {
                 slug: Some(slug.unwrap_or_else(|| slugify(&name))),
@@ -167,7 +154,10 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
                 }
             }
         }
-        HostCommand::Show { id, json, db } => {
+        HostCommand::Show {
+            id,
+            args: ObjectArgs { json, db },
+        } => {
             let host = migrated_store(&db).await?.host(id).await?;
             print_host(&host, json)?;
         }
@@ -176,8 +166,7 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
             name,
             labels,
             clear_labels,
-            json,
-            db,
+            args: ObjectArgs { json, db },
         } => {
             let labels = if clear_labels {
                 Some(HostLabels::new())
@@ -193,7 +182,10 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
                 .await?;
             print_host(&host, json)?;
         }
-        HostCommand::Archive { id, json, db } => {
+        HostCommand::Archive {
+            id,
+            args: ObjectArgs { json, db },
+        } => {
             let host = migrated_store(&db).await?.archive_host(id).await?;
             print_host(&host, json)?;
         }

@@ -13,7 +13,7 @@ use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
 use crate::api;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::config::{DbArgs, LogFormat, ServeArgs};
 use crate::error::Error;
@@ -85,6 +85,16 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Token(command) => token::run(command).await,
         Command::AdminToken(command) => admin_token::run(command).await,
     }
+}
+
+/// The options of every command that prints one object: `--json` and the database.
+#[derive(Debug, Args)]
+pub struct ObjectArgs {
+    /// Print one JSON object instead of text
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
 }
 
 async fn migrated_store(db: &DbArgs) -> anyhow::Result<Store> {

@@ -8,6 +8,22 @@ pub fn json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints a token shown once: its plaintext alone on stdout (for `$(…)`) and a note on stderr
+/// that starts with `what`; or, with `--json`, `document` as one JSON object.
+pub fn issued_token(
+    json: bool,
+    document: &impl serde::Serialize,
+    plaintext: &str,
+    what: &str,
+) -> anyhow::Result<()> {
+    if json {
+        return self::json(document);
+    }
+    println!("{plaintext}");
+    eprintln!("{what}: shown once, store it now (only its hash is kept)");
+    Ok(())
+}
+
 /// Prints rows under a header, each column as wide as its widest cell.
 pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
     let mut widths = header.map(|title| title.chars().count());

@@ -2,8 +2,8 @@
 
 use crate::api::admin::tokens::{IssuedAgentToken, NewAgentToken};
 use crate::api::json_body;
-use crate::cli::{migrated_store, output};
-use clap::Subcommand;
+use crate::cli::{ObjectArgs, migrated_store, output};
+use clap::{Args, Subcommand};
 
 use crate::config::DbArgs;
 use crate::store::tokens::AgentTokenInfo;
@@ -22,11 +22,8 @@ pub enum TokenCommand {
         /// requests from another client get 401); a rotation keeps the option, unbound
         #[arg(long)]
         bind_fingerprint: bool,
-        /// Print one JSON object instead of text
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        db: DbArgs,
+        args: ObjectArgs,
     },
     /// List a host's tokens (metadata only; never the plaintext or the hash)
     List {
@@ -40,33 +37,22 @@ pub enum TokenCommand {
         db: DbArgs,
     },
     /// Revoke a token and issue its replacement, printed once
-    Rotate {
-        /// Id of the host
-        #[arg(long)]
-        host: i64,
-        /// Id of the token to rotate
-        #[arg(long)]
-        token: i64,
-        /// Print one JSON object instead of text
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    Rotate(HostToken),
     /// Revoke a token (idempotent)
-    Revoke {
-        /// Id of the host
-        #[arg(long)]
-        host: i64,
-        /// Id of the token to revoke
-        #[arg(long)]
-        token: i64,
-        /// Print one JSON object instead of text
-        #[arg(long)]
-        json: bool,
-        #[command(flatten)]
-        db: DbArgs,
-    },
+    Revoke(HostToken),
+}
+
+/// One of a host's tokens, as `rotate` and `revoke` name it.
+#[derive(Debug, Args)]
+pub struct HostToken {
+    /// Id of the host
+    #[arg(long)]
+    host: i64,
+    /// Id of the token
+    #[arg(long)]
+    token: i64,
+    #[command(flatten)]
+    args: ObjectArgs,
 }
 
 pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
@@ -75,8 +61,7 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
             host,
             name,
             bind_fingerprint,
-            json,
-            db,
+            args: ObjectArgs { json, db },
         } => {
             let request: NewAgentToken = json_body::parse(&serde_json::to_vec(&NewAgentToken {
                 name,
@@ -108,12 +93,11 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        TokenCommand::Rotate {
+        TokenCommand::Rotate(HostToken {
             host,
             token,
-            json,
-            db,
-        } => {
+            args: ObjectArgs { json, db },
+        }) => {
             let issued = migrated_store(&db)
                 .await?
                 .rotate_agent_token(host, token)
@@ -124,12 +108,11 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
                 &format!("replaces token {token} and was issued"),
             )?;
         }
-        TokenCommand::Revoke {
+        TokenCommand::Revoke(HostToken {
             host,
             token,
-            json,
-            db,
-        } => {
+            args: ObjectArgs { json, db },
+        }) => {
             let info = migrated_store(&db)
                 .await?
                 .revoke_agent_token(host, token)
@@ -149,17 +132,9 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The plaintext alone on stdout (for `$(…)`), the note on stderr; or one JSON object.
 fn print_issued(issued: IssuedAgentToken, json: bool, what: &str) -> anyhow::Result<()> {
-    if json {
-        return output::json(&issued);
-    }
-    println!("{}", issued.token);
-    eprintln!(
-        "token {} for host {} {what}: shown once, store it now (only its hash is kept)",
-        issued.id, issued.host_id
-    );
-    Ok(())
+    let about = format!("token {} for host {} {what}", issued.id, issued.host_id);
+    output::issued_token(json, &issued, &issued.token, &about)
 }
 
 fn row(token: &AgentTokenInfo) -> [String; 6] {

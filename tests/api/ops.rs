@@ -49,6 +49,20 @@ async fn readyz_is_503_while_migrations_are_pending() {
 
     assert_eq!(ready.status(), 503);
     assert_eq!(ready.headers()["retry-after"], "5");
+    assert_eq!(ready.headers()["content-type"], "application/problem+json");
+    let problem: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(
+        problem["type"],
+        "tag:nexus-telemetry,2026:problem:not-ready"
+    );
+    assert_eq!(problem["status"], 503);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("migrations pending: applied "),
+        "{problem}"
+    );
 }
 
 #[tokio::test]

@@ -21,9 +21,10 @@ use crate::store::readings::{
 #[derive(Default)]
 pub struct ReadingsApi;
 
-/// Host metrics aggregated per time bucket.
+/// The range and bucket a series answers; its properties open both series' schemas
+/// (`#[oai(flatten)]`, so the published document names no type of its own for them).
 #[derive(Debug, Clone, Object)]
-pub struct HostSeries {
+pub struct SeriesRange {
     /// The bucket width used: the one asked for, or the finest that keeps the answer under
     /// 1,000 points.
     pub bucket: Bucket,
@@ -37,6 +38,25 @@ pub struct HostSeries {
     /// Deprecated: the same as `until`.
     #[oai(deprecated)]
     pub to: DateTime<Utc>,
+}
+
+impl From<&SeriesRequest> for SeriesRange {
+    fn from(request: &SeriesRequest) -> Self {
+        Self {
+            bucket: request.bucket,
+            since: request.since,
+            until: request.until,
+            from: request.since,
+            to: request.until,
+        }
+    }
+}
+
+/// Host metrics aggregated per time bucket.
+#[derive(Debug, Clone, Object)]
+pub struct HostSeries {
+    #[oai(flatten)]
+    pub range: SeriesRange,
     /// Buckets with at least one sample, oldest first.
     pub points: Vec<HostMetricsBucket>,
 }
@@ -44,19 +64,8 @@ pub struct HostSeries {
 /// Container metrics aggregated per time bucket.
 #[derive(Debug, Clone, Object)]
 pub struct ContainerSeries {
-    /// The bucket width used: the one asked for, or the finest that keeps the answer under
-    /// 1,000 points.
-    pub bucket: Bucket,
-    /// Start of the range answered: `since` rounded down to a whole bucket.
-    pub since: DateTime<Utc>,
-    /// End of the range answered (exclusive): `until` rounded up to a whole bucket.
-    pub until: DateTime<Utc>,
-    /// Deprecated: the same as `since` (named `from_` by Python generators).
-    #[oai(deprecated)]
-    pub from: DateTime<Utc>,
-    /// Deprecated: the same as `until`.
-    #[oai(deprecated)]
-    pub to: DateTime<Utc>,
+    #[oai(flatten)]
+    pub range: SeriesRange,
     /// Buckets with at least one sample, oldest first.
     pub points: Vec<ContainerMetricsBucket>,
 }
@@ -143,48 +152,43 @@ documented! {
     ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
 }
 
-/// The range of a series request: `since` and `until`, or their deprecated names `from` and
-/// `to` (kept for clients written before; `from` is a keyword in Python). Errors name the
-/// current parameters.
-struct RangeParams {
+/// The series a metrics operation asks for, from its range, `since` and `until` or their
+/// deprecated names `from` and `to` (kept for clients written before; `from` is a keyword in
+/// Python), and its bucket. Errors name the current parameters.
+fn series_request(
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
-}
-
-impl RangeParams {
-    fn series(self, bucket: Option<Bucket>) -> Result<SeriesRequest, Error> {
-        let mut errors = Vec::new();
-        let mut either = |current: Option<DateTime<Utc>>,
-                          old: Option<DateTime<Utc>>,
-                          names: (&str, &str)| {
-            match (current, old) {
-                (Some(current), Some(old)) if current != old => {
-                    errors.push(FieldError::new(
-                        names.0,
-                        format!(
-                            "differs from `{}`, its deprecated name; give one of them",
-                            names.1
-                        ),
-                    ));
-                    None
-                }
-                (None, None) => {
-                    errors.push(FieldError::new(names.0, "is required"));
-                    None
-                }
-                (current, old) => current.or(old),
-            }
-        };
-        let since = either(self.since, self.from, ("since", "from"));
-        let until = either(self.until, self.to, ("until", "to"));
-        match (since, until) {
-            (Some(since), Some(until)) if errors.is_empty() => {
-                SeriesRequest::new(since, until, bucket).map_err(Error::Validation)
-            }
-            _ => Err(Error::Validation(errors)),
+    bucket: Option<Bucket>,
+) -> Result<SeriesRequest, Error> {
+    let mut errors = Vec::new();
+    let mut either = |current: Option<DateTime<Utc>>,
+                      old: Option<DateTime<Utc>>,
+                      names: (&str, &str)| match (current, old) {
+        (Some(current), Some(old)) if current != old => {
+            errors.push(FieldError::new(
+                names.0,
+                format!(
+                    "differs from `{}`, its deprecated name; give one of them",
+                    names.1
+                ),
+            ));
+            None
         }
+        (None, None) => {
+            errors.push(FieldError::new(names.0, "is required"));
+            None
+        }
+        (current, old) => current.or(old),
+    };
+    let since = either(since, from, ("since", "from"));
+    let until = either(until, to, ("until", "to"));
+    match (since, until) {
+        (Some(since), Some(until)) if errors.is_empty() => {
+            SeriesRequest::new(since, until, bucket).map_err(Error::Validation)
+        }
+        _ => Err(Error::Validation(errors)),
     }
 }
 
@@ -226,13 +230,7 @@ impl ReadingsApi {
         /// Bucket width; default: the finest that keeps the answer under 1,000 points.
         bucket: Query<Option<Bucket>>,
     ) -> Result<HostSeriesResponse, OperationError<GetHostMetrics>> {
-        let range = RangeParams {
-            since: since.0,
-            until: until.0,
-            from: from.0,
-            to: to.0,
-        };
-        let request = range.series(bucket.0)?;
+        let request = series_request(since.0, until.0, from.0, to.0, bucket.0)?;
         let points = state
             .reads
             .run(|store| async {
@@ -241,11 +239,7 @@ impl ReadingsApi {
             })
             .await?;
         Ok(HostSeriesResponse::Ok(Json(HostSeries {
-            bucket: request.bucket,
-            since: request.since,
-            until: request.until,
-            from: request.since,
-            to: request.until,
+            range: (&request).into(),
             points,
         })))
     }
@@ -284,13 +278,7 @@ impl ReadingsApi {
         /// Bucket width; default: the finest that keeps the answer under 1,000 points.
         bucket: Query<Option<Bucket>>,
     ) -> Result<ContainerSeriesResponse, OperationError<GetContainerMetrics>> {
-        let range = RangeParams {
-            since: since.0,
-            until: until.0,
-            from: from.0,
-            to: to.0,
-        };
-        let request = range.series(bucket.0)?;
+        let request = series_request(since.0, until.0, from.0, to.0, bucket.0)?;
         let points = state
             .reads
             .run(|store| async {
@@ -301,11 +289,7 @@ impl ReadingsApi {
             })
             .await?;
         Ok(ContainerSeriesResponse::Ok(Json(ContainerSeries {
-            bucket: request.bucket,
-            since: request.since,
-            until: request.until,
-            from: request.since,
-            to: request.until,
+            range: (&request).into(),
             points,
         })))
     }

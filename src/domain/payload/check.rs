@@ -23,7 +23,7 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use serde_json::Value;
 
-use super::schema::Compiled;
+use super::schema::CompiledSchema;
 use crate::domain::FieldError;
 
 /// The schema of one type, with the registry its references resolve in.
@@ -31,7 +31,7 @@ pub struct Schema {
     registry: Registry,
     root: MetaSchemaRef,
     /// The same schema compiled for the reader; `None` when it cannot be.
-    compiled: Option<Compiled>,
+    compiled: Option<CompiledSchema>,
 }
 
 impl Schema {
@@ -46,7 +46,7 @@ impl Schema {
         let mut registry = Registry::new();
         T::register(&mut registry);
         let root = T::schema_ref();
-        let compiled = Compiled::new(&registry, &root);
+        let compiled = CompiledSchema::new(&registry, &root);
         let schema = Arc::new(Schema {
             registry,
             root,
@@ -61,7 +61,7 @@ impl Schema {
     }
 
     /// The compiled schema, for a reader that walks documents of this type by hand.
-    pub(super) fn compiled(&self) -> Option<&Compiled> {
+    pub(super) fn compiled(&self) -> Option<&CompiledSchema> {
         self.compiled.as_ref()
     }
 

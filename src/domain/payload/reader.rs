@@ -28,7 +28,7 @@ use nexus_contract::{
 
 use super::Declined;
 use super::check::Schema;
-use super::schema::{Compiled, NodeId};
+use super::schema::{CompiledSchema, NodeId};
 
 /// Nesting allowed in values the payload does not name (serde_json refuses beyond 128).
 const MAX_DEPTH: usize = 64;
@@ -80,17 +80,17 @@ const CONTAINER_METRICS: [&str; 7] = [
 pub fn read(text: &str) -> Result<TelemetryPayload, Declined> {
     static READER: LazyLock<Option<Reader>> = LazyLock::new(Reader::new);
     let reader = READER.as_ref().ok_or(Declined::Schema)?;
-    let mut cursor = Cursor {
+    let mut scanner = Scanner {
         text,
         at: 0,
         pairs: Vec::new(),
         declined: Declined::Invalid,
     };
-    let Some(payload) = reader.payload(&mut cursor) else {
-        return Err(cursor.declined);
+    let Some(payload) = reader.payload(&mut scanner) else {
+        return Err(scanner.declined);
     };
-    cursor.skip_space();
-    if cursor.at == text.len() {
+    scanner.skip_space();
+    if scanner.at == text.len() {
         Ok(payload)
     } else {
         Err(Declined::Invalid)
@@ -107,7 +107,7 @@ impl<const N: usize> Object<N> {
     /// `None` unless `names` are exactly the node's properties and `required` exactly its
     /// required ones: a field added to the contract disables the reader until it reads it too.
     fn new(
-        compiled: &Compiled,
+        compiled: &CompiledSchema,
         node: NodeId,
         names: &[&str; N],
         required: &[&str],
@@ -174,19 +174,19 @@ impl Reader {
         })
     }
 
-    fn compiled(&self) -> &Compiled {
+    fn compiled(&self) -> &CompiledSchema {
         self.schema
             .compiled()
             .expect("compiled when the reader was built")
     }
 
-    fn payload(&self, c: &mut Cursor) -> Option<TelemetryPayload> {
+    fn payload(&self, s: &mut Scanner) -> Option<TelemetryPayload> {
         let (mut recorded_at, mut host, mut containers) = (None, None, None);
-        self.object(c, &self.root, &ROOT, |c, field, node| {
+        self.object(s, &self.root, &ROOT, |s, field, node| {
             match field {
-                0 => recorded_at = self.timestamp(c, node)?,
-                1 => host = nullable(c, |c| self.host(c))?,
-                _ => containers = nullable(c, |c| self.containers(c, node))?,
+                0 => recorded_at = self.timestamp(s, node)?,
+                1 => host = nullable(s, |s| self.host(s))?,
+                _ => containers = nullable(s, |s| self.containers(s, node))?,
             }
             Some(())
         })?;
@@ -197,12 +197,12 @@ impl Reader {
         })
     }
 
-    fn host(&self, c: &mut Cursor) -> Option<HostPayload> {
+    fn host(&self, s: &mut Scanner) -> Option<HostPayload> {
         let (mut metrics, mut facts) = (None, None);
-        self.object(c, &self.host, &HOST, |c, field, _| {
+        self.object(s, &self.host, &HOST, |s, field, _| {
             match field {
-                0 => metrics = nullable(c, |c| self.host_metrics(c))?,
-                _ => facts = nullable(c, |c| self.facts(c))?,
+                0 => metrics = nullable(s, |s| self.host_metrics(s))?,
+                _ => facts = nullable(s, |s| self.facts(s))?,
             }
             Some(())
         })?;
@@ -212,48 +212,48 @@ impl Reader {
         })
     }
 
-    fn host_metrics(&self, c: &mut Cursor) -> Option<HostMetrics> {
+    fn host_metrics(&self, s: &mut Scanner) -> Option<HostMetrics> {
         let mut m = HostMetrics::default();
-        self.object(c, &self.host_metrics, &HOST_METRICS, |c, field, node| {
+        self.object(s, &self.host_metrics, &HOST_METRICS, |s, field, node| {
             match field {
-                0 => m.cpu_percent = self.float(c, node)?,
-                1 => m.memory_used_mb = self.integer(c, node)?,
-                2 => m.memory_total_mb = self.integer(c, node)?,
-                3 => m.disk_used_gb = self.integer(c, node)?,
-                4 => m.disk_total_gb = self.integer(c, node)?,
-                5 => m.network_rx_bytes = self.integer(c, node)?,
-                6 => m.network_tx_bytes = self.integer(c, node)?,
-                _ => m.load_average = self.float(c, node)?,
+                0 => m.cpu_percent = self.float(s, node)?,
+                1 => m.memory_used_mb = self.integer(s, node)?,
+                2 => m.memory_total_mb = self.integer(s, node)?,
+                3 => m.disk_used_gb = self.integer(s, node)?,
+                4 => m.disk_total_gb = self.integer(s, node)?,
+                5 => m.network_rx_bytes = self.integer(s, node)?,
+                6 => m.network_tx_bytes = self.integer(s, node)?,
+                _ => m.load_average = self.float(s, node)?,
             }
             Some(())
         })?;
         Some(m)
     }
 
-    fn facts(&self, c: &mut Cursor) -> Option<HostFacts> {
+    fn facts(&self, s: &mut Scanner) -> Option<HostFacts> {
         let mut f = HostFacts::default();
-        self.object(c, &self.facts, &FACTS, |c, field, node| {
+        self.object(s, &self.facts, &FACTS, |s, field, node| {
             match field {
                 0 => {
-                    f.cpu_count = match self.integer(c, node)? {
+                    f.cpu_count = match self.integer(s, node)? {
                         Some(n) => Some(i32::try_from(n).ok()?),
                         None => None,
                     }
                 }
-                1 => f.memory_total_mb = self.integer(c, node)?,
-                2 => f.disk_total_gb = self.integer(c, node)?,
-                3 => f.os = self.string(c, node)?,
-                _ => f.docker_version = self.string(c, node)?,
+                1 => f.memory_total_mb = self.integer(s, node)?,
+                2 => f.disk_total_gb = self.integer(s, node)?,
+                3 => f.os = self.string(s, node)?,
+                _ => f.docker_version = self.string(s, node)?,
             }
             Some(())
         })?;
         Some(f)
     }
 
-    fn containers(&self, c: &mut Cursor, node: NodeId) -> Option<Vec<ContainerPayload>> {
+    fn containers(&self, s: &mut Scanner, node: NodeId) -> Option<Vec<ContainerPayload>> {
         let mut containers = Vec::new();
-        let count = c.items(|c| {
-            containers.push(self.container(c)?);
+        let count = s.items(|s| {
+            containers.push(self.container(s)?);
             Some(())
         })?;
         self.compiled()
@@ -261,25 +261,25 @@ impl Reader {
             .then_some(containers)
     }
 
-    fn container(&self, c: &mut Cursor) -> Option<ContainerPayload> {
+    fn container(&self, s: &mut Scanner) -> Option<ContainerPayload> {
         let (mut id, mut name, mut image, mut image_tag) = (None, None, None, None);
         let (mut status, mut state, mut health_status) = (None, None, None);
         let (mut ports, mut labels, mut metrics) = (None, None, None);
         let (mut started_at, mut finished_at) = (None, None);
-        self.object(c, &self.container, &CONTAINER, |c, field, node| {
+        self.object(s, &self.container, &CONTAINER, |s, field, node| {
             match field {
-                0 => id = self.string(c, node)?,
-                1 => name = self.string(c, node)?,
-                2 => image = self.string(c, node)?,
-                3 => image_tag = self.string(c, node)?,
-                4 => status = self.string(c, node)?,
-                5 => state = self.string(c, node)?,
-                6 => health_status = self.string(c, node)?,
-                7 => ports = nullable(c, |c| self.ports(c, node))?,
-                8 => labels = nullable(c, |c| self.labels(c, node))?,
-                9 => metrics = nullable(c, |c| self.container_metrics(c))?,
-                10 => started_at = self.timestamp(c, node)?,
-                _ => finished_at = self.timestamp(c, node)?,
+                0 => id = self.string(s, node)?,
+                1 => name = self.string(s, node)?,
+                2 => image = self.string(s, node)?,
+                3 => image_tag = self.string(s, node)?,
+                4 => status = self.string(s, node)?,
+                5 => state = self.string(s, node)?,
+                6 => health_status = self.string(s, node)?,
+                7 => ports = nullable(s, |s| self.ports(s, node))?,
+                8 => labels = nullable(s, |s| self.labels(s, node))?,
+                9 => metrics = nullable(s, |s| self.container_metrics(s))?,
+                10 => started_at = self.timestamp(s, node)?,
+                _ => finished_at = self.timestamp(s, node)?,
             }
             Some(())
         })?;
@@ -299,10 +299,10 @@ impl Reader {
         })
     }
 
-    fn ports(&self, c: &mut Cursor, node: NodeId) -> Option<Vec<String>> {
+    fn ports(&self, s: &mut Scanner, node: NodeId) -> Option<Vec<String>> {
         let mut ports = Vec::new();
-        let count = c.items(|c| {
-            ports.push(self.text(c, self.port)?.into_owned());
+        let count = s.items(|s| {
+            ports.push(self.text(s, self.port)?.into_owned());
             Some(())
         })?;
         self.compiled().accepts_count(node, count).then_some(ports)
@@ -311,15 +311,15 @@ impl Reader {
     /// Labels as slices of the text, in the order given (of a name given twice the last stays);
     /// once one has an escape, the whole set as decoded strings. Labels are most of a
     /// payload's strings, and a list of plain slices is cheaper to fill and to empty.
-    fn labels(&self, c: &mut Cursor, node: NodeId) -> Option<Labels> {
-        let mut pairs = std::mem::take(&mut c.pairs);
+    fn labels(&self, s: &mut Scanner, node: NodeId) -> Option<Labels> {
+        let mut pairs = std::mem::take(&mut s.pairs);
         pairs.clear();
         let mut decoded: Option<Vec<(Cow<str>, Cow<str>)>> = None;
-        let count = c.entries(|c, name| {
-            if !Compiled::accepts_key(&name, self.label_key_max_length) {
+        let count = s.entries(|s, name| {
+            if !CompiledSchema::accepts_key(&name, self.label_key_max_length) {
                 return None;
             }
-            let value = self.text(c, self.label_value)?;
+            let value = self.text(s, self.label_value)?;
             match (name, value, &mut decoded) {
                 (Cow::Borrowed(name), Cow::Borrowed(value), None) => pairs.push((name, value)),
                 (name, value, decoded) => {
@@ -335,25 +335,25 @@ impl Reader {
             None => Labels::from_pairs(&pairs),
             Some(decoded) => Labels::from_pairs(&decoded),
         };
-        c.pairs = pairs;
+        s.pairs = pairs;
         self.compiled().accepts_count(node, count).then_some(labels)
     }
 
-    fn container_metrics(&self, c: &mut Cursor) -> Option<ContainerMetrics> {
+    fn container_metrics(&self, s: &mut Scanner) -> Option<ContainerMetrics> {
         let mut m = ContainerMetrics::default();
         self.object(
-            c,
+            s,
             &self.container_metrics,
             &CONTAINER_METRICS,
-            |c, field, node| {
+            |s, field, node| {
                 match field {
-                    0 => m.cpu_percent = self.float(c, node)?,
-                    1 => m.memory_usage_mb = self.integer(c, node)?,
-                    2 => m.memory_limit_mb = self.integer(c, node)?,
-                    3 => m.network_rx_bytes = self.integer(c, node)?,
-                    4 => m.network_tx_bytes = self.integer(c, node)?,
-                    5 => m.block_read_bytes = self.integer(c, node)?,
-                    _ => m.block_write_bytes = self.integer(c, node)?,
+                    0 => m.cpu_percent = self.float(s, node)?,
+                    1 => m.memory_usage_mb = self.integer(s, node)?,
+                    2 => m.memory_limit_mb = self.integer(s, node)?,
+                    3 => m.network_rx_bytes = self.integer(s, node)?,
+                    4 => m.network_tx_bytes = self.integer(s, node)?,
+                    5 => m.block_read_bytes = self.integer(s, node)?,
+                    _ => m.block_write_bytes = self.integer(s, node)?,
                 }
                 Some(())
             },
@@ -365,21 +365,21 @@ impl Reader {
     /// index in `names` and its node; unknown properties are skipped, as serde skips them.
     fn object<const N: usize>(
         &self,
-        c: &mut Cursor,
+        s: &mut Scanner,
         object: &Object<N>,
         names: &[&str; N],
-        mut value: impl FnMut(&mut Cursor, usize, NodeId) -> Option<()>,
+        mut value: impl FnMut(&mut Scanner, usize, NodeId) -> Option<()>,
     ) -> Option<()> {
         let mut seen = 0u64;
-        let count = c.entries(
-            |c, key| match names.iter().position(|name| *name == &*key) {
+        let count = s.entries(
+            |s, key| match names.iter().position(|name| *name == &*key) {
                 Some(field) if seen & 1 << field == 0 => {
                     seen |= 1 << field;
-                    value(c, field, object.fields[field])
+                    value(s, field, object.fields[field])
                 }
                 // A `Value` keeps the last of the two; serde's derive refuses the second.
-                Some(_) => c.decline(Declined::Form),
-                None => c.skip_value(0),
+                Some(_) => s.decline(Declined::Form),
+                None => s.skip_value(0),
             },
         )?;
         self.compiled()
@@ -389,29 +389,29 @@ impl Reader {
 
     // Called for most values; inlined, its `Cow` does not go through memory.
     #[inline(always)]
-    fn text<'t>(&self, c: &mut Cursor<'t>, node: NodeId) -> Option<Cow<'t, str>> {
-        let text = c.string()?;
+    fn text<'t>(&self, s: &mut Scanner<'t>, node: NodeId) -> Option<Cow<'t, str>> {
+        let text = s.string()?;
         self.compiled()
             .accepts_text(node, &text, was_escaped(&text))
             .then_some(text)
     }
 
-    fn string(&self, c: &mut Cursor, node: NodeId) -> Option<Option<String>> {
-        nullable(c, |c| self.text(c, node).map(Cow::into_owned))
+    fn string(&self, s: &mut Scanner, node: NodeId) -> Option<Option<String>> {
+        nullable(s, |s| self.text(s, node).map(Cow::into_owned))
     }
 
-    fn integer(&self, c: &mut Cursor, node: NodeId) -> Option<Option<i64>> {
-        nullable(c, |c| {
-            let n = integer(c.number()?)?;
+    fn integer(&self, s: &mut Scanner, node: NodeId) -> Option<Option<i64>> {
+        nullable(s, |s| {
+            let n = integer(s.number()?)?;
             self.compiled().accepts_integer(node, n).then_some(n)
         })
     }
 
     /// A number where a float is due: an integer as serde hands it over (`as f64`), anything
     /// else as serde_json reads it, so the two cannot differ in the last bit.
-    fn float(&self, c: &mut Cursor, node: NodeId) -> Option<Option<f64>> {
-        nullable(c, |c| {
-            let literal = c.number()?;
+    fn float(&self, s: &mut Scanner, node: NodeId) -> Option<Option<f64>> {
+        nullable(s, |s| {
+            let literal = s.number()?;
             match integer(literal) {
                 Some(n) => self.compiled().accepts_integer(node, n).then_some(n as f64),
                 None => {
@@ -422,12 +422,12 @@ impl Reader {
         })
     }
 
-    fn timestamp(&self, c: &mut Cursor, node: NodeId) -> Option<Option<DateTime<FixedOffset>>> {
-        nullable(c, |c| {
-            let text = c.string()?;
+    fn timestamp(&self, s: &mut Scanner, node: NodeId) -> Option<Option<DateTime<FixedOffset>>> {
+        nullable(s, |s| {
+            let text = s.string()?;
             let Some(at) = rfc3339(&text) else {
                 let conforms = DateTime::parse_from_rfc3339(&text).is_ok();
-                return c.decline(if conforms {
+                return s.decline(if conforms {
                     Declined::Form
                 } else {
                     Declined::Invalid
@@ -442,13 +442,13 @@ impl Reader {
 
 /// `null` as `None`; anything else as `read` reads it.
 fn nullable<'t, T>(
-    c: &mut Cursor<'t>,
-    read: impl FnOnce(&mut Cursor<'t>) -> Option<T>,
+    s: &mut Scanner<'t>,
+    read: impl FnOnce(&mut Scanner<'t>) -> Option<T>,
 ) -> Option<Option<T>> {
-    if c.literal("null").is_some() {
+    if s.literal("null").is_some() {
         Some(None)
     } else {
-        read(c).map(Some)
+        read(s).map(Some)
     }
 }
 
@@ -585,17 +585,17 @@ fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
     })
 }
 
-/// A position in the text, a scratch list of label pairs reused across containers, and why the
-/// read stopped when it stops.
-struct Cursor<'t> {
+/// The reader's scanner over the document's bytes: a position in the text, a scratch list of
+/// label pairs reused across containers, and why the read stopped when it stops.
+struct Scanner<'t> {
     text: &'t str,
     at: usize,
     pairs: Vec<(&'t str, &'t str)>,
-    /// `Invalid` unless a form the reader does not read stopped it ([`Cursor::decline`]).
+    /// `Invalid` unless a form the reader does not read stopped it ([`Scanner::decline`]).
     declined: Declined,
 }
 
-impl<'t> Cursor<'t> {
+impl<'t> Scanner<'t> {
     /// Stops the read, saying why: for a form that may conform, which `None` alone would count
     /// as invalid.
     fn decline<T>(&mut self, why: Declined) -> Option<T> {
@@ -761,8 +761,8 @@ impl<'t> Cursor<'t> {
         }
         match self.peek()? {
             b'"' => self.string().map(drop),
-            b'{' => self.entries(|c, _| c.skip_value(depth + 1)).map(drop),
-            b'[' => self.items(|c| c.skip_value(depth + 1)).map(drop),
+            b'{' => self.entries(|s, _| s.skip_value(depth + 1)).map(drop),
+            b'[' => self.items(|s| s.skip_value(depth + 1)).map(drop),
             b't' => self.literal("true"),
             b'f' => self.literal("false"),
             b'n' => self.literal("null"),

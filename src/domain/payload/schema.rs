@@ -4,8 +4,8 @@
 //! document, and the leaf rules (text, range) are [`check`](super::check)'s own functions, so
 //! the reader and the `Value` path cannot differ on a bound.
 //!
-//! A schema it does not model (see [`Compiled::new`]) compiles to nothing, and every document of
-//! that type takes the `Value` path.
+//! A schema it does not model (see [`CompiledSchema::new`]) compiles to nothing, and every
+//! document of that type takes the `Value` path.
 
 use std::collections::HashMap;
 
@@ -16,7 +16,7 @@ use super::check::{TextRules, check_range, string_problem};
 pub type NodeId = usize;
 
 /// A schema flattened into an arena of nodes, with references resolved and patterns compiled.
-pub struct Compiled {
+pub struct CompiledSchema {
     nodes: Vec<Node>,
     root: NodeId,
 }
@@ -57,7 +57,7 @@ enum Node {
     Boolean,
 }
 
-impl Compiled {
+impl CompiledSchema {
     /// Compiles the schema `root` of `registry`; `None` when it uses something this scan does
     /// not model, in which case every document takes the `Value` path. Not modelled: a `null`
     /// type, more than one checked schema for one value (`allOf` beyond poem-openapi's
@@ -80,7 +80,7 @@ impl Compiled {
 
 /// What the reader asks of a node. Each answer is the one the `Value` path's check gives for the
 /// same value at the same schema, by the same leaf rules.
-impl Compiled {
+impl CompiledSchema {
     pub fn root(&self) -> NodeId {
         self.root
     }
@@ -310,10 +310,10 @@ mod tests {
 
     use super::*;
 
-    fn compiled<T: Type>() -> Option<Compiled> {
+    fn compiled<T: Type>() -> Option<CompiledSchema> {
         let mut registry = Registry::new();
         T::register(&mut registry);
-        Compiled::new(&registry, &T::schema_ref())
+        CompiledSchema::new(&registry, &T::schema_ref())
     }
 
     fn inline(schema: MetaSchema) -> MetaSchemaRef {
@@ -321,7 +321,7 @@ mod tests {
     }
 
     /// The names of the root object's properties, and which are required.
-    fn root_properties(compiled: &Compiled) -> (Vec<&'static str>, u64) {
+    fn root_properties(compiled: &CompiledSchema) -> (Vec<&'static str>, u64) {
         let (properties, required) = compiled.properties(compiled.root()).unwrap();
         (properties.iter().map(|(name, _)| *name).collect(), required)
     }
@@ -343,7 +343,7 @@ mod tests {
             ],
             ..MetaSchema::ANY
         };
-        assert!(Compiled::new(&Registry::new(), &inline(schema)).is_none());
+        assert!(CompiledSchema::new(&Registry::new(), &inline(schema)).is_none());
     }
 
     #[test]
@@ -358,7 +358,7 @@ mod tests {
             matches!(described, MetaSchemaRef::Inline(_)),
             "an allOf wrapper"
         );
-        let described = Compiled::new(&registry, &described).unwrap();
+        let described = CompiledSchema::new(&registry, &described).unwrap();
         let plain = compiled::<TelemetryPayload>().unwrap();
         assert_eq!(root_properties(&described), root_properties(&plain));
     }
@@ -374,6 +374,6 @@ mod tests {
             },
         );
         let root = MetaSchemaRef::Reference("Tree".into());
-        assert!(Compiled::new(&registry, &root).is_none());
+        assert!(CompiledSchema::new(&registry, &root).is_none());
     }
 }
