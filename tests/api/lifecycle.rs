@@ -444,6 +444,65 @@ async fn late_replayed_and_repeated_snapshots_are_stored_once_inside_compressed_
 }
 
 #[tokio::test]
+async fn compressed_container_rollups_find_a_hosts_rows_by_a_host_id_range_not_bloom_filters() {
+    let app = TestApp::spawn().await;
+    if !app.is_community_edition().await {
+        eprintln!("skipped: compression exists only on the community edition");
+        return;
+    }
+    let (start, _) = three_hours_back();
+    let mut containers = Vec::new();
+    for name in ["web-01", "web-02"] {
+        let host = app.create_host(name).await;
+        containers.push((host, seed(&app, host, start, 120).await));
+    }
+    refresh_rollups(&app).await;
+    for view in ["container_metrics_5m", "container_metrics_1h"] {
+        let compressed = app
+            .count(&format!(
+                "SELECT count(compress_chunk(c)) FROM show_chunks('{view}') c"
+            ))
+            .await;
+        assert!(compressed >= 1, "{view} has a chunk to compress");
+        let host_id_indexes: Vec<String> = app
+            .db
+            .query(
+                "SELECT DISTINCT entry->>'type' || ' ' || (entry->'column')::text
+                 FROM timescaledb_information.chunk_compression_settings s,
+                      timescaledb_information.continuous_aggregates ca,
+                      jsonb_array_elements(s.index) entry
+                 WHERE ca.view_name = $1
+                   AND s.hypertable = format('%I.%I', ca.materialization_hypertable_schema,
+                                             ca.materialization_hypertable_name)::regclass
+                   AND (entry->'column')::text LIKE '%host_id%'",
+                &[&view],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        assert_eq!(
+            host_id_indexes,
+            [r#"minmax "host_id""#],
+            "{view}'s compressed batches carry host_id's range and no bloom filter"
+        );
+        for (host, container) in &containers {
+            let rows = app
+                .db
+                .query(
+                    &format!("SELECT DISTINCT container_id FROM {view} WHERE host_id = $1"),
+                    &[host],
+                )
+                .await
+                .unwrap();
+            let found: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
+            assert_eq!(found, [*container], "{view}, host {host}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn the_community_edition_runs_compression_refresh_and_retention_as_policies() {
     let app = TestApp::spawn().await;
     if !app.is_community_edition().await {

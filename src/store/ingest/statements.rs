@@ -8,7 +8,7 @@ pub(super) const INGEST_HOSTS_SQL: &str = r#"
 -- its host's facts and status, the status-change event and the host metric row. A snapshot
 -- whose host row already exists (a retried post) is stored already: the statements that
 -- follow skip it (first write wins). The server first runs this statement without the
--- ON CONFLICT clause below (`MetricRows` in src/store/ingest/transaction.rs): a retried post
+-- ON CONFLICT clause below (`MetricWrite` in src/store/ingest/transaction.rs): a retried post
 -- then fails the batch with a unique violation, and the batch runs again with the clause.
 -- Host rows are locked in id order, so concurrent batches cannot deadlock on them, and held
 -- until the transaction ends: that serialises the writes of one host, so the containers
@@ -167,7 +167,7 @@ GROUP BY host_id
 /// `copy_container_metrics`.
 pub(super) const COPY_CONTAINER_METRICS_SQL: &str = r#"
 -- Last step of an ingest batch whose container metric rows cannot exist yet (their snapshots'
--- host rows are new; see MetricRows in src/store/ingest/transaction.rs): the rows in binary COPY
+-- host rows are new; see MetricWrite in src/store/ingest/transaction.rs): the rows in binary COPY
 -- format, no conflict check. The server fills in the column list from MetricColumns
 -- (src/store/ingest/columns.rs), whose order the rows are encoded in.
 COPY container_metric_snapshots ({columns})

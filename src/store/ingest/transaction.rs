@@ -1,6 +1,6 @@
 //! The ingest transaction: its statements in order, where it commits, and what is retried. A
 //! batch that loses a deadlock runs again; one whose new metric rows turn out to exist runs again
-//! with the conflict checks ([`MetricRows`]).
+//! with the conflict checks ([`MetricWrite`]).
 
 use std::pin::pin;
 use std::sync::LazyLock;
@@ -25,7 +25,7 @@ static INGEST_HOSTS: LazyLock<String> =
     LazyLock::new(|| expand::<HostColumns>(statements::INGEST_HOSTS_SQL));
 /// The clause of [`INGEST_HOSTS`] that skips a host metric row which exists (a retried post).
 const HOST_ROW_CONFLICT: &str = "ON CONFLICT (host_id, recorded_at) DO NOTHING";
-/// [`INGEST_HOSTS`] for [`MetricRows::New`]: without [`HOST_ROW_CONFLICT`], so a host metric row
+/// [`INGEST_HOSTS`] for [`MetricWrite::CopyAsNew`]: without [`HOST_ROW_CONFLICT`], so a host metric row
 /// that exists fails the batch with a unique violation instead of being skipped.
 static INGEST_NEW_HOSTS: LazyLock<String> = LazyLock::new(|| {
     assert!(INGEST_HOSTS.contains(HOST_ROW_CONFLICT));
@@ -35,7 +35,7 @@ static INGEST_CONTAINERS: LazyLock<String> =
     LazyLock::new(|| expand::<DescriptionColumns>(statements::INGEST_CONTAINERS_SQL));
 static INGEST_CONTAINER_METRICS: LazyLock<String> =
     LazyLock::new(|| expand::<MetricColumns>(statements::INGEST_CONTAINER_METRICS_SQL));
-/// How container metric rows that cannot exist yet are written (see [`MetricRows`]).
+/// How container metric rows that cannot exist yet are written (see [`MetricWrite`]).
 static COPY_CONTAINER_METRICS: LazyLock<String> =
     LazyLock::new(|| expand::<MetricColumns>(statements::COPY_CONTAINER_METRICS_SQL));
 
@@ -56,16 +56,18 @@ impl Store {
             "host ids repeat within an ingest batch"
         );
         let mut attempt = 1;
-        let mut metric_rows = MetricRows::New;
+        let mut metric_write = MetricWrite::CopyAsNew;
         loop {
-            match self.ingest_once(batch, metric_rows).await {
+            match self.ingest_once(batch, metric_write).await {
                 Err(error) if attempt < DEADLOCK_ATTEMPTS && is_deadlock(&error) => {
                     tracing::info!(attempt, "ingest batch lost a deadlock; retrying");
                     attempt += 1;
                 }
-                Err(error) if metric_rows == MetricRows::New && is_unique_violation(&error) => {
+                Err(error)
+                    if metric_write == MetricWrite::CopyAsNew && is_unique_violation(&error) =>
+                {
                     tracing::info!("a metric row of the batch exists (a retried post?); retrying");
-                    metric_rows = MetricRows::MayExist;
+                    metric_write = MetricWrite::InsertSkippingExisting;
                 }
                 result => return result,
             }
@@ -75,12 +77,12 @@ impl Store {
     async fn ingest_once(
         &self,
         batch: &[Submission],
-        metric_rows: MetricRows,
+        metric_write: MetricWrite,
     ) -> Result<Vec<Outcome>, Error> {
         let client = self.client().await?;
-        let (hosts_sql, metrics_sql) = match metric_rows {
-            MetricRows::New => (&INGEST_NEW_HOSTS, &COPY_CONTAINER_METRICS),
-            MetricRows::MayExist => (&INGEST_HOSTS, &INGEST_CONTAINER_METRICS),
+        let (hosts_sql, metrics_sql) = match metric_write {
+            MetricWrite::CopyAsNew => (&INGEST_NEW_HOSTS, &COPY_CONTAINER_METRICS),
+            MetricWrite::InsertSkippingExisting => (&INGEST_HOSTS, &INGEST_CONTAINER_METRICS),
         };
         let (hosts, containers, metrics) = tokio::try_join!(
             client.prepare_cached(hosts_sql),
@@ -91,7 +93,7 @@ impl Store {
             hosts,
             containers,
             metrics,
-            metric_rows,
+            metric_write,
         };
         let written = self.write(&client, &statements, batch).await;
         if written.is_err() && !client.is_closed() {
@@ -150,11 +152,11 @@ impl Store {
             HashMap::default()
         } else {
             let metrics = MetricColumns::of(&plan)?;
-            match statements.metric_rows {
-                MetricRows::New => {
+            match statements.metric_write {
+                MetricWrite::CopyAsNew => {
                     copy_metrics_and_commit(client, &statements.metrics, &metrics).await?
                 }
-                MetricRows::MayExist => {
+                MetricWrite::InsertSkippingExisting => {
                     insert_metrics_and_commit(client, &statements.metrics, &metrics).await?
                 }
             }
@@ -182,19 +184,19 @@ impl Store {
 /// 623ff95). If one exists after all, the batch fails with a unique violation and is written
 /// again with the checks, first write winning as always.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum MetricRows {
-    New,
-    MayExist,
+enum MetricWrite {
+    CopyAsNew,
+    InsertSkippingExisting,
 }
 
 /// The ingest statements, prepared once per connection.
 struct Statements {
-    /// `INSERT` of the host metric rows with the conflict check only for [`MetricRows::MayExist`].
+    /// `INSERT` of the host metric rows with the conflict check only for [`MetricWrite::InsertSkippingExisting`].
     hosts: Statement,
     containers: Statement,
-    /// `COPY` for [`MetricRows::New`], `INSERT … ON CONFLICT` for [`MetricRows::MayExist`].
+    /// `COPY` for [`MetricWrite::CopyAsNew`], `INSERT … ON CONFLICT` for [`MetricWrite::InsertSkippingExisting`].
     metrics: Statement,
-    metric_rows: MetricRows,
+    metric_write: MetricWrite,
 }
 
 /// Writes the metric rows with binary `COPY` and commits; the rows per host id. Every row is
