@@ -121,8 +121,13 @@ pub async fn run(db: &Client, server_url: &str, options: &Options) -> Result<()>
         eprintln!("lifecycle: seeding day -{day}");
         seed_day(db, day).await?;
     }
+    // Uncompressed bytes per row of each level, for what waits uncompressed (below).
+    let mut plain_5m_row = 0.0;
+    let mut plain_1h_row = 0.0;
     if community {
         refresh(db).await?;
+        plain_5m_row = rollup_bytes_per_row(db, "container_metrics_5m").await?;
+        plain_1h_row = rollup_bytes_per_row(db, "container_metrics_1h").await?;
         compress_all(
             db,
             &[
@@ -135,30 +140,48 @@ pub async fn run(db: &Client, server_url: &str, options: &Options) -> Result<()>
             ],
         )
         .await?;
-    }
-    if community {
         // Rollup rows compress in batches of up to 1,000 per series, so they are measured over
         // every seeded day, not one.
         per_5m_row = rollup_bytes_per_row(db, "container_metrics_5m").await?;
         per_1h_row = rollup_bytes_per_row(db, "container_metrics_1h").await?;
         println!(
-            "- rollups over {} days, compressed: {per_5m_row:.1} bytes per container 5-minute row, {per_1h_row:.1} per 1-hour row",
+            "- rollups over {} days, compressed: {per_5m_row:.1} bytes per container 5-minute row, {per_1h_row:.1} per 1-hour row ({plain_5m_row:.1} and {plain_1h_row:.1} before compression)",
             options.days
         );
     }
     // 1,000 hosts × 20 containers × 30 days, host rows and rollups (host rollups ≈ 1/20 of the
     // container ones) included.
-    let samples = 1000.0 * 20.0 * SAMPLES_PER_DAY as f64 * 30.0;
+    let containers_fleet = 1000.0 * 20.0;
+    let samples = containers_fleet * SAMPLES_PER_DAY as f64 * 30.0;
     let host_samples = 1000.0 * SAMPLES_PER_DAY as f64 * 30.0;
-    let rollups = 21.0 / 20.0 * 1000.0 * 20.0 * 30.0 * (288.0 * per_5m_row + 24.0 * per_1h_row);
+    let rollups = 21.0 / 20.0 * containers_fleet * 30.0 * (288.0 * per_5m_row + 24.0 * per_1h_row);
     let total = samples * per_sample + host_samples * per_host_sample + rollups;
     println!(
-        "- projected for 1,000 hosts × 20 containers × 30 days: **{:.1} GB** ({:.1} GB raw container samples + {:.1} GB host rows + {:.1} GB rollups)\n",
+        "- projected for 1,000 hosts × 20 containers × 30 days: **{:.1} GB** ({:.1} GB raw container samples + {:.1} GB host rows + {:.1} GB rollups)",
         total / 1e9,
         samples * per_sample / 1e9,
         host_samples * per_host_sample / 1e9,
         rollups / 1e9
     );
+    if community {
+        // A chunk is compressed once its whole range is older than its policy's compress_after,
+        // so up to a chunk interval plus that age of each level is on disk uncompressed.
+        let raw_hours = uncompressed_hours(db, "container_metric_snapshots").await?;
+        let hours_5m = uncompressed_hours(db, "container_metrics_5m").await?;
+        let hours_1h = uncompressed_hours(db, "container_metrics_1h").await?;
+        let raw =
+            21.0 / 20.0 * containers_fleet * 120.0 * raw_hours * raw_bytes as f64 / rows as f64;
+        let five = 21.0 / 20.0 * containers_fleet * 12.0 * hours_5m * plain_5m_row;
+        let hourly = 21.0 / 20.0 * containers_fleet * hours_1h * plain_1h_row;
+        println!(
+            "- plus what waits uncompressed, at most: **{:.1} GB** (raw rows of the newest {raw_hours:.0} h: {:.1} GB; 5-minute rows of {hours_5m:.0} h: {:.1} GB; 1-hour rows of {hours_1h:.0} h: {:.1} GB)",
+            (raw + five + hourly) / 1e9,
+            raw / 1e9,
+            five / 1e9,
+            hourly / 1e9
+        );
+    }
+    println!();
 
     db.batch_execute("ANALYZE").await?;
     reads(db, server_url, options).await
@@ -209,6 +232,25 @@ async fn rollup_bytes_per_row(db: &Client, view: &str) -> Result<f64> {
         )
         .await?;
     Ok(row.get::<_, f64>(0) / row.get::<_, f64>(1))
+}
+
+/// Hours of `relation` that can be uncompressed at once: its chunk interval (its materialized
+/// hypertable's, for a rollup) plus the compression policy's `compress_after`.
+async fn uncompressed_hours(db: &Client, relation: &str) -> Result<f64> {
+    Ok(db
+        .query_one(
+            "SELECT (extract(epoch FROM d.time_interval)
+                     + extract(epoch FROM (j.config->>'compress_after')::interval))::float8 / 3600
+             FROM timescaledb_information.jobs j
+             LEFT JOIN timescaledb_information.continuous_aggregates ca ON ca.view_name = j.hypertable_name
+             JOIN timescaledb_information.dimensions d
+               ON d.hypertable_name = coalesce(ca.materialization_hypertable_name, j.hypertable_name)
+             WHERE j.proc_name = 'policy_compression' AND j.hypertable_name = $1",
+            &[&relation],
+        )
+        .await
+        .with_context(|| format!("chunk interval and compression age of {relation}"))?
+        .get(0))
 }
 
 async fn compress_all(db: &Client, relations: &[&str]) -> Result<()> {

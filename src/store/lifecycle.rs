@@ -75,9 +75,11 @@ impl Lifecycle {
         self.late_data + level.end_offset + HOUR
     }
 
-    /// Rollup chunks are compressed a day after the refresh window has passed them by.
+    /// Rollup chunks are compressed an hour after the refresh window has passed them by (a
+    /// refresh that runs late still finds them plain); every day they wait, a 5-minute rollup
+    /// row takes ~5× its compressed bytes (BENCHMARKS.md).
     fn compress_rollup_after(&self, level: &Rollup) -> Duration {
-        self.refresh_start_offset(level) + Duration::from_secs(86400)
+        self.refresh_start_offset(level) + HOUR
     }
 }
 

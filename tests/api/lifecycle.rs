@@ -577,6 +577,34 @@ async fn the_community_edition_runs_compression_refresh_and_retention_as_policie
         .unwrap()
         .get(0);
     assert_eq!(interval, "06:00:00");
+
+    // Rollup chunks: compressed an hour after the refresh window (late data + end offset + an
+    // hour) has passed them; 5-minute chunks of 3 days, so little of them waits uncompressed.
+    for (view, compress_after, chunk) in [
+        ("host_metrics_5m", "03:05:00", "3 days"),
+        ("container_metrics_5m", "03:05:00", "3 days"),
+        ("host_metrics_1h", "04:00:00", "10 days"),
+        ("container_metrics_1h", "04:00:00", "10 days"),
+    ] {
+        let row = app
+            .db
+            .query_one(
+                "SELECT j.config->>'compress_after', d.time_interval::text
+                 FROM timescaledb_information.jobs j
+                 JOIN timescaledb_information.continuous_aggregates ca ON ca.view_name = j.hypertable_name
+                 JOIN timescaledb_information.dimensions d
+                   ON d.hypertable_name = ca.materialization_hypertable_name
+                 WHERE j.proc_name = 'policy_compression' AND j.hypertable_name = $1",
+                &[&view],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            (row.get::<_, String>(0), row.get::<_, String>(1)),
+            (compress_after.to_owned(), chunk.to_owned()),
+            "{view}"
+        );
+    }
 }
 
 #[tokio::test]
