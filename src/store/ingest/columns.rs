@@ -110,7 +110,7 @@ macro_rules! columns {
 }
 
 columns! {
-    /// The batch's snapshots, for the host statement (`ingest_hosts.sql`).
+    /// The batch's snapshots, for the host statement ([`super::statements::INGEST_HOSTS_SQL`]).
     HostColumns<'a>, one row: HostRow {
         host_id: i64,
         token_id: i64,
@@ -133,7 +133,7 @@ columns! {
 
 columns! {
     /// The descriptions of the containers to look up, for the description statement
-    /// (`ingest_containers.sql`), borrowing the strings.
+    /// ([`super::statements::INGEST_CONTAINERS_SQL`]), borrowing the strings.
     DescriptionColumns<'a>, one row: DescriptionRow {
         host_id: i64,
         recorded_at: DateTime<Utc>,
@@ -154,7 +154,8 @@ columns! {
 
 columns! {
     /// One row of `container_metric_snapshots` per container, for its `COPY`
-    /// (`copy_container_metrics.sql`) and its `INSERT` (`ingest_container_metrics.sql`).
+    /// ([`super::statements::COPY_CONTAINER_METRICS_SQL`]) and its `INSERT`
+    /// ([`super::statements::INGEST_CONTAINER_METRICS_SQL`]).
     MetricColumns, one row: MetricRow {
         container_id: i64,
         host_id: i64,
