@@ -152,9 +152,11 @@ pub async fn run(db: &Client, server_url: &str, options: &Options) -> Result<()>
     // 1,000 hosts × 20 containers × 30 days, host rows and rollups (host rollups ≈ 1/20 of the
     // container ones) included.
     let containers_fleet = 1000.0 * 20.0;
+    // Every series, a host counted as one more container (its rows are about as big).
+    let series = 21.0 / 20.0 * containers_fleet;
     let samples = containers_fleet * SAMPLES_PER_DAY as f64 * 30.0;
     let host_samples = 1000.0 * SAMPLES_PER_DAY as f64 * 30.0;
-    let rollups = 21.0 / 20.0 * containers_fleet * 30.0 * (288.0 * per_5m_row + 24.0 * per_1h_row);
+    let rollups = series * 30.0 * (288.0 * per_5m_row + 24.0 * per_1h_row);
     let total = samples * per_sample + host_samples * per_host_sample + rollups;
     println!(
         "- projected for 1,000 hosts × 20 containers × 30 days: **{:.1} GB** ({:.1} GB raw container samples + {:.1} GB host rows + {:.1} GB rollups)",
@@ -169,10 +171,9 @@ pub async fn run(db: &Client, server_url: &str, options: &Options) -> Result<()>
         let raw_hours = uncompressed_hours(db, "container_metric_snapshots").await?;
         let hours_5m = uncompressed_hours(db, "container_metrics_5m").await?;
         let hours_1h = uncompressed_hours(db, "container_metrics_1h").await?;
-        let raw =
-            21.0 / 20.0 * containers_fleet * 120.0 * raw_hours * raw_bytes as f64 / rows as f64;
-        let five = 21.0 / 20.0 * containers_fleet * 12.0 * hours_5m * plain_5m_row;
-        let hourly = 21.0 / 20.0 * containers_fleet * hours_1h * plain_1h_row;
+        let raw = series * 120.0 * raw_hours * raw_bytes as f64 / rows as f64;
+        let five = series * 12.0 * hours_5m * plain_5m_row;
+        let hourly = series * hours_1h * plain_1h_row;
         println!(
             "- plus what waits uncompressed, at most: **{:.1} GB** (raw rows of the newest {raw_hours:.0} h: {:.1} GB; 5-minute rows of {hours_5m:.0} h: {:.1} GB; 1-hour rows of {hours_1h:.0} h: {:.1} GB)",
             (raw + five + hourly) / 1e9,
