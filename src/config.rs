@@ -116,8 +116,9 @@ pub struct ServeArgs {
     #[arg(long, env = "NEXUS_ROLLUP_1H_RETENTION_DAYS", default_value_t = 730)]
     pub rollup_1h_retention_days: u64,
     /// Hours of raw data per chunk; a chunk is compressed soon after it closes, so smaller
-    /// chunks compress sooner. Big fleets may want fewer hours (see docs/analytics.md)
-    #[arg(long, env = "NEXUS_CHUNK_HOURS", default_value_t = 6)]
+    /// chunks compress sooner. 8 h of 30 s samples is one compressed batch per series (up to
+    /// 1,000 rows). Big fleets may want fewer hours (see docs/analytics.md)
+    #[arg(long, env = "NEXUS_CHUNK_HOURS", default_value_t = 8)]
     pub chunk_hours: u64,
     /// Ingest writers: transactions of telemetry in flight at once, each on its own pooled
     /// connection. Snapshots arriving while they are busy are written together (group commit);

@@ -12,7 +12,8 @@ use crate::error::Error;
 /// Key of the advisory lock that serialises lifecycle set-up across server processes.
 const LIFECYCLE_LOCK: i64 = 0x6e65_7875_735f_6c63; // "nexus_lc"
 
-/// The raw hypertables (their compression settings are in `sql/V6__lifecycle_rollups.sql`).
+/// The raw hypertables (compression settings: `sql/V6__lifecycle_rollups.sql`,
+/// `sql/V10__container_segments_carry_host.sql`).
 const RAW_TABLES: [&str; 2] = ["host_metric_snapshots", "container_metric_snapshots"];
 
 /// The TimescaleDB edition a database runs.
