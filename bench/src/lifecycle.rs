@@ -302,9 +302,9 @@ fn fleet_queries(days: i64) -> Vec<Pair> {
             ),
         },
         Pair {
-            label: "top 10 containers by average memory over the range",
+            label: "top 10 containers by average memory over the range (materialized hourly rows)",
             rollup: format!(
-                "SELECT container_id, sum(memory_usage_mb_avg * samples) / sum(samples) AS mem FROM container_metrics_1h WHERE bucket >= time_bucket('1 hour', {range}) GROUP BY 1 ORDER BY 2 DESC LIMIT 10"
+                "SELECT container_id, sum(memory_usage_mb_avg * samples) / sum(samples) AS mem FROM container_metrics_1h_materialized WHERE bucket >= time_bucket('1 hour', {range}) GROUP BY 1 ORDER BY 2 DESC LIMIT 10"
             ),
             raw: format!(
                 "SELECT container_id, avg(memory_usage_mb) AS mem FROM container_metric_snapshots WHERE recorded_at >= time_bucket('1 hour', {range}) GROUP BY 1 ORDER BY 2 DESC LIMIT 10"

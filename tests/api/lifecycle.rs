@@ -558,6 +558,113 @@ async fn a_hosts_compressed_container_rows_are_read_without_decompressing_other_
     );
 }
 
+const ROLLUPS: [&str; 4] = [
+    "host_metrics_5m",
+    "host_metrics_1h",
+    "container_metrics_5m",
+    "container_metrics_1h",
+];
+
+/// Every row of `relation` matching `condition`, as text, sorted.
+async fn rows_as_text(app: &TestApp, relation: &str, condition: &str) -> Vec<String> {
+    app.db
+        .query(
+            &format!("SELECT t::text FROM {relation} t WHERE {condition} ORDER BY 1"),
+            &[],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{relation}: {e}"))
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn materialized_rollups_hold_the_rollups_rows_up_to_the_last_refresh() {
+    for app in [
+        TestApp::spawn().await,
+        TestApp::spawn_on_apache_edition().await,
+    ] {
+        let community = app.is_community_edition().await;
+        let host = app.create_host("web-01").await;
+        let (start, end) = three_hours_back();
+        let container = seed(&app, host, start, 360).await;
+        if community {
+            refresh_rollups(&app).await;
+        }
+        // Samples of a later hour arrive after the refresh.
+        let later = end + Duration::hours(1);
+        fleet::insert_host_samples(&app, host, 1, later, 60).await;
+        fleet::insert_container_samples(&app, container, host, 1, later, 60).await;
+
+        let before_later = format!("bucket < '{}'", rfc3339(later));
+        for rollup in ROLLUPS {
+            let materialized = format!("{rollup}_materialized");
+            let refreshed = rows_as_text(&app, rollup, &before_later).await;
+            assert_eq!(refreshed.len(), if rollup.ends_with("5m") { 36 } else { 3 });
+            assert_eq!(
+                rows_as_text(&app, &materialized, &before_later).await,
+                refreshed,
+                "{materialized}: the refreshed rows, as the rollup has them"
+            );
+            let newest = format!("bucket >= '{}'", rfc3339(later));
+            let current = rows_as_text(&app, rollup, &newest).await;
+            assert!(!current.is_empty(), "{rollup} has the newest buckets");
+            let materialized_newest = rows_as_text(&app, &materialized, &newest).await;
+            if community {
+                assert!(
+                    materialized_newest.is_empty(),
+                    "{materialized}: nothing after the last refresh"
+                );
+            } else {
+                assert_eq!(
+                    materialized_newest, current,
+                    "{materialized}: the same view on the Apache edition"
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn fleet_aggregates_over_a_materialized_rollup_are_vectorised() {
+    let app = TestApp::spawn().await;
+    if !app.is_community_edition().await {
+        eprintln!("skipped: continuous aggregates exist only on the community edition");
+        return;
+    }
+    // Two stretches 12 days apart, so two chunks of the hourly rollup (10 days each):
+    // TimescaleDB vectorises the aggregate per chunk.
+    let (start, _) = three_hours_back();
+    let earlier = start - Duration::days(12);
+    for name in ["web-01", "web-02"] {
+        let host = app.create_host(name).await;
+        let container = seed(&app, host, start, 360).await;
+        fleet::insert_host_samples(&app, host, 1, earlier, 360).await;
+        fleet::insert_container_samples(&app, container, host, 1, earlier, 360).await;
+    }
+    refresh_rollups(&app).await;
+    let compressed = app
+        .count("SELECT count(compress_chunk(c)) FROM show_chunks('container_metrics_1h') c")
+        .await;
+    assert_eq!(compressed, 2);
+    let plan: Value = app
+        .db
+        .query_one(
+            "EXPLAIN (FORMAT JSON)
+             SELECT sum(memory_usage_mb_avg * samples) / sum(samples), max(cpu_percent_max)
+             FROM container_metrics_1h_materialized",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        plan.to_string().contains("VectorAgg"),
+        "the compressed materialized rows are aggregated vectorised: {plan:#}"
+    );
+}
+
 #[tokio::test]
 async fn the_community_edition_runs_compression_refresh_and_retention_as_policies() {
     let app = TestApp::spawn().await;

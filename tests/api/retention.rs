@@ -72,6 +72,10 @@ async fn the_analyst_role_reads_metrics_but_not_credentials() {
         "host_metrics_1h",
         "container_metrics_5m",
         "container_metrics_1h",
+        "host_metrics_5m_materialized",
+        "host_metrics_1h_materialized",
+        "container_metrics_5m_materialized",
+        "container_metrics_1h_materialized",
     ] {
         let rows = app
             .db
