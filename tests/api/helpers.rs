@@ -129,6 +129,23 @@ impl TestApp {
             .get(0)
     }
 
+    /// Materializes every rollup bucket there is data for, as the refresh policies would.
+    pub async fn refresh_rollups(&self) {
+        for view in [
+            "host_metrics_5m",
+            "container_metrics_5m",
+            "host_metrics_1h",
+            "container_metrics_1h",
+        ] {
+            self.db
+                .batch_execute(&format!(
+                    "CALL refresh_continuous_aggregate('{view}', NULL, NULL)"
+                ))
+                .await
+                .unwrap_or_else(|e| panic!("refresh {view}: {e}"));
+        }
+    }
+
     /// Whether this app's database runs the community edition (license `timescale`).
     pub async fn is_community_edition(&self) -> bool {
         self.store.edition().await.expect("edition")

@@ -157,22 +157,6 @@ fn three_hours_back() -> (DateTime<Utc>, DateTime<Utc>) {
     (start, start + Duration::hours(3))
 }
 
-async fn refresh_rollups(app: &TestApp) {
-    for view in [
-        "host_metrics_5m",
-        "container_metrics_5m",
-        "host_metrics_1h",
-        "container_metrics_1h",
-    ] {
-        app.db
-            .batch_execute(&format!(
-                "CALL refresh_continuous_aggregate('{view}', NULL, NULL)"
-            ))
-            .await
-            .unwrap_or_else(|e| panic!("refresh {view}: {e}"));
-    }
-}
-
 async fn check_rates_against_raw(
     app: &TestApp,
     admin: &str,
@@ -247,7 +231,7 @@ async fn counter_rates_match_raw_rows_across_resets_before_and_after_materializa
 
     check_rates_against_raw(&app, &admin, host, container, "real-time").await;
     if app.is_community_edition().await {
-        refresh_rollups(&app).await;
+        app.refresh_rollups().await;
         let materialized: i64 = app.count("SELECT count(*) FROM host_metrics_1h").await;
         assert_eq!(materialized, 3);
         check_rates_against_raw(&app, &admin, host, container, "materialized").await;
@@ -262,7 +246,7 @@ async fn gauges_per_bucket_carry_the_raw_rows_average_minimum_and_maximum() {
     let (from, to) = three_hours_back();
     seed(&app, host, from, 360).await;
     if app.is_community_edition().await {
-        refresh_rollups(&app).await;
+        app.refresh_rollups().await;
     }
 
     let series = metrics(&app, &admin, &format!("/hosts/{host}"), from, to, "1h").await;
@@ -319,7 +303,7 @@ async fn the_read_api_answers_the_same_on_both_editions() {
         let host = app.create_host("web-01").await;
         let container = seed(app, host, from, 360).await;
         if app.is_community_edition().await {
-            refresh_rollups(app).await;
+            app.refresh_rollups().await;
         }
         let mut answer = Vec::new();
         for bucket in ["1m", "5m", "15m", "1h", "6h", "1d"] {
@@ -356,7 +340,7 @@ async fn a_range_older_than_the_raw_retention_is_answered_from_rollups() {
         .duration_trunc(Duration::days(1))
         .unwrap();
     seed(&app, host, start, 240).await;
-    refresh_rollups(&app).await;
+    app.refresh_rollups().await;
 
     let dropped = app
         .store
@@ -456,7 +440,7 @@ async fn compressed_container_rollups_find_a_hosts_rows_by_a_host_id_range_not_b
         let host = app.create_host(name).await;
         containers.push((host, seed(&app, host, start, 120).await));
     }
-    refresh_rollups(&app).await;
+    app.refresh_rollups().await;
     for view in ["container_metrics_5m", "container_metrics_1h"] {
         let compressed = app
             .count(&format!(
@@ -590,7 +574,7 @@ async fn materialized_rollups_hold_the_rollups_rows_up_to_the_last_refresh() {
         let (start, end) = three_hours_back();
         let container = seed(&app, host, start, 360).await;
         if community {
-            refresh_rollups(&app).await;
+            app.refresh_rollups().await;
         }
         // Samples of a later hour arrive after the refresh.
         let later = end + Duration::hours(1);
@@ -643,7 +627,7 @@ async fn fleet_aggregates_over_a_materialized_rollup_are_vectorised() {
         fleet::insert_host_samples(&app, host, 1, earlier, 360).await;
         fleet::insert_container_samples(&app, container, host, 1, earlier, 360).await;
     }
-    refresh_rollups(&app).await;
+    app.refresh_rollups().await;
     let compressed = app
         .count("SELECT count(compress_chunk(c)) FROM show_chunks('container_metrics_1h') c")
         .await;
