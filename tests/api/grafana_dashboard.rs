@@ -9,17 +9,9 @@ use regex::{Captures, Regex};
 use serde_json::Value;
 
 use crate::fleet::{self, Row, assert_filled, query_rows};
-use crate::helpers::TestApp;
+use crate::helpers::{ROLLUPS, TestApp};
 
 const DASHBOARD: &str = include_str!("../../deploy/grafana/nexus-telemetry.json");
-
-/// The rollups every panel reads (docs/analytics.md).
-const ROLLUPS: [&str; 4] = [
-    "host_metrics_5m",
-    "host_metrics_1h",
-    "container_metrics_5m",
-    "container_metrics_1h",
-];
 
 /// How the data source writes `$__timeGroup`: its "TimescaleDB" option off or on.
 #[derive(Debug, Clone, Copy)]

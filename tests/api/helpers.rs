@@ -12,6 +12,15 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_postgres::NoTls;
 
+/// The rollups (docs/analytics.md), each 1-hour one after its 5-minute one, the order a
+/// refresh needs.
+pub const ROLLUPS: [&str; 4] = [
+    "host_metrics_5m",
+    "host_metrics_1h",
+    "container_metrics_5m",
+    "container_metrics_1h",
+];
+
 pub struct TestApp {
     pub address: String,
     pub database_url: String,
@@ -131,12 +140,7 @@ impl TestApp {
 
     /// Materializes every rollup bucket there is data for, as the refresh policies would.
     pub async fn refresh_rollups(&self) {
-        for view in [
-            "host_metrics_5m",
-            "container_metrics_5m",
-            "host_metrics_1h",
-            "container_metrics_1h",
-        ] {
+        for view in ROLLUPS {
             self.db
                 .batch_execute(&format!(
                     "CALL refresh_continuous_aggregate('{view}', NULL, NULL)"

@@ -7,7 +7,7 @@ use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::Value;
 
 use crate::fleet;
-use crate::helpers::{TestApp, at, payload, rfc3339};
+use crate::helpers::{ROLLUPS, TestApp, at, payload, rfc3339};
 
 /// Samples every 30 s for one host and one container ([`fleet`]'s rows: counters grow and reset
 /// to zero every 97 (host) and 61 (container) samples, as on a reboot or restart; values are
@@ -541,13 +541,6 @@ async fn a_hosts_compressed_container_rows_are_read_without_decompressing_other_
         "only host {host}'s batches are decompressed: {plan:#}"
     );
 }
-
-const ROLLUPS: [&str; 4] = [
-    "host_metrics_5m",
-    "host_metrics_1h",
-    "container_metrics_5m",
-    "container_metrics_1h",
-];
 
 /// Every row of `relation` matching `condition`, as text, sorted.
 async fn rows_as_text(app: &TestApp, relation: &str, condition: &str) -> Vec<String> {
