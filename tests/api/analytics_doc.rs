@@ -49,9 +49,7 @@ async fn seed(app: &TestApp) {
 
 async fn run_every_documented_query(app: &TestApp) {
     seed(app).await;
-    if app.is_community_edition().await {
-        app.refresh_rollups().await;
-    }
+    app.refresh_rollups().await;
     app.db
         .batch_execute("SET ROLE nexus_analyst")
         .await

@@ -148,6 +148,18 @@ fn assert_rates(
     }
 }
 
+/// A server with `extra` flags on a community-edition database, or `None` (the test is skipped,
+/// saying what it needs) where the database runs the Apache edition.
+async fn on_community_edition(extra: &[&str], needs: &str) -> Option<TestApp> {
+    let app = TestApp::spawn_with(extra).await;
+    if app.is_community_edition().await {
+        Some(app)
+    } else {
+        eprintln!("skipped: {needs} only on the community edition");
+        None
+    }
+}
+
 /// Three hours of samples starting on an hour, a day back (older than the rollups' real-time
 /// edge once materialized, inside the raw retention).
 fn three_hours_back() -> (DateTime<Utc>, DateTime<Utc>) {
@@ -245,9 +257,7 @@ async fn gauges_per_bucket_carry_the_raw_rows_average_minimum_and_maximum() {
     let host = app.create_host("web-01").await;
     let (from, to) = three_hours_back();
     seed(&app, host, from, 360).await;
-    if app.is_community_edition().await {
-        app.refresh_rollups().await;
-    }
+    app.refresh_rollups().await;
 
     let series = metrics(&app, &admin, &format!("/hosts/{host}"), from, to, "1h").await;
     let expected = app
@@ -302,9 +312,7 @@ async fn the_read_api_answers_the_same_on_both_editions() {
         let admin = app.admin_token().await;
         let host = app.create_host("web-01").await;
         let container = seed(app, host, from, 360).await;
-        if app.is_community_edition().await {
-            app.refresh_rollups().await;
-        }
+        app.refresh_rollups().await;
         let mut answer = Vec::new();
         for bucket in ["1m", "5m", "15m", "1h", "6h", "1d"] {
             answer.push(metrics(app, &admin, &format!("/hosts/{host}"), from, to, bucket).await);
@@ -329,11 +337,11 @@ async fn the_read_api_answers_the_same_on_both_editions() {
 async fn a_range_older_than_the_raw_retention_is_answered_from_rollups() {
     // The server's own retention policy must not drop the seeded days before the rollups
     // have them; the test drops them itself once they do.
-    let app = TestApp::spawn_with(&["--retention-days", "400"]).await;
-    if !app.is_community_edition().await {
-        eprintln!("skipped: rollups outlive raw data only on the community edition");
+    let Some(app) =
+        on_community_edition(&["--retention-days", "400"], "rollups outlive raw data").await
+    else {
         return;
-    }
+    };
     let admin = app.admin_token().await;
     let host = app.create_host("web-01").await;
     let start = (Utc::now() - Duration::days(40))
@@ -375,11 +383,9 @@ async fn a_range_older_than_the_raw_retention_is_answered_from_rollups() {
 
 #[tokio::test]
 async fn late_replayed_and_repeated_snapshots_are_stored_once_inside_compressed_chunks() {
-    let app = TestApp::spawn().await;
-    if !app.is_community_edition().await {
-        eprintln!("skipped: compression exists only on the community edition");
+    let Some(app) = on_community_edition(&[], "compression exists").await else {
         return;
-    }
+    };
     app.store
         .configure_lifecycle(&crate::helpers::serve_args("postgres://unused/x", &[]).lifecycle())
         .await
@@ -429,11 +435,9 @@ async fn late_replayed_and_repeated_snapshots_are_stored_once_inside_compressed_
 
 #[tokio::test]
 async fn compressed_container_rollups_find_a_hosts_rows_by_a_host_id_range_not_bloom_filters() {
-    let app = TestApp::spawn().await;
-    if !app.is_community_edition().await {
-        eprintln!("skipped: compression exists only on the community edition");
+    let Some(app) = on_community_edition(&[], "compression exists").await else {
         return;
-    }
+    };
     let (start, _) = three_hours_back();
     let mut containers = Vec::new();
     for name in ["web-01", "web-02"] {
@@ -500,11 +504,9 @@ fn compressed_batches_read(plan: &Value) -> u64 {
 
 #[tokio::test]
 async fn a_hosts_compressed_container_rows_are_read_without_decompressing_other_hosts() {
-    let app = TestApp::spawn().await;
-    if !app.is_community_edition().await {
-        eprintln!("skipped: compression exists only on the community edition");
+    let Some(app) = on_community_edition(&[], "compression exists").await else {
         return;
-    }
+    };
     let (start, _) = three_hours_back();
     let mut hosts = Vec::new();
     for name in ["web-01", "web-02", "web-03"] {
@@ -566,9 +568,7 @@ async fn materialized_rollups_hold_the_rollups_rows_up_to_the_last_refresh() {
         let host = app.create_host("web-01").await;
         let (start, end) = three_hours_back();
         let container = seed(&app, host, start, 360).await;
-        if community {
-            app.refresh_rollups().await;
-        }
+        app.refresh_rollups().await;
         // Samples of a later hour arrive after the refresh.
         let later = end + Duration::hours(1);
         fleet::insert_host_samples(&app, host, 1, later, 60).await;
@@ -605,11 +605,9 @@ async fn materialized_rollups_hold_the_rollups_rows_up_to_the_last_refresh() {
 
 #[tokio::test]
 async fn fleet_aggregates_over_a_materialized_rollup_are_vectorised() {
-    let app = TestApp::spawn().await;
-    if !app.is_community_edition().await {
-        eprintln!("skipped: continuous aggregates exist only on the community edition");
+    let Some(app) = on_community_edition(&[], "continuous aggregates exist").await else {
         return;
-    }
+    };
     // Two stretches 12 days apart, so two chunks of the hourly rollup (10 days each):
     // TimescaleDB vectorises the aggregate per chunk.
     let (start, _) = three_hours_back();
@@ -644,11 +642,9 @@ async fn fleet_aggregates_over_a_materialized_rollup_are_vectorised() {
 
 #[tokio::test]
 async fn the_community_edition_runs_compression_refresh_and_retention_as_policies() {
-    let app = TestApp::spawn().await;
-    if !app.is_community_edition().await {
-        eprintln!("skipped: policies exist only on the community edition");
+    let Some(app) = on_community_edition(&[], "policies exist").await else {
         return;
-    }
+    };
     let lifecycle = crate::helpers::serve_args("postgres://unused/x", &[]).lifecycle();
     for _ in 0..2 {
         // Idempotent: a restart (or a second server) replaces the policies, never adds more.
