@@ -109,6 +109,7 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
         pool_size: cli.pool_size,
         read_database_url: replica.map(|(url, _)| url),
         container_cache_mib: cli.container_cache_mib,
+        heartbeat_timeout_seconds: None,
     };
     if cli.lifecycle {
         let server = server::Server::spawn(&settings).await?;

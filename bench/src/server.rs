@@ -27,6 +27,8 @@ pub struct ServerSettings<'a> {
     pub read_database_url: Option<&'a str>,
     /// The container cache's bound (absent: the server's default).
     pub container_cache_mib: Option<u64>,
+    /// Seconds of silence before a host is marked offline (absent: the server's default).
+    pub heartbeat_timeout_seconds: Option<u64>,
 }
 
 impl Server {
@@ -51,6 +53,9 @@ impl Server {
             .kill_on_drop(true);
         if let Some(pool) = settings.pool_size {
             command.env("NEXUS_DB_POOL_SIZE", pool.to_string());
+        }
+        if let Some(seconds) = settings.heartbeat_timeout_seconds {
+            command.env("NEXUS_HEARTBEAT_TIMEOUT_SECONDS", seconds.to_string());
         }
         if let Some(mib) = settings.container_cache_mib {
             command.env("NEXUS_CONTAINER_CACHE_MIB", mib.to_string());

@@ -20,6 +20,9 @@ const P99_GOAL: Duration = Duration::from_millis(100);
 /// Share of the target rate a fleet must have stored for the box to have kept up.
 const KEPT_UP: f64 = 0.98;
 
+/// Longer than any warm-up of the sweep.
+const HEARTBEAT_TIMEOUT_SECONDS: u64 = 3600;
+
 /// Agents at most: enough in flight for any rate this box carries, each on its own connection.
 const MAX_AGENTS: usize = 1024;
 
@@ -49,6 +52,10 @@ async fn point(cli: &Cli, url: &str, index: usize, hosts: usize) -> Result<Scena
         pool_size: cli.pool_size,
         read_database_url: None,
         container_cache_mib: cli.container_cache_mib,
+        // The warm-up posts each host once as fast as the box takes it, which for a large fleet
+        // lasts longer than the default 120 s: the first hosts must not be marked offline (a
+        // write to their rows, which empties their cache entries) before their next post.
+        heartbeat_timeout_seconds: Some(HEARTBEAT_TIMEOUT_SECONDS),
     };
     // The first start migrates the fresh database.
     Server::spawn(&settings).await?.stop().await?;

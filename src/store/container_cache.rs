@@ -111,10 +111,9 @@ const HOST_BYTES: usize = size_of::<(i64, HostEntry)>() + 1 + size_of::<i64>();
 const CONTAINER_SLOT_BYTES: usize = size_of::<(u64, KnownContainer)>() + 1;
 
 impl HostEntry {
-    /// Memory the entry holds (a table holds its containers in up to 8/7 as many slots,
-    /// rounded up to a power of two).
+    /// Memory the entry holds (a table of capacity c has c × 8/7 slots).
     fn bytes(&self) -> usize {
-        HOST_BYTES + self.containers.capacity() * CONTAINER_SLOT_BYTES
+        HOST_BYTES + self.containers.capacity() * 8 / 7 * CONTAINER_SLOT_BYTES
     }
 }
 
@@ -383,6 +382,21 @@ mod tests {
         );
         let (_, bytes) = cache.usage();
         assert!(bytes <= fits * one_host, "{bytes} bytes");
+    }
+
+    #[test]
+    fn a_host_of_twenty_containers_takes_under_a_kib() {
+        let c1 = container(json!({}), "2024-05-01T12:00:00Z");
+        let entry = HostEntry {
+            version: 0,
+            containers: (0..20).map(|i| (i, known(i as i64, &c1))).collect(),
+            last_used: Instant::now(),
+        };
+        let bytes = entry.bytes();
+        assert!(
+            bytes < 1024,
+            "{bytes} bytes (README: NEXUS_CONTAINER_CACHE_MIB)"
+        );
     }
 
     #[test]
