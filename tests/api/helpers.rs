@@ -486,7 +486,8 @@ impl TestApp {
     }
 }
 
-/// Calls `{address}/api/v1{path}`.
+/// Calls `{address}/api/v1{path}`, and checks that the answer is what the document declares
+/// for it ([`crate::response_schema`]).
 pub async fn call(
     http: &reqwest::Client,
     address: &str,
@@ -495,6 +496,7 @@ pub async fn call(
     bearer: Option<&str>,
     body: Option<&Value>,
 ) -> Answer {
+    let operation = format!("{method} /api/v1{path}");
     let mut request = http.request(method, format!("{address}/api/v1{path}"));
     if let Some(bearer) = bearer {
         request = request.bearer_auth(bearer);
@@ -512,6 +514,16 @@ pub async fn call(
         serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| panic!("JSON body: {}", String::from_utf8_lossy(&bytes)))
     };
+    let (method, path) = operation.split_once(' ').expect("method and path");
+    let content_type = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let broken = crate::response_schema::violations(method, path, status, content_type, &body);
+    assert!(
+        broken.is_empty(),
+        "the answer breaks the document:\n{}\n{body}",
+        broken.join("\n")
+    );
     Answer {
         status,
         headers,
