@@ -163,7 +163,37 @@ fn stat(row: &Row, name: &str, stored: Stored) -> Stat {
 /// `f32` (`12.34`, not the `12.34000015258789` a plain widening to `f64` prints).
 fn real(row: &Row, column: &str) -> Option<f64> {
     let value: Option<f32> = row.get(column);
-    value.map(|value| value.to_string().parse().unwrap_or(f64::from(value)))
+    value.map(shortest)
+}
+
+fn shortest(value: f32) -> f64 {
+    if !value.is_finite() {
+        return f64::from(value);
+    }
+    ryu::Buffer::new()
+        .format_finite(value)
+        .parse()
+        .unwrap_or(f64::from(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shortest;
+
+    #[test]
+    fn a_real_widens_to_the_shortest_decimal_that_holds_it() {
+        assert_eq!(f64::from(12.34_f32), 12.34000015258789);
+        for (stored, answered) in [(12.34_f32, 12.34), (0.42, 0.42), (100.0, 100.0), (0.0, 0.0)] {
+            assert_eq!(shortest(stored), answered);
+        }
+        // Every f32 survives: the answer reads back as the very value stored.
+        for bits in (0..u32::MAX).step_by(65_537) {
+            let stored = f32::from_bits(bits);
+            if stored.is_finite() {
+                assert_eq!(shortest(stored) as f32, stored, "{stored:e}");
+            }
+        }
+    }
 }
 
 fn rate(row: &Row, counter: &str) -> Option<f64> {
