@@ -176,26 +176,6 @@ fn shortest(value: f32) -> f64 {
         .unwrap_or(f64::from(value))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::shortest;
-
-    #[test]
-    fn a_real_widens_to_the_shortest_decimal_that_holds_it() {
-        assert_eq!(f64::from(12.34_f32), 12.34000015258789);
-        for (stored, answered) in [(12.34_f32, 12.34), (0.42, 0.42), (100.0, 100.0), (0.0, 0.0)] {
-            assert_eq!(shortest(stored), answered);
-        }
-        // Every f32 survives: the answer reads back as the very value stored.
-        for bits in (0..u32::MAX).step_by(65_537) {
-            let stored = f32::from_bits(bits);
-            if stored.is_finite() {
-                assert_eq!(shortest(stored) as f32, stored, "{stored:e}");
-            }
-        }
-    }
-}
-
 fn rate(row: &Row, counter: &str) -> Option<f64> {
     row.get(format!("{counter}_per_second").as_str())
 }
@@ -462,5 +442,25 @@ impl Store {
                 at: row.get("at"),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shortest;
+
+    #[test]
+    fn a_real_widens_to_the_shortest_decimal_that_holds_it() {
+        assert_eq!(f64::from(12.34_f32), 12.34000015258789);
+        for (stored, answered) in [(12.34_f32, 12.34), (0.42, 0.42), (100.0, 100.0), (0.0, 0.0)] {
+            assert_eq!(shortest(stored), answered);
+        }
+        // Every f32 survives: the answer reads back as the very value stored.
+        for bits in (0..u32::MAX).step_by(65_537) {
+            let stored = f32::from_bits(bits);
+            if stored.is_finite() {
+                assert_eq!(shortest(stored) as f32, stored, "{stored:e}");
+            }
+        }
     }
 }
