@@ -2,7 +2,8 @@
 //! its status and media type (every required key present, `null` only where nullable, no key
 //! the schema does not name, types, formats, enums and bounds). A small validator of the
 //! OpenAPI 3.0 subset the document uses; `helpers::call` runs it on every admin API answer the
-//! suite gets, so each test that reads the API also checks the document against the server.
+//! suite gets and `TestApp::post_telemetry` on every telemetry answer, so each test that talks
+//! to the API also checks the document against the server.
 
 use std::sync::OnceLock;
 
