@@ -9,6 +9,8 @@ it against a live server with NEXUS_URL and NEXUS_ADMIN_TOKEN set, and checks wh
 import datetime
 import os
 
+import httpx
+
 from nexus_telemetry_client import AuthenticatedClient
 from nexus_telemetry_client.api.admin import (
     create_host,
@@ -36,6 +38,11 @@ from nexus_telemetry_client.models import (
 URL = os.environ["NEXUS_URL"]
 
 
+def client(bearer: str) -> AuthenticatedClient:
+    # httpx's default of 5 s is short for a CI machine under load.
+    return AuthenticatedClient(base_url=URL, token=bearer, timeout=httpx.Timeout(30.0))
+
+
 def snapshot(cpu_percent: float) -> TelemetryPayload:
     return TelemetryPayload(
         recorded_at=datetime.datetime.now(datetime.timezone.utc),
@@ -51,14 +58,14 @@ def snapshot(cpu_percent: float) -> TelemetryPayload:
 
 
 def main() -> None:
-    admin = AuthenticatedClient(base_url=URL, token=os.environ["NEXUS_ADMIN_TOKEN"])
+    admin = client(os.environ["NEXUS_ADMIN_TOKEN"])
 
     host = create_host.sync(client=admin, body=NewHost(name="py-web-01"))
     assert isinstance(host, Host), host
     issued = issue_host_token.sync(host.id, client=admin, body=NewAgentToken(name="agent"))
     assert isinstance(issued, IssuedAgentToken), issued
     assert issued.bind_fingerprint is False
-    agent = AuthenticatedClient(base_url=URL, token=issued.token)
+    agent = client(issued.token)
 
     stored = push_telemetry.sync_detailed(client=agent, body=snapshot(12.34))
     assert stored.status_code == 204, stored
@@ -82,7 +89,7 @@ def main() -> None:
     assert series.points[0].load_average.min_ == 0.42, "read back as sent"
     assert series.since < series.until
 
-    stranger = AuthenticatedClient(base_url=URL, token="nxa_" + "0" * 64)
+    stranger = client("nxa_" + "0" * 64)
     unknown = push_telemetry.sync_detailed(client=stranger, body=snapshot(1.0))
     assert isinstance(unknown.parsed, Problem) and unknown.parsed.status == 401, unknown
     report = list_auth_failures.sync(client=admin)
