@@ -30,6 +30,7 @@ mod pgbouncer;
 mod read_replica;
 mod readings;
 mod readme;
+mod response_schema;
 mod retention;
 mod scale_out;
 mod secrets_in_logs;
