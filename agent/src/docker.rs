@@ -264,6 +264,9 @@ impl ContainerDetails {
             metrics,
             started_at: docker_time(state.and_then(|state| state.started_at.as_deref())),
             finished_at: docker_time(state.and_then(|state| state.finished_at.as_deref())),
+            restart_count: None,
+            exit_code: None,
+            oom_killed: None,
         })
     }
 }
