@@ -74,19 +74,33 @@ impl Podman {
         String::from_utf8(output.stdout).unwrap().trim().to_owned()
     }
 
-    /// Starts a detached container of the base image (no network) running `script` with
-    /// `sh -c`, after `options` (e.g. `--restart on-failure:3`); removed when dropped.
+    /// Starts a container of the base image (no network) running `script` with `sh -c`, after
+    /// `options` (e.g. `--restart on-failure:3`); removed when dropped.
+    ///
+    /// Started from its own bundle directory: Debian 12's conmon (2.1.6) writes its OOM marker
+    /// (`oom`) into its working directory, and podman 4.3 looks for it in the bundle directory,
+    /// so started elsewhere an OOM-killed container reads `OOMKilled: false` (and the marker is
+    /// left in the caller's directory).
     pub fn start(&self, options: &[&str], script: &str) -> Container {
         let name = unique_name();
-        let mut args = vec!["run", "--detach", "--network", "none", "--name", &name];
+        let mut args = vec!["create", "--network", "none", "--name", &name];
         args.extend_from_slice(options);
         args.extend_from_slice(&[&self.image, "sh", "-c", script]);
         let id = self.run_ok(&args);
-        Container {
+        let container = Container {
             podman: self.clone(),
             id,
             name,
-        }
+        };
+        let bundle = container.inspect("{{.StaticDir}}");
+        let output = self
+            .command()
+            .args(["start", &container.id])
+            .current_dir(&bundle)
+            .output()
+            .expect("run podman start");
+        assert_success(&output, &["start", &container.id]);
+        container
     }
 
     /// `podman system service` on a socket in a fresh directory, answering `/_ping`.
