@@ -59,6 +59,9 @@ impl Fingerprint {
         // Instants, as PostgreSQL compares them: the same moment in another offset is equal.
         container.started_at.map(|t| t.to_utc()).hash(&mut hasher);
         container.finished_at.map(|t| t.to_utc()).hash(&mut hasher);
+        container.restart_count.hash(&mut hasher);
+        container.exit_code.hash(&mut hasher);
+        container.oom_killed.hash(&mut hasher);
         Self(hasher.finish())
     }
 }
