@@ -9,6 +9,7 @@ mod cli;
 mod cli_admin;
 mod clusters;
 mod conformance;
+mod container_events;
 mod container_inspect_fields;
 mod docker_shapes;
 mod faults;

@@ -14,6 +14,7 @@ use tokio_postgres::types::{IsNull, Json, ToSql, Type};
 
 use super::Submission;
 use super::plan::{ContainerPlan, ContainerRow};
+use super::removals::containers_digest;
 use crate::error::Error;
 
 /// The PostgreSQL type a column of this Rust type is sent as.
@@ -131,6 +132,8 @@ columns! {
         facts_disk_total_gb: Option<i64>,
         os: Option<&'a str>,
         docker_version: Option<&'a str>,
+        /// See `super::removals::containers_digest`.
+        containers_digest: i64,
     }
 }
 
@@ -201,6 +204,7 @@ impl<'a> HostColumns<'a> {
                 facts_disk_total_gb: facts.and_then(|f| f.disk_total_gb),
                 os: facts.and_then(|f| f.os.as_deref()),
                 docker_version: facts.and_then(|f| f.docker_version.as_deref()),
+                containers_digest: containers_digest(snapshot.containers()),
             });
         }
         columns
