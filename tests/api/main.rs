@@ -12,6 +12,7 @@ mod conformance;
 mod container_events;
 mod container_inspect_fields;
 mod docker_shapes;
+mod event_stream;
 mod faults;
 mod fleet;
 mod fuzz;
