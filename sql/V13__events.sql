@@ -82,16 +82,15 @@ ALTER TABLE hosts ADD COLUMN containers_digest bigint;
 ALTER TABLE containers ADD COLUMN removed_at timestamptz;
 CREATE INDEX containers_present_idx ON containers (host_id) WHERE removed_at IS NULL;
 
--- Containers not in their host's newest snapshot before this migration are removed already
--- (when exactly is unknown: their newest metric row's time, or the row's own).
-UPDATE containers c SET removed_at = COALESCE(
-    (SELECT max(s.recorded_at) FROM container_metric_snapshots s WHERE s.container_id = c.id),
-    c.recorded_at)
-WHERE NOT EXISTS (
-    SELECT 1 FROM container_metric_snapshots s
-    WHERE s.container_id = c.id
-      AND s.recorded_at = (SELECT max(h.recorded_at) FROM host_metric_snapshots h
-                           WHERE h.host_id = c.host_id));
+-- Containers not in their host's newest snapshot before this migration are removed already.
+-- When exactly is unknown; the host's newest snapshot is when they were last known gone. One
+-- primary-key probe per container (a single chunk: one instant).
+UPDATE containers c SET removed_at = h.last_seen_at
+FROM hosts h
+WHERE h.id = c.host_id AND h.last_seen_at IS NOT NULL
+  AND NOT EXISTS (
+      SELECT 1 FROM container_metric_snapshots s
+      WHERE s.container_id = c.id AND s.recorded_at = h.last_seen_at);
 
 CREATE OR REPLACE VIEW containers_latest AS
 SELECT c.id, c.host_id, c.container_id, c.name, c.image, c.image_tag, c.status, c.state,

@@ -565,3 +565,70 @@ async fn events_are_derived_the_same_on_the_apache_edition() {
         ]
     );
 }
+
+#[tokio::test]
+async fn the_migration_keeps_host_events_ids_and_marks_containers_gone_before_it() {
+    let url = crate::helpers::empty_database().await;
+    let store =
+        nexus_telemetry::store::Store::new(&crate::helpers::serve_args(&url, &[]).db.settings())
+            .unwrap();
+    store.migrate_up_to(Some(12)).await.unwrap();
+    let db = crate::helpers::connect(&url).await;
+    // A host whose newest snapshot lists `here` but not `gone`, and two liveness events with a
+    // gap in their ids (a rolled-back insert).
+    db.batch_execute(
+        "INSERT INTO hosts (name, slug, status, last_seen_at)
+           VALUES ('web-01', 'web-01', 'online', '2026-01-01T12:00:00Z');
+         INSERT INTO containers (host_id, container_id, name, image, first_seen_at, recorded_at)
+           SELECT h.id, c, c, 'i', '2026-01-01T10:00:00Z', '2026-01-01T10:00:00Z'
+           FROM hosts h, unnest(ARRAY['here', 'gone']) AS c;
+         INSERT INTO container_metric_snapshots (container_id, host_id, recorded_at)
+           SELECT id, host_id, '2026-01-01T11:00:00Z' FROM containers;
+         INSERT INTO container_metric_snapshots (container_id, host_id, recorded_at)
+           SELECT id, host_id, '2026-01-01T12:00:00Z' FROM containers WHERE container_id = 'here';
+         INSERT INTO host_events (host_id, kind, at) SELECT id, 'online', '2026-01-01T10:00:00Z' FROM hosts;",
+    )
+    .await
+    .unwrap();
+    db.batch_execute(
+        "BEGIN; INSERT INTO host_events (host_id, kind) SELECT id, 'offline' FROM hosts; ROLLBACK;",
+    )
+    .await
+    .unwrap();
+    db.batch_execute(
+        "INSERT INTO host_events (host_id, kind, at) SELECT id, 'offline', '2026-01-01T13:00:00Z' FROM hosts",
+    )
+    .await
+    .unwrap();
+
+    store.migrate().await.unwrap();
+
+    let kept: Vec<(i64, String)> = db
+        .query("SELECT id, kind FROM host_events ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(kept, [(1, "online".into()), (3, "offline".into())]);
+    let next: i64 = db
+        .query_one(
+            "INSERT INTO host_events (host_id, kind) SELECT id, 'recovered' FROM hosts RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(next, 4, "new ids continue after the old ones");
+    let removed: Vec<(String, bool)> = db
+        .query(
+            "SELECT container_id, removed_at IS NOT NULL FROM containers ORDER BY container_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(removed, [("gone".into(), true), ("here".into(), false)]);
+}
