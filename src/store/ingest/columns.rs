@@ -517,11 +517,11 @@ mod tests {
     #[test]
     fn the_host_statements_rate_limit_parameter_follows_its_arrays() {
         let hosts = expand::<HostColumns>(statements::INGEST_HOSTS_SQL);
-        assert_eq!(HostColumns::NAMES.len(), 16);
+        assert_eq!(HostColumns::NAMES.len(), 17);
         assert!(
-            hosts.contains("$16::text[]) AS i (host_id, token_id,"),
+            hosts.contains("$17::int8[]) AS i (host_id, token_id,"),
             "{hosts}"
         );
-        assert!(hosts.contains("[1:$17]"), "the rate limit is $17: {hosts}");
+        assert!(hosts.contains("[1:$18]"), "the rate limit is $18: {hosts}");
     }
 }
