@@ -632,3 +632,25 @@ async fn the_migration_keeps_host_events_ids_and_marks_containers_gone_before_it
         .collect();
     assert_eq!(removed, [("gone".into(), true), ("here".into(), false)]);
 }
+
+#[tokio::test]
+async fn on_the_apache_edition_the_server_drops_events_past_their_retention() {
+    let app = TestApp::spawn_on_apache_edition().await;
+    let host = app.create_host("web-01").await;
+    app.db
+        .execute(
+            "INSERT INTO events (at, kind, host_id) VALUES
+                 (now() - interval '400 days', 'online', $1), (now(), 'offline', $1)",
+            &[&host],
+        )
+        .await
+        .unwrap();
+    let dropped = app
+        .store
+        .drop_old_event_chunks(std::time::Duration::from_secs(365 * 86400))
+        .await
+        .unwrap();
+    assert_eq!(dropped, 1, "the old event's chunk");
+    let kinds: Vec<String> = events(&app, host).await.into_iter().map(|e| e.0).collect();
+    assert_eq!(kinds, ["offline"]);
+}
