@@ -202,10 +202,13 @@ async fn session(
             .context("Failed to read the newest event id")?;
         ready.send_replace(Some(cursor));
         let everything = EventFilter::default();
+        // One timer for the whole session: busy wake-ups must not postpone the check.
+        let mut check = tokio::time::interval(CHECK_INTERVAL);
+        check.tick().await;
         loop {
             tokio::select! {
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep(CHECK_INTERVAL) => {
+                _ = check.tick() => {
                     if feed.stop_if_unused(sender) {
                         return Ok(());
                     }

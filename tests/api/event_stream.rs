@@ -404,12 +404,19 @@ async fn nothing_listens_while_no_stream_is_open() {
     let second = open(&app.address, "", Some(&admin), None).await;
     assert_eq!(listeners(&app).await, 1, "one listener per process");
     drop((stream, second));
+    // Events keep coming (a state change every 200 ms): they must not keep the listener up.
+    let (_, token) = app.host_with_token("web-01").await;
     let started = Instant::now();
+    let mut step = 0i64;
     while listeners(&app).await > 0 {
         assert!(
             started.elapsed() < StdDuration::from_secs(12),
             "the listener outlived its last stream"
         );
+        let state = if step % 2 == 0 { "running" } else { "exited" };
+        let recorded_at = at(Duration::milliseconds(step * 200 - 30_000));
+        post(&app, &token, &payload(&recorded_at, &[("c1", state)])).await;
+        step += 1;
         tokio::time::sleep(StdDuration::from_millis(200)).await;
     }
 }
