@@ -85,9 +85,15 @@ async fn keep_lifecycle(state: AppState, lifecycle: Lifecycle) {
             let mut tick = tokio::time::interval(RETENTION_PERIOD);
             loop {
                 tick.tick().await;
-                match state.store.drop_old_chunks(lifecycle.raw_retention).await {
-                    Ok(0) => {}
-                    Ok(dropped) => tracing::info!(dropped, "dropped chunks past retention"),
+                let dropped = tokio::try_join!(
+                    state.store.drop_old_chunks(lifecycle.raw_retention),
+                    state.store.drop_old_event_chunks(lifecycle.event_retention),
+                );
+                match dropped {
+                    Ok((0, 0)) => {}
+                    Ok((raw, events)) => {
+                        tracing::info!(raw, events, "dropped chunks past retention")
+                    }
                     Err(error) => {
                         tracing::warn!(error = format!("{error:#}"), "dropping old chunks failed")
                     }

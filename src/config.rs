@@ -115,6 +115,20 @@ pub struct ServeArgs {
     /// Days of the 1-hour rollups to keep (community edition; elsewhere they are views)
     #[arg(long, env = "NEXUS_ROLLUP_1H_RETENTION_DAYS", default_value_t = 730)]
     pub rollup_1h_retention_days: u64,
+    /// Events a live stream (`/api/v1/events/stream`) may fall behind by before it is cut off
+    /// (the client resumes with `Last-Event-ID`)
+    #[arg(long, env = "NEXUS_EVENT_STREAM_BUFFER", default_value_t = 1024)]
+    pub event_stream_buffer: usize,
+    /// Seconds between the comment heartbeats of a live event stream
+    #[arg(
+        long,
+        env = "NEXUS_EVENT_STREAM_HEARTBEAT_SECONDS",
+        default_value_t = 15
+    )]
+    pub event_stream_heartbeat_seconds: u64,
+    /// Days of events (container lifecycle and host liveness, the `events` table) to keep
+    #[arg(long, env = "NEXUS_EVENT_RETENTION_DAYS", default_value_t = 365)]
+    pub event_retention_days: u64,
     /// Hours of raw data per chunk; a chunk is compressed soon after it closes, so smaller
     /// chunks compress sooner. 8 h of 30 s samples is one compressed batch per series (up to
     /// 1,000 rows). Big fleets may want fewer hours (see docs/analytics.md)
@@ -161,6 +175,7 @@ impl ServeArgs {
             raw_retention: days(self.retention_days),
             rollup_5m_retention: days(self.rollup_5m_retention_days),
             rollup_1h_retention: days(self.rollup_1h_retention_days),
+            event_retention: days(self.event_retention_days),
             chunk_interval: Duration::from_secs(self.chunk_hours.max(1) * 3600),
             late_data: Duration::from_secs(self.skew_past_seconds.into()),
         }

@@ -15,6 +15,7 @@ use crate::config::ServeArgs;
 use crate::http::header_deadline::HeaderDeadline;
 use crate::http::read_cap::ReadCap;
 use crate::store::agent_cache::AgentTokenCache;
+use crate::store::event_feed::EventFeed;
 use crate::store::ingest_queue::IngestQueue;
 use crate::store::replica::Reads;
 use crate::store::{DbSettings, Store};
@@ -73,8 +74,14 @@ impl Application {
             ),
             None => Reads::primary_only(store.clone()),
         };
+        let event_feed = Arc::new(EventFeed::new(
+            store.session_url().to_owned(),
+            config.event_stream_buffer,
+        ));
         let state = Arc::new(State {
             store,
+            event_feed,
+            event_heartbeat: Duration::from_secs(config.event_stream_heartbeat_seconds.max(1)),
             reads,
             rate_limit: RateLimit::per_minute(config.rate_limit_per_minute),
             auth_failures: RateLimit::per_minute(config.auth_failures_per_minute),

@@ -98,6 +98,7 @@ fn rewrite(doc: &mut Value) {
     for_each_operation(doc, |_, operation| {
         public_operations_say_so(operation);
         plain_media_types(operation);
+        event_streams_as_text(operation);
         errors_also_keyed_as_json(operation);
         headers_lower_case_and_request_id(operation);
     });
@@ -167,6 +168,29 @@ fn plain_media_types(operation: &mut Value) {
             })
             .collect();
         *content = renamed;
+    }
+}
+
+/// Server-Sent Events are text; poem-openapi describes them as an array of format
+/// `event-stream`, which no generator knows. OpenAPI 3.0 cannot type the messages of a stream,
+/// so the schema says text and names the schema of each message's `data`.
+fn event_streams_as_text(operation: &mut Value) {
+    for content in contents(operation) {
+        if let Some(media) = content.get_mut("text/event-stream") {
+            let data = media["schema"]["items"]["$ref"]
+                .as_str()
+                .and_then(|reference| reference.rsplit('/').next())
+                .unwrap_or("object")
+                .to_owned();
+            media["schema"] = yaml(serde_json::json!({
+                "type": "string",
+                "description": format!(
+                    "Server-Sent Events (text/event-stream): messages of lines `id: <event id>`, \
+                     `event: <kind>`, `data: <one {data} as JSON>`, then a blank line; comment \
+                     lines (`:`) are heartbeats."
+                ),
+            }));
+        }
     }
 }
 

@@ -23,6 +23,7 @@ use poem_openapi::{OpenApiService, Tags};
 use crate::domain::snapshot::SkewWindow;
 use crate::store::Store;
 use crate::store::agent_cache::AgentTokenCache;
+use crate::store::event_feed::EventFeed;
 use crate::store::ingest_queue::IngestQueue;
 use crate::store::replica::Reads;
 use ingest_slots::IngestSlots;
@@ -59,6 +60,10 @@ pub struct State {
     pub ingest_slots: IngestSlots,
     /// Writes telemetry snapshots, batching those that arrive together.
     pub ingest_queue: IngestQueue,
+    /// New events for live streams, from whichever process wrote them.
+    pub event_feed: Arc<EventFeed>,
+    /// Between the comment heartbeats of a live event stream.
+    pub event_heartbeat: std::time::Duration,
 }
 
 #[derive(Tags)]
@@ -77,6 +82,7 @@ type Apis = (
     admin::hosts::HostsApi,
     admin::tokens::TokensApi,
     admin::readings::ReadingsApi,
+    admin::events::EventsApi,
     admin::auth_failures::AuthFailuresApi,
 );
 

@@ -31,11 +31,18 @@ pub struct Lifecycle {
     pub raw_retention: Duration,
     pub rollup_5m_retention: Duration,
     pub rollup_1h_retention: Duration,
+    /// How long events are kept (`events`, sql/V13__events.sql).
+    pub event_retention: Duration,
     /// Time range of one raw chunk; a chunk is compressed once no ordinary data can reach it.
     pub chunk_interval: Duration,
     /// How far in the past a snapshot may be: the oldest ordinary data a chunk can receive.
     pub late_data: Duration,
 }
+
+/// The events hypertable; its chunks (a week each) are compressed once a week past them, when
+/// no late snapshot can add to them.
+const EVENTS_TABLE: &str = "events";
+const EVENTS_COMPRESS_AFTER: Duration = Duration::from_secs(14 * 86400);
 
 /// One rollup level: its views and its refresh window.
 struct Rollup {
@@ -124,6 +131,13 @@ impl Store {
                 )
                 .await?;
             }
+            replace_policies(
+                &tx,
+                EVENTS_TABLE,
+                EVENTS_COMPRESS_AFTER,
+                lifecycle.event_retention,
+            )
+            .await?;
             for level in &ROLLUPS {
                 for view in level.views {
                     replace_refresh_policy(&tx, view, lifecycle, level).await?;
@@ -144,9 +158,18 @@ impl Store {
     /// Drops every chunk of the raw hypertables whose data is all older than `keep`; returns
     /// how many were dropped. The Apache edition's retention, run by the server.
     pub async fn drop_old_chunks(&self, keep: Duration) -> Result<usize, Error> {
+        self.drop_chunks_of(&RAW_TABLES, keep).await
+    }
+
+    /// As [`drop_old_chunks`](Self::drop_old_chunks), for the events.
+    pub async fn drop_old_event_chunks(&self, keep: Duration) -> Result<usize, Error> {
+        self.drop_chunks_of(&[EVENTS_TABLE], keep).await
+    }
+
+    async fn drop_chunks_of(&self, tables: &[&str], keep: Duration) -> Result<usize, Error> {
         let client = self.client().await?;
         let mut dropped = 0;
-        for table in RAW_TABLES {
+        for &table in tables {
             let rows = client
                 .query(
                     "SELECT drop_chunks($1::text::regclass, older_than => now() - justify_hours(make_interval(secs => $2)))",

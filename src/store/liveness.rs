@@ -13,7 +13,11 @@ WITH flipped AS (
     WHERE status = 'online' AND last_seen_at < now() - make_interval(secs => $1)
     RETURNING id
 )
-INSERT INTO host_events (host_id, kind) SELECT id, 'offline' FROM flipped
+-- Once every host is flipped (the count runs `flipped` to its end first): a writer of events
+-- holds their lock until it commits and must not wait for a host then (sql/V13__events.sql).
+INSERT INTO events (host_id, kind)
+SELECT id, 'offline' FROM flipped WHERE (SELECT count(*) FROM flipped) > 0
+ORDER BY id
 RETURNING host_id";
 
 impl Store {

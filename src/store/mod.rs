@@ -6,6 +6,8 @@
 pub mod admin_tokens;
 pub mod agent_cache;
 pub mod container_cache;
+pub mod event_feed;
+pub mod events;
 pub mod hosts;
 pub mod ingest;
 pub mod ingest_queue;
@@ -179,6 +181,11 @@ impl Store {
 
     pub fn pool_status(&self) -> deadpool_postgres::Status {
         self.pool.status()
+    }
+
+    /// Where sessions go (LISTEN needs one): the direct URL when one is set.
+    pub fn session_url(&self) -> &str {
+        &self.url
     }
 
     pub(crate) async fn client(&self) -> Result<Object, Error> {

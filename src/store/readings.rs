@@ -124,29 +124,6 @@ pub struct ContainerState {
     pub memory_percent: Option<f64>,
 }
 
-/// What a liveness transition was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, poem_openapi::Enum, serde::Serialize)]
-#[oai(rename_all = "lowercase")]
-#[serde(rename_all = "lowercase")]
-pub enum HostEventKind {
-    /// First contact.
-    Online,
-    /// Silent past the heartbeat timeout.
-    Offline,
-    /// Back from offline.
-    Recovered,
-}
-
-/// A liveness transition of a host.
-#[derive(Debug, Clone, Object, serde::Serialize)]
-pub struct HostEvent {
-    /// The event's id; pages continue from it.
-    pub id: i64,
-    pub kind: HostEventKind,
-    /// When the transition was recorded.
-    pub at: DateTime<Utc>,
-}
-
 fn stat(row: &Row, name: &str, stored: Stored) -> Stat {
     let extreme = |column: String| match stored {
         Stored::Real => real(row, &column),
@@ -408,38 +385,6 @@ impl Store {
                 cpu_percent: real(row, "cpu_percent"),
                 memory_usage_mb: row.get("memory_usage_mb"),
                 memory_percent: row.get("memory_percent"),
-            })
-            .collect())
-    }
-
-    /// A page of the host's events, newest first, after the event id `before` (exclusive).
-    pub async fn host_events(
-        &self,
-        host_id: i64,
-        before: Option<i64>,
-        limit: i64,
-    ) -> Result<Vec<HostEvent>, Error> {
-        let client = self.client().await?;
-        let statement = client
-            .prepare_cached(
-                "SELECT id, kind, at FROM host_events
-                 WHERE host_id = $1 AND ($2::bigint IS NULL OR id < $2)
-                 ORDER BY id DESC LIMIT $3",
-            )
-            .await?;
-        let rows = client
-            .query(&statement, &[&host_id, &before, &limit])
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|row| HostEvent {
-                id: row.get("id"),
-                kind: match row.get::<_, &str>("kind") {
-                    "online" => HostEventKind::Online,
-                    "offline" => HostEventKind::Offline,
-                    _ => HostEventKind::Recovered,
-                },
-                at: row.get("at"),
             })
             .collect())
     }

@@ -28,6 +28,16 @@ async fn seed(app: &TestApp) {
             );
             body["host"]["metrics"]["network_rx_bytes"] =
                 serde_json::json!(1_000_000 - minutes * 1000);
+            // Ten minutes ago a1 was OOM-killed, unhealthy, and restarted: one of each event.
+            let a1 = &mut body["containers"][0];
+            a1["restart_count"] = serde_json::json!(if minutes == 20 { 0 } else { 1 });
+            a1["oom_killed"] = serde_json::json!(minutes == 10);
+            a1["exit_code"] = serde_json::json!(if minutes == 10 { Some(137) } else { None });
+            a1["health_status"] = serde_json::json!(if minutes == 10 {
+                "unhealthy"
+            } else {
+                "healthy"
+            });
             let response = app.post_telemetry(&token, &body).await;
             assert_eq!(response.status(), 204);
         }

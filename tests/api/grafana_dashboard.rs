@@ -160,6 +160,7 @@ fn panels(dashboard: &Value) -> Vec<&Value> {
 async fn check_dashboard(app: &TestApp) {
     let fleet = fleet::seed(app, &["web-01", "db-01", "cache-01"]).await;
     assert_eq!(fleet.containers.len(), 6);
+    seed_events(app).await;
     app.db
         .batch_execute("SET ROLE nexus_analyst")
         .await
@@ -219,8 +220,8 @@ async fn check_dashboard(app: &TestApp) {
         for target in targets {
             let raw = target["rawSql"].as_str().expect("rawSql");
             assert!(
-                ROLLUPS.iter().any(|rollup| raw.contains(rollup)),
-                "{title}: panels read the rollups\n{raw}"
+                ROLLUPS.iter().any(|rollup| raw.contains(rollup)) || raw.contains("FROM events"),
+                "{title}: panels read the rollups (or the events)\n{raw}"
             );
             let interval = panel["interval"].as_str().unwrap_or("5m");
             for time_group in [TimeGroup::Epoch, TimeGroup::TimeBucket] {
@@ -241,6 +242,27 @@ async fn check_dashboard(app: &TestApp) {
             }
         }
     }
+}
+
+/// Each container's life as events the ingest would have written: created two hours into the
+/// range, then an exit and a restart by Docker.
+async fn seed_events(app: &TestApp) {
+    app.db
+        .batch_execute(
+            "INSERT INTO events (at, kind, host_id, container_id, from_value, to_value, exit_code)
+             SELECT now() - step.ago, step.kind, c.host_id, c.container_id, step.from_value,
+                    step.to_value, step.exit_code
+             FROM containers c
+             CROSS JOIN (VALUES
+                 (interval '4 hours', 'created', NULL, 'running', NULL),
+                 (interval '2 hours', 'state_changed', 'running', 'exited', 137),
+                 (interval '119 minutes', 'state_changed', 'exited', 'running', NULL),
+                 (interval '119 minutes', 'restarted', '0', '1', NULL)
+             ) AS step (ago, kind, from_value, to_value, exit_code)
+             ORDER BY step.ago DESC, c.id",
+        )
+        .await
+        .unwrap();
 }
 
 #[tokio::test]

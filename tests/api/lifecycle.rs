@@ -665,13 +665,18 @@ async fn the_community_edition_runs_compression_refresh_and_retention_as_policie
             .filter(|j| j.get::<_, String>(0) == proc)
             .count()
     };
-    assert_eq!(count("policy_compression"), 6, "2 raw tables and 4 rollups");
-    assert_eq!(count("policy_retention"), 6);
+    assert_eq!(
+        count("policy_compression"),
+        7,
+        "2 raw tables, 4 rollups and the events"
+    );
+    assert_eq!(count("policy_retention"), 7);
     assert_eq!(count("policy_refresh_continuous_aggregate"), 4);
     for (relation, days) in [
         ("container_metric_snapshots", "30 days"),
         ("host_metrics_5m", "90 days"),
         ("container_metrics_1h", "730 days"),
+        ("events", "365 days"),
     ] {
         let drop_after: String = app
             .db

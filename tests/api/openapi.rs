@@ -378,6 +378,8 @@ fn success_bodies_are_plain_json_and_errors_are_problem_json_and_json() {
             let expected: &[&str] = if status.starts_with('2') {
                 if path == "/metrics" {
                     &["text/plain"]
+                } else if path == "/api/v1/events/stream" {
+                    &["text/event-stream"]
                 } else if types.is_empty() {
                     &[]
                 } else {
@@ -425,8 +427,18 @@ fn closed_sets_are_enums() {
         json!(["1m", "5m", "15m", "1h", "6h", "1d"])
     );
     assert_eq!(
-        schemas["HostEventKind"]["enum"],
-        json!(["online", "offline", "recovered"])
+        schemas["EventKind"]["enum"],
+        json!([
+            "online",
+            "offline",
+            "recovered",
+            "created",
+            "removed",
+            "state_changed",
+            "health_changed",
+            "restarted",
+            "oom_killed"
+        ])
     );
 }
 
@@ -470,7 +482,8 @@ fn names_and_formats_are_the_ones_generators_expect() {
         let (verb, resource) = id.split_once('_').unwrap_or((id, ""));
         assert!(
             [
-                "get", "list", "create", "update", "archive", "issue", "rotate", "revoke", "push"
+                "get", "list", "create", "update", "archive", "issue", "rotate", "revoke", "push",
+                "stream"
             ]
             .contains(&verb)
                 && !resource.is_empty(),

@@ -6,6 +6,7 @@
 //! the server faults every operation may answer.
 
 pub mod auth_failures;
+pub mod events;
 pub mod hosts;
 pub mod readings;
 pub mod tokens;
@@ -40,6 +41,11 @@ pub struct AdminToken(pub AdminSession);
 /// Looks the bearer up; failures count against the client address's limit, as on the agent
 /// endpoint, so guessing admin tokens is throttled too (429 before any database lookup).
 async fn admin_session(request: &Request, bearer: Bearer) -> poem::Result<AdminSession> {
+    admin_session_of(request, &bearer.token).await
+}
+
+/// The admin session of `token`, however the request carried it; see [`admin_session`].
+pub(crate) async fn admin_session_of(request: &Request, token: &str) -> poem::Result<AdminSession> {
     let state = request.data::<AppState>().expect("AppState is app data");
     let client = client_address(request, &state.trusted_proxies);
     state
@@ -48,7 +54,7 @@ async fn admin_session(request: &Request, bearer: Bearer) -> poem::Result<AdminS
         .map_err(Error::from_auth_failures)?;
     match state
         .store
-        .authenticate_admin(&TokenHash::of(&bearer.token))
+        .authenticate_admin(&TokenHash::of(token))
         .await?
     {
         Some(session) => Ok(session),

@@ -14,9 +14,8 @@ use crate::domain::FieldError;
 use crate::domain::host::{Cursor, search_text};
 use crate::domain::series::{Bucket, SeriesRequest};
 use crate::error::Error;
-use crate::store::readings::{
-    ContainerMetricsBucket, ContainerState, HostEvent, HostMetricsBucket,
-};
+use crate::store::events::Event;
+use crate::store::readings::{ContainerMetricsBucket, ContainerState, HostMetricsBucket};
 
 #[derive(Default)]
 pub struct ReadingsApi;
@@ -81,7 +80,7 @@ pub struct ContainerList {
 #[derive(Debug, Clone, Object)]
 pub struct EventPage {
     /// Events, newest first.
-    pub items: Vec<HostEvent>,
+    pub items: Vec<Event>,
     /// Pass as `cursor` to get the next (older) page; null on the last page.
     #[oai(nullable)]
     pub next_cursor: Option<String>,
@@ -331,9 +330,10 @@ impl ReadingsApi {
         Ok(ContainerListResponse::Ok(Json(ContainerList { items })))
     }
 
-    /// A host's liveness events
+    /// A host's events
     ///
-    /// Transitions `online` (first contact), `offline` and `recovered`, newest first.
+    /// Its liveness transitions (`online`, `offline`, `recovered`) and its containers' events,
+    /// newest first. `GET /api/v1/events` has every filter, oldest first.
     #[oai(
         path = "/hosts/:id/events",
         method = "get",

@@ -14,6 +14,7 @@ use tokio_postgres::types::{IsNull, Json, ToSql, Type};
 
 use super::Submission;
 use super::plan::{ContainerPlan, ContainerRow};
+use super::removals::containers_digest;
 use crate::error::Error;
 
 /// The PostgreSQL type a column of this Rust type is sent as.
@@ -131,6 +132,8 @@ columns! {
         facts_disk_total_gb: Option<i64>,
         os: Option<&'a str>,
         docker_version: Option<&'a str>,
+        /// See `super::removals::containers_digest`.
+        containers_digest: i64,
     }
 }
 
@@ -201,6 +204,7 @@ impl<'a> HostColumns<'a> {
                 facts_disk_total_gb: facts.and_then(|f| f.disk_total_gb),
                 os: facts.and_then(|f| f.os.as_deref()),
                 docker_version: facts.and_then(|f| f.docker_version.as_deref()),
+                containers_digest: containers_digest(snapshot.containers()),
             });
         }
         columns
@@ -513,11 +517,11 @@ mod tests {
     #[test]
     fn the_host_statements_rate_limit_parameter_follows_its_arrays() {
         let hosts = expand::<HostColumns>(statements::INGEST_HOSTS_SQL);
-        assert_eq!(HostColumns::NAMES.len(), 16);
+        assert_eq!(HostColumns::NAMES.len(), 17);
         assert!(
-            hosts.contains("$16::text[]) AS i (host_id, token_id,"),
+            hosts.contains("$17::int8[]) AS i (host_id, token_id,"),
             "{hosts}"
         );
-        assert!(hosts.contains("[1:$17]"), "the rate limit is $17: {hosts}");
+        assert!(hosts.contains("[1:$18]"), "the rate limit is $18: {hosts}");
     }
 }

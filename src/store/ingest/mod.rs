@@ -8,11 +8,13 @@
 //! - `transaction`: the statements in order, the commit, and what is retried;
 //! - `plan`: which containers need their description looked up and upserted, and what the
 //!   container cache learns after the commit (no I/O);
+//! - `removals`: which snapshots may have lost containers, for the statement that marks them;
 //! - `columns`: the batch as the statements' parameters, each table's columns declared once,
 //!   and the binary `COPY` encoder (no I/O).
 
 mod columns;
 mod plan;
+mod removals;
 mod statements;
 mod transaction;
 
@@ -55,4 +57,7 @@ struct HostWrite {
     version_after: i64,
     /// The token's fleet-wide log of stored posts (see [`Written::post_ages_ms`]).
     post_ages_ms: Vec<i32>,
+    /// The newest snapshot of its host so far, with another set of containers than the last
+    /// one: some may have vanished (see `removals`).
+    containers_moved: bool,
 }

@@ -220,6 +220,7 @@ mod tests {
                     version_before: version,
                     version_after: version + 1,
                     post_ages_ms: Vec::new(),
+                    containers_moved: false,
                 };
                 (host_id, write)
             })

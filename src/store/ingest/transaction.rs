@@ -16,6 +16,7 @@ use super::columns::{
     Columns, DescriptionColumns, HostColumns, MetricColumns, binary_copy_data, expand,
 };
 use super::plan::ContainerPlan;
+use super::removals::Removals;
 use super::statements;
 use super::{HostWrite, Outcome, Submission, Written};
 use crate::error::Error;
@@ -33,6 +34,7 @@ static INGEST_NEW_HOSTS: LazyLock<String> = LazyLock::new(|| {
 });
 static INGEST_CONTAINERS: LazyLock<String> =
     LazyLock::new(|| expand::<DescriptionColumns>(statements::INGEST_CONTAINERS_SQL));
+const INGEST_REMOVALS: &str = statements::INGEST_REMOVALS_SQL;
 static INGEST_CONTAINER_METRICS: LazyLock<String> =
     LazyLock::new(|| expand::<MetricColumns>(statements::INGEST_CONTAINER_METRICS_SQL));
 /// How container metric rows that cannot exist yet are written (see [`MetricWrite`]).
@@ -84,14 +86,16 @@ impl Store {
             MetricWrite::CopyAsNew => (&INGEST_NEW_HOSTS, &COPY_CONTAINER_METRICS),
             MetricWrite::InsertSkippingExisting => (&INGEST_HOSTS, &INGEST_CONTAINER_METRICS),
         };
-        let (hosts, containers, metrics) = tokio::try_join!(
+        let (hosts, containers, removals, metrics) = tokio::try_join!(
             client.prepare_cached(hosts_sql),
             client.prepare_cached(&INGEST_CONTAINERS),
+            client.prepare_cached(INGEST_REMOVALS),
             client.prepare_cached(metrics_sql),
         )?;
         let statements = Statements {
             hosts,
             containers,
+            removals,
             metrics,
             metric_write,
         };
@@ -128,17 +132,36 @@ impl Store {
                     version_before: row.get("version_before"),
                     version_after: row.get("version_after"),
                     post_ages_ms: post_ages_ms(row.get("stamped_at"), row.get("recent_posts")),
+                    containers_moved: row.get("containers_moved"),
                 };
                 (row.get("host_id"), write)
             })
             .collect();
         let mut plan = ContainerPlan::new(batch, &admitted, &self.containers);
         let descriptions = DescriptionColumns::of(plan.to_look_up());
-        if descriptions.row_count() > 0 {
-            for row in client
-                .query(&statements.containers, &descriptions.params())
-                .await?
-            {
+        let removals = Removals::of(batch, &admitted);
+        // Both only when needed; pipelined, in this order (a container that comes back is
+        // described first).
+        let (described, _) = tokio::try_join!(
+            async {
+                if descriptions.row_count() == 0 {
+                    return Ok(Vec::new());
+                }
+                client
+                    .query(&statements.containers, &descriptions.params())
+                    .await
+            },
+            async {
+                if removals.is_empty() {
+                    return Ok(0);
+                }
+                client
+                    .execute(&statements.removals, &removals.params())
+                    .await
+            },
+        )?;
+        {
+            for row in described {
                 plan.found(
                     row.get("host_id"),
                     row.get("container_id"),
@@ -194,6 +217,7 @@ struct Statements {
     /// `INSERT` of the host metric rows with the conflict check only for [`MetricWrite::InsertSkippingExisting`].
     hosts: Statement,
     containers: Statement,
+    removals: Statement,
     /// `COPY` for [`MetricWrite::CopyAsNew`], `INSERT … ON CONFLICT` for [`MetricWrite::InsertSkippingExisting`].
     metrics: Statement,
     metric_write: MetricWrite,

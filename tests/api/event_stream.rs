@@ -1,0 +1,422 @@
+//! The live event stream (`GET /api/v1/events/stream`, Server-Sent Events): events written
+//! through any server process, resume by `Last-Event-ID` without gap or repeat, heartbeats,
+//! slow readers cut off, and nothing running while nobody listens.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::Duration;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::clusters::free_port;
+use crate::helpers::{TestApp, at, http_client, payload};
+
+/// One Server-Sent Events message, or a comment line (`id` and `event` empty).
+#[derive(Debug, Clone)]
+struct Message {
+    id: String,
+    event: String,
+    data: Value,
+    comment: bool,
+}
+
+/// A client of the stream, reading messages as they arrive.
+struct Stream {
+    body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
+    buffer: String,
+}
+
+/// Opens `{address}/api/v1/events/stream{query}` with the admin token in the header (or none,
+/// when it is in the query), resuming after `last_event_id` if given.
+async fn open(
+    address: &str,
+    query: &str,
+    bearer: Option<&str>,
+    last_event_id: Option<i64>,
+) -> Stream {
+    let mut request = http_client().get(format!("{address}/api/v1/events/stream{query}"));
+    if let Some(bearer) = bearer {
+        request = request.bearer_auth(bearer);
+    }
+    if let Some(id) = last_event_id {
+        request = request.header("Last-Event-ID", id.to_string());
+    }
+    let response = request.send().await.expect("request sent");
+    assert_eq!(response.status(), 200, "{query}");
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/event-stream",
+        "{query}"
+    );
+    Stream {
+        body: response.bytes_stream().boxed(),
+        buffer: String::new(),
+    }
+}
+
+impl Stream {
+    /// The next message or comment within `wait`; `None` when the server ended the stream.
+    async fn next(&mut self, wait: StdDuration) -> Option<Message> {
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                return Some(parse(&block));
+            }
+            let chunk = tokio::time::timeout(wait, self.body.next())
+                .await
+                .unwrap_or_else(|_| panic!("nothing within {wait:?}; have {:?}", self.buffer))?;
+            self.buffer
+                .push_str(std::str::from_utf8(&chunk.expect("body chunk")).unwrap());
+        }
+    }
+
+    /// The next `n` event messages (comments skipped).
+    async fn events(&mut self, n: usize) -> Vec<Message> {
+        let mut events = Vec::new();
+        while events.len() < n {
+            let message = self
+                .next(StdDuration::from_secs(10))
+                .await
+                .unwrap_or_else(|| panic!("the stream ended after {events:?}"));
+            if !message.comment {
+                events.push(message);
+            }
+        }
+        events
+    }
+}
+
+fn parse(block: &str) -> Message {
+    let mut message = Message {
+        id: String::new(),
+        event: String::new(),
+        data: Value::Null,
+        comment: false,
+    };
+    for line in block.lines() {
+        if line.starts_with(':') {
+            message.comment = true;
+        } else if let Some(id) = line.strip_prefix("id: ") {
+            message.id = id.to_owned();
+        } else if let Some(event) = line.strip_prefix("event: ") {
+            message.event = event.to_owned();
+        } else if let Some(data) = line.strip_prefix("data: ") {
+            message.data = serde_json::from_str(data).expect("data is JSON");
+        }
+    }
+    message
+}
+
+/// `kind container` of each event message.
+fn described(messages: &[Message]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m.event,
+                m.data["container_id"].as_str().unwrap_or("-")
+            )
+        })
+        .collect()
+}
+
+async fn post(app: &TestApp, token: &str, body: &Value) {
+    assert_eq!(app.post_telemetry(token, body).await.status(), 204);
+}
+
+/// A real `nexus-telemetry serve` process on `database_url`, stopped when dropped.
+struct ServerProcess {
+    child: Child,
+    address: String,
+}
+
+impl ServerProcess {
+    async fn start(database_url: &str) -> Self {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_nexus-telemetry"))
+            .args(["serve", "--no-migrate", "--database-url", database_url])
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .env_remove("DATABASE_URL")
+            .env("NEXUS_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the server binary starts");
+        let address = format!("http://127.0.0.1:{port}");
+        let started = Instant::now();
+        while !http_client()
+            .get(format!("{address}/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            assert!(started.elapsed() < StdDuration::from_secs(60), "not ready");
+            tokio::time::sleep(StdDuration::from_millis(100)).await;
+        }
+        Self { child, address }
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_stream_on_one_server_process_gets_events_written_through_another_within_a_second() {
+    let app = TestApp::spawn().await;
+    let other = ServerProcess::start(&app.database_url).await;
+    let admin = app.admin_token().await;
+    let (host, token) = app.host_with_token("web-01").await;
+    let mut stream = open(&other.address, "", Some(&admin), None).await;
+
+    let posted = Instant::now();
+    post(
+        &app,
+        &token,
+        &payload(&at(Duration::seconds(-1)), &[("c1", "running")]),
+    )
+    .await;
+    let events = stream.events(2).await;
+    let latency = posted.elapsed();
+
+    assert_eq!(described(&events), ["online -", "created c1"]);
+    assert!(latency < StdDuration::from_secs(1), "{latency:?}");
+    let created = &events[1];
+    assert_eq!(
+        created.id,
+        created.data["id"].to_string(),
+        "id: is the event id"
+    );
+    assert_eq!(created.data["kind"], "created");
+    assert_eq!(created.data["host_id"], host);
+    assert_eq!(created.data["to_value"], "running");
+    let ids: Vec<i64> = events.iter().map(|m| m.id.parse().unwrap()).collect();
+    assert!(ids[0] < ids[1]);
+}
+
+#[tokio::test]
+async fn a_stream_resumed_with_last_event_id_replays_what_it_missed_then_goes_live_once_each() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (_, token) = app.host_with_token("web-01").await;
+    let mut stream = open(&app.address, "", Some(&admin), None).await;
+    post(
+        &app,
+        &token,
+        &payload(&at(Duration::seconds(-30)), &[("c1", "running")]),
+    )
+    .await;
+    let before = stream.events(2).await;
+    let last: i64 = before[1].id.parse().unwrap();
+    drop(stream);
+
+    // Missed while disconnected: c1 exits, c2 appears.
+    post(
+        &app,
+        &token,
+        &payload(
+            &at(Duration::seconds(-20)),
+            &[("c1", "exited"), ("c2", "running")],
+        ),
+    )
+    .await;
+    let mut resumed = open(&app.address, "", Some(&admin), Some(last)).await;
+    let replayed = resumed.events(2).await;
+    post(
+        &app,
+        &token,
+        &payload(&at(Duration::seconds(-10)), &[("c1", "running")]),
+    )
+    .await;
+    let live = resumed.events(2).await;
+
+    assert_eq!(described(&replayed), ["state_changed c1", "created c2"]);
+    assert_eq!(described(&live), ["state_changed c1", "removed c2"]);
+    let ids: Vec<i64> = replayed
+        .iter()
+        .chain(&live)
+        .map(|m| m.id.parse().unwrap())
+        .collect();
+    assert!(
+        ids[0] > last && ids.windows(2).all(|w| w[0] < w[1]),
+        "{ids:?}"
+    );
+    let all = app.count("SELECT count(*) FROM events").await;
+    assert_eq!(all, 6, "every event reached the client once");
+    // Nothing else arrives: the next message is a heartbeat at most.
+    if let Ok(Some(message)) = tokio::time::timeout(
+        StdDuration::from_millis(1500),
+        resumed.next(StdDuration::from_secs(2)),
+    )
+    .await
+    {
+        assert!(message.comment, "no repeat: {message:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_stream_takes_the_same_filters_as_the_listing() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (web, web_token) = app.host_with_token("web-01").await;
+    let (_, db_token) = app.host_with_token("db-01").await;
+    let mut stream = open(
+        &app.address,
+        &format!("?host_id={web}&kind=state_changed&kind=removed"),
+        Some(&admin),
+        Some(0),
+    )
+    .await;
+    post(
+        &app,
+        &db_token,
+        &payload(&at(Duration::seconds(-20)), &[("d1", "running")]),
+    )
+    .await;
+    post(
+        &app,
+        &db_token,
+        &payload(&at(Duration::seconds(-10)), &[("d1", "exited")]),
+    )
+    .await;
+    post(
+        &app,
+        &web_token,
+        &payload(
+            &at(Duration::seconds(-20)),
+            &[("w1", "running"), ("w2", "running")],
+        ),
+    )
+    .await;
+    post(
+        &app,
+        &web_token,
+        &payload(&at(Duration::seconds(-10)), &[("w1", "exited")]),
+    )
+    .await;
+    assert_eq!(
+        described(&stream.events(2).await),
+        ["state_changed w1", "removed w2"]
+    );
+}
+
+#[tokio::test]
+async fn the_admin_token_may_come_in_the_query_for_event_source() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_token().await;
+    let (_, agent_token) = app.host_with_token("web-01").await;
+    let status = |query: String, bearer: Option<String>| {
+        let address = app.address.clone();
+        async move {
+            let mut request = http_client().get(format!("{address}/api/v1/events/stream{query}"));
+            if let Some(bearer) = bearer {
+                request = request.bearer_auth(bearer);
+            }
+            request.send().await.unwrap().status().as_u16()
+        }
+    };
+    assert_eq!(status(String::new(), None).await, 401);
+    assert_eq!(status("?access_token=nxk_nope".into(), None).await, 401);
+    assert_eq!(status(String::new(), Some(agent_token.clone())).await, 401);
+    assert_eq!(
+        status(format!("?access_token={agent_token}"), None).await,
+        401
+    );
+    assert_eq!(
+        status("?kind=nonsense".into(), Some(admin.clone())).await,
+        422
+    );
+    let mut stream = open(&app.address, &format!("?access_token={admin}"), None, None).await;
+    let (_, token) = app.host_with_token("db-01").await;
+    post(&app, &token, &payload(&at(Duration::seconds(-1)), &[])).await;
+    assert_eq!(described(&stream.events(1).await), ["online -"]);
+}
+
+#[tokio::test]
+async fn an_idle_stream_gets_a_comment_heartbeat() {
+    let app = TestApp::spawn_with(&["--event-stream-heartbeat-seconds", "1"]).await;
+    let admin = app.admin_token().await;
+    let mut stream = open(&app.address, "", Some(&admin), None).await;
+    let message = stream.next(StdDuration::from_secs(3)).await.unwrap();
+    assert!(message.comment, "{message:?}");
+}
+
+#[tokio::test]
+async fn a_stream_that_falls_behind_its_buffer_is_cut_off_and_resumes_without_loss() {
+    let app = TestApp::spawn_with(&["--event-stream-buffer", "2"]).await;
+    let admin = app.admin_token().await;
+    let (_, token) = app.host_with_token("web-01").await;
+    let mut stream = open(&app.address, "", Some(&admin), None).await;
+    // One transaction of 31 events, handed out at once: more than the buffer holds.
+    let containers: Vec<(String, &str)> =
+        (0..30).map(|i| (format!("c{i:02}"), "running")).collect();
+    let containers: Vec<(&str, &str)> =
+        containers.iter().map(|(id, s)| (id.as_str(), *s)).collect();
+    post(
+        &app,
+        &token,
+        &payload(&at(Duration::seconds(-1)), &containers),
+    )
+    .await;
+
+    let mut received = Vec::new();
+    while let Some(message) = stream.next(StdDuration::from_secs(10)).await {
+        if !message.comment {
+            received.push(message);
+        }
+    }
+    assert!(
+        received.len() < 31,
+        "cut off, not waited for: got {}",
+        received.len()
+    );
+    let last = received.last().map_or(0, |m| m.id.parse().unwrap());
+    let mut resumed = open(&app.address, "", Some(&admin), Some(last)).await;
+    received.extend(resumed.events(31 - received.len()).await);
+    let ids: Vec<i64> = received.iter().map(|m| m.id.parse().unwrap()).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "none twice: {ids:?}");
+    assert_eq!(ids.len(), 31);
+}
+
+/// Event listener sessions of this app's database.
+async fn listeners(app: &TestApp) -> i64 {
+    app.count(
+        "SELECT count(*) FROM pg_stat_activity
+         WHERE datname = current_database() AND application_name = 'nexus-telemetry-events'",
+    )
+    .await
+}
+
+#[tokio::test]
+async fn nothing_listens_while_no_stream_is_open() {
+    // A closed connection is noticed when the next write (a heartbeat) fails.
+    let app = TestApp::spawn_with(&["--event-stream-heartbeat-seconds", "1"]).await;
+    let admin = app.admin_token().await;
+    assert_eq!(listeners(&app).await, 0, "none before the first stream");
+    let stream = open(&app.address, "", Some(&admin), None).await;
+    assert_eq!(listeners(&app).await, 1);
+    let second = open(&app.address, "", Some(&admin), None).await;
+    assert_eq!(listeners(&app).await, 1, "one listener per process");
+    drop((stream, second));
+    // Events keep coming (a state change every 200 ms): they must not keep the listener up.
+    let (_, token) = app.host_with_token("web-01").await;
+    let started = Instant::now();
+    let mut step = 0i64;
+    while listeners(&app).await > 0 {
+        assert!(
+            started.elapsed() < StdDuration::from_secs(12),
+            "the listener outlived its last stream"
+        );
+        let state = if step % 2 == 0 { "running" } else { "exited" };
+        let recorded_at = at(Duration::milliseconds(step * 200 - 30_000));
+        post(&app, &token, &payload(&recorded_at, &[("c1", state)])).await;
+        step += 1;
+        tokio::time::sleep(StdDuration::from_millis(200)).await;
+    }
+}
