@@ -124,7 +124,7 @@ impl Store {
         let (mut client, connection) = tokio_postgres::connect(&self.url, NoTls)
             .await
             .context("Failed to connect to the database to migrate it")?;
-        let connection = tokio::spawn(connection);
+        let connection = tokio::spawn(log_migration_notices(connection));
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await
@@ -172,5 +172,30 @@ impl Store {
 
     pub(crate) async fn client(&self) -> Result<Object, Error> {
         Ok(self.pool.get().await?)
+    }
+}
+
+/// Drives the migration connection, logging what PostgreSQL says on it. A migration's `IF EXISTS`
+/// (or `if_exists => true`) with nothing to do is announced as a NOTICE ending in "skipping",
+/// expected on every first start: logged at debug. Other notices stay at info, warnings at warn.
+async fn log_migration_notices<S, T>(mut connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+        let notice = match message {
+            Ok(tokio_postgres::AsyncMessage::Notice(notice)) => notice,
+            Ok(_) => continue,
+            Err(_) => return, // the migration itself reports the failure
+        };
+        let (severity, text) = (notice.severity(), notice.message());
+        if severity == "WARNING" {
+            tracing::warn!(severity, "{text}");
+        } else if text.ends_with("skipping") {
+            tracing::debug!(severity, "{text}");
+        } else {
+            tracing::info!(severity, "{text}");
+        }
     }
 }
