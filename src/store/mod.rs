@@ -175,9 +175,14 @@ impl Store {
     }
 }
 
-/// Drives the migration connection, logging what PostgreSQL says on it. A migration's `IF EXISTS`
-/// (or `if_exists => true`) with nothing to do is announced as a NOTICE ending in "skipping",
-/// expected on every first start: logged at debug. Other notices stay at info, warnings at warn.
+/// TimescaleDB's notice on new compression settings; on a first start no chunk is compressed yet.
+const FUTURE_COMPRESSIONS_ONLY: &str =
+    "updated compression settings will only apply to future compressions";
+
+/// Drives the migration connection, logging what PostgreSQL says on it. The notices every first
+/// start gets (an `IF EXISTS` with nothing to do, "…, skipping"; new compression settings on a
+/// database without compressed chunks) are logged at debug; other notices stay at info,
+/// warnings at warn.
 async fn log_migration_notices<S, T>(mut connection: tokio_postgres::Connection<S, T>)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
@@ -192,7 +197,7 @@ where
         let (severity, text) = (notice.severity(), notice.message());
         if severity == "WARNING" {
             tracing::warn!(severity, "{text}");
-        } else if text.ends_with("skipping") {
+        } else if text.ends_with("skipping") || text == FUTURE_COMPRESSIONS_ONLY {
             tracing::debug!(severity, "{text}");
         } else {
             tracing::info!(severity, "{text}");

@@ -78,7 +78,6 @@ pub struct Compose {
     project: String,
     env: Vec<(String, String)>,
     pub port: u16,
-    pub password: String,
 }
 
 impl Compose {
@@ -91,19 +90,14 @@ impl Compose {
         let port = free_port();
         let password = uuid::Uuid::new_v4().simple().to_string();
         let env = vec![
-            ("POSTGRES_PASSWORD".to_owned(), password.clone()),
+            ("POSTGRES_PASSWORD".to_owned(), password),
             ("NEXUS_PUBLISH".to_owned(), format!("127.0.0.1:{port}")),
             (
                 "NEXUS_AGENT_URL".to_owned(),
                 format!("http://127.0.0.1:{port}"),
             ),
         ];
-        Self {
-            project,
-            env,
-            port,
-            password,
-        }
+        Self { project, env, port }
     }
 
     pub fn set_env(&mut self, name: &str, value: impl Into<String>) {
@@ -111,7 +105,9 @@ impl Compose {
     }
 
     fn command(&self) -> Command {
-        let mut command = Command::new("podman-compose");
+        let podman_compose =
+            std::env::var("PODMAN_COMPOSE").expect("PODMAN_COMPOSE (scripts/packaging-tools)");
+        let mut command = Command::new(podman_compose);
         command
             .current_dir(repo_root())
             .args(["-p", &self.project, "-f", "deploy/compose.yaml"])
@@ -119,9 +115,13 @@ impl Compose {
         command
     }
 
-    /// `up -d` of these services (podman-compose 1.0 ignores profiles: services are named).
-    pub fn up(&self, services: &[&str]) {
-        run(self.command().args(["up", "-d"]).args(services));
+    /// `up -d` with these profiles active (none: the database and the server).
+    pub fn up(&self, profiles: &[&str]) {
+        let mut command = self.command();
+        for profile in profiles {
+            command.args(["--profile", profile]);
+        }
+        run(command.args(["up", "-d"]));
     }
 
     /// The container podman-compose made for `service`.
@@ -187,7 +187,7 @@ impl Compose {
                 .send()
                 .await
                 .map(|response| response.status().as_u16());
-            if status == Ok(200) {
+            if matches!(status, Ok(200)) {
                 return;
             }
             assert!(
@@ -212,20 +212,10 @@ impl Compose {
 
 impl Drop for Compose {
     fn drop(&mut self) {
-        let _ = self.command().args(["down", "-v"]).output();
-        // podman-compose 1.0 leaves named volumes behind on `down -v`.
-        let volumes = output(Command::new("podman").args([
-            "volume",
-            "ls",
-            "-q",
-            "--filter",
-            &format!("label=io.podman.compose.project={}", self.project),
-        ]));
-        for volume in String::from_utf8_lossy(&volumes.stdout).lines() {
-            let _ = Command::new("podman")
-                .args(["volume", "rm", "-f", volume])
-                .output();
-        }
+        let _ = self
+            .command()
+            .args(["--profile", "agent", "down", "-v"])
+            .output();
     }
 }
 
