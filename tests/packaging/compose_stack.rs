@@ -16,22 +16,6 @@ fn rfc3339(time: chrono::DateTime<chrono::Utc>) -> String {
     time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
-async fn post(
-    client: &reqwest::Client,
-    compose: &Compose,
-    token: &str,
-    body: &serde_json::Value,
-) -> reqwest::Result<u16> {
-    let response = client
-        .post(format!("{}/agent/telemetry", compose.base_url()))
-        .bearer_auth(token)
-        .json(body)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await?;
-    Ok(response.status().as_u16())
-}
-
 #[tokio::test]
 #[ignore = "needs podman and the images: scripts/test-packaging"]
 async fn the_compose_stack_becomes_ready_healthy_and_takes_the_readme_first_run() {
@@ -64,19 +48,40 @@ async fn the_compose_stack_becomes_ready_healthy_and_takes_the_readme_first_run(
         "the server process runs as uid 10001: {uids}"
     );
 
-    // The README's first run: an admin token, a host and its agent token, then the curl.
-    let admin = compose.server_cli(&["admin-token", "create", "--name", "operator"]);
-    assert!(!admin.is_empty(), "admin-token create prints the token");
-    let (_, token) = compose.host_with_token("web-01");
-    let status = post(
-        &reqwest::Client::new(),
-        &compose,
-        &token,
-        &snapshot(&rfc3339(chrono::Utc::now())),
-    )
-    .await
-    .unwrap();
-    assert_eq!(status, 204);
+    // The README's first run and its curl, as written, with podman-compose for `docker compose`
+    // (and this project's port for the README's :8080).
+    let readme = include_str!("../../README.md");
+    let block = |marker: &str| {
+        readme
+            .split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split("```sh").nth(1))
+            .and_then(|block| block.split("```").next())
+            .unwrap_or_else(|| panic!("README has a ```sh block after {marker}"))
+    };
+    let script = format!(
+        "{}\nNEXUS_URL={}\n{}\n$NEXUS admin-token list --json",
+        block("<!-- example:compose-first-run -->")
+            .replace("docker compose", &compose.docker_compose_stand_in()),
+        compose.base_url(),
+        block("<!-- example:curl -->")
+    );
+    let output = output(
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(crate::support::repo_root())
+            .envs(compose.env()),
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.lines().any(|line| line == "204"),
+        "the README's first run and curl:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("\"operator\""),
+        "the first run made the admin token `operator`: {stdout}"
+    );
 
     let log = compose.logs("nexus-telemetry");
     assert!(

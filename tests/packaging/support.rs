@@ -129,6 +129,22 @@ impl Compose {
         format!("{}_{service}_1", self.project)
     }
 
+    /// `docker compose` as the README writes it, for this project: podman-compose with its name.
+    pub fn docker_compose_stand_in(&self) -> String {
+        format!(
+            "{} -p {}",
+            std::env::var("PODMAN_COMPOSE").unwrap(),
+            self.project
+        )
+    }
+
+    /// The variables the project's compose commands need (what deploy/.env holds for an operator).
+    pub fn env(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.env
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_str()))
+    }
+
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
