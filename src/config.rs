@@ -136,6 +136,11 @@ pub struct ServeArgs {
     /// Most container rows one ingest transaction writes (a lone snapshot may exceed it)
     #[arg(long, env = "NEXUS_INGEST_BATCH_CONTAINERS", default_value_t = 10_000)]
     pub ingest_batch_containers: usize,
+    /// MiB of memory for remembering container rows, so an unchanged container costs only its
+    /// metric row: about 64 bytes per container (README). A fleet with more containers keeps a
+    /// part of them cached; the rest take the full path (a lookup and a compare)
+    #[arg(long, env = "NEXUS_CONTAINER_CACHE_MIB", default_value_t = crate::store::container_cache::DEFAULT_MIB)]
+    pub container_cache_mib: u64,
     /// Log format
     #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,

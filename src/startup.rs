@@ -37,8 +37,9 @@ impl Application {
     /// A database that is down at start does not stop the server: it serves (ingest answers
     /// 503, `/readyz` says not ready) and keeps retrying the migrations in the background.
     pub async fn build(config: &ServeArgs) -> anyhow::Result<Self> {
-        let store =
-            Store::new(&config.db.settings())?.with_rate_limit(config.rate_limit_per_minute.get());
+        let store = Store::new(&config.db.settings())?
+            .with_rate_limit(config.rate_limit_per_minute.get())
+            .with_container_cache_mib(config.container_cache_mib);
         if !config.no_migrate
             && let Err(error) = store.migrate().await
         {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use bollard::Docker;
 use bollard::models::{
     ContainerBlkioStats, ContainerCpuStats, ContainerInspectResponse, ContainerMemoryStats,
-    ContainerStatsResponse, ContainerSummary, PortSummary,
+    ContainerStateStatusEnum, ContainerStatsResponse, ContainerSummary, PortSummary,
 };
 use bollard::query_parameters::{ListContainersOptions, StatsOptions};
 use chrono::{DateTime, Datelike, FixedOffset};
@@ -248,6 +248,7 @@ impl ContainerDetails {
             .stats
             .as_ref()
             .map(|stats| container_metrics(stats, previous_cpu.get(&id)));
+        let lifecycle = Lifecycle::of(self.inspect.as_ref());
         Some(ContainerPayload {
             container_id: id,
             name,
@@ -264,7 +265,50 @@ impl ContainerDetails {
             metrics,
             started_at: docker_time(state.and_then(|state| state.started_at.as_deref())),
             finished_at: docker_time(state.and_then(|state| state.finished_at.as_deref())),
+            restart_count: lifecycle.restart_count,
+            exit_code: lifecycle.exit_code,
+            oom_killed: lifecycle.oom_killed,
         })
+    }
+}
+
+/// How a container's last run ended and how often it was restarted, from its inspect answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Lifecycle {
+    /// Docker's `RestartCount`: restarts by the restart policy since the container was created
+    /// (or since the daemon started).
+    pub restart_count: Option<i64>,
+    /// `State.ExitCode` of the last run; `None` while the process runs (or never ran), where
+    /// Docker's `0` would read as a clean exit.
+    pub exit_code: Option<i64>,
+    /// `State.OOMKilled`: the last run was killed for lack of memory.
+    pub oom_killed: Option<bool>,
+}
+
+impl Lifecycle {
+    /// The fields as the engine reported them; all `None` without an inspect answer.
+    pub fn of(inspect: Option<&ContainerInspectResponse>) -> Self {
+        let Some(inspect) = inspect else {
+            return Self::default();
+        };
+        let state = inspect.state.as_ref();
+        let has_exited = state.and_then(|state| state.status).is_some_and(|status| {
+            !matches!(
+                status,
+                ContainerStateStatusEnum::RUNNING
+                    | ContainerStateStatusEnum::PAUSED
+                    | ContainerStateStatusEnum::STOPPING
+                    | ContainerStateStatusEnum::CREATED
+                    | ContainerStateStatusEnum::EMPTY
+            )
+        });
+        Self {
+            restart_count: inspect.restart_count.filter(|&count| count >= 0),
+            exit_code: state
+                .and_then(|state| state.exit_code)
+                .filter(|_| has_exited),
+            oom_killed: state.and_then(|state| state.oom_killed),
+        }
     }
 }
 
@@ -452,6 +496,65 @@ mod tests {
             let expected = (name.to_owned(), tag.map(str::to_owned));
             assert_eq!(split_image(reference), expected, "{reference}");
         }
+    }
+
+    /// An inspect answer in Docker's shape (Engine API `ContainerInspectResponse`), read by
+    /// the same bollard types as the engine's answers.
+    fn inspect_with(status: &str, exit_code: i64, oom_killed: bool) -> ContainerInspectResponse {
+        serde_json::from_value(serde_json::json!({
+            "Id": "4c1d0b7e8f2a",
+            "RestartCount": 5,
+            "State": {
+                "Status": status, "Running": status == "running" || status == "restarting",
+                "Paused": false, "Restarting": status == "restarting", "OOMKilled": oom_killed,
+                "Dead": false, "Pid": 0, "ExitCode": exit_code, "Error": "",
+                "StartedAt": "2024-05-01T10:00:00.123456789Z",
+                "FinishedAt": "2024-05-01T10:05:00.5Z"
+            }
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn lifecycle_fields_come_from_inspect_and_the_exit_code_only_once_the_process_ended() {
+        let cases = [
+            ("exited", 137, true, Some(137), "killed for memory"),
+            ("exited", 0, false, Some(0), "a clean exit"),
+            (
+                "restarting",
+                1,
+                false,
+                Some(1),
+                "waiting to restart: the last exit",
+            ),
+            ("dead", 2, false, Some(2), "dead after exiting"),
+            ("running", 0, false, None, "running: Docker's 0 is no exit"),
+            (
+                "paused",
+                0,
+                false,
+                None,
+                "paused: the process is still there",
+            ),
+            ("created", 0, false, None, "created: it never ran"),
+        ];
+        for (status, exit_code, oom_killed, expected_exit, why) in cases {
+            let lifecycle = Lifecycle::of(Some(&inspect_with(status, exit_code, oom_killed)));
+            assert_eq!(
+                lifecycle,
+                Lifecycle {
+                    restart_count: Some(5),
+                    exit_code: expected_exit,
+                    oom_killed: Some(oom_killed),
+                },
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
+    fn without_an_inspect_answer_the_lifecycle_is_unknown() {
+        assert_eq!(Lifecycle::of(None), Lifecycle::default());
     }
 
     #[test]

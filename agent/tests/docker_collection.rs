@@ -105,6 +105,38 @@ async fn docker_zero_time_becomes_null_and_real_times_keep_their_precision() {
 }
 
 #[tokio::test]
+async fn restarts_exit_code_and_oom_verdict_come_from_inspect_with_no_exit_code_while_running() {
+    let fake = FakeDocker::start(recorded_routes(), Duration::ZERO);
+    let reading = collector_for(&fake).collect().await.unwrap();
+    let lifecycle = |container: &ContainerPayload| {
+        (
+            container.restart_count,
+            container.exit_code,
+            container.oom_killed,
+        )
+    };
+
+    let app = find(&reading.containers, APP);
+    assert_eq!(
+        lifecycle(app),
+        (Some(1), None, Some(false)),
+        "running, restarted once"
+    );
+    let job = find(&reading.containers, JOB);
+    assert_eq!(
+        lifecycle(job),
+        (Some(0), Some(0), Some(false)),
+        "exited cleanly"
+    );
+    let gone = find(&reading.containers, GONE);
+    assert_eq!(
+        lifecycle(gone),
+        (None, None, None),
+        "no inspect answer, nothing known"
+    );
+}
+
+#[tokio::test]
 async fn running_containers_get_the_numbers_docker_stats_shows_on_cgroup_v2() {
     let fake = FakeDocker::start(recorded_routes(), Duration::ZERO);
     let reading = collector_for(&fake).collect().await.unwrap();

@@ -22,6 +22,29 @@ pub struct Cli {
     #[arg(long)]
     pub matrix: bool,
 
+    /// Sweep the fleet size instead (--sweep-hosts × --containers): each fleet in a fresh
+    /// database, open loop at the rate it posts at 30 s (hosts ÷ 30 per second) after a warm-up
+    /// that creates every host and container; reports latency, CPU, WAL and buffer hits per post
+    /// and whether the box kept up.
+    #[arg(long, conflicts_with_all = ["matrix", "lifecycle", "replica", "server_url"])]
+    pub sweep: bool,
+
+    /// Fleet sizes of --sweep.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 50_000, 100_000])]
+    pub sweep_hosts: Vec<usize>,
+
+    /// Seconds between two posts of one host in --sweep.
+    #[arg(long, default_value_t = 30.0)]
+    pub sweep_interval: f64,
+
+    /// Tokens (of new hosts) created during the measurement (one scenario).
+    #[arg(long, default_value_t = 0)]
+    pub churn_tokens: usize,
+
+    /// The container cache's bound given to a spawned server, in MiB (absent: its default).
+    #[arg(long)]
+    pub container_cache_mib: Option<u64>,
+
     /// Hosts, each with its own token (one scenario).
     #[arg(long, default_value_t = 64)]
     pub hosts: usize,

@@ -160,6 +160,61 @@ pub async fn own_backend(db: &Client) -> Result<u32> {
     Ok(row.get::<_, i32>(0).unsigned_abs())
 }
 
+/// Tokens in the database (the token index holds them all once it has settled).
+pub async fn token_count(db: &Client) -> Result<usize> {
+    let row = db
+        .query_one("SELECT count(*) FROM agent_tokens", &[])
+        .await?;
+    Ok(row.get::<_, i64>(0) as usize)
+}
+
+/// WAL written (the whole cluster: `pg_stat_wal`) and this database's buffer reads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DbCounters {
+    pub wal_bytes: f64,
+    pub wal_records: f64,
+    pub wal_fpi: f64,
+    pub blocks_hit: f64,
+    pub blocks_read: f64,
+}
+
+impl DbCounters {
+    pub async fn take(db: &Client) -> Result<Self> {
+        let row = db
+            .query_one(
+                "SELECT w.wal_bytes::float8, w.wal_records::float8, w.wal_fpi::float8, \
+                        d.blks_hit::float8, d.blks_read::float8 \
+                 FROM pg_stat_wal w, pg_stat_database d WHERE d.datname = current_database()",
+                &[],
+            )
+            .await
+            .context("Failed to read pg_stat_wal and pg_stat_database")?;
+        Ok(Self {
+            wal_bytes: row.get(0),
+            wal_records: row.get(1),
+            wal_fpi: row.get(2),
+            blocks_hit: row.get(3),
+            blocks_read: row.get(4),
+        })
+    }
+
+    /// What happened between `self` and `later`.
+    pub fn until(&self, later: &Self) -> Self {
+        Self {
+            wal_bytes: later.wal_bytes - self.wal_bytes,
+            wal_records: later.wal_records - self.wal_records,
+            wal_fpi: later.wal_fpi - self.wal_fpi,
+            blocks_hit: later.blocks_hit - self.blocks_hit,
+            blocks_read: later.blocks_read - self.blocks_read,
+        }
+    }
+
+    /// Share of buffer reads found in shared buffers.
+    pub fn hit_ratio(&self) -> f64 {
+        self.blocks_hit / (self.blocks_hit + self.blocks_read).max(1.0)
+    }
+}
+
 /// Rows in the two hypertables: (host rows, container rows).
 pub async fn snapshot_rows(db: &Client) -> Result<(i64, i64)> {
     let row = db

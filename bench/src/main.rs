@@ -16,6 +16,7 @@ mod rng;
 mod scenario;
 mod server;
 mod stats;
+mod sweep;
 
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ async fn main() -> Result<()> {
             .database_url
             .clone()
             .context("DATABASE_URL is required")?;
+        if cli.sweep {
+            return sweep::run(&cli, &url).await;
+        }
         return bench(&cli, &url, None).await;
     }
     let root = cli.pg_root.clone().context(
@@ -104,6 +108,8 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
         rate_limit_per_minute: cli.rate_limit_per_minute,
         pool_size: cli.pool_size,
         read_database_url: replica.map(|(url, _)| url),
+        container_cache_mib: cli.container_cache_mib,
+        heartbeat_timeout_seconds: None,
     };
     if cli.lifecycle {
         let server = server::Server::spawn(&settings).await?;
@@ -134,6 +140,7 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
             rate: cli.rate,
             concurrency: cli.concurrency.unwrap_or(cli.hosts),
             baseline: cli.rate.is_none() && !cli.no_baseline,
+            churn_tokens: cli.churn_tokens,
         }]
     };
     for (index, scenario) in scenarios.iter().enumerate() {
@@ -152,6 +159,7 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
             server_url: cli.server_url.as_deref(),
             server: settings.clone(),
             db: &mut db,
+            db_url,
             monitor: replica.map(|(_, monitor)| monitor),
         };
         results.push(scenario::run(index + 1, &scenario, target).await?);
@@ -161,7 +169,7 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
 }
 
 /// One line on the machine: cores, memory, CPU model.
-fn machine() -> String {
+pub fn machine() -> String {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let model = cpuinfo
         .lines()

@@ -1,6 +1,7 @@
 //! The default matrix `scripts/bench` runs: C=20 at maximum rate (with the COPY baseline), C=20
-//! at half that rate (the p99 target), C=0 and C=200 at maximum rate, and 500 keep-alive agents
-//! at a low rate (the memory target).
+//! at half that rate (the p99 target), C=0 and C=20 at maximum rate over 12,000 hosts, C=0 while
+//! 10,000 tokens are created, C=200 at maximum rate, and 500 keep-alive agents at a low rate
+//! (the memory target).
 //!
 //! Hosts are sized so the production rate limit (60 per token per minute, a sliding window)
 //! does not bind: over a ~20 s run (warm-up + measurement) a token may post 60 times, so K hosts
@@ -28,6 +29,7 @@ pub fn scenarios(duration_secs: u64) -> Vec<Scenario> {
         rate: None,
         concurrency: AGENTS,
         baseline: true,
+        churn_tokens: 0,
     };
     vec![
         closed("C=20 max", 2000, 20),
@@ -37,6 +39,12 @@ pub fn scenarios(duration_secs: u64) -> Vec<Scenario> {
             ..closed(HALF, 2000, 20)
         },
         closed("C=0 max", 12000, 0),
+        closed("C=20 12k hosts", 12000, 20),
+        Scenario {
+            churn_tokens: 10_000,
+            baseline: false,
+            ..closed("C=0 max, 10,000 tokens created", 12000, 0)
+        },
         closed("C=200 max", 400, 200),
         Scenario {
             label: "500 agents".into(),
@@ -46,6 +54,7 @@ pub fn scenarios(duration_secs: u64) -> Vec<Scenario> {
             rate: Some(100.0),
             concurrency: 500,
             baseline: false,
+            churn_tokens: 0,
         },
     ]
 }

@@ -328,6 +328,9 @@ fn container(
         }),
         started_at: Some(started_at.fixed_offset()),
         finished_at: (!running).then(|| (started_at + Duration::hours(1)).fixed_offset()),
+        restart_count: Some(0),
+        exit_code: (!running).then_some(0),
+        oom_killed: Some(false),
     }
 }
 

@@ -28,7 +28,8 @@ pub fn cpu_seconds(pid: impl std::fmt::Display) -> Option<f64> {
 }
 
 /// CPU seconds of every process whose command is `postgres` (the database's backends and
-/// background workers; exited backends are not counted, so compare over one run).
+/// background workers), the exited ones included: a postmaster's children's times count as its
+/// own once it has reaped them, so the sum never goes backwards when a backend ends.
 pub fn postgres_cpu_seconds() -> f64 {
     let Ok(entries) = fs::read_dir("/proc") else {
         return 0.0;
@@ -43,7 +44,7 @@ pub fn postgres_cpu_seconds() -> f64 {
         })
         .filter_map(|e| stat(&format!("{}/stat", e.path().display())))
         .filter(|(comm, _)| comm == "postgres")
-        .filter_map(|(_, fields)| cpu_of(&fields))
+        .filter_map(|(_, fields)| Some(cpu_of(&fields)? + reaped_children_cpu_of(&fields)?))
         .sum()
 }
 
@@ -90,6 +91,13 @@ fn cpu_of(fields: &[String]) -> Option<f64> {
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     Some((utime + stime) / TICKS_PER_SECOND)
+}
+
+/// cutime + cstime: fields 16 and 17 of `stat`, the CPU of the children it has waited for.
+fn reaped_children_cpu_of(fields: &[String]) -> Option<f64> {
+    let cutime: f64 = fields.get(13)?.parse().ok()?;
+    let cstime: f64 = fields.get(14)?.parse().ok()?;
+    Some((cutime + cstime) / TICKS_PER_SECOND)
 }
 
 /// A `kB` field of `/proc/meminfo`, in MiB.

@@ -105,6 +105,7 @@ pub fn print(results: &[ScenarioResult], machine: &str) {
             );
         }
     }
+    per_post(results);
     let mut warmup = crate::stats::Observed::default();
     for r in results {
         warmup.merge(&r.load.warmup);
@@ -124,6 +125,43 @@ pub fn print(results: &[ScenarioResult], machine: &str) {
         }
     }
     targets(results);
+}
+
+/// What one stored post cost, on both sides, and what it wrote.
+pub fn per_post(results: &[ScenarioResult]) {
+    println!();
+    println!(
+        "| scenario | posts/s | server CPU ms/post | PostgreSQL CPU ms/post (working backends) | (all postgres processes) | WAL bytes/post | full-page images/post | FPI share of WAL records | buffer hit ratio | container cache hits | token index settled in |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in results {
+        let posts = r.load.measured.stored().max(1) as f64;
+        let ms = |seconds: f64| format!("{:.3}", 1000.0 * seconds / posts);
+        let db = r.db.as_ref();
+        println!(
+            "| {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            r.scenario.label,
+            r.posts_per_second(),
+            ms(r.cpu.server),
+            ms(r.cpu.backends),
+            ms(r.cpu.postgres),
+            db.map_or("–".into(), |d| format!("{:.0}", d.wal_bytes / posts)),
+            db.map_or("–".into(), |d| format!("{:.2}", d.wal_fpi / posts)),
+            db.map_or("–".into(), |d| format!(
+                "{:.1}%",
+                100.0 * d.wal_fpi / d.wal_records.max(1.0)
+            )),
+            db.map_or("–".into(), |d| format!("{:.4}", d.hit_ratio())),
+            r.container_cache_hits
+                .map_or("–".into(), |h| format!("{:.1}%", 100.0 * h)),
+            r.token_index_settled
+                .map_or("–".into(), |d| format!("{:.2} s", d.as_secs_f64())),
+        );
+    }
+    println!(
+        "\nWAL counts are the whole cluster's (pg_stat_wal), so read them on a quiet cluster; \
+         buffer hits are this database's."
+    );
 }
 
 fn targets(results: &[ScenarioResult]) {

@@ -16,11 +16,11 @@ use chrono::Utc;
 use tokio_postgres::Client;
 
 use crate::copy_baseline::{self, BULK_ROWS, CopyOutcome, CopyPlan};
-use crate::database::{self, provision_hosts, snapshot_rows};
+use crate::database::{self, DbCounters, provision_hosts, snapshot_rows};
 use crate::load::{Fleet, LoadOutcome, LoadSpec, Probe};
 use crate::procfs;
 use crate::replica::{LagMonitor, Phase};
-use crate::server::{Server, ServerSettings};
+use crate::server::{self as server_process, Server, ServerSettings};
 
 /// Rounds of load + bulk COPY in a scenario with the baseline.
 const ROUNDS: u32 = 5;
@@ -34,7 +34,18 @@ pub struct Scenario {
     pub rate: Option<f64>,
     pub concurrency: usize,
     pub baseline: bool,
+    /// Tokens (of as many new hosts) created while the load is measured, evenly over it.
+    pub churn_tokens: usize,
 }
+
+/// The container cache's hits, and all its lookups, in the server's metrics.
+const CACHE_LOOKUPS: [&str; 2] = [
+    "nexus_container_cache_lookups_total{result=\"hit\"}",
+    "nexus_container_cache_lookups_total",
+];
+
+/// Tokens created by one statement of the churn.
+const CHURN_BATCH: usize = 100;
 
 /// Where the scenario runs.
 pub struct Target<'a> {
@@ -42,6 +53,8 @@ pub struct Target<'a> {
     pub server_url: Option<&'a str>,
     pub server: ServerSettings<'a>,
     pub db: &'a mut Client,
+    /// The URL of `db`, for the churn's own connection.
+    pub db_url: &'a str,
     /// The standby's lag sampler (--replica), told the server's URL and each phase.
     pub monitor: Option<&'a LagMonitor>,
 }
@@ -63,36 +76,44 @@ pub struct CpuSplit {
 }
 
 impl CpuSplit {
-    /// Adds what was used between two samples.
-    fn add(&mut self, start: CpuSample, end: CpuSample) {
+    /// Adds what was used between two samples; a backend counts only if both saw it (one
+    /// that started or ended between them is in `postgres` instead, never negative here).
+    fn add(&mut self, start: &CpuSample, end: &CpuSample) {
         self.server += end.server - start.server;
         self.postgres += end.postgres - start.postgres;
-        self.backends += end.backends - start.backends;
+        self.backends += end
+            .backends
+            .iter()
+            .filter_map(|(pid, at_end)| {
+                let (_, at_start) = start.backends.iter().find(|(p, _)| p == pid)?;
+                Some(at_end - at_start)
+            })
+            .sum::<f64>();
         self.bench += end.bench - start.bench;
         self.machine += end.machine.busy - start.machine.busy;
         self.stolen += end.machine.stolen - start.machine.stolen;
     }
 }
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct CpuSample {
     server: f64,
     postgres: f64,
-    backends: f64,
+    /// CPU seconds of each live backend measured, by process id.
+    backends: Vec<(u32, f64)>,
     bench: f64,
     machine: procfs::MachineCpu,
 }
 
 impl CpuSample {
-    /// A backend that exits between two samples loses what it used (the pools keep theirs).
     fn take(server_pid: Option<u32>, backends: &[u32]) -> Self {
         Self {
             server: server_pid.and_then(procfs::cpu_seconds).unwrap_or_default(),
             postgres: procfs::postgres_cpu_seconds(),
             backends: backends
                 .iter()
-                .filter_map(|&pid| procfs::cpu_seconds(pid))
-                .sum(),
+                .filter_map(|&pid| Some((pid, procfs::cpu_seconds(pid)?)))
+                .collect(),
             bench: procfs::cpu_seconds("self").unwrap_or_default(),
             machine: procfs::machine_cpu_seconds().unwrap_or_default(),
         }
@@ -140,7 +161,7 @@ impl Probe for PhaseProbe {
 
     fn stop(&mut self) {
         self.split
-            .add(self.start, CpuSample::take(self.pid, &self.backends));
+            .add(&self.start, &CpuSample::take(self.pid, &self.backends));
     }
 }
 
@@ -160,6 +181,14 @@ pub struct ScenarioResult {
     pub copy_bulk: Vec<CopyOutcome>,
     /// CPU seconds used during the bulk COPY slices.
     pub copy_cpu: CpuSplit,
+    /// How long the spawned server's token index took to hold every token, measured before
+    /// the warm-up (the load is measured on a settled index).
+    pub token_index_settled: Option<Duration>,
+    /// WAL and buffer reads over the measured slice (scenarios without the baseline, whose
+    /// rounds would count COPY's too).
+    pub db: Option<DbCounters>,
+    /// Share of the stored containers the server's container cache knew unchanged.
+    pub container_cache_hits: Option<f64>,
 }
 
 impl ScenarioResult {
@@ -236,9 +265,22 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
     }
     let agents =
         provision_hosts(target.db, &format!("bench-s{index}-host"), scenario.hosts).await?;
+    let token_index_settled = match server {
+        Some(_) => {
+            let tokens = database::token_count(target.db).await?;
+            let took = server_process::token_index_settled(&url, tokens).await?;
+            eprintln!(
+                "bench: [{}] the token index took {:.2} s to hold all {tokens} tokens",
+                scenario.label,
+                took.as_secs_f64()
+            );
+            Some(took)
+        }
+        None => None,
+    };
     let before = snapshot_rows(target.db).await?;
     let spec = LoadSpec {
-        server_url: url,
+        server_url: url.clone(),
         containers: scenario.containers,
         rate: scenario.rate,
         concurrency: scenario.concurrency,
@@ -275,6 +317,17 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
     let mut copy_bulk = Vec::new();
     let mut copy_cpu = CpuSplit::default();
     let own_backend = [database::own_backend(target.db).await?];
+    let churn = (scenario.churn_tokens > 0).then(|| {
+        let (url, prefix) = (target.db_url.to_owned(), format!("bench-s{index}-churn"));
+        tokio::spawn(create_tokens(
+            url,
+            prefix,
+            scenario.churn_tokens,
+            scenario.duration,
+        ))
+    });
+    let cache_before = server_process::metrics(&url, &CACHE_LOOKUPS).await.ok();
+    let counters_before = DbCounters::take(target.db).await?;
     for round in 0..rounds {
         probe.backends = database::server_backends(target.db).await?;
         phase(Phase::Load);
@@ -294,7 +347,7 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
             phase(Phase::BulkCopy);
             let copy = copy_baseline::run(target.db, &agents, &ids, plan).await?;
             phase(Phase::Other);
-            copy_cpu.add(before, CpuSample::take(None, &own_backend));
+            copy_cpu.add(&before, &CpuSample::take(None, &own_backend));
             eprintln!(
                 "bench: [{}] round {}: end-to-end {:.0} rows/s, bulk COPY {:.0} rows/s",
                 scenario.label,
@@ -306,6 +359,18 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
         }
     }
     phase(Phase::Done);
+    let db_counters =
+        (!scenario.baseline).then_some(counters_before.until(&DbCounters::take(target.db).await?));
+    let cache_after = server_process::metrics(&url, &CACHE_LOOKUPS).await.ok();
+    let container_cache_hits = match (cache_before, cache_after) {
+        (Some(before), Some(after)) if after[1] > before[1] => {
+            Some((after[0] - before[0]) / (after[1] - before[1]))
+        }
+        _ => None,
+    };
+    if let Some(churn) = churn {
+        churn.await??;
+    }
     let load = fleet.finish().await?;
     let peak_rss_kib = server.as_ref().and_then(Server::peak_rss_kib);
     let peak_rss_with_warmup_kib = match (peak_rss_kib, probe.warmup_peak_rss_kib) {
@@ -354,5 +419,23 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
         copy_per_post,
         copy_bulk,
         copy_cpu,
+        token_index_settled,
+        db: db_counters,
+        container_cache_hits,
     })
+}
+
+/// Creates `count` hosts with a token each, in statements of [`CHURN_BATCH`] spread evenly
+/// over `over`, as an administrator provisioning a fleet while it posts.
+async fn create_tokens(url: String, prefix: String, count: usize, over: Duration) -> Result<()> {
+    let db = database::connect(&url).await?;
+    let batches = count.div_ceil(CHURN_BATCH);
+    let every = over / batches.max(1) as u32;
+    let started = tokio::time::Instant::now();
+    for batch in 0..batches {
+        tokio::time::sleep_until(started + every * batch as u32).await;
+        let size = CHURN_BATCH.min(count - batch * CHURN_BATCH);
+        provision_hosts(&db, &format!("{prefix}{batch}"), size).await?;
+    }
+    Ok(())
 }

@@ -25,6 +25,10 @@ pub struct ServerSettings<'a> {
     pub pool_size: Option<usize>,
     /// A streaming replica for the read API (`--read-database-url`).
     pub read_database_url: Option<&'a str>,
+    /// The container cache's bound (absent: the server's default).
+    pub container_cache_mib: Option<u64>,
+    /// Seconds of silence before a host is marked offline (absent: the server's default).
+    pub heartbeat_timeout_seconds: Option<u64>,
 }
 
 impl Server {
@@ -49,6 +53,12 @@ impl Server {
             .kill_on_drop(true);
         if let Some(pool) = settings.pool_size {
             command.env("NEXUS_DB_POOL_SIZE", pool.to_string());
+        }
+        if let Some(seconds) = settings.heartbeat_timeout_seconds {
+            command.env("NEXUS_HEARTBEAT_TIMEOUT_SECONDS", seconds.to_string());
+        }
+        if let Some(mib) = settings.container_cache_mib {
+            command.env("NEXUS_CONTAINER_CACHE_MIB", mib.to_string());
         }
         if let Some(url) = settings.read_database_url {
             command.env("NEXUS_READ_DATABASE_URL", url);
@@ -89,5 +99,46 @@ impl Server {
     pub async fn stop(mut self) -> Result<()> {
         self.child.kill().await?;
         Ok(())
+    }
+}
+
+/// The value of a metric of the server's `/metrics`, summed over its label sets.
+pub async fn metric(url: &str, name: &str) -> Result<f64> {
+    metrics(url, &[name]).await.map(|values| values[0])
+}
+
+/// The values of `names` in one read of the server's `/metrics`, each summed over its label
+/// sets (0 for a metric not recorded yet).
+pub async fn metrics(url: &str, names: &[&str]) -> Result<Vec<f64>> {
+    let mut connection = crate::http::Connection::new(url)?;
+    let (status, body) = connection.get("/metrics", "").await?;
+    anyhow::ensure!(status.is_success(), "GET /metrics answered {status}");
+    let text = String::from_utf8_lossy(&body);
+    Ok(names
+        .iter()
+        .map(|name| {
+            text.lines()
+                .filter(|line| {
+                    line.strip_prefix(name)
+                        .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+                })
+                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        })
+        .collect())
+}
+
+/// Waits until the server's token index holds `tokens` tokens (every notification of their
+/// creation applied); the time that took. Measuring before then measures the settling.
+pub async fn token_index_settled(url: &str, tokens: usize) -> Result<Duration> {
+    let started = Instant::now();
+    loop {
+        if metric(url, "nexus_token_index_tokens").await? >= tokens as f64 {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!("the token index did not reach {tokens} tokens within 120 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -140,6 +140,14 @@ pub struct ContainerPayload {
     pub metrics: Option<ContainerMetrics>,
     pub started_at: Option<DateTime<FixedOffset>>,
     pub finished_at: Option<DateTime<FixedOffset>>,
+    /// How often the Docker Engine restarted the container (`RestartCount` of `docker
+    /// inspect`). Optional: agents that do not send it get no `restarted` events.
+    #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
+    pub restart_count: Option<i64>,
+    /// The exit code of the container's last run (`State.ExitCode`); null while it runs.
+    pub exit_code: Option<i64>,
+    /// Whether the kernel's OOM killer ended the container's last run (`State.OOMKilled`).
+    pub oom_killed: Option<bool>,
 }
 
 /// Container metrics at `recorded_at`. Counters are cumulative as Docker reports them.

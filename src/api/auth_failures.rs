@@ -86,8 +86,9 @@ pub struct FailureSummary {
     pub count: u64,
     /// The most recent one.
     pub last_at: DateTime<Utc>,
-    /// The token of the most recent one, when a token was identified.
-    #[oai(skip_serializing_if_is_none)]
+    /// The token of the most recent one; null when no token was identified (a missing or
+    /// unknown bearer).
+    #[oai(nullable)]
     pub last_token_id: Option<i64>,
 }
 

@@ -257,7 +257,8 @@ mod tests {
                 "metrics": {"cpu_percent": 3.2, "memory_usage_mb": 64, "memory_limit_mb": 512,
                             "network_rx_bytes": 1, "network_tx_bytes": 2,
                             "block_read_bytes": 3, "block_write_bytes": 4},
-                "started_at": "2024-05-01T09:00:00Z", "finished_at": "2024-05-01T10:00:00+02:00"
+                "started_at": "2024-05-01T09:00:00Z", "finished_at": "2024-05-01T10:00:00+02:00",
+                "restart_count": 2, "exit_code": 137, "oom_killed": true
             }]
         })
     }

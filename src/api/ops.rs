@@ -116,6 +116,12 @@ impl OpsApi {
     )]
     async fn metrics(&self, state: Data<&AppState>) -> MetricsResponse {
         let pool = state.store.pool_status();
-        MetricsResponse::Ok(PlainText(metrics::render(pool)))
+        let (container_cache_hosts, container_cache_bytes) = state.store.container_cache_usage();
+        let caches = metrics::Caches {
+            tokens: state.agent_cache.len(),
+            container_cache_hosts,
+            container_cache_bytes,
+        };
+        MetricsResponse::Ok(PlainText(metrics::render(pool, caches)))
     }
 }

@@ -81,7 +81,10 @@ documented! {
             ),
             DocumentedHeader::new::<Option<u32>>(
                 "X-RateLimit-Remaining",
-                Some("Requests left in the current burst: 0 (when the token's quota is what is used up)."),
+                Some(
+                    "Requests this token may still make in the current 60-second window (a \
+                     sliding window): 0 (when the token's quota is what is used up).",
+                ),
             ),
         ]),
     ] + SERVER_FAULTS

@@ -78,7 +78,13 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         }
         Command::Openapi { json } => {
             let document = api::document::document();
-            println!("{}", if json { &document.json } else { &document.yaml });
+            // The YAML ends with its own newline: the committed file is the served text, byte
+            // for byte.
+            if json {
+                println!("{}", document.json);
+            } else {
+                print!("{}", document.yaml);
+            }
             Ok(())
         }
         Command::Host(command) => host::run(command).await,

@@ -65,11 +65,11 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
         } => {
             let request: NewAgentToken = json_body::parse(&serde_json::to_vec(&NewAgentToken {
                 name,
-                bind_fingerprint,
+                bind_fingerprint: Some(bind_fingerprint),
             })?)?;
             let store = migrated_store(&db).await?;
             let issued = store
-                .issue_agent_token(host, &request.name, request.bind_fingerprint)
+                .issue_agent_token(host, &request.name, request.binds_fingerprint())
                 .await
                 .map_err(|error| anyhow::Error::new(error).context("Failed to issue the token"))?;
             print_issued(issued.into(), json, "issued")?;

@@ -81,6 +81,9 @@ pub const MAX_POINTS: u64 = 1000;
 /// Longest range one request may cover.
 pub const MAX_SPAN: Duration = Duration::from_secs(400 * 86400);
 
+/// The range a request that names no start covers: the hour before its end.
+pub const DEFAULT_SPAN: chrono::Duration = chrono::Duration::hours(1);
+
 /// A range `[since, until)` widened to whole buckets, and the bucket width to aggregate it by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeriesRequest {
@@ -91,13 +94,17 @@ pub struct SeriesRequest {
 
 impl SeriesRequest {
     /// Checks the range and picks the bucket: the one asked for, or the finest that keeps the
-    /// answer within [`MAX_POINTS`]. The range is widened to whole buckets (aligned to the Unix
-    /// epoch, as `time_bucket` aligns them), so every bucket of the answer is complete.
+    /// answer within [`MAX_POINTS`]. A range left open ends `now` and starts [`DEFAULT_SPAN`]
+    /// before its end. The range is widened to whole buckets (aligned to the Unix epoch, as
+    /// `time_bucket` aligns them), so every bucket of the answer is complete.
     pub fn new(
-        since: DateTime<Utc>,
-        until: DateTime<Utc>,
+        since: Option<DateTime<Utc>>,
+        until: Option<DateTime<Utc>>,
         bucket: Option<Bucket>,
+        now: DateTime<Utc>,
     ) -> Result<Self, Vec<FieldError>> {
+        let until = until.unwrap_or(now);
+        let since = since.unwrap_or(until - DEFAULT_SPAN);
         let mut errors = Vec::new();
         let span = (until - since).to_std().ok().filter(|span| !span.is_zero());
         match span {
@@ -168,7 +175,7 @@ mod tests {
 
     fn request(span: Span, bucket: Option<Bucket>) -> Result<SeriesRequest, Vec<String>> {
         let to = Utc::now();
-        SeriesRequest::new(to - span, to, bucket)
+        SeriesRequest::new(Some(to - span), Some(to), bucket, to)
             .map_err(|errors| errors.into_iter().map(|e| e.field).collect())
     }
 
@@ -201,10 +208,12 @@ mod tests {
     fn the_range_is_widened_to_whole_buckets() {
         let from = "2026-12-01T10:07:30Z".parse().unwrap();
         let to = "2026-12-01T12:00:00Z".parse().unwrap();
-        let request = SeriesRequest::new(from, to, Some(Bucket::FifteenMinutes)).unwrap();
+        let request =
+            SeriesRequest::new(Some(from), Some(to), Some(Bucket::FifteenMinutes), to).unwrap();
         assert_eq!(request.since.to_rfc3339(), "2026-12-01T10:00:00+00:00");
         assert_eq!(request.until, to, "already aligned");
-        let request = SeriesRequest::new(from, from + Span::minutes(1), Some(Bucket::OneHour));
+        let until = from + Span::minutes(1);
+        let request = SeriesRequest::new(Some(from), Some(until), Some(Bucket::OneHour), to);
         assert_eq!(
             request.unwrap().until.to_rfc3339(),
             "2026-12-01T11:00:00+00:00"
@@ -233,6 +242,36 @@ mod tests {
             };
             assert_eq!(bucket.width().as_secs() % source_width, 0, "{bucket:?}");
         }
+    }
+
+    #[test]
+    fn a_range_left_open_is_the_hour_before_its_end_which_is_now_by_default() {
+        let now = "2026-12-01T12:00:00Z".parse().unwrap();
+        let range = |since: Option<&str>, until: Option<&str>| {
+            let parse = |text: &str| text.parse::<DateTime<Utc>>().unwrap();
+            let request = SeriesRequest::new(
+                since.map(parse),
+                until.map(parse),
+                Some(Bucket::OneMinute),
+                now,
+            )
+            .unwrap();
+            (request.since.to_rfc3339(), request.until.to_rfc3339())
+        };
+        let hour_before_now = (
+            "2026-12-01T11:00:00+00:00".to_owned(),
+            "2026-12-01T12:00:00+00:00".to_owned(),
+        );
+        assert_eq!(range(None, None), hour_before_now);
+        assert_eq!(range(Some("2026-12-01T11:00:00Z"), None), hour_before_now);
+        assert_eq!(range(None, Some("2026-12-01T12:00:00Z")), hour_before_now);
+        assert_eq!(
+            range(None, Some("2026-12-01T08:00:00Z")),
+            (
+                "2026-12-01T07:00:00+00:00".to_owned(),
+                "2026-12-01T08:00:00+00:00".to_owned()
+            )
+        );
     }
 
     #[test]

@@ -55,8 +55,18 @@ pub fn record_fast_path_declined(why: Declined) {
     counter!("nexus_body_fast_path_declined_total", "reason" => why.label()).increment(1);
 }
 
-/// The exposition text, with the pool's current state.
-pub fn render(pool: deadpool_postgres::Status) -> String {
+/// What the in-memory indexes hold right now.
+pub struct Caches {
+    pub tokens: usize,
+    pub container_cache_hosts: u64,
+    pub container_cache_bytes: u64,
+}
+
+/// The exposition text, with the pool's and the caches' current state.
+pub fn render(pool: deadpool_postgres::Status, caches: Caches) -> String {
+    gauge!("nexus_token_index_tokens").set(caches.tokens as f64);
+    gauge!("nexus_container_cache_hosts").set(caches.container_cache_hosts as f64);
+    gauge!("nexus_container_cache_bytes").set(caches.container_cache_bytes as f64);
     gauge!("nexus_db_pool_size").set(pool.size as f64);
     gauge!("nexus_db_pool_max_size").set(pool.max_size as f64);
     gauge!("nexus_db_pool_available").set(pool.available as f64);

@@ -14,7 +14,7 @@
 //! by a lookup in the database (see `src/api/agent_auth.rs` for how those are bounded).
 //! Memory: about 75 bytes per token (docs/agent-auth.md).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -23,7 +23,7 @@ use anyhow::Context;
 use futures_util::{StreamExt, pin_mut};
 use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::{AsyncMessage, NoTls, Statement};
 
 use super::Store;
 use super::tokens::AuthenticatedAgent;
@@ -41,6 +41,14 @@ const PING_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Longest wait between two attempts to reconnect the listener.
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Notifications applied by one re-read at most: a burst of token creations costs a query per
+/// batch, not one per token.
+const MAX_NOTIFICATIONS_PER_READ: usize = 4096;
+
+/// Changes remembered by token, so a database lookup can tell whether its very token changed
+/// while it ran; a lookup older than all of them is not remembered (it is merely repeated).
+const CHANGES_REMEMBERED: usize = 16_384;
 
 /// Whether a known token may authenticate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,9 +107,55 @@ pub struct AgentTokenCache {
 struct IndexState {
     /// Whether the listener is connected and the index loaded; entries are used only then.
     live: bool,
-    /// Bumped by every change, so a database lookup that raced one is not remembered.
-    generation: u64,
+    /// Which tokens changed lately, so a database lookup that raced a change of its own token
+    /// is not remembered (one counter for the whole table made every concurrent creation a
+    /// miss for everybody).
+    changes: ChangeLog,
     table: Table,
+}
+
+/// The latest changes by token, as a clock value each; older ones are forgotten in order, and
+/// `horizon` is the newest forgotten one.
+#[derive(Default)]
+struct ChangeLog {
+    clock: u64,
+    horizon: u64,
+    latest: HashMap<[u8; 32], u64>,
+    order: VecDeque<([u8; 32], u64)>,
+}
+
+impl ChangeLog {
+    fn now(&self) -> u64 {
+        self.clock
+    }
+
+    fn record(&mut self, key: [u8; 32]) {
+        self.clock += 1;
+        self.latest.insert(key, self.clock);
+        self.order.push_back((key, self.clock));
+        while self.order.len() > CHANGES_REMEMBERED {
+            let Some((old, at)) = self.order.pop_front() else {
+                break;
+            };
+            if self.latest.get(&old) == Some(&at) {
+                self.latest.remove(&old);
+            }
+            self.horizon = at;
+        }
+    }
+
+    /// Everything may have changed (a reload): no earlier lookup is remembered.
+    fn record_all(&mut self) {
+        self.clock += 1;
+        self.horizon = self.clock;
+        self.latest.clear();
+        self.order.clear();
+    }
+
+    /// Whether the token of `key` is known not to have changed since `since`.
+    fn unchanged_since(&self, key: &[u8; 32], since: u64) -> bool {
+        since >= self.horizon && self.latest.get(key).is_none_or(|&at| at <= since)
+    }
 }
 
 /// Tokens by hash.
@@ -167,6 +221,24 @@ enum Invalidation {
     All,
 }
 
+/// What a burst of notifications asks the listener to re-read, in one go.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Rereads {
+    tokens: Vec<TokenHash>,
+    hosts: Vec<i64>,
+    all: bool,
+}
+
+impl Rereads {
+    fn add(&mut self, invalidation: Invalidation) {
+        match invalidation {
+            Invalidation::Token(hash) => self.tokens.push(hash),
+            Invalidation::Host(host) => self.hosts.push(host),
+            Invalidation::All => self.all = true,
+        }
+    }
+}
+
 impl Invalidation {
     fn parse(payload: &str) -> Self {
         if let Some(hash) = payload.strip_prefix("token:") {
@@ -204,20 +276,28 @@ impl AgentTokenCache {
         store: &Store,
         hash: &TokenHash,
     ) -> Result<Option<KnownToken>, Error> {
-        let generation = self.state.read().expect("token index").generation;
+        let since = self.state.read().expect("token index").changes.now();
         let client = store.client().await?;
         let Some(key) = hash.key() else {
             return Ok(None);
         };
-        let loaded = tokens_where(&client, Filter::Hash(hash.as_str())).await?;
+        metrics::counter!("nexus_token_index_database_lookups_total").increment(1);
+        let statement = client.prepare_cached(&select_where(Filter::Hash)).await?;
+        let loaded = tokens_where(&client, &statement, &[&hash.as_str()]).await?;
         let found = loaded.entries.get(&key).map(|entry| loaded.known(entry));
         if let Some(token) = &found {
-            let mut state = self.state.write().expect("token index");
-            if state.live && state.generation == generation {
-                state.table.put(key, token);
-            }
+            self.remember(key, token, since);
         }
         Ok(found)
+    }
+
+    /// Keeps what a database lookup begun at `since` found, unless that very token changed
+    /// meanwhile (the change's own re-read then says what holds).
+    fn remember(&self, key: [u8; 32], token: &KnownToken, since: u64) {
+        let mut state = self.state.write().expect("token index");
+        if state.live && state.changes.unchanged_since(&key, since) {
+            state.table.put(key, token);
+        }
     }
 
     /// Marks the token of `hash` refused: the database found it revoked (or its host archived)
@@ -225,7 +305,7 @@ impl AgentTokenCache {
     pub fn mark_refused(&self, hash: &TokenHash) {
         let Some(key) = hash.key() else { return };
         let mut state = self.state.write().expect("token index");
-        state.generation += 1;
+        state.changes.record(key);
         if let Some(entry) = state.table.entries.get_mut(&key) {
             entry.standing = Standing::Revoked;
         }
@@ -236,7 +316,7 @@ impl AgentTokenCache {
         let Some(key) = hash.key() else { return };
         let mut state = self.state.write().expect("token index");
         if let Some(entry) = state.table.entries.get(&key).copied() {
-            state.generation += 1;
+            state.changes.record(key);
             state.table.fingerprints.insert(entry.token_id, fingerprint);
         }
     }
@@ -263,25 +343,23 @@ impl AgentTokenCache {
             + state.table.fingerprints.capacity() * (size_of::<(i64, Fingerprint)>() + 1)
     }
 
-    /// Applies what the database says about the tokens a notification named.
-    fn apply(&self, invalidation: &Invalidation, loaded: Table) {
+    /// Applies what the database says about the tokens a burst of notifications named: the
+    /// named tokens as loaded (absent when deleted), and every token of the named hosts.
+    fn apply(&self, rereads: &Rereads, loaded: Table) {
         let mut state = self.state.write().expect("token index");
-        state.generation += 1;
-        match invalidation {
-            Invalidation::Token(hash) => {
-                if let Some(key) = hash.key() {
-                    state.table.remove(&key);
-                }
-            }
-            Invalidation::Host(_) => {}
-            Invalidation::All => {
-                state.table = loaded;
-                return;
-            }
+        if rereads.all {
+            state.changes.record_all();
+            state.table = loaded;
+            return;
+        }
+        for key in rereads.tokens.iter().filter_map(TokenHash::key) {
+            state.table.remove(&key);
+            state.changes.record(key);
         }
         for (key, entry) in &loaded.entries {
             let token = loaded.known(entry);
             state.table.put(*key, &token);
+            state.changes.record(*key);
         }
     }
 
@@ -289,34 +367,45 @@ impl AgentTokenCache {
     /// notifications may be missed while no listener is connected).
     fn set_live(&self, live: bool, loaded: Table) {
         let mut state = self.state.write().expect("token index");
-        state.generation += 1;
+        state.changes.record_all();
         state.table = loaded;
         state.live = live;
     }
 }
 
 /// Which tokens to read.
-enum Filter<'a> {
-    Hash(&'a str),
-    Host(i64),
+#[derive(Clone, Copy)]
+enum Filter {
+    /// The token whose hash is `$1`.
+    Hash,
+    /// The tokens whose hashes are in `$1`.
+    Hashes,
+    /// The tokens of the hosts in `$1`.
+    Hosts,
     All,
 }
 
-/// Tokens with what authentication needs of them, streamed straight into their table so that
-/// loading 100,000 of them never holds their rows at once.
-async fn tokens_where(
-    client: &tokio_postgres::Client,
-    filter: Filter<'_>,
-) -> Result<Table, tokio_postgres::Error> {
+/// The statement reading the tokens of `filter`, with what authentication needs of them.
+fn select_where(filter: Filter) -> String {
     const SELECT: &str = "SELECT t.hashed_token, t.id, t.host_id, t.revoked_at IS NOT NULL, \
          h.status = 'archived' OR h.archived_at IS NOT NULL, t.bind_fingerprint, t.fingerprint \
          FROM agent_tokens t JOIN hosts h ON h.id = t.host_id";
-    let (sql, params): (String, Vec<&(dyn ToSql + Sync)>) = match &filter {
-        Filter::Hash(hash) => (format!("{SELECT} WHERE t.hashed_token = $1"), vec![hash]),
-        Filter::Host(host) => (format!("{SELECT} WHERE t.host_id = $1"), vec![host]),
-        Filter::All => (SELECT.to_owned(), Vec::new()),
-    };
-    let rows = client.query_raw(&sql, params).await?;
+    match filter {
+        Filter::Hash => format!("{SELECT} WHERE t.hashed_token = $1"),
+        Filter::Hashes => format!("{SELECT} WHERE t.hashed_token = ANY($1)"),
+        Filter::Hosts => format!("{SELECT} WHERE t.host_id = ANY($1)"),
+        Filter::All => SELECT.to_owned(),
+    }
+}
+
+/// Tokens read by a [`select_where`] statement, streamed straight into their table so that
+/// loading 100,000 of them never holds their rows at once.
+async fn tokens_where(
+    client: &tokio_postgres::Client,
+    statement: &Statement,
+    params: &[&(dyn ToSql + Sync)],
+) -> Result<Table, tokio_postgres::Error> {
+    let rows = client.query_raw(statement, params.iter().copied()).await?;
     pin_mut!(rows);
     let mut table = Table::default();
     while let Some(row) = rows.next().await {
@@ -419,8 +508,11 @@ async fn listen(url: &str, cache: &AgentTokenCache) -> anyhow::Result<()> {
             .batch_execute(&format!("LISTEN {CHANNEL}"))
             .await
             .context("Failed to LISTEN")?;
+        let statements = Rereader::prepare(&client)
+            .await
+            .context("Failed to prepare the token reads")?;
         // Loaded after LISTEN: a change committed meanwhile is both in the load and notified.
-        let tokens = tokens_where(&client, Filter::All)
+        let tokens = tokens_where(&client, &statements.all, &[])
             .await
             .context("Failed to load the agent tokens")?;
         tracing::debug!(tokens = tokens.entries.len(), "token index loaded");
@@ -431,16 +523,20 @@ async fn listen(url: &str, cache: &AgentTokenCache) -> anyhow::Result<()> {
             tokio::select! {
                 payload = notifications.recv() => match payload {
                     Some(payload) => {
-                        let invalidation = Invalidation::parse(&payload);
-                        let filter = match &invalidation {
-                            Invalidation::Token(hash) => Filter::Hash(hash.as_str()),
-                            Invalidation::Host(host) => Filter::Host(*host),
-                            Invalidation::All => Filter::All,
-                        };
-                        let rows = tokens_where(&client, filter)
+                        // Whatever else has arrived meanwhile is re-read with it.
+                        let mut rereads = Rereads::default();
+                        rereads.add(Invalidation::parse(&payload));
+                        while rereads.tokens.len() + rereads.hosts.len() < MAX_NOTIFICATIONS_PER_READ
+                            && let Ok(payload) = notifications.try_recv()
+                        {
+                            rereads.add(Invalidation::parse(&payload));
+                        }
+                        metrics::counter!("nexus_token_index_rereads_total").increment(1);
+                        let rows = statements
+                            .read(&client, &rereads)
                             .await
                             .context("Failed to re-read notified tokens")?;
-                        cache.apply(&invalidation, rows);
+                        cache.apply(&rereads, rows);
                     }
                     None => anyhow::bail!("the listener connection closed"),
                 },
@@ -453,6 +549,46 @@ async fn listen(url: &str, cache: &AgentTokenCache) -> anyhow::Result<()> {
     let result: anyhow::Result<()> = session.await;
     driver.abort();
     result
+}
+
+/// The listener's statements, prepared once per session.
+struct Rereader {
+    all: Statement,
+    hashes: Statement,
+    hosts: Statement,
+}
+
+impl Rereader {
+    async fn prepare(client: &tokio_postgres::Client) -> Result<Self, tokio_postgres::Error> {
+        Ok(Self {
+            all: client.prepare(&select_where(Filter::All)).await?,
+            hashes: client.prepare(&select_where(Filter::Hashes)).await?,
+            hosts: client.prepare(&select_where(Filter::Hosts)).await?,
+        })
+    }
+
+    /// What the database holds now of what `rereads` names.
+    async fn read(
+        &self,
+        client: &tokio_postgres::Client,
+        rereads: &Rereads,
+    ) -> Result<Table, tokio_postgres::Error> {
+        if rereads.all {
+            return tokens_where(client, &self.all, &[]).await;
+        }
+        let mut table = Table::default();
+        if !rereads.tokens.is_empty() {
+            let hashes: Vec<&str> = rereads.tokens.iter().map(TokenHash::as_str).collect();
+            table = tokens_where(client, &self.hashes, &[&hashes]).await?;
+        }
+        if !rereads.hosts.is_empty() {
+            let of_hosts = tokens_where(client, &self.hosts, &[&rereads.hosts]).await?;
+            for (key, entry) in &of_hosts.entries {
+                table.put(*key, &of_hosts.known(entry));
+            }
+        }
+        Ok(table)
+    }
 }
 
 #[cfg(test)]
@@ -522,22 +658,90 @@ mod tests {
                 row("b", token(2, 20, Standing::Active)),
             ]),
         );
-        index.apply(&Invalidation::Token(TokenHash::of("a")), Table::default());
+        let named = |invalidation| {
+            let mut rereads = Rereads::default();
+            rereads.add(invalidation);
+            rereads
+        };
+        index.apply(
+            &named(Invalidation::Token(TokenHash::of("a"))),
+            Table::default(),
+        );
         assert_eq!(
             index.lookup(&TokenHash::of("a")),
             Lookup::Unknown,
             "deleted"
         );
         index.apply(
-            &Invalidation::Host(20),
+            &named(Invalidation::Host(20)),
             table(vec![row("b", token(2, 20, Standing::HostArchived))]),
         );
         assert_eq!(
             index.lookup(&TokenHash::of("b")),
             Lookup::Known(token(2, 20, Standing::HostArchived))
         );
-        index.apply(&Invalidation::All, Table::default());
+        index.apply(&named(Invalidation::All), Table::default());
         assert!(index.is_empty());
+    }
+
+    #[test]
+    fn a_lookup_is_remembered_unless_its_own_token_changed_while_it_ran() {
+        let index = AgentTokenCache::new();
+        index.set_live(true, Table::default());
+        let since = index.state.read().unwrap().changes.now();
+        let (a, b) = (
+            row("a", token(1, 10, Standing::Active)),
+            row("b", token(2, 20, Standing::Active)),
+        );
+        // Another token's creation was applied meanwhile: the lookup of "a" still counts.
+        let mut rereads = Rereads::default();
+        rereads.add(Invalidation::Token(TokenHash::of("b")));
+        index.apply(&rereads, table(vec![b]));
+        index.remember(a.0, &a.1, since);
+        assert_eq!(index.lookup(&TokenHash::of("a")), Lookup::Known(a.1));
+        // "a" itself was revoked meanwhile: what the lookup saw is not kept over it.
+        let since = index.state.read().unwrap().changes.now();
+        index.mark_refused(&TokenHash::of("a"));
+        index.remember(a.0, &a.1, since);
+        assert_eq!(
+            index.lookup(&TokenHash::of("a")),
+            Lookup::Known(token(1, 10, Standing::Revoked))
+        );
+    }
+
+    #[test]
+    fn a_lookup_older_than_every_remembered_change_is_not_kept() {
+        let index = AgentTokenCache::new();
+        index.set_live(true, Table::default());
+        let since = index.state.read().unwrap().changes.now();
+        for i in 0..=CHANGES_REMEMBERED {
+            let mut rereads = Rereads::default();
+            rereads.add(Invalidation::Token(TokenHash::of(&format!("other{i}"))));
+            index.apply(&rereads, Table::default());
+        }
+        let (key, known) = row("a", token(1, 10, Standing::Active));
+        index.remember(key, &known, since);
+        assert_eq!(index.lookup(&TokenHash::of("a")), Lookup::Unknown);
+    }
+
+    #[test]
+    fn a_burst_of_notifications_is_one_reread_of_its_tokens_and_hosts() {
+        let mut rereads = Rereads::default();
+        for payload in [
+            format!("token:{}", TokenHash::of("a").as_str()),
+            "host:7".to_owned(),
+            format!("token:{}", TokenHash::of("b").as_str()),
+        ] {
+            rereads.add(Invalidation::parse(&payload));
+        }
+        assert_eq!(
+            rereads,
+            Rereads {
+                tokens: vec![TokenHash::of("a"), TokenHash::of("b")],
+                hosts: vec![7],
+                all: false
+            }
+        );
     }
 
     #[test]

@@ -12,17 +12,26 @@
 //! Its one writer is the ingest, after each commit (`ContainerPlan::remember` in
 //! `src/store/ingest/plan.rs`, where the invariant every entry keeps is stated).
 
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hash, Hasher};
 use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use nexus_contract::ContainerPayload;
 
-/// Containers remembered at most; past this the cache starts over (it only ever saves work).
-const MAX_CONTAINERS: usize = 200_000;
+/// Memory the cache may hold by default: about 150,000 hosts of 20 containers (44 bytes a
+/// container), beyond the measured capacity of one box (docs/SCALING.md).
+pub const DEFAULT_MIB: u64 = 128;
 
-/// A container's description (everything of it stored in `containers`), hashed with a key
-/// random per process, so agents cannot aim for collisions. foldhash's quality hasher, not
-/// std's SipHash, for speed (BENCHMARKS.md, commit 74752f0).
+/// The keys (container ids) and fingerprints are hashed with keys random per process, so agents
+/// cannot aim for collisions.
+fn hashed(value: impl Hash) -> u64 {
+    static KEYS: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
+    KEYS.hash_one(value)
+}
+
+/// A container's description (everything of it stored in `containers`, and its id), hashed.
+/// foldhash's quality hasher, not std's SipHash, for speed (BENCHMARKS.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Fingerprint(u64);
 
@@ -30,6 +39,8 @@ impl Fingerprint {
     pub fn of(container: &ContainerPayload) -> Self {
         static KEYS: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
         let mut hasher = KEYS.build_hasher();
+        // The id too: entries are keyed by a hash of it, so a false hit needs two collisions.
+        container.container_id.hash(&mut hasher);
         container.name.hash(&mut hasher);
         container.image.hash(&mut hasher);
         container.image_tag.hash(&mut hasher);
@@ -48,6 +59,9 @@ impl Fingerprint {
         // Instants, as PostgreSQL compares them: the same moment in another offset is equal.
         container.started_at.map(|t| t.to_utc()).hash(&mut hasher);
         container.finished_at.map(|t| t.to_utc()).hash(&mut hasher);
+        container.restart_count.hash(&mut hasher);
+        container.exit_code.hash(&mut hasher);
+        container.oom_killed.hash(&mut hasher);
         Self(hasher.finish())
     }
 }
@@ -59,21 +73,51 @@ pub struct KnownContainer {
     pub fingerprint: Fingerprint,
 }
 
-#[derive(Default)]
+/// Hosts' entries, within a bound on their bytes. A host is admitted while there is room, or
+/// in the place of one that has not posted for [`IDLE_BEFORE_EVICTION`]; otherwise it is not
+/// cached. A fleet larger than the cache so keeps a stable part of it cached (hit share =
+/// bound ÷ fleet), where LRU, CLOCK, and moka's TinyLFU as measured lose most or all of a
+/// fleet that posts round-robin (docs/ARCHITECTURE.md).
 pub struct ContainerCache {
     state: Mutex<Entries>,
 }
 
-#[derive(Default)]
+/// A host that has not posted for this long may give its place to another (it is offline,
+/// gone, or posts rarely enough that the full path costs little).
+const IDLE_BEFORE_EVICTION: Duration = Duration::from_secs(300);
+
+/// Entries looked at for an idle one when a host needs room: bounds the work of one post.
+const EXAMINED_FOR_ROOM: usize = 8;
+
 struct Entries {
     hosts: foldhash::HashMap<i64, HostEntry>,
-    containers: usize,
+    /// Every cached host once; room is sought from the front, and looked-at hosts that stay
+    /// go to the back (a clock hand).
+    ring: VecDeque<i64>,
+    bytes: usize,
+    capacity_bytes: usize,
 }
 
 struct HostEntry {
     /// The host row version every entry is exact for.
     version: i64,
-    containers: foldhash::HashMap<String, KnownContainer>,
+    /// Containers by a hash of their id (8 bytes, not the id's 64 and a `String`).
+    containers: foldhash::HashMap<u64, KnownContainer>,
+    last_used: Instant,
+}
+
+/// Bytes a host's entry takes besides its containers: the entry, its slot in the hosts table
+/// and in the ring.
+const HOST_BYTES: usize = size_of::<(i64, HostEntry)>() + 1 + size_of::<i64>();
+
+/// Bytes of one container slot: key, value and the SwissTable's control byte.
+const CONTAINER_SLOT_BYTES: usize = size_of::<(u64, KnownContainer)>() + 1;
+
+impl HostEntry {
+    /// Memory the entry holds (a table of capacity c has c × 8/7 slots).
+    fn bytes(&self) -> usize {
+        HOST_BYTES + self.containers.capacity() * 8 / 7 * CONTAINER_SLOT_BYTES
+    }
 }
 
 /// What one committed transaction left a host's containers as.
@@ -89,7 +133,25 @@ pub struct HostContainersSeen {
     pub stale: Vec<String>,
 }
 
+impl Default for ContainerCache {
+    fn default() -> Self {
+        Self::with_capacity_bytes(DEFAULT_MIB << 20)
+    }
+}
+
 impl ContainerCache {
+    /// A cache holding at most about `bytes` of entries.
+    pub fn with_capacity_bytes(bytes: u64) -> Self {
+        Self {
+            state: Mutex::new(Entries {
+                hosts: Default::default(),
+                ring: VecDeque::new(),
+                bytes: 0,
+                capacity_bytes: usize::try_from(bytes).unwrap_or(usize::MAX),
+            }),
+        }
+    }
+
     /// The id of each of `containers` of `host_id` whose stored description is known to equal
     /// the given fingerprint while the host row is at `version`; `None` where it is not known.
     pub(in crate::store) fn lookup<'a>(
@@ -106,7 +168,7 @@ impl ContainerCache {
         containers
             .map(|(container_id, fingerprint)| {
                 entry
-                    .and_then(|entry| entry.containers.get(container_id))
+                    .and_then(|entry| entry.containers.get(&hashed(container_id)))
                     .filter(|known| known.fingerprint == fingerprint)
                     .map(|known| known.id)
             })
@@ -116,33 +178,74 @@ impl ContainerCache {
     /// Records what a committed transaction wrote; called by the ingest alone, after its
     /// commit.
     pub(in crate::store) fn update(&self, update: HostContainersSeen) {
+        self.update_at(update, Instant::now());
+    }
+
+    fn update_at(&self, update: HostContainersSeen, now: Instant) {
         let mut state = self.state.lock().expect("container cache");
         let state = &mut *state;
-        let entry = state.hosts.entry(update.host_id).or_insert(HostEntry {
-            version: update.version_before,
-            containers: foldhash::HashMap::default(),
-        });
+        let (mut entry, admitted) = match state.hosts.remove(&update.host_id) {
+            Some(entry) => (entry, true),
+            None => {
+                let entry = HostEntry {
+                    version: update.version_before,
+                    containers: foldhash::HashMap::default(),
+                    last_used: now,
+                };
+                (entry, false)
+            }
+        };
+        let bytes_before = if admitted { entry.bytes() } else { 0 };
         if entry.version != update.version_before {
             // Someone else wrote the host since our entries were made: keep only what this
             // transaction itself proved.
-            state.containers -= entry.containers.len();
             entry.containers.clear();
         }
         entry.version = update.version_after;
+        entry.last_used = now;
         for container_id in &update.stale {
-            if entry.containers.remove(container_id).is_some() {
-                state.containers -= 1;
-            }
+            entry.containers.remove(&hashed(container_id));
         }
         for (container_id, known) in update.current {
-            if entry.containers.insert(container_id, known).is_none() {
-                state.containers += 1;
+            entry.containers.insert(hashed(&container_id), known);
+        }
+        let bytes = entry.bytes();
+        if !admitted && !state.make_room(bytes, now) {
+            return; // full of hosts that post: this one takes the full path
+        }
+        state.bytes = state.bytes - bytes_before + bytes;
+        if !admitted {
+            state.ring.push_back(update.host_id);
+        }
+        state.hosts.insert(update.host_id, entry);
+    }
+
+    /// Hosts with an entry, and the bytes their entries hold.
+    pub fn usage(&self) -> (u64, u64) {
+        let state = self.state.lock().expect("container cache");
+        (state.hosts.len() as u64, state.bytes as u64)
+    }
+}
+
+impl Entries {
+    /// Whether `bytes` more fit, after evicting idle hosts among the next few the hand finds.
+    fn make_room(&mut self, bytes: usize, now: Instant) -> bool {
+        for _ in 0..EXAMINED_FOR_ROOM {
+            if self.bytes + bytes <= self.capacity_bytes {
+                break;
+            }
+            let Some(host_id) = self.ring.pop_front() else {
+                break;
+            };
+            let entry = &self.hosts[&host_id];
+            if now.duration_since(entry.last_used) >= IDLE_BEFORE_EVICTION {
+                self.bytes -= entry.bytes();
+                self.hosts.remove(&host_id);
+            } else {
+                self.ring.push_back(host_id);
             }
         }
-        if state.containers > MAX_CONTAINERS {
-            state.hosts.clear();
-            state.containers = 0;
-        }
+        self.bytes + bytes <= self.capacity_bytes
     }
 }
 
@@ -220,6 +323,115 @@ mod tests {
         record(150, 151, "c3"); // someone else wrote at 102..150: only c3 is known
         let probe = |id| cache.lookup(7, 151, [(id, Fingerprint::of(&c1))].into_iter());
         assert_eq!((probe("c1"), probe("c3")), (vec![None], vec![Some(1)]));
+    }
+
+    fn post(cache: &ContainerCache, host_id: i64, version: i64, c1: &ContainerPayload) -> bool {
+        let hit =
+            cache.lookup(host_id, version, [("c1", Fingerprint::of(c1))].into_iter()) == [Some(1)];
+        cache.update(HostContainersSeen {
+            host_id,
+            version_before: version,
+            version_after: version + 1,
+            current: if hit {
+                vec![]
+            } else {
+                vec![("c1".into(), known(1, c1))]
+            },
+            stale: vec![],
+        });
+        hit
+    }
+
+    #[test]
+    fn a_fleet_within_the_bound_stays_cached_whole() {
+        let cache = ContainerCache::with_capacity_bytes(1 << 20);
+        let c1 = container(json!({}), "2024-05-01T12:00:00Z");
+        let hosts = 1_000;
+        for round in 0..3 {
+            let hits = (0..hosts).filter(|&h| post(&cache, h, round, &c1)).count();
+            if round > 0 {
+                assert_eq!(hits, hosts as usize, "round {round}");
+            }
+        }
+        let (entries, bytes) = cache.usage();
+        assert_eq!(entries, hosts as u64);
+        assert!(bytes <= 1 << 20, "{bytes} bytes");
+    }
+
+    #[test]
+    fn a_fleet_twice_the_bound_keeps_half_of_it_cached_instead_of_starting_over() {
+        let c1 = container(json!({}), "2024-05-01T12:00:00Z");
+        let one_host = HostEntry {
+            version: 0,
+            containers: [(1, known(1, &c1))].into_iter().collect(),
+            last_used: Instant::now(),
+        }
+        .bytes() as u64;
+        let fits = 1_000;
+        let cache = ContainerCache::with_capacity_bytes(fits * one_host);
+        let hosts = 2 * fits as i64;
+        let mut hits = 0;
+        for round in 0..4 {
+            // Every host posts once a round, in the same order, as a fleet at a steady interval.
+            let round_hits = (0..hosts).filter(|&h| post(&cache, h, round, &c1)).count();
+            if round > 0 {
+                hits += round_hits;
+            }
+        }
+        let share = hits as f64 / (3 * hosts) as f64;
+        assert!(
+            share >= 0.49,
+            "a cache holding half of the fleet hit {share:.2} of its posts"
+        );
+        let (_, bytes) = cache.usage();
+        assert!(bytes <= fits * one_host, "{bytes} bytes");
+    }
+
+    #[test]
+    fn a_host_of_twenty_containers_takes_under_a_kib() {
+        let c1 = container(json!({}), "2024-05-01T12:00:00Z");
+        let entry = HostEntry {
+            version: 0,
+            containers: (0..20).map(|i| (i, known(i as i64, &c1))).collect(),
+            last_used: Instant::now(),
+        };
+        let bytes = entry.bytes();
+        assert!(
+            bytes < 1024,
+            "{bytes} bytes (README: NEXUS_CONTAINER_CACHE_MIB)"
+        );
+    }
+
+    #[test]
+    fn a_host_silent_past_the_idle_bound_gives_its_place_to_a_new_one() {
+        let c1 = container(json!({}), "2024-05-01T12:00:00Z");
+        let seen = |host_id| HostContainersSeen {
+            host_id,
+            version_before: 1,
+            version_after: 2,
+            current: vec![("c1".into(), known(1, &c1))],
+            stale: vec![],
+        };
+        let probe = |cache: &ContainerCache, host_id| {
+            cache.lookup(host_id, 2, [("c1", Fingerprint::of(&c1))].into_iter()) == [Some(1)]
+        };
+        let start = Instant::now();
+        let cache = ContainerCache::with_capacity_bytes(0);
+        cache.update_at(seen(1), start);
+        assert!(!probe(&cache, 1), "nothing fits in no room");
+
+        let cache = ContainerCache::with_capacity_bytes(1);
+        let fits_one = {
+            cache.state.lock().unwrap().capacity_bytes = usize::MAX;
+            cache.update_at(seen(1), start);
+            cache.usage().1 as usize
+        };
+        cache.state.lock().unwrap().capacity_bytes = fits_one;
+        cache.update_at(seen(2), start + Duration::from_secs(10));
+        assert!(probe(&cache, 1) && !probe(&cache, 2), "host 1 still posts");
+        cache.update_at(seen(2), start + IDLE_BEFORE_EVICTION);
+        assert!(!probe(&cache, 1) && probe(&cache, 2), "host 1 fell silent");
+        assert_eq!(cache.usage(), (1, fits_one as u64));
     }
 
     #[test]

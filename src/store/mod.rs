@@ -107,6 +107,12 @@ impl Store {
         })
     }
 
+    /// Bounds the container cache to about `mib` MiB (see [`container_cache`]).
+    pub fn with_container_cache_mib(mut self, mib: u64) -> Self {
+        self.containers = Arc::new(ContainerCache::with_capacity_bytes(mib << 20));
+        self
+    }
+
     /// The per-token rate limit this server enforces (see `post_log_len`).
     pub fn with_rate_limit(mut self, per_minute: u32) -> Self {
         self.post_log_len = per_minute;
@@ -164,6 +170,11 @@ impl Store {
         } else {
             Readiness::MigrationsPending { applied, expected }
         })
+    }
+
+    /// Hosts in the container cache, and the bytes their entries weigh.
+    pub fn container_cache_usage(&self) -> (u64, u64) {
+        self.containers.usage()
     }
 
     pub fn pool_status(&self) -> deadpool_postgres::Status {

@@ -10,7 +10,9 @@ use super::Store;
 use crate::domain::series::{SeriesRequest, Source};
 use crate::error::Error;
 
-/// A gauge's aggregates over one bucket (each null when no sample in the bucket had it).
+/// A gauge's aggregates over one bucket (each null when no sample in the bucket had it). The
+/// average has `real` precision (7 significant digits, as the rollups store it); the extremes
+/// are samples as stored, so a value posted as `12.34` reads back as `12.34`.
 #[derive(Debug, Clone, PartialEq, Object, serde::Serialize)]
 pub struct Stat {
     /// Mean of the bucket's samples.
@@ -145,16 +147,55 @@ pub struct HostEvent {
     pub at: DateTime<Utc>,
 }
 
-fn stat(row: &Row, name: &str) -> Stat {
+fn stat(row: &Row, name: &str, stored: Stored) -> Stat {
+    let extreme = |column: String| match stored {
+        Stored::Real => real(row, &column),
+        Stored::Integer => row.get(column.as_str()),
+    };
     Stat {
-        avg: row.get(format!("{name}_avg").as_str()),
-        min: row.get(format!("{name}_min").as_str()),
-        max: row.get(format!("{name}_max").as_str()),
+        avg: real(row, &format!("{name}_avg")),
+        min: extreme(format!("{name}_min")),
+        max: extreme(format!("{name}_max")),
     }
+}
+
+/// A `real` column as the number it holds: the shortest decimal that reads back as the same
+/// `f32` (`12.34`, not the `12.34000015258789` a plain widening to `f64` prints).
+fn real(row: &Row, column: &str) -> Option<f64> {
+    let value: Option<f32> = row.get(column);
+    value.map(shortest)
+}
+
+fn shortest(value: f32) -> f64 {
+    if !value.is_finite() {
+        return f64::from(value);
+    }
+    ryu::Buffer::new()
+        .format_finite(value)
+        .parse()
+        .unwrap_or(f64::from(value))
 }
 
 fn rate(row: &Row, counter: &str) -> Option<f64> {
     row.get(format!("{counter}_per_second").as_str())
+}
+
+/// How a gauge's samples are stored, and so the precision its extremes are answered with.
+#[derive(Clone, Copy)]
+enum Stored {
+    /// `real` (or rounded into one by the rollups): 7 significant digits.
+    Real,
+    /// `bigint`: exact.
+    Integer,
+}
+
+impl Stored {
+    fn cast(self) -> &'static str {
+        match self {
+            Stored::Real => "real",
+            Stored::Integer => "float8",
+        }
+    }
 }
 
 /// The metrics of one kind of series: where they live and how each is aggregated.
@@ -162,8 +203,9 @@ struct SeriesKind {
     raw_table: &'static str,
     rollup_prefix: &'static str,
     key: &'static str,
-    /// Gauges by name, with the expression that gives them from a raw row.
-    gauges: &'static [(&'static str, &'static str)],
+    /// Gauges by name, with the expression that gives them from a raw row and how they are
+    /// stored.
+    gauges: &'static [(&'static str, &'static str, Stored)],
     counters: &'static [&'static str],
 }
 
@@ -172,10 +214,10 @@ const HOST_SERIES: SeriesKind = SeriesKind {
     rollup_prefix: "host_metrics",
     key: "host_id",
     gauges: &[
-        ("cpu_percent", "cpu_percent"),
-        ("memory_used_mb", "memory_used_mb"),
-        ("disk_used_gb", "disk_used_gb"),
-        ("load_average", "load_average"),
+        ("cpu_percent", "cpu_percent", Stored::Real),
+        ("memory_used_mb", "memory_used_mb", Stored::Integer),
+        ("disk_used_gb", "disk_used_gb", Stored::Integer),
+        ("load_average", "load_average", Stored::Real),
     ],
     counters: &["network_rx_bytes", "network_tx_bytes"],
 };
@@ -185,11 +227,13 @@ const CONTAINER_SERIES: SeriesKind = SeriesKind {
     rollup_prefix: "container_metrics",
     key: "container_id",
     gauges: &[
-        ("cpu_percent", "cpu_percent"),
-        ("memory_usage_mb", "memory_usage_mb"),
+        ("cpu_percent", "cpu_percent", Stored::Real),
+        ("memory_usage_mb", "memory_usage_mb", Stored::Integer),
+        // Two decimals, as `real` in the rollups: answered at that precision from raw rows too.
         (
             "memory_percent",
             "memory_percent(memory_usage_mb, memory_limit_mb)",
+            Stored::Real,
         ),
     ],
     counters: &[
@@ -203,15 +247,17 @@ const CONTAINER_SERIES: SeriesKind = SeriesKind {
 impl SeriesKind {
     /// The query for one series: `$1` the bucket width in seconds, `$2` the id, `[$3, $4)` the
     /// range. Rollup rows are combined exactly as the 1 h rollup combines 5 min ones
-    /// (sql/V6__lifecycle_rollups.sql), so every source gives the raw rows' answer.
+    /// (sql/V6__lifecycle_rollups.sql), so every source gives the raw rows' answer. Averages
+    /// are `real`, as the rollups store them; extremes keep their column's type.
     fn sql(&self, source: Source) -> String {
         let mut columns = Vec::new();
         let (from, time) = match source {
             Source::Raw => {
                 columns.push("count(*) AS samples".to_owned());
-                for (gauge, expression) in self.gauges {
+                for (gauge, expression, stored) in self.gauges {
+                    let cast = stored.cast();
                     columns.push(format!(
-                        "avg({expression})::float8 AS {gauge}_avg, min({expression})::float8 AS {gauge}_min, max({expression})::float8 AS {gauge}_max"
+                        "avg({expression})::real AS {gauge}_avg, min({expression})::{cast} AS {gauge}_min, max({expression})::{cast} AS {gauge}_max"
                     ));
                 }
                 for counter in self.counters {
@@ -223,9 +269,10 @@ impl SeriesKind {
             }
             Source::FiveMinutes | Source::OneHour => {
                 columns.push("sum(samples)::int8 AS samples".to_owned());
-                for (gauge, _) in self.gauges {
+                for (gauge, _, stored) in self.gauges {
+                    let cast = stored.cast();
                     columns.push(format!(
-                        "(sum({gauge}_avg * samples) / sum(samples))::float8 AS {gauge}_avg, min({gauge}_min)::float8 AS {gauge}_min, max({gauge}_max)::float8 AS {gauge}_max"
+                        "(sum({gauge}_avg * samples) / sum(samples))::real AS {gauge}_avg, min({gauge}_min)::{cast} AS {gauge}_min, max({gauge}_max)::{cast} AS {gauge}_max"
                     ));
                 }
                 for counter in self.counters {
@@ -263,10 +310,10 @@ impl Store {
             .map(|row| HostMetricsBucket {
                 bucket: row.get("bucket"),
                 samples: row.get("samples"),
-                cpu_percent: stat(row, "cpu_percent"),
-                memory_used_mb: stat(row, "memory_used_mb"),
-                disk_used_gb: stat(row, "disk_used_gb"),
-                load_average: stat(row, "load_average"),
+                cpu_percent: stat(row, "cpu_percent", Stored::Real),
+                memory_used_mb: stat(row, "memory_used_mb", Stored::Integer),
+                disk_used_gb: stat(row, "disk_used_gb", Stored::Integer),
+                load_average: stat(row, "load_average", Stored::Real),
                 network_rx_bytes_per_second: rate(row, "network_rx_bytes"),
                 network_tx_bytes_per_second: rate(row, "network_tx_bytes"),
             })
@@ -286,9 +333,9 @@ impl Store {
             .map(|row| ContainerMetricsBucket {
                 bucket: row.get("bucket"),
                 samples: row.get("samples"),
-                cpu_percent: stat(row, "cpu_percent"),
-                memory_usage_mb: stat(row, "memory_usage_mb"),
-                memory_percent: stat(row, "memory_percent"),
+                cpu_percent: stat(row, "cpu_percent", Stored::Real),
+                memory_usage_mb: stat(row, "memory_usage_mb", Stored::Integer),
+                memory_percent: stat(row, "memory_percent", Stored::Real),
                 network_rx_bytes_per_second: rate(row, "network_rx_bytes"),
                 network_tx_bytes_per_second: rate(row, "network_tx_bytes"),
                 block_read_bytes_per_second: rate(row, "block_read_bytes"),
@@ -333,7 +380,7 @@ impl Store {
         let statement = client
             .prepare_cached(
                 "SELECT id, host_id, container_id, name, image, image_tag, state, status, health_status,
-                        started_at, last_seen_at, cpu_percent::float8 AS cpu_percent, memory_usage_mb, memory_percent,
+                        started_at, last_seen_at, cpu_percent, memory_usage_mb, memory_percent,
                         coalesce(last_seen_at < now() - make_interval(secs => $3), true) AS stale
                  FROM containers_latest
                  WHERE host_id = $1 AND ($2::text IS NULL OR state = $2)
@@ -358,7 +405,7 @@ impl Store {
                 started_at: row.get("started_at"),
                 last_seen_at: row.get("last_seen_at"),
                 stale: row.get("stale"),
-                cpu_percent: row.get("cpu_percent"),
+                cpu_percent: real(row, "cpu_percent"),
                 memory_usage_mb: row.get("memory_usage_mb"),
                 memory_percent: row.get("memory_percent"),
             })
@@ -395,5 +442,25 @@ impl Store {
                 at: row.get("at"),
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shortest;
+
+    #[test]
+    fn a_real_widens_to_the_shortest_decimal_that_holds_it() {
+        assert_eq!(f64::from(12.34_f32), 12.34000015258789);
+        for (stored, answered) in [(12.34_f32, 12.34), (0.42, 0.42), (100.0, 100.0), (0.0, 0.0)] {
+            assert_eq!(shortest(stored), answered);
+        }
+        // Every f32 survives: the answer reads back as the very value stored.
+        for bits in (0..u32::MAX).step_by(65_537) {
+            let stored = f32::from_bits(bits);
+            if stored.is_finite() {
+                assert_eq!(shortest(stored) as f32, stored, "{stored:e}");
+            }
+        }
     }
 }

@@ -1,7 +1,8 @@
 //! The server's real answers conform to the document's response schemas (required fields
 //! present, `null` only where declared nullable), on data that has both filled and empty
 //! fields: schemathesis reads every admin operation of a populated server, its path
-//! parameters pinned to existing rows so the answers are 200s with bodies, not 404s.
+//! parameters pinned to existing rows so the answers are 200s with bodies, not 404s. (Every
+//! admin answer any test gets is also checked by `helpers::call`, see `response_schema`.)
 
 use chrono::Duration;
 use reqwest::Method;
@@ -62,6 +63,29 @@ async fn every_read_of_a_populated_server_conforms_to_the_documented_schemas() {
         )
         .await;
     let container = containers.body["items"][0]["id"].as_i64().unwrap();
+    // Refused agent requests, one with a token identified (revoked) and one without (unknown).
+    let spare_token = spare.body["token"].as_str().unwrap();
+    let unknown = format!("nxa_{}", "0".repeat(64));
+    for bearer in [spare_token, &unknown] {
+        assert_eq!(app.post_telemetry(bearer, &full).await.status(), 401);
+    }
+    let failures = app
+        .admin(Method::GET, "/auth-failures", Some(&admin), None)
+        .await;
+    let token_ids: Vec<_> = failures.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|line| (line["reason"].as_str(), line.get("last_token_id")))
+        .collect();
+    assert_eq!(
+        token_ids,
+        [
+            (Some("invalid"), Some(&json!(null))),
+            (Some("revoked"), Some(&json!(spare_id))),
+        ],
+        "every key is sent, null when no token was identified"
+    );
 
     let config = std::env::temp_dir().join(format!(
         "nexus-conformance-{host}-{}.toml",

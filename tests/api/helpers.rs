@@ -107,14 +107,17 @@ impl TestApp {
         format!("{}/agent/telemetry", self.address)
     }
 
+    /// Posts a snapshot; the answer is checked against the document ([`conforming`]).
     pub async fn post_telemetry(&self, token: &str, body: &Value) -> reqwest::Response {
-        self.http
+        let response = self
+            .http
             .post(self.telemetry_url())
             .bearer_auth(token)
             .json(body)
             .send()
             .await
-            .expect("request sent")
+            .expect("request sent");
+        conforming("POST", "/agent/telemetry", response).await
     }
 
     /// The body of `GET {address}{path}` as text, e.g. `/metrics`.
@@ -431,6 +434,48 @@ fn template_name() -> String {
     .clone()
 }
 
+/// `response`, after checking that its body is what the document declares for `method path`
+/// and its status ([`crate::response_schema`]); rebuilt from what was read, so callers use it
+/// as they would the original.
+pub async fn conforming(
+    method: &str,
+    path: &str,
+    response: reqwest::Response,
+) -> reqwest::Response {
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body read");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("JSON body: {}", String::from_utf8_lossy(&bytes)))
+    };
+    assert_conforms(method, path, status.as_u16(), &headers, &body);
+    let mut rebuilt = poem::http::Response::new(bytes);
+    *rebuilt.status_mut() = status;
+    *rebuilt.headers_mut() = headers;
+    reqwest::Response::from(rebuilt)
+}
+
+fn assert_conforms(
+    method: &str,
+    path: &str,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &Value,
+) {
+    let content_type = headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok());
+    let broken = crate::response_schema::violations(method, path, status, content_type, body);
+    assert!(
+        broken.is_empty(),
+        "the answer breaks the document:\n{}\n{body}",
+        broken.join("\n")
+    );
+}
+
 /// An answer of the admin API: status, headers and the JSON body (`Null` when empty).
 pub struct Answer {
     pub status: u16,
@@ -486,7 +531,8 @@ impl TestApp {
     }
 }
 
-/// Calls `{address}/api/v1{path}`.
+/// Calls `{address}/api/v1{path}`, and checks that the answer is what the document declares
+/// for it ([`crate::response_schema`]).
 pub async fn call(
     http: &reqwest::Client,
     address: &str,
@@ -495,6 +541,7 @@ pub async fn call(
     bearer: Option<&str>,
     body: Option<&Value>,
 ) -> Answer {
+    let operation = format!("{method} /api/v1{path}");
     let mut request = http.request(method, format!("{address}/api/v1{path}"));
     if let Some(bearer) = bearer {
         request = request.bearer_auth(bearer);
@@ -512,6 +559,8 @@ pub async fn call(
         serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| panic!("JSON body: {}", String::from_utf8_lossy(&bytes)))
     };
+    let (method, path) = operation.split_once(' ').expect("method and path");
+    assert_conforms(method, path, status, &headers, &body);
     Answer {
         status,
         headers,

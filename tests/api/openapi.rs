@@ -56,7 +56,7 @@ fn visit(value: &Value, at: &str, check: &mut impl FnMut(&str, &serde_json::Map<
 fn the_committed_document_matches_the_code() {
     let generated = &nexus_telemetry::api::document::document().yaml;
     assert!(
-        generated.trim_end() == COMMITTED.trim_end(),
+        *generated == COMMITTED,
         "openapi/openapi.yaml is stale; regenerate it with `cargo run -q -- openapi > openapi/openapi.yaml`"
     );
 }
@@ -91,7 +91,7 @@ async fn the_document_is_served_as_json_and_yaml_with_interactive_docs() {
         .unwrap();
 
     assert_eq!(json, spec());
-    assert_eq!(yaml.trim_end(), COMMITTED.trim_end());
+    assert_eq!(yaml, COMMITTED, "served byte for byte as committed");
     assert_eq!(docs.status(), 200);
     assert_eq!(docs.headers()["x-content-type-options"], "nosniff");
     assert_eq!(docs.headers()["x-frame-options"], "DENY");
@@ -129,6 +129,14 @@ fn the_telemetry_operation_documents_every_status_and_the_bearer_scheme() {
             operation["responses"]["204"]["headers"][quota]["required"],
             true
         );
+    }
+    // The limit is a sliding 60-second window (README, `--help`), on both answers.
+    for response in [&operation["responses"]["204"], too_many] {
+        let remaining = response["headers"]["x-ratelimit-remaining"]["description"]
+            .as_str()
+            .unwrap();
+        assert!(remaining.contains("60-second window"), "{remaining}");
+        assert!(!remaining.contains("burst"), "{remaining}");
     }
     assert_eq!(
         resolve(&spec, &operation["responses"]["401"])["headers"]["www-authenticate"]["schema"]["type"],
@@ -260,6 +268,54 @@ fn every_admin_operation_documents_its_statuses_and_the_admin_bearer() {
 }
 
 #[test]
+fn the_metrics_range_is_optional_and_the_document_states_its_defaults() {
+    let spec = spec();
+    for path in [
+        "/api/v1/hosts/{host_id}/metrics",
+        "/api/v1/containers/{container_id}/metrics",
+    ] {
+        let parameters = spec["paths"][path]["get"]["parameters"].as_array().unwrap();
+        let parameter = |name: &str| {
+            let found = parameters.iter().find(|p| p["name"] == name).unwrap();
+            assert_eq!(found["required"], false, "{path} {name}");
+            found["description"].as_str().unwrap().to_owned()
+        };
+        assert!(parameter("since").contains("default: one hour before `until`"));
+        assert!(parameter("until").contains("default: now"));
+        for (old, new) in [("from", "since"), ("to", "until")] {
+            assert!(parameter(old).contains(&format!("Deprecated name of `{new}`")));
+        }
+        let description = spec["paths"][path]["get"]["description"].as_str().unwrap();
+        let words: Vec<&str> = description.split_whitespace().collect();
+        assert!(
+            words.join(" ").contains("without a range, the last hour"),
+            "{path}"
+        );
+    }
+}
+
+#[test]
+fn no_request_property_has_a_default_that_typescript_would_make_required() {
+    // openapi-typescript types a property with a `default` as always present, so a client
+    // would have to send what the server defaults; the default is said in words instead.
+    let spec = spec();
+    for name in ["NewAgentToken", "NewHost", "HostUpdate", "TelemetryPayload"] {
+        let schema = &spec["components"]["schemas"][name];
+        for (field, property) in schema["properties"].as_object().unwrap() {
+            assert!(property.get("default").is_none(), "{name}.{field}");
+        }
+    }
+    let bind = &spec["components"]["schemas"]["NewAgentToken"];
+    assert_eq!(bind["required"], json!(["name"]));
+    assert!(
+        bind["properties"]["bind_fingerprint"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("Off when absent")
+    );
+}
+
+#[test]
 fn the_label_filter_is_optional() {
     let spec = spec();
     let parameters = spec["paths"]["/api/v1/hosts"]["get"]["parameters"]
@@ -282,6 +338,7 @@ fn fields_always_sent_are_required_and_nullable_instead_of_optional() {
         ("Stat", "avg"),
         ("Stat", "max"),
         ("ContainerState", "health_status"),
+        ("FailureSummary", "last_token_id"),
     ] {
         let schema_value = &schemas[schema];
         assert!(
@@ -474,13 +531,13 @@ async fn problems_carry_a_type_per_cause_and_plain_words() {
     assert_eq!(no_host.body["type"], problem("host-not-found"));
     assert_eq!(no_token.body["type"], problem("token-not-found"));
 
-    let no_range = format!("/hosts/{host}/metrics");
+    let backwards = format!("/hosts/{host}/metrics?since=2099-01-01T00:00:00Z");
     let bad_from = format!("/hosts/{host}/metrics?from=yesterday&to=2026-01-01T00:00:00Z");
     let cases = [
         ("/hosts/abc", "host_id", "must be an integer"),
         ("/hosts?limit=0", "limit", "must be at least 1"),
         ("/hosts?limit=201", "limit", "must be at most 200"),
-        (no_range.as_str(), "since", "is required"),
+        (backwards.as_str(), "until", "must be later than `since`"),
         (bad_from.as_str(), "from", "must be an RFC 3339 timestamp"),
         ("/hosts?status=sleeping", "status", "is not one of"),
     ];

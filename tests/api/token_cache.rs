@@ -218,3 +218,67 @@ async fn a_lost_listener_connection_empties_the_index_and_stops_its_use_until_it
     );
     listener.abort();
 }
+
+/// A metric's value in the exposition text, summed over its label sets (0 when absent).
+fn metric(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn a_burst_of_token_creations_is_reread_in_a_few_queries_and_then_costs_no_lookup() {
+    let app = TestApp::spawn().await;
+    let (_, first) = app.host_with_token("first").await;
+    assert_eq!(post(&app, &app.address, &first, 1).await, 204);
+    let burst = 2_000;
+    let bearers: Vec<String> = (0..burst).map(|i| format!("nxa_burst_{i:05}")).collect();
+    let hashes: Vec<String> = bearers
+        .iter()
+        .map(|b| TokenHash::of(b).as_str().to_owned())
+        .collect();
+    let names: Vec<String> = (0..burst).map(|i| format!("burst-{i:05}")).collect();
+    let before = app.get_text("/metrics").await;
+    // One transaction: its 2,000 notifications arrive together at its commit.
+    app.db
+        .execute(
+            "WITH h AS (INSERT INTO hosts (name, slug) SELECT n, n FROM unnest($1::text[]) n \
+             RETURNING id, name) \
+             INSERT INTO agent_tokens (host_id, name, hashed_token) \
+             SELECT h.id, 'burst', t.hash FROM h JOIN unnest($1::text[], $2::text[]) t(name, hash) \
+             ON t.name = h.name",
+            &[&names, &hashes],
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let settled = loop {
+        let text = app.get_text("/metrics").await;
+        if metric(&text, "nexus_token_index_tokens") > burst as f64 {
+            break text;
+        }
+        assert!(Instant::now() < deadline, "the index never held the burst");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let rereads = metric(&settled, "nexus_token_index_rereads_total")
+        - metric(&before, "nexus_token_index_rereads_total");
+    assert!(
+        rereads <= 20.0,
+        "{burst} notifications took {rereads} re-reads"
+    );
+
+    for (n, bearer) in bearers.iter().step_by(100).enumerate() {
+        assert_eq!(post(&app, &app.address, bearer, n as i64).await, 204);
+    }
+    let after = app.get_text("/metrics").await;
+    assert_eq!(
+        metric(&after, "nexus_token_index_database_lookups_total"),
+        metric(&settled, "nexus_token_index_database_lookups_total"),
+        "a settled index answers every token from memory"
+    );
+}

@@ -3,3 +3,4 @@
 pub mod e2e;
 pub mod fake_docker;
 pub mod fake_server;
+pub mod podman;

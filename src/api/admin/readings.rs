@@ -154,7 +154,7 @@ documented! {
 
 /// The series a metrics operation asks for, from its range, `since` and `until` or their
 /// deprecated names `from` and `to` (kept for clients written before; `from` is a keyword in
-/// Python), and its bucket. Errors name the current parameters.
+/// Python), each optional, and its bucket. Errors name the current parameters.
 fn series_request(
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
@@ -176,20 +176,14 @@ fn series_request(
             ));
             None
         }
-        (None, None) => {
-            errors.push(FieldError::new(names.0, "is required"));
-            None
-        }
         (current, old) => current.or(old),
     };
     let since = either(since, from, ("since", "from"));
     let until = either(until, to, ("until", "to"));
-    match (since, until) {
-        (Some(since), Some(until)) if errors.is_empty() => {
-            SeriesRequest::new(since, until, bucket).map_err(Error::Validation)
-        }
-        _ => Err(Error::Validation(errors)),
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
     }
+    SeriesRequest::new(since, until, bucket, Utc::now()).map_err(Error::Validation)
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Admin")]
@@ -197,9 +191,9 @@ impl ReadingsApi {
     /// Host metrics over time
     ///
     /// Each gauge's average, minimum and maximum per bucket, counters as rates in bytes per
-    /// second, and the sample count, for `[since, until)` widened to whole buckets. Buckets of 5
-    /// minutes or more are read from the rollups, finer ones from raw snapshots; a range older
-    /// than the raw retention is answered from the rollups.
+    /// second, and the sample count, for `[since, until)` widened to whole buckets; without a
+    /// range, the last hour. Buckets of 5 minutes or more are read from the rollups, finer ones
+    /// from raw snapshots; a range older than the raw retention is answered from the rollups.
     #[oai(
         path = "/hosts/:id/metrics",
         method = "get",
@@ -216,15 +210,17 @@ impl ReadingsApi {
         _auth: AdminToken,
         /// The host's id.
         id: Path<i64>,
-        /// Start of the range (RFC 3339, inclusive). Required (or its deprecated name `from`).
+        /// Start of the range (RFC 3339, inclusive); default: one hour before `until`.
         since: Query<Option<DateTime<Utc>>>,
-        /// End of the range (RFC 3339, exclusive); at most 400 days after `since`. Required (or
-        /// its deprecated name `to`).
+        /// End of the range (RFC 3339, exclusive), later than `since` and at most 400 days
+        /// after it; default: now.
         until: Query<Option<DateTime<Utc>>>,
-        /// Deprecated name of `since`.
+        /// Deprecated name of `since`, the same parameter (giving both with different values
+        /// is a 422).
         #[oai(deprecated)]
         from: Query<Option<DateTime<Utc>>>,
-        /// Deprecated name of `until`.
+        /// Deprecated name of `until`, the same parameter (giving both with different values
+        /// is a 422).
         #[oai(deprecated)]
         to: Query<Option<DateTime<Utc>>>,
         /// Bucket width; default: the finest that keeps the answer under 1,000 points.
@@ -247,7 +243,8 @@ impl ReadingsApi {
     /// Container metrics over time
     ///
     /// As for hosts: gauges' average, minimum and maximum per bucket, counters as rates in bytes
-    /// per second, read from the rollups for buckets of 5 minutes or more.
+    /// per second, read from the rollups for buckets of 5 minutes or more; without a range, the
+    /// last hour.
     #[oai(
         path = "/containers/:id/metrics",
         method = "get",
@@ -264,15 +261,17 @@ impl ReadingsApi {
         _auth: AdminToken,
         /// The container's id (`id` in `GET /api/v1/hosts/{id}/containers`).
         id: Path<i64>,
-        /// Start of the range (RFC 3339, inclusive). Required (or its deprecated name `from`).
+        /// Start of the range (RFC 3339, inclusive); default: one hour before `until`.
         since: Query<Option<DateTime<Utc>>>,
-        /// End of the range (RFC 3339, exclusive); at most 400 days after `since`. Required (or
-        /// its deprecated name `to`).
+        /// End of the range (RFC 3339, exclusive), later than `since` and at most 400 days
+        /// after it; default: now.
         until: Query<Option<DateTime<Utc>>>,
-        /// Deprecated name of `since`.
+        /// Deprecated name of `since`, the same parameter (giving both with different values
+        /// is a 422).
         #[oai(deprecated)]
         from: Query<Option<DateTime<Utc>>>,
-        /// Deprecated name of `until`.
+        /// Deprecated name of `until`, the same parameter (giving both with different values
+        /// is a 422).
         #[oai(deprecated)]
         to: Query<Option<DateTime<Utc>>>,
         /// Bucket width; default: the finest that keeps the answer under 1,000 points.

@@ -33,11 +33,18 @@ pub struct NewAgentToken {
     #[oai(validator(min_length = 1, max_length = 255))]
     pub name: String,
     /// Bind the token to the address and User-Agent of its first admitted request; later
-    /// requests from another client get 401. Off by default; rotation keeps the option and
-    /// starts unbound.
-    #[oai(default)]
+    /// requests from another client get 401. Off when absent or null; rotation keeps the
+    /// option and starts unbound.
+    // No `default` in the document: openapi-typescript makes a property with one required.
     #[serde(default)]
-    pub bind_fingerprint: bool,
+    pub bind_fingerprint: Option<bool>,
+}
+
+impl NewAgentToken {
+    /// Whether the token is to be bound: only when asked for.
+    pub fn binds_fingerprint(&self) -> bool {
+        self.bind_fingerprint == Some(true)
+    }
 }
 
 /// Small and rare: the `Value` path alone.
@@ -163,7 +170,7 @@ impl TokensApi {
         let request = body.0;
         let issued = state
             .store
-            .issue_agent_token(id.0, &request.name, request.bind_fingerprint)
+            .issue_agent_token(id.0, &request.name, request.binds_fingerprint())
             .await?;
         Ok(IssueTokenResponse::Created(Json(issued.into())))
     }

@@ -431,6 +431,12 @@ fn container() -> BoxedStrategy<Value> {
         ("metrics", optional(metrics)),
         ("started_at", optional(timestamp())),
         ("finished_at", optional(timestamp())),
+        ("restart_count", optional(count())),
+        (
+            "exit_code",
+            optional((-1000..=1000i64).prop_map(Value::from)),
+        ),
+        ("oom_killed", optional(any::<bool>().prop_map(Value::from))),
     ])
 }
 

@@ -52,7 +52,7 @@ const FACTS: [&str; 5] = [
     "os",
     "docker_version",
 ];
-const CONTAINER: [&str; 12] = [
+const CONTAINER: [&str; 15] = [
     "container_id",
     "name",
     "image",
@@ -65,6 +65,9 @@ const CONTAINER: [&str; 12] = [
     "metrics",
     "started_at",
     "finished_at",
+    "restart_count",
+    "exit_code",
+    "oom_killed",
 ];
 const CONTAINER_METRICS: [&str; 7] = [
     "cpu_percent",
@@ -135,7 +138,7 @@ struct Reader {
     host: Object<2>,
     host_metrics: Object<8>,
     facts: Object<5>,
-    container: Object<12>,
+    container: Object<15>,
     container_metrics: Object<7>,
     port: NodeId,
     label_value: NodeId,
@@ -266,6 +269,7 @@ impl Reader {
         let (mut status, mut state, mut health_status) = (None, None, None);
         let (mut ports, mut labels, mut metrics) = (None, None, None);
         let (mut started_at, mut finished_at) = (None, None);
+        let (mut restart_count, mut exit_code, mut oom_killed) = (None, None, None);
         self.object(s, &self.container, &CONTAINER, |s, field, node| {
             match field {
                 0 => id = self.string(s, node)?,
@@ -279,7 +283,10 @@ impl Reader {
                 8 => labels = nullable(s, |s| self.labels(s, node))?,
                 9 => metrics = nullable(s, |s| self.container_metrics(s))?,
                 10 => started_at = self.timestamp(s, node)?,
-                _ => finished_at = self.timestamp(s, node)?,
+                11 => finished_at = self.timestamp(s, node)?,
+                12 => restart_count = self.integer(s, node)?,
+                13 => exit_code = self.integer(s, node)?,
+                _ => oom_killed = self.boolean(s, node)?,
             }
             Some(())
         })?;
@@ -296,6 +303,9 @@ impl Reader {
             metrics,
             started_at,
             finished_at,
+            restart_count,
+            exit_code,
+            oom_killed,
         })
     }
 
@@ -404,6 +414,18 @@ impl Reader {
         nullable(s, |s| {
             let n = integer(s.number()?)?;
             self.compiled().accepts_integer(node, n).then_some(n)
+        })
+    }
+
+    fn boolean(&self, s: &mut Scanner, node: NodeId) -> Option<Option<bool>> {
+        nullable(s, |s| {
+            let value = if s.literal("true").is_some() {
+                true
+            } else {
+                s.literal("false")?;
+                false
+            };
+            self.compiled().accepts_boolean(node).then_some(value)
         })
     }
 

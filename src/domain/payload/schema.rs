@@ -173,6 +173,11 @@ impl CompiledSchema {
         }
     }
 
+    /// Whether a boolean conforms.
+    pub fn accepts_boolean(&self, node: NodeId) -> bool {
+        matches!(self.nodes[node], Node::Any | Node::Boolean)
+    }
+
     /// Whether a number that is a float to serde_json (a fraction, an exponent, `-0`, beyond
     /// `i64`) conforms: never where an integer is due.
     pub fn accepts_float(&self, node: NodeId, n: f64) -> bool {

@@ -27,6 +27,9 @@ impl SqlType for i32 {
 impl SqlType for i64 {
     const TYPE: Type = Type::INT8;
 }
+impl SqlType for bool {
+    const TYPE: Type = Type::BOOL;
+}
 impl SqlType for f32 {
     const TYPE: Type = Type::FLOAT4;
 }
@@ -149,6 +152,9 @@ columns! {
         labels: Json<&'a Labels>,
         started_at: Option<DateTime<Utc>>,
         finished_at: Option<DateTime<Utc>>,
+        restart_count: Option<i64>,
+        exit_code: Option<i64>,
+        oom_killed: Option<bool>,
     }
 }
 
@@ -222,6 +228,9 @@ impl<'a> DescriptionColumns<'a> {
                 labels: Json(container.labels.as_ref().unwrap_or(&NO_LABELS)),
                 started_at: container.started_at.map(|t| t.to_utc()),
                 finished_at: container.finished_at.map(|t| t.to_utc()),
+                restart_count: container.restart_count,
+                exit_code: container.exit_code,
+                oom_killed: container.oom_killed,
             });
         }
         columns

@@ -99,6 +99,10 @@ impl<'a> ContainerPlan<'a> {
                 });
             }
         }
+        let (hits, misses) = ((rows.len() - unknown.len()) as u64, unknown.len() as u64);
+        metrics::counter!("nexus_container_cache_lookups_total", "result" => "hit").increment(hits);
+        metrics::counter!("nexus_container_cache_lookups_total", "result" => "miss")
+            .increment(misses);
         Self { rows, unknown }
     }
 

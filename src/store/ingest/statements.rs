@@ -110,10 +110,12 @@ known AS (
     LEFT JOIN LATERAL (
         SELECT c.id,
                (c.name, c.image, c.image_tag, c.status, c.state, c.health_status, c.ports,
-                c.labels, c.started_at, c.finished_at)
+                c.labels, c.started_at, c.finished_at, c.restart_count, c.exit_code,
+                c.oom_killed)
                IS NOT DISTINCT FROM
                (i.name, i.image, i.image_tag, i.status, i.state, i.health_status, i.ports,
-                i.labels, i.started_at, i.finished_at) AS unchanged
+                i.labels, i.started_at, i.finished_at, i.restart_count, i.exit_code,
+                i.oom_killed) AS unchanged
         FROM containers c
         WHERE c.host_id = i.host_id AND c.container_id = i.container_id
         OFFSET 0
@@ -124,16 +126,20 @@ known AS (
 upserted AS (
     INSERT INTO containers AS c
         (host_id, container_id, name, image, image_tag, status, state, health_status, ports,
-         labels, started_at, finished_at, first_seen_at, recorded_at)
+         labels, started_at, finished_at, restart_count, exit_code, oom_killed, first_seen_at,
+         recorded_at)
     SELECT host_id, container_id, name, image, image_tag, status, state, health_status, ports,
-           labels, started_at, finished_at, recorded_at, recorded_at
+           labels, started_at, finished_at, restart_count, exit_code, oom_killed, recorded_at,
+           recorded_at
     FROM known
     WHERE NOT unchanged
     ON CONFLICT (host_id, container_id) DO UPDATE SET
         name = EXCLUDED.name, image = EXCLUDED.image, image_tag = EXCLUDED.image_tag,
         status = EXCLUDED.status, state = EXCLUDED.state, health_status = EXCLUDED.health_status,
         ports = EXCLUDED.ports, labels = EXCLUDED.labels, started_at = EXCLUDED.started_at,
-        finished_at = EXCLUDED.finished_at, recorded_at = EXCLUDED.recorded_at, updated_at = now()
+        finished_at = EXCLUDED.finished_at, restart_count = EXCLUDED.restart_count,
+        exit_code = EXCLUDED.exit_code, oom_killed = EXCLUDED.oom_killed,
+        recorded_at = EXCLUDED.recorded_at, updated_at = now()
     WHERE c.recorded_at < EXCLUDED.recorded_at
       AND NOT EXISTS (SELECT 1 FROM container_metric_snapshots s
                       WHERE s.container_id = c.id AND s.recorded_at > EXCLUDED.recorded_at)
