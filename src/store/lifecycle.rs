@@ -114,6 +114,10 @@ impl Store {
         let tx = client.transaction().await?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LIFECYCLE_LOCK])
             .await?;
+        // Each remove_*(if_exists) below that finds no policy says so in a NOTICE: expected on
+        // every first start, so this transaction passes on warnings and errors only.
+        tx.execute("SET LOCAL client_min_messages = warning", &[])
+            .await?;
         for table in RAW_TABLES {
             tx.execute(
                 "SELECT set_chunk_time_interval($1::text::regclass, justify_hours(make_interval(secs => $2)))",

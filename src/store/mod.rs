@@ -132,7 +132,7 @@ impl Store {
         let (mut client, connection) = tokio_postgres::connect(&self.url, NoTls)
             .await
             .context("Failed to connect to the database to migrate it")?;
-        let connection = tokio::spawn(connection);
+        let connection = tokio::spawn(log_migration_notices(connection));
         client
             .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
             .await
@@ -190,5 +190,35 @@ impl Store {
 
     pub(crate) async fn client(&self) -> Result<Object, Error> {
         Ok(self.pool.get().await?)
+    }
+}
+
+/// TimescaleDB's notice on new compression settings; on a first start no chunk is compressed yet.
+const FUTURE_COMPRESSIONS_ONLY: &str =
+    "updated compression settings will only apply to future compressions";
+
+/// Drives the migration connection, logging what PostgreSQL says on it. The notices every first
+/// start gets (an `IF EXISTS` with nothing to do, "…, skipping"; new compression settings on a
+/// database without compressed chunks) are logged at debug; other notices stay at info,
+/// warnings at warn.
+async fn log_migration_notices<S, T>(mut connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    while let Some(message) = std::future::poll_fn(|cx| connection.poll_message(cx)).await {
+        let notice = match message {
+            Ok(tokio_postgres::AsyncMessage::Notice(notice)) => notice,
+            Ok(_) => continue,
+            Err(_) => return, // the migration itself reports the failure
+        };
+        let (severity, text) = (notice.severity(), notice.message());
+        if severity == "WARNING" {
+            tracing::warn!(severity, "{text}");
+        } else if text.ends_with("skipping") || text == FUTURE_COMPRESSIONS_ONLY {
+            tracing::debug!(severity, "{text}");
+        } else {
+            tracing::info!(severity, "{text}");
+        }
     }
 }
