@@ -25,8 +25,9 @@ pub const DEFAULT_MIB: u64 = 128;
 
 /// The keys (container ids) and fingerprints are hashed with keys random per process, so agents
 /// cannot aim for collisions.
+static KEYS: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
+
 fn hashed(value: impl Hash) -> u64 {
-    static KEYS: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
     KEYS.hash_one(value)
 }
 
@@ -37,7 +38,6 @@ pub struct Fingerprint(u64);
 
 impl Fingerprint {
     pub fn of(container: &ContainerPayload) -> Self {
-        static KEYS: LazyLock<foldhash::quality::RandomState> = LazyLock::new(Default::default);
         let mut hasher = KEYS.build_hasher();
         // The id too: entries are keyed by a hash of it, so a false hit needs two collisions.
         container.container_id.hash(&mut hasher);
@@ -114,6 +114,23 @@ const HOST_BYTES: usize = size_of::<(i64, HostEntry)>() + 1 + size_of::<i64>();
 const CONTAINER_SLOT_BYTES: usize = size_of::<(u64, KnownContainer)>() + 1;
 
 impl HostEntry {
+    /// Takes in what a committed transaction left the host's containers as.
+    fn follow(&mut self, update: HostContainersSeen, now: Instant) {
+        if self.version != update.version_before {
+            // Someone else wrote the host since our entries were made: keep only what this
+            // transaction itself proved.
+            self.containers.clear();
+        }
+        self.version = update.version_after;
+        self.last_used = now;
+        for container_id in &update.stale {
+            self.containers.remove(&hashed(container_id));
+        }
+        for (container_id, known) in update.current {
+            self.containers.insert(hashed(&container_id), known);
+        }
+    }
+
     /// Memory the entry holds (a table of capacity c has c × 8/7 slots).
     fn bytes(&self) -> usize {
         HOST_BYTES + self.containers.capacity() * 8 / 7 * CONTAINER_SLOT_BYTES
@@ -184,40 +201,26 @@ impl ContainerCache {
     fn update_at(&self, update: HostContainersSeen, now: Instant) {
         let mut state = self.state.lock().expect("container cache");
         let state = &mut *state;
-        let (mut entry, admitted) = match state.hosts.remove(&update.host_id) {
-            Some(entry) => (entry, true),
-            None => {
-                let entry = HostEntry {
-                    version: update.version_before,
-                    containers: foldhash::HashMap::default(),
-                    last_used: now,
-                };
-                (entry, false)
-            }
+        if let Some(entry) = state.hosts.get_mut(&update.host_id) {
+            let before = entry.bytes();
+            entry.follow(update, now);
+            state.bytes = state.bytes - before + entry.bytes();
+            return;
+        }
+        let host_id = update.host_id;
+        let mut entry = HostEntry {
+            version: update.version_before,
+            containers: foldhash::HashMap::default(),
+            last_used: now,
         };
-        let bytes_before = if admitted { entry.bytes() } else { 0 };
-        if entry.version != update.version_before {
-            // Someone else wrote the host since our entries were made: keep only what this
-            // transaction itself proved.
-            entry.containers.clear();
-        }
-        entry.version = update.version_after;
-        entry.last_used = now;
-        for container_id in &update.stale {
-            entry.containers.remove(&hashed(container_id));
-        }
-        for (container_id, known) in update.current {
-            entry.containers.insert(hashed(&container_id), known);
-        }
+        entry.follow(update, now);
         let bytes = entry.bytes();
-        if !admitted && !state.make_room(bytes, now) {
+        if !state.make_room(bytes, now) {
             return; // full of hosts that post: this one takes the full path
         }
-        state.bytes = state.bytes - bytes_before + bytes;
-        if !admitted {
-            state.ring.push_back(update.host_id);
-        }
-        state.hosts.insert(update.host_id, entry);
+        state.bytes += bytes;
+        state.ring.push_back(host_id);
+        state.hosts.insert(host_id, entry);
     }
 
     /// Hosts with an entry, and the bytes their entries hold.
