@@ -15,7 +15,6 @@
 //! Memory: about 75 bytes per token (docs/agent-auth.md).
 
 use std::collections::{HashMap, VecDeque};
-use std::str::FromStr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use anyhow::Context;
 use futures_util::{StreamExt, pin_mut};
 use tokio::sync::mpsc;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{AsyncMessage, NoTls, Statement};
+use tokio_postgres::{AsyncMessage, Statement};
 
 use super::Store;
 use super::tokens::AuthenticatedAgent;
@@ -476,16 +475,8 @@ impl Store {
 
 /// One listening session: returns when the connection ends.
 async fn listen(url: &str, cache: &AgentTokenCache) -> anyhow::Result<()> {
-    let mut config = tokio_postgres::Config::from_str(url).context("Failed to parse the URL")?;
-    config
-        .application_name(LISTENER_APPLICATION_NAME)
-        .connect_timeout(Duration::from_secs(5))
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(30));
-    let (client, mut connection) = config
-        .connect(NoTls)
-        .await
-        .context("Failed to connect the token index listener")?;
+    let (client, mut connection) =
+        super::listener_connection(url, LISTENER_APPLICATION_NAME).await?;
     // The connection yields notifications only when polled for messages; a task does so and
     // forwards them, and its end (the channel closing) is the end of the session.
     let (sender, mut notifications) = mpsc::unbounded_channel();

@@ -11,13 +11,12 @@
 //! Nothing runs while nobody listens: the listener connects with the first subscriber and stops
 //! (closing its connection) once the last one is gone.
 
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
 use tokio::sync::{Notify, broadcast, watch};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 pub use tokio::sync::broadcast::error::RecvError;
 
@@ -159,17 +158,8 @@ async fn session(
     sender: &broadcast::Sender<Arc<Event>>,
     ready: &watch::Sender<Option<i64>>,
 ) -> anyhow::Result<()> {
-    let mut config =
-        tokio_postgres::Config::from_str(&feed.url).context("Failed to parse the URL")?;
-    config
-        .application_name(FEED_APPLICATION_NAME)
-        .connect_timeout(Duration::from_secs(5))
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(30));
-    let (client, mut connection) = config
-        .connect(NoTls)
-        .await
-        .context("Failed to connect the event feed listener")?;
+    let (client, mut connection) =
+        super::listener_connection(&feed.url, FEED_APPLICATION_NAME).await?;
     // Notifications arrive only while the connection is polled for messages; they carry
     // nothing but the wake-up, so many fold into one.
     let wake = Arc::new(Notify::new());

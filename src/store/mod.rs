@@ -40,6 +40,28 @@ const MIGRATION_LOCK: i64 = 0x6e65_7875_735f_6d69; // "nexus_mi"
 /// `--rate-limit-per-minute`'s default, for stores built without a server's settings.
 pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
 
+/// A connection of its own for `LISTEN` (a session, which a transaction-mode pooler cannot
+/// carry), named `application_name` so it can be told apart in `pg_stat_activity`. Its
+/// notifications arrive only while the returned connection is polled for messages.
+async fn listener_connection(
+    url: &str,
+    application_name: &str,
+) -> anyhow::Result<(
+    tokio_postgres::Client,
+    tokio_postgres::Connection<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>,
+)> {
+    let mut config = tokio_postgres::Config::from_str(url).context("Failed to parse the URL")?;
+    config
+        .application_name(application_name)
+        .connect_timeout(Duration::from_secs(5))
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
+    config
+        .connect(NoTls)
+        .await
+        .with_context(|| format!("Failed to connect the {application_name} connection"))
+}
+
 /// How to reach the database.
 #[derive(Debug, Clone)]
 pub struct DbSettings {
