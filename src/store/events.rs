@@ -41,10 +41,16 @@ pub enum EventKind {
     Restarted,
     /// The kernel's OOM killer ended the container's last run.
     OomKilled,
+    /// An alert fired (`alert_id`; `from_value` → `to_value` are its states).
+    AlertFiring,
+    /// An alert's condition stopped holding.
+    AlertResolved,
+    /// Someone acknowledged an alert.
+    AlertAcknowledged,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 9] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::Online,
         EventKind::Offline,
         EventKind::Recovered,
@@ -54,6 +60,9 @@ impl EventKind {
         EventKind::HealthChanged,
         EventKind::Restarted,
         EventKind::OomKilled,
+        EventKind::AlertFiring,
+        EventKind::AlertResolved,
+        EventKind::AlertAcknowledged,
     ];
 
     /// The name in the table, the API and the stream's `event:` field.
@@ -68,6 +77,9 @@ impl EventKind {
             EventKind::HealthChanged => "health_changed",
             EventKind::Restarted => "restarted",
             EventKind::OomKilled => "oom_killed",
+            EventKind::AlertFiring => "alert_firing",
+            EventKind::AlertResolved => "alert_resolved",
+            EventKind::AlertAcknowledged => "alert_acknowledged",
         }
     }
 
@@ -105,6 +117,9 @@ pub struct Event {
     /// The container's exit code as of the event, when the agent sends it.
     #[oai(nullable)]
     pub exit_code: Option<i64>,
+    /// The alert an `alert_*` event is about (`GET /api/v1/alerts/{id}`); null otherwise.
+    #[oai(nullable)]
+    pub alert_id: Option<i64>,
 }
 
 /// Which events a reader wants; every condition given must hold.
@@ -134,7 +149,8 @@ impl EventFilter {
     }
 }
 
-const EVENT_COLUMNS: &str = "id, kind, at, host_id, container_id, from_value, to_value, exit_code";
+const EVENT_COLUMNS: &str =
+    "id, kind, at, host_id, container_id, from_value, to_value, exit_code, alert_id";
 
 impl Store {
     /// Up to `limit` events matching `filter` with an id above `after`, oldest (lowest id)
@@ -184,7 +200,7 @@ impl Store {
 /// The query of [`Store::events_after`]: `$1` the id to continue after, `$2`..`$6` the filter
 /// (see [`events_after`]), `$7` the limit.
 pub const EVENTS_AFTER_SQL: &str =
-    "SELECT id, kind, at, host_id, container_id, from_value, to_value, exit_code
+    "SELECT id, kind, at, host_id, container_id, from_value, to_value, exit_code, alert_id
 FROM events
 WHERE id > $1
   AND ($2::bigint IS NULL OR host_id = $2)
@@ -240,6 +256,7 @@ fn event_of(row: &Row) -> Result<Event, Error> {
         from_value: row.get("from_value"),
         to_value: row.get("to_value"),
         exit_code: row.get("exit_code"),
+        alert_id: row.get("alert_id"),
     })
 }
 
@@ -257,6 +274,7 @@ mod tests {
             from_value: None,
             to_value: None,
             exit_code: None,
+            alert_id: None,
         }
     }
 

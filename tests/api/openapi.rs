@@ -437,7 +437,10 @@ fn closed_sets_are_enums() {
             "state_changed",
             "health_changed",
             "restarted",
-            "oom_killed"
+            "oom_killed",
+            "alert_firing",
+            "alert_resolved",
+            "alert_acknowledged"
         ])
     );
 }
