@@ -699,3 +699,51 @@ async fn the_lifecycle_rollups_count_restarts_oom_kills_stops_and_unhealthy_turn
         }
     }
 }
+
+#[tokio::test]
+async fn a_container_is_removed_only_from_the_host_whose_snapshot_lacks_it() {
+    let app = TestApp::spawn().await;
+    let mut hosts = Vec::new();
+    for name in ["web-01", "web-02", "web-03"] {
+        let (host, token) = app.host_with_token(name).await;
+        let both = payload(
+            &at(Duration::seconds(-20)),
+            &[("c1", "running"), ("c2", "running")],
+        );
+        post(&app, &token, &both).await;
+        hosts.push((host, token));
+    }
+    // The same Docker ids on every host; the sets move on two hosts at once (posted together,
+    // so they may share a batch), differently.
+    let next = |containers: &[(&str, &str)]| payload(&at(Duration::seconds(-10)), containers);
+    let bodies = [
+        next(&[("c2", "running")]),
+        next(&[("c1", "running"), ("c3", "running")]),
+        next(&[("c1", "running"), ("c2", "running")]),
+    ];
+    futures_util::future::join_all(
+        hosts
+            .iter()
+            .zip(&bodies)
+            .map(|((_, token), body)| post(&app, token, body)),
+    )
+    .await;
+
+    let removed = |host: i64| {
+        let app = &app;
+        async move {
+            container_events(app, host)
+                .await
+                .into_iter()
+                .filter(|line| !line.starts_with("created"))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(removed(hosts[0].0).await, ["removed c1 running→"]);
+    assert_eq!(removed(hosts[1].0).await, ["removed c2 running→"]);
+    assert!(removed(hosts[2].0).await.is_empty());
+    let created_c3: i64 = app
+        .count("SELECT count(*) FROM events WHERE kind = 'created' AND container_id = 'c3'")
+        .await;
+    assert_eq!(created_c3, 1);
+}
