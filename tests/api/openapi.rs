@@ -299,7 +299,14 @@ fn no_request_property_has_a_default_that_typescript_would_make_required() {
     // openapi-typescript types a property with a `default` as always present, so a client
     // would have to send what the server defaults; the default is said in words instead.
     let spec = spec();
-    for name in ["NewAgentToken", "NewHost", "HostUpdate", "TelemetryPayload"] {
+    for name in [
+        "NewAgentToken",
+        "NewHost",
+        "HostUpdate",
+        "TelemetryPayload",
+        "RuleDefinition",
+        "Silence",
+    ] {
         let schema = &spec["components"]["schemas"][name];
         for (field, property) in schema["properties"].as_object().unwrap() {
             assert!(property.get("default").is_none(), "{name}.{field}");
@@ -485,8 +492,19 @@ fn names_and_formats_are_the_ones_generators_expect() {
         let (verb, resource) = id.split_once('_').unwrap_or((id, ""));
         assert!(
             [
-                "get", "list", "create", "update", "archive", "issue", "rotate", "revoke", "push",
-                "stream"
+                "get",
+                "list",
+                "create",
+                "update",
+                "delete",
+                "archive",
+                "issue",
+                "rotate",
+                "revoke",
+                "push",
+                "stream",
+                "acknowledge",
+                "silence"
             ]
             .contains(&verb)
                 && !resource.is_empty(),
@@ -498,7 +516,7 @@ fn names_and_formats_are_the_ones_generators_expect() {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
                 && name.ends_with("id")
             {
-                let collection = segments[i - 1].trim_end_matches('s');
+                let collection = segments[i - 1].trim_end_matches('s').replace('-', "_");
                 assert_eq!(name, format!("{collection}_id"), "{path}");
             }
         }
