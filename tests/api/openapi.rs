@@ -164,7 +164,7 @@ fn the_telemetry_operation_documents_every_status_and_the_bearer_scheme() {
 #[test]
 fn every_admin_operation_documents_its_statuses_and_the_admin_bearer() {
     let spec = spec();
-    let expected: [(&str, &str, &str, &[&str]); 9] = [
+    let expected: [(&str, &str, &str, &[&str]); 18] = [
         (
             "/api/v1/hosts",
             "post",
@@ -213,6 +213,55 @@ fn every_admin_operation_documents_its_statuses_and_the_admin_bearer() {
             "delete",
             "revoke_host_token",
             &["204", "404", "422"],
+        ),
+        (
+            "/api/v1/alert-rules",
+            "get",
+            "list_alert_rules",
+            &["200", "422"],
+        ),
+        (
+            "/api/v1/alert-rules",
+            "post",
+            "create_alert_rule",
+            &["201", "400", "408", "409", "413", "415", "422"],
+        ),
+        (
+            "/api/v1/alert-rules/{alert_rule_id}",
+            "get",
+            "get_alert_rule",
+            &["200", "404", "422"],
+        ),
+        (
+            "/api/v1/alert-rules/{alert_rule_id}",
+            "put",
+            "update_alert_rule",
+            &["200", "400", "404", "408", "409", "413", "415", "422"],
+        ),
+        (
+            "/api/v1/alert-rules/{alert_rule_id}",
+            "delete",
+            "delete_alert_rule",
+            &["204", "404", "422"],
+        ),
+        ("/api/v1/alerts", "get", "list_alerts", &["200", "422"]),
+        (
+            "/api/v1/alerts/{alert_id}",
+            "get",
+            "get_alert",
+            &["200", "404", "422"],
+        ),
+        (
+            "/api/v1/alerts/{alert_id}/acknowledge",
+            "post",
+            "acknowledge_alert",
+            &["200", "404", "409", "422"],
+        ),
+        (
+            "/api/v1/alerts/{alert_id}/silence",
+            "post",
+            "silence_alert",
+            &["200", "400", "404", "408", "409", "413", "415", "422"],
         ),
     ];
     for (path, method, operation_id, statuses) in expected {
