@@ -46,7 +46,7 @@ async fn seed(app: &TestApp) {
             .execute(
                 "INSERT INTO alerts (rule_id, host_id, container_id, fingerprint, state, value,
                                      pending_since, started_at, resolved_at)
-                 SELECT r.id, $1, 'a1', md5(r.id || '/' || $1::text || step.state), step.state, 2,
+                 SELECT r.id, $1::bigint, 'a1', md5(r.id || '/' || $1::bigint || step.state), step.state, 2,
                         now() - interval '2 days', now() - interval '2 days',
                         CASE WHEN step.state = 'resolved' THEN now() - interval '1 day' END
                  FROM alert_rules r CROSS JOIN (VALUES ('resolved'), ('firing')) AS step (state)

@@ -227,6 +227,8 @@ impl AlertRulesApi {
     }
 
     /// Show an alert rule
+    ///
+    /// The rule with its kind's parameters (null for the parameters of other kinds).
     #[oai(
         path = "/alert-rules/:alert_rule_id",
         method = "get",

@@ -227,6 +227,8 @@ impl AlertsApi {
     }
 
     /// Show an alert
+    ///
+    /// The alert with its rule, subject, state and what people did to it.
     #[oai(
         path = "/alerts/:alert_id",
         method = "get",
