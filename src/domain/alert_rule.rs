@@ -167,7 +167,8 @@ pub struct RuleDefinition {
     /// What the rule watches.
     pub kind: RuleKind,
     /// Only these hosts (ids); with `host_labels`, a host must match both. Absent, null or
-    /// empty: not restricted by id (every host when `host_labels` is absent too).
+    /// empty: not restricted by id (every host when `host_labels` is absent too). An id no
+    /// host has matches nothing.
     #[oai(validator(max_items = 1000, minimum(value = "1")))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ids: Option<Vec<i64>>,
