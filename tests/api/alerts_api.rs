@@ -137,6 +137,11 @@ async fn the_listing_shows_what_is_open_by_default_and_the_history_on_request() 
         refused.error_fields(),
         ["history", "container_id", "cursor"]
     );
+    let nul = list("?container_id=a%00b".into()).await;
+    assert_eq!(
+        (nul.status, nul.error_fields()),
+        (422, vec!["container_id".to_owned()])
+    );
     let missing = app
         .admin(Method::GET, "/alerts/999999", Some(&admin), None)
         .await;

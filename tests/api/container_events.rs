@@ -431,6 +431,7 @@ async fn the_feed_lists_oldest_first_filters_and_pages() {
         ("?kind=exploded", "kind"),
         ("?cursor=nope", "cursor"),
         ("?limit=0", "limit"),
+        ("?container_id=a%00b", "container_id"),
         ("?after=1&cursor=h2", "cursor"),
         (
             "?since=2024-05-02T00:00:00Z&until=2024-05-01T00:00:00Z",

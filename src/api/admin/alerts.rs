@@ -18,7 +18,7 @@ use crate::api::operation_errors::{
 };
 use crate::api::{ApiTags, AppState};
 use crate::domain::FieldError;
-use crate::domain::host::Cursor;
+use crate::domain::host::{Cursor, search_text};
 use crate::domain::payload::FastBody;
 use crate::error::Error;
 use crate::store::admin_tokens::AdminSession;
@@ -148,6 +148,12 @@ pub fn alert_filter(
     }
     if container_id.as_deref().is_some_and(str::is_empty) {
         errors.push(FieldError::new("container_id", "must not be empty"));
+    }
+    if let Some(Err(error)) = container_id
+        .as_deref()
+        .map(|id| search_text("container_id", id))
+    {
+        errors.push(error);
     }
     let before = page_cursor(cursor).unwrap_or_else(|error| {
         if let Error::Validation(more) = error {
