@@ -5,12 +5,14 @@
 
 pub mod admin_tokens;
 pub mod agent_cache;
+pub mod alertmanager;
 pub mod container_cache;
 pub mod event_feed;
 pub mod events;
 pub mod hosts;
 pub mod ingest;
 pub mod ingest_queue;
+pub mod leases;
 pub mod lifecycle;
 pub mod liveness;
 pub mod readings;
