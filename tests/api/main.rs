@@ -4,6 +4,7 @@
 mod admin_hosts;
 mod admin_tokens;
 mod agent_auth;
+mod alertmanager;
 mod analytics_doc;
 mod cli;
 mod cli_admin;
