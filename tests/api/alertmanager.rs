@@ -99,8 +99,8 @@ impl Alertmanager {
         let deadline = Instant::now() + within;
         loop {
             if let Some(alert) = self.alerts().await.into_iter().find(|alert| {
-                alert["labels"]["rule_id"] == rule_id.to_string()
-                    && alert["labels"]["host_id"] == host_id.to_string()
+                alert["labels"]["rule_id"].as_str() == Some(rule_id.to_string().as_str())
+                    && alert["labels"]["host_id"].as_str() == Some(host_id.to_string().as_str())
             }) {
                 return alert;
             }
