@@ -32,11 +32,17 @@ impl Alertmanager {
     }
 
     async fn start_on(port: u16) -> Self {
+        Self::start_with(port, CONFIG).await
+    }
+
+    /// Starts with `config` as its alertmanager.yml; panics if it does not get ready (as with
+    /// a configuration it refuses).
+    async fn start_with(port: u16, config: &str) -> Self {
         let bin = std::env::var("NEXUS_ALERTMANAGER_BIN")
             .unwrap_or_else(|_| "/usr/bin/prometheus-alertmanager".into());
         let dir = std::env::temp_dir().join(format!("nexus-alertmanager-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("alertmanager directory");
-        std::fs::write(dir.join("alertmanager.yml"), CONFIG).expect("alertmanager config");
+        std::fs::write(dir.join("alertmanager.yml"), config).expect("alertmanager config");
         let log = std::fs::File::create(dir.join("log")).expect("alertmanager log");
         let child = Command::new(&bin)
             .arg(format!(
@@ -449,4 +455,33 @@ async fn an_alert_silenced_in_alertmanager_is_silenced_until_the_silence_ends() 
         );
         sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test]
+async fn the_alertmanager_yml_of_the_docs_is_one_alertmanager_runs_with() {
+    let docs = include_str!("../../docs/alerts.md");
+    let example = docs
+        .split("### An `alertmanager.yml` to start from")
+        .nth(1)
+        .and_then(|section| section.split("```yaml\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("docs/alerts.md has a yaml block under its alertmanager.yml heading");
+    let alertmanager = Alertmanager::start_with(free_port(), example).await;
+    // Loaded, not only started: its status shows the routes of the example.
+    let status: Value = alertmanager
+        .http
+        .get(format!("{}/api/v2/status", alertmanager.url))
+        .send()
+        .await
+        .expect("status")
+        .json()
+        .await
+        .expect("JSON status");
+    let original = status["config"]["original"]
+        .as_str()
+        .expect("the loaded config");
+    assert!(
+        original.contains("receiver: on-call") && original.contains("- alertname"),
+        "Alertmanager runs another configuration: {original}"
+    );
 }
