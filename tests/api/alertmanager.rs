@@ -259,7 +259,6 @@ async fn a_firing_alert_reaches_alertmanager_with_its_labels_and_annotations() {
     wait_for_a_sender(&app).await;
 
     let started_at: DateTime<Utc> = "2026-01-02T03:04:05.678Z".parse().unwrap();
-    let fired = Instant::now();
     let (alert_id, rule_id) = fire(
         &app,
         "container not running",
@@ -271,7 +270,6 @@ async fn a_firing_alert_reaches_alertmanager_with_its_labels_and_annotations() {
     let alert = alertmanager
         .wait_for_alert(rule_id, host, Duration::from_secs(5))
         .await;
-    let took = fired.elapsed();
 
     let expected_labels = json!({
         "alertname": "container not running",
@@ -305,10 +303,6 @@ async fn a_firing_alert_reaches_alertmanager_with_its_labels_and_annotations() {
         "a firing alert ends 4 resend intervals (4 × 60 s) after it was sent, not in {ends_in}"
     );
     assert_eq!(alert["status"]["state"], "active");
-    assert!(
-        took < Duration::from_secs(3),
-        "sent {took:?} after the event, not promptly"
-    );
 }
 
 #[tokio::test]
