@@ -51,6 +51,29 @@ pub struct Settings {
     pub resend_interval: Duration,
     /// Where our API is reached, for the links in the alerts.
     pub public_url: String,
+    /// This server process's name in the lease ([`new_holder`]).
+    pub holder: String,
+}
+
+/// A name for a server process in the lease, unique even among servers of one OS process.
+pub fn new_holder() -> String {
+    format!("pid {} {}", std::process::id(), uuid::Uuid::new_v4())
+}
+
+/// Gives the lease up (a server shutting down, its sender stopped), so another process takes
+/// over at its next check rather than when the lease expires.
+pub async fn release(store: &Store, settings: &Settings) {
+    if settings.urls.is_empty() {
+        return;
+    }
+    match store.release_lease(LEASE, &settings.holder).await {
+        Ok(true) => tracing::info!("handed the sending to Alertmanager over"),
+        Ok(false) => {}
+        Err(error) => tracing::warn!(
+            error = format!("{error:#}"),
+            "cannot release the Alertmanager sender's lease; another process takes over when it expires"
+        ),
+    }
 }
 
 /// Sends until dropped (aborted); returns at once when no Alertmanager is configured.
@@ -67,7 +90,7 @@ pub async fn run(store: Store, feed: Arc<EventFeed>, settings: Settings) {
             );
         }
     };
-    let holder = format!("pid {} {}", std::process::id(), uuid::Uuid::new_v4());
+    let holder = &settings.holder;
     let (publish, batches) = watch::channel(None);
     // Dropped with this future, which aborts the deliveries.
     let mut deliveries = JoinSet::new();
@@ -89,7 +112,7 @@ pub async fn run(store: Store, feed: Arc<EventFeed>, settings: Settings) {
         };
         // The lease is checked before every round: a process that lost it stops sending.
         let was_holding = holding;
-        holding = match store.take_lease(LEASE, &holder, LEASE_TTL).await {
+        holding = match store.take_lease(LEASE, holder, LEASE_TTL).await {
             Ok(holding) => holding,
             Err(error) => {
                 tracing::warn!(

@@ -27,3 +27,14 @@ impl Store {
         Ok(row.is_some())
     }
 }
+
+const RELEASE_LEASE: &str = "DELETE FROM leases WHERE name = $1 AND holder = $2";
+
+impl Store {
+    /// Gives lease `name` up if `holder` has it; true if it had.
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, Error> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(RELEASE_LEASE).await?;
+        Ok(client.execute(&statement, &[&name, &holder]).await? > 0)
+    }
+}

@@ -136,18 +136,40 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// A server on `database_url` that a test can stop as a crash would (abort, the lease kept).
-async fn spawn_server(database_url: &str, extra: &[&str]) -> (String, JoinHandle<()>) {
-    let mut args = vec!["--no-migrate"];
-    args.extend_from_slice(extra);
-    let app = Application::build(&serve_args(database_url, &args))
-        .await
-        .expect("the app builds");
-    let address = format!("http://{}", app.local_addr);
-    let handle = tokio::spawn(async move {
-        let _ = app.run(std::future::pending()).await;
-    });
-    (address, handle)
+/// A server on `database_url` that a test stops: gracefully, or as a crash would.
+struct Server {
+    handle: JoinHandle<()>,
+    shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Server {
+    async fn spawn(database_url: &str, extra: &[&str]) -> Self {
+        let mut args = vec!["--no-migrate"];
+        args.extend_from_slice(extra);
+        let app = Application::build(&serve_args(database_url, &args))
+            .await
+            .expect("the app builds");
+        let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
+        let handle = tokio::spawn(async move {
+            let _ = app
+                .run(async {
+                    let _ = stop.await;
+                })
+                .await;
+        });
+        Self { handle, shutdown }
+    }
+
+    /// As a crash: the lease stays until it expires.
+    fn kill(self) {
+        self.handle.abort();
+    }
+
+    /// As on SIGTERM: the server finishes and returns.
+    async fn stop(self) {
+        let _ = self.shutdown.send(());
+        self.handle.await.expect("the server stopped");
+    }
 }
 
 /// An alert as the evaluator writes it: the default rule `rule`, firing since `started_at`,
@@ -346,19 +368,19 @@ async fn an_alertmanager_that_was_down_gets_the_firing_alerts_when_it_returns() 
         .await;
 }
 
-#[tokio::test]
-async fn two_servers_send_from_one_process_at_a_time_and_the_other_takes_over() {
-    // Each server sends to its own Alertmanager, so who sent is seen.
+/// Two servers on one database, each sending to its own Alertmanager (so who sent is seen),
+/// the first holding the lease; an alert fires, and reaches the first's Alertmanager only.
+async fn two_servers_one_sending() -> (TestApp, [Alertmanager; 2], [Server; 2], i64, i64) {
     let (first_am, second_am) = tokio::join!(Alertmanager::start(), Alertmanager::start());
     let app = TestApp::spawn().await; // owns the database; sends nowhere
     let resend = ["--alertmanager-resend-interval-seconds", "1"];
-    let (_, first) = spawn_server(
+    let first = Server::spawn(
         &app.database_url,
         &[&["--alertmanager-url", &first_am.url][..], &resend].concat(),
     )
     .await;
     wait_for_a_sender(&app).await;
-    let (_, second) = spawn_server(
+    let second = Server::spawn(
         &app.database_url,
         &[&["--alertmanager-url", &second_am.url][..], &resend].concat(),
     )
@@ -375,14 +397,31 @@ async fn two_servers_send_from_one_process_at_a_time_and_the_other_takes_over() 
         Vec::<Value>::new(),
         "the server without the lease sent"
     );
+    (app, [first_am, second_am], [first, second], rule_id, host)
+}
 
-    first.abort(); // as a crash: the lease stays until it expires
+#[tokio::test]
+async fn two_servers_send_from_one_process_at_a_time_and_the_other_takes_over() {
+    let (_app, [_, second_am], [first, second], rule_id, host) = two_servers_one_sending().await;
+    first.kill();
     let stopped = Instant::now();
+    // The lease lasts 20 s unrenewed, and the other checks it every 5 s.
     second_am
         .wait_for_alert(rule_id, host, Duration::from_secs(30))
         .await;
     eprintln!("took over after {:?}", stopped.elapsed());
-    second.abort();
+    second.kill();
+}
+
+#[tokio::test]
+async fn a_server_that_shuts_down_hands_the_sending_over_at_once() {
+    let (_app, [_, second_am], [first, second], rule_id, host) = two_servers_one_sending().await;
+    first.stop().await;
+    // The other's next lease check (every 5 s), not the lease's 20 s expiry.
+    second_am
+        .wait_for_alert(rule_id, host, Duration::from_secs(8))
+        .await;
+    second.kill();
 }
 
 #[tokio::test]
