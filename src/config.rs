@@ -158,11 +158,13 @@ pub struct ServeArgs {
     pub container_cache_mib: u64,
     /// Base URL of a Prometheus Alertmanager to send alerts to (`/api/v2/alerts` is added),
     /// e.g. `http://alertmanager:9093`; repeat the flag (or comma-separate the variable's
-    /// values) for several. None: alerts are not sent to Alertmanager (docs/alerts.md)
+    /// values) for several. None: alerts are not sent to Alertmanager (docs/alerts.md). A
+    /// user and password in the URL are sent as basic auth; the password is never logged
     #[arg(
         long = "alertmanager-url",
         env = "NEXUS_ALERTMANAGER_URL",
-        value_delimiter = ','
+        value_delimiter = ',',
+        hide_env_values = true
     )]
     pub alertmanager_urls: Vec<reqwest::Url>,
     /// Seconds between re-sends of the firing alerts to Alertmanager; each is sent to end 4

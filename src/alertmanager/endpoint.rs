@@ -14,6 +14,7 @@ use reqwest::Url;
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use crate::http::metrics;
 use crate::store::Store;
 use crate::store::alertmanager::AlertSubject;
 
@@ -21,14 +22,22 @@ use crate::store::alertmanager::AlertSubject;
 pub type Batches = watch::Receiver<Option<Arc<Bytes>>>;
 
 pub struct Endpoint {
+    /// The base URL requests go to; its user and password (if any) become basic auth.
     base: String,
+    /// The base URL as logged: without the password.
+    shown: String,
     http: reqwest::Client,
 }
 
 impl Endpoint {
     pub fn new(url: &Url, http: reqwest::Client) -> Self {
+        let mut shown = url.clone();
+        if shown.password().is_some() {
+            let _ = shown.set_password(Some("REDACTED"));
+        }
         Self {
             base: url.as_str().trim_end_matches('/').to_owned(),
+            shown: shown.as_str().trim_end_matches('/').to_owned(),
             http,
         }
     }
@@ -40,15 +49,17 @@ impl Endpoint {
         loop {
             let batch = batches.borrow_and_update().clone();
             if let Some(body) = batch {
-                match self.post(&body).await {
+                let posted = self.post(&body).await;
+                metrics::record_alertmanager_post(posted.is_ok());
+                match posted {
                     Ok(()) => {
                         if failing {
-                            tracing::info!(alertmanager = %self.base, "Alertmanager reachable again");
+                            tracing::info!(alertmanager = %self.shown, "Alertmanager reachable again");
                             failing = false;
                         }
                         if let Err(error) = self.mirror_silences(&store).await {
                             tracing::warn!(
-                                alertmanager = %self.base,
+                                alertmanager = %self.shown,
                                 error = format!("{error:#}"),
                                 "reading Alertmanager's silences failed"
                             );
@@ -58,7 +69,7 @@ impl Endpoint {
                         // Said once per outage, not on every retry.
                         if !failing {
                             tracing::warn!(
-                                alertmanager = %self.base,
+                                alertmanager = %self.shown,
                                 error = format!("{error:#}"),
                                 "sending alerts to Alertmanager failed; retrying"
                             );
@@ -86,6 +97,8 @@ impl Endpoint {
             .body(body.clone())
             .send()
             .await
+            // Its URL may hold a password.
+            .map_err(reqwest::Error::without_url)
             .context("Failed to post to /api/v2/alerts")?;
         let status = response.status();
         if !status.is_success() {
@@ -142,9 +155,13 @@ impl Endpoint {
             .get(url)
             .send()
             .await
+            .map_err(reqwest::Error::without_url)
             .with_context(|| format!("Failed to get {path}"))?;
         let status = response.status();
-        let bytes = response.bytes().await?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(reqwest::Error::without_url)?;
         if !status.is_success() {
             anyhow::bail!(
                 "{path} answered {status}: {}",

@@ -18,6 +18,7 @@ use reqwest::Url;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::http::metrics;
 use crate::store::Store;
 use crate::store::event_feed::{EventFeed, RecvError, Subscription};
 use crate::store::events::EventKind;
@@ -122,6 +123,7 @@ pub async fn run(store: Store, feed: Arc<EventFeed>, settings: Settings) {
                 false
             }
         };
+        metrics::set_alertmanager_sender(holding);
         if !holding {
             if was_holding {
                 tracing::info!("another process sends to Alertmanager now");

@@ -18,11 +18,18 @@ use crate::helpers::{TestApp, http_client, serve_args};
 
 /// An Alertmanager process on loopback; killed, its directory removed, when dropped.
 struct Alertmanager {
+    /// With the credentials when it requires them.
     url: String,
+    port: u16,
     child: Child,
     dir: PathBuf,
     http: reqwest::Client,
 }
+
+/// The password of an Alertmanager behind basic auth, and its bcrypt hash for Alertmanager's
+/// web config (`crypt(3)` with a `$2b$04$` salt).
+const PASSWORD: &str = "s3cret-pass";
+const PASSWORD_BCRYPT: &str = "$2b$04$HdazJw/Fz5UAPCC1TjBRsOedUa5FOr2bSqgviWObVDShcafOFllvi";
 
 const CONFIG: &str = "route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n";
 
@@ -38,13 +45,30 @@ impl Alertmanager {
     /// Starts with `config` as its alertmanager.yml; panics if it does not get ready (as with
     /// a configuration it refuses).
     async fn start_with(port: u16, config: &str) -> Self {
+        Self::start_guarded(port, config, None).await
+    }
+
+    /// Starts requiring basic auth of user `nexus` with [`PASSWORD`] when `guarded`.
+    async fn start_guarded(port: u16, config: &str, guarded: Option<()>) -> Self {
         let bin = std::env::var("NEXUS_ALERTMANAGER_BIN")
             .unwrap_or_else(|_| "/usr/bin/prometheus-alertmanager".into());
         let dir = std::env::temp_dir().join(format!("nexus-alertmanager-{}", uuid::Uuid::new_v4()));
         std::fs::create_dir_all(&dir).expect("alertmanager directory");
         std::fs::write(dir.join("alertmanager.yml"), config).expect("alertmanager config");
         let log = std::fs::File::create(dir.join("log")).expect("alertmanager log");
-        let child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        if guarded.is_some() {
+            std::fs::write(
+                dir.join("web.yml"),
+                format!("basic_auth_users:\n  nexus: {PASSWORD_BCRYPT}\n"),
+            )
+            .expect("web config");
+            command.arg(format!(
+                "--web.config.file={}",
+                dir.join("web.yml").display()
+            ));
+        }
+        let child = command
             .arg(format!(
                 "--config.file={}",
                 dir.join("alertmanager.yml").display()
@@ -58,8 +82,10 @@ impl Alertmanager {
             .unwrap_or_else(|error| {
                 panic!("cannot start {bin} ({error}); run scripts/alertmanager (or scripts/test)")
             });
+        let credentials = guarded.map_or(String::new(), |()| format!("nexus:{PASSWORD}@"));
         let alertmanager = Self {
-            url: format!("http://127.0.0.1:{port}"),
+            url: format!("http://{credentials}127.0.0.1:{port}"),
+            port,
             child,
             dir,
             http: http_client(),
@@ -516,5 +542,97 @@ async fn the_alertmanager_yml_of_the_docs_is_one_alertmanager_runs_with() {
     assert!(
         original.contains("receiver: on-call") && original.contains("- alertname"),
         "Alertmanager runs another configuration: {original}"
+    );
+}
+
+#[tokio::test]
+async fn an_alertmanager_behind_basic_auth_gets_the_alerts_and_its_password_is_never_logged() {
+    let alertmanager = Alertmanager::start_guarded(free_port(), CONFIG, Some(())).await;
+    let unguarded = http_client()
+        .get(format!(
+            "http://127.0.0.1:{}/api/v2/alerts",
+            alertmanager.port
+        ))
+        .send()
+        .await
+        .expect("Alertmanager answers");
+    assert_eq!(
+        unguarded.status(),
+        401,
+        "this Alertmanager must require its password"
+    );
+    let down = format!("http://nexus:{PASSWORD}@127.0.0.1:{}", free_port());
+    let database_url = crate::helpers::fresh_database().await;
+    let mut server = Command::new(env!("CARGO_BIN_EXE_nexus-telemetry"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args([
+            "--alertmanager-url",
+            &alertmanager.url,
+            "--alertmanager-url",
+            &down,
+        ])
+        .args(["--alertmanager-resend-interval-seconds", "1"])
+        .env("DATABASE_URL", &database_url)
+        .env("NEXUS_LOG", "debug")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(alertmanager.dir.join("server.log")).expect("log file"))
+        .spawn()
+        .expect("the server starts");
+    let db = crate::helpers::connect(&database_url).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let host: i64 = loop {
+        // The server migrates the database first.
+        if let Ok(row) = db
+            .query_one(
+                "INSERT INTO hosts (name, slug) VALUES ('web-6', 'web-6') RETURNING id",
+                &[],
+            )
+            .await
+        {
+            break row.get(0);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not migrate the database"
+        );
+        sleep(Duration::from_millis(200)).await;
+    };
+    let rule_id: i64 = db
+        .query_one(
+            "SELECT id FROM alert_rules WHERE name = 'host offline'",
+            &[],
+        )
+        .await
+        .expect("the default rule")
+        .get(0);
+    db.execute(
+        "INSERT INTO alerts (rule_id, host_id, fingerprint, state, pending_since, started_at)
+         VALUES ($1, $2, 'f', 'firing', now(), now())",
+        &[&rule_id, &host],
+    )
+    .await
+    .expect("alert written");
+    alertmanager
+        .wait_for_alert(rule_id, host, Duration::from_secs(15))
+        .await;
+
+    let log_path = alertmanager.dir.join("server.log");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("sending alerts to Alertmanager failed")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the unreachable Alertmanager was never reported"
+        );
+        sleep(Duration::from_millis(200)).await;
+    }
+    let _ = server.kill();
+    let _ = server.wait();
+    let log = std::fs::read_to_string(&log_path).expect("the server's log");
+    assert!(
+        !log.contains(PASSWORD),
+        "the password reached the log:\n{log}"
     );
 }
