@@ -636,3 +636,36 @@ async fn an_alertmanager_behind_basic_auth_gets_the_alerts_and_its_password_is_n
         "the password reached the log:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn an_alertmanager_that_never_answers_does_not_delay_the_others() {
+    // Accepts connections and reads nothing: each post to it waits for its 10 s timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a silent listener");
+    let silent_url = format!("http://{}", silent.local_addr().expect("its address"));
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((connection, _)) = silent.accept().await {
+            connections.push(connection);
+        }
+    });
+    let alertmanager = Alertmanager::start().await;
+    // The silent one first: a sender posting in turn would reach the other 10 s late.
+    let app = TestApp::spawn_with(&[
+        "--alertmanager-url",
+        &silent_url,
+        "--alertmanager-url",
+        &alertmanager.url,
+    ])
+    .await;
+    let host = app.create_host("web-7").await;
+    wait_for_a_sender(&app).await;
+    // The first rounds are stuck on the silent one now.
+    sleep(Duration::from_secs(1)).await;
+    let (_, rule_id) = fire(&app, "host offline", host, None, Utc::now()).await;
+    alertmanager
+        .wait_for_alert(rule_id, host, Duration::from_secs(5))
+        .await;
+    held.abort();
+}
