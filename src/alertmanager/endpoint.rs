@@ -18,8 +18,9 @@ use crate::http::metrics;
 use crate::store::Store;
 use crate::store::alertmanager::AlertSubject;
 
-/// The latest body to post; `None` while this process does not hold the sender's lease.
-pub type Batches = watch::Receiver<Option<Arc<Bytes>>>;
+/// The latest round's bodies to post, in turn; `None` while this process does not hold the
+/// sender's lease.
+pub type Batches = watch::Receiver<Option<Arc<Vec<Bytes>>>>;
 
 pub struct Endpoint {
     /// The base URL requests go to; its user and password (if any) become basic auth.
@@ -48,8 +49,8 @@ impl Endpoint {
         let mut failing = false;
         loop {
             let batch = batches.borrow_and_update().clone();
-            if let Some(body) = batch {
-                let posted = self.post(&body).await;
+            if let Some(bodies) = batch {
+                let posted = self.post_all(&bodies).await;
                 metrics::record_alertmanager_post(posted.is_ok());
                 match posted {
                     Ok(()) => {
@@ -87,6 +88,13 @@ impl Endpoint {
                 return;
             }
         }
+    }
+
+    async fn post_all(&self, bodies: &[Bytes]) -> anyhow::Result<()> {
+        for body in bodies {
+            self.post(body).await?;
+        }
+        Ok(())
     }
 
     async fn post(&self, body: &Bytes) -> anyhow::Result<()> {

@@ -152,8 +152,8 @@ pub async fn run(store: Store, feed: Arc<EventFeed>, settings: Settings) {
     }
 }
 
-/// The body of one round: every alert to send, as of now.
-async fn batch(store: &Store, settings: &Settings) -> anyhow::Result<Bytes> {
+/// The bodies of one round: every alert to send, as of now.
+async fn batch(store: &Store, settings: &Settings) -> anyhow::Result<Vec<Bytes>> {
     let alerts = store
         .alerts_to_send(RESOLVE_RETENTION)
         .await
@@ -165,7 +165,7 @@ async fn batch(store: &Store, settings: &Settings) -> anyhow::Result<Bytes> {
         .iter()
         .map(|alert| payload::postable(alert, firing_until, &settings.public_url))
         .collect();
-    Ok(serde_json::to_vec(&postable)?.into())
+    Ok(payload::bodies(&postable)?)
 }
 
 /// Returns when the event feed shows an alert firing or resolving (after taking in the

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
@@ -30,6 +31,22 @@ const OUR_LABELS: [&str; 7] = [
     "container_id",
     "rule_id",
 ];
+
+/// Most alerts in one post: a fleet-wide outage (thousands of hosts offline) is sent in bodies
+/// of a few hundred KiB rather than one of megabytes (Prometheus posts 64 at a time).
+pub const MAX_ALERTS_PER_POST: usize = 500;
+
+/// The JSON bodies that post `alerts`, [`MAX_ALERTS_PER_POST`] at most each; one empty list
+/// when there are none (the post still shows Alertmanager reachable, and its silences are read).
+pub fn bodies(alerts: &[PostableAlert]) -> serde_json::Result<Vec<Bytes>> {
+    if alerts.is_empty() {
+        return Ok(vec![Bytes::from_static(b"[]")]);
+    }
+    alerts
+        .chunks(MAX_ALERTS_PER_POST)
+        .map(|chunk| serde_json::to_vec(chunk).map(Bytes::from))
+        .collect()
+}
 
 /// `{public_url}/api/v1/alerts/{id}`: where the alert is read in our API.
 pub fn alert_link(public_url: &str, id: i64) -> String {
@@ -214,5 +231,26 @@ mod tests {
             "the rule's name stands in"
         );
         assert!(!posted.annotations.contains_key("value"));
+    }
+
+    #[test]
+    fn a_round_is_posted_in_bodies_of_at_most_500_alerts() {
+        let one = postable(&alert(), Utc::now(), "http://nexus:8080");
+        let many = vec![one; 2 * MAX_ALERTS_PER_POST + 1];
+        let sizes: Vec<usize> = bodies(&many)
+            .unwrap()
+            .iter()
+            .map(|body| {
+                serde_json::from_slice::<Vec<serde_json::Value>>(body)
+                    .unwrap()
+                    .len()
+            })
+            .collect();
+        assert_eq!(sizes, [MAX_ALERTS_PER_POST, MAX_ALERTS_PER_POST, 1]);
+        assert_eq!(
+            bodies(&[]).unwrap(),
+            [Bytes::from_static(b"[]")],
+            "nothing to send is one empty list"
+        );
     }
 }
