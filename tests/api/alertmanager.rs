@@ -34,8 +34,9 @@ const PASSWORD_BCRYPT: &str = "$2b$04$HdazJw/Fz5UAPCC1TjBRsOedUa5FOr2bSqgviWObVD
 const CONFIG: &str = "route:\n  receiver: nobody\nreceivers:\n  - name: nobody\n";
 
 impl Alertmanager {
+    /// On a port of its own choosing (read from its log, so it is this process that answers).
     async fn start() -> Self {
-        Self::start_on(free_port()).await
+        Self::start_on(0).await
     }
 
     async fn start_on(port: u16) -> Self {
@@ -68,7 +69,7 @@ impl Alertmanager {
                 dir.join("web.yml").display()
             ));
         }
-        let child = command
+        let mut child = command
             .arg(format!(
                 "--config.file={}",
                 dir.join("alertmanager.yml").display()
@@ -82,6 +83,31 @@ impl Alertmanager {
             .unwrap_or_else(|error| {
                 panic!("cannot start {bin} ({error}); run scripts/alertmanager (or scripts/test)")
             });
+        // The address it listens on, from its log: port 0 becomes the kernel's pick, and a
+        // fixed port taken meanwhile by someone else is an error here, not a stranger answering.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            let log = std::fs::read_to_string(dir.join("log")).unwrap_or_default();
+            if let Some(port) = log
+                .lines()
+                .filter(|line| line.contains("msg=\"Listening on\""))
+                .find_map(|line| {
+                    line.rsplit("address=127.0.0.1:")
+                        .next()?
+                        .trim()
+                        .parse()
+                        .ok()
+                })
+            {
+                break port;
+            }
+            let exited = child.try_wait().expect("Alertmanager's status");
+            assert!(
+                exited.is_none() && Instant::now() < deadline,
+                "Alertmanager did not start listening ({exited:?}): {log}"
+            );
+            sleep(Duration::from_millis(50)).await;
+        };
         let credentials = guarded.map_or(String::new(), |()| format!("nexus:{PASSWORD}@"));
         let alertmanager = Self {
             url: format!("http://{credentials}127.0.0.1:{port}"),
@@ -547,7 +573,7 @@ async fn the_alertmanager_yml_of_the_docs_is_one_alertmanager_runs_with() {
 
 #[tokio::test]
 async fn an_alertmanager_behind_basic_auth_gets_the_alerts_and_its_password_is_never_logged() {
-    let alertmanager = Alertmanager::start_guarded(free_port(), CONFIG, Some(())).await;
+    let alertmanager = Alertmanager::start_guarded(0, CONFIG, Some(())).await;
     let unguarded = http_client()
         .get(format!(
             "http://127.0.0.1:{}/api/v2/alerts",
