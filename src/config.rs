@@ -162,6 +162,7 @@ pub struct ServeArgs {
     /// user and password in the URL are sent as basic auth; the password is never logged
     #[arg(
         long = "alertmanager-url",
+        value_name = "URL",
         env = "NEXUS_ALERTMANAGER_URL",
         value_delimiter = ',',
         hide_env_values = true
