@@ -1,10 +1,12 @@
 //! The server's periodic work: liveness detection, the data's lifecycle, the read replica's lag,
-//! and forgetting idle rate-limit state. Every task is safe to run in several server processes at once.
+//! forgetting idle rate-limit state, and sending alerts to Alertmanager. Every task is safe to
+//! run in several server processes at once (the sender by its lease).
 
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+use crate::alertmanager;
 use crate::api::AppState;
 use crate::domain::liveness::check_interval;
 use crate::store::lifecycle::{Edition, Lifecycle};
@@ -14,10 +16,11 @@ const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
 const RETENTION_RETRY: Duration = Duration::from_secs(30);
 
 /// What the periodic tasks need to know.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Schedule {
     pub heartbeat_timeout: Duration,
     pub lifecycle: Lifecycle,
+    pub alertmanager: alertmanager::Settings,
 }
 
 /// Running tasks; they stop when this is dropped.
@@ -37,6 +40,11 @@ pub fn spawn(state: AppState, schedule: Schedule) -> Tasks {
         )),
         tokio::spawn(keep_lifecycle(state.clone(), schedule.lifecycle)),
         tokio::spawn(state.reads.clone().probe_forever()),
+        tokio::spawn(alertmanager::run(
+            state.store.clone(),
+            state.event_feed.clone(),
+            schedule.alertmanager,
+        )),
         tokio::spawn(forget_idle_limits(state)),
     ])
 }

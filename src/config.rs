@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::alertmanager;
 use crate::domain::snapshot::SkewWindow;
 use crate::store::DbSettings;
 use crate::store::ingest_queue::BatchLimits;
@@ -155,6 +156,30 @@ pub struct ServeArgs {
     /// part of them cached; the rest take the full path (a lookup and a compare)
     #[arg(long, env = "NEXUS_CONTAINER_CACHE_MIB", default_value_t = crate::store::container_cache::DEFAULT_MIB)]
     pub container_cache_mib: u64,
+    /// Base URL of a Prometheus Alertmanager to send alerts to (`/api/v2/alerts` is added),
+    /// e.g. `http://alertmanager:9093`; repeat the flag (or comma-separate the variable's
+    /// values) for several. None: alerts are not sent to Alertmanager (docs/alerts.md). A
+    /// user and password in the URL are sent as basic auth; the password is never logged
+    #[arg(
+        long = "alertmanager-url",
+        value_name = "URL",
+        env = "NEXUS_ALERTMANAGER_URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub alertmanager_urls: Vec<reqwest::Url>,
+    /// Seconds between re-sends of the firing alerts to Alertmanager; each is sent to end 4
+    /// intervals later unless re-sent (as Prometheus does)
+    #[arg(
+        long,
+        env = "NEXUS_ALERTMANAGER_RESEND_INTERVAL_SECONDS",
+        default_value_t = 60
+    )]
+    pub alertmanager_resend_interval_seconds: u64,
+    /// This server's URL as people reach it, for the links in alerts (e.g.
+    /// `https://telemetry.example.com`). Default: `http://` and the listening address
+    #[arg(long, env = "NEXUS_PUBLIC_URL", value_parser = http_url)]
+    pub public_url: Option<String>,
     /// Log format
     #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -181,11 +206,33 @@ impl ServeArgs {
         }
     }
 
+    /// The Alertmanager sender's settings; links use `local_addr` when no public URL is set.
+    pub fn alertmanager(&self, local_addr: std::net::SocketAddr) -> alertmanager::Settings {
+        alertmanager::Settings {
+            urls: self.alertmanager_urls.clone(),
+            resend_interval: Duration::from_secs(self.alertmanager_resend_interval_seconds.max(1)),
+            public_url: self
+                .public_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{local_addr}")),
+            holder: alertmanager::new_holder(),
+        }
+    }
+
     pub fn skew(&self) -> SkewWindow {
         SkewWindow {
             past: chrono::Duration::seconds(self.skew_past_seconds.into()),
             future: chrono::Duration::seconds(self.skew_future_seconds.into()),
         }
+    }
+}
+
+/// An `http(s)://` URL, kept as written (a parsed `Url` would weigh every command's arguments).
+fn http_url(text: &str) -> Result<String, String> {
+    match reqwest::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") => Ok(text.to_owned()),
+        Ok(_) => Err("must be an http:// or https:// URL".into()),
+        Err(error) => Err(error.to_string()),
     }
 }
 

@@ -4,8 +4,10 @@
 //! - [`domain`]: validated types and the rules of the contract, free of I/O;
 //! - [`store`]: SQL and transactions against PostgreSQL/TimescaleDB;
 //! - [`background`]: periodic work (liveness, the data's lifecycle);
+//! - [`alertmanager`]: delivery of alerts to Prometheus Alertmanager;
 //! - [`cli`], [`config`], [`startup`]: the binary's commands and how the app is assembled.
 
+pub mod alertmanager;
 pub mod api;
 pub mod background;
 pub mod cli;

@@ -110,6 +110,7 @@ impl Application {
             schedule: Schedule {
                 heartbeat_timeout: Duration::from_secs(config.heartbeat_timeout_seconds),
                 lifecycle: config.lifecycle(),
+                alertmanager: config.alertmanager(local_addr),
             },
             local_addr,
         })
@@ -122,8 +123,10 @@ impl Application {
 
     /// Serves until `shutdown` resolves, then lets in-flight requests finish.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<()> {
+        let store = self.state.store.clone();
+        let alertmanager = self.schedule.alertmanager.clone();
         // Stopped (dropped) when the server returns.
-        let _tasks = background::spawn(self.state.clone(), self.schedule);
+        let tasks = background::spawn(self.state.clone(), self.schedule);
         let listener = self
             .state
             .store
@@ -139,6 +142,9 @@ impl Application {
             )
             .await;
         listener.abort();
+        drop(tasks);
+        // Another process sends from now on, not once the lease has expired.
+        crate::alertmanager::release(&store, &alertmanager).await;
         result
     }
 }

@@ -36,7 +36,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Apply migrations (unless --no-migrate), then serve the HTTP API
-    Serve(ServeArgs),
+    // Boxed: the server's settings outweigh every other command's.
+    Serve(Box<ServeArgs>),
     /// Apply the database migrations and exit
     Migrate(DbArgs),
     /// Print the OpenAPI document (YAML; JSON with --json)
@@ -79,7 +80,7 @@ pub async fn run(cli: Cli) -> ExitCode {
 
 async fn execute(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(args) => serve(args).await,
+        Command::Serve(args) => serve(*args).await,
         Command::Migrate(db) => {
             init_logging(LogFormat::Human);
             Store::new(&db.settings())?.migrate().await

@@ -55,6 +55,17 @@ pub fn record_fast_path_declined(why: Declined) {
     counter!("nexus_body_fast_path_declined_total", "reason" => why.label()).increment(1);
 }
 
+/// A post of alerts to an Alertmanager, by whether it got through.
+pub fn record_alertmanager_post(ok: bool) {
+    let result = if ok { "ok" } else { "error" };
+    counter!("nexus_alertmanager_posts_total", "result" => result).increment(1);
+}
+
+/// Whether this process holds the Alertmanager sender's lease.
+pub fn set_alertmanager_sender(holding: bool) {
+    gauge!("nexus_alertmanager_sender").set(if holding { 1.0 } else { 0.0 });
+}
+
 /// What the in-memory indexes hold right now.
 pub struct Caches {
     pub tokens: usize,

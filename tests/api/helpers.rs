@@ -46,7 +46,7 @@ pub fn serve_args(database_url: &str, extra: &[&str]) -> ServeArgs {
         .expect("valid test arguments")
         .command
     {
-        Command::Serve(args) => args,
+        Command::Serve(args) => *args,
         _ => unreachable!(),
     }
 }

@@ -7,6 +7,7 @@ mod agent_auth;
 mod alert_cli;
 mod alert_rules;
 mod alerts_api;
+mod alertmanager;
 mod analytics_doc;
 mod cli;
 mod cli_admin;
