@@ -1,10 +1,13 @@
 //! The server's periodic work: liveness detection, the data's lifecycle, the read replica's lag,
-//! and forgetting idle rate-limit state. Every task is safe to run in several server processes at once.
+//! alert evaluation, and forgetting idle rate-limit state. Every task is safe to run in several
+//! server processes at once (alert evaluation by its lease, src/alerts/lease.rs).
 
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
+use crate::alerts::lease::process_holder_name;
+use crate::alerts::task::{EvaluationSchedule, evaluate_forever};
 use crate::api::AppState;
 use crate::domain::liveness::check_interval;
 use crate::store::lifecycle::{Edition, Lifecycle};
@@ -18,6 +21,7 @@ const RETENTION_RETRY: Duration = Duration::from_secs(30);
 pub struct Schedule {
     pub heartbeat_timeout: Duration,
     pub lifecycle: Lifecycle,
+    pub alert_evaluation: EvaluationSchedule,
 }
 
 /// Running tasks; they stop when this is dropped.
@@ -37,6 +41,11 @@ pub fn spawn(state: AppState, schedule: Schedule) -> Tasks {
         )),
         tokio::spawn(keep_lifecycle(state.clone(), schedule.lifecycle)),
         tokio::spawn(state.reads.clone().probe_forever()),
+        tokio::spawn(evaluate_forever(
+            state.store.clone(),
+            schedule.alert_evaluation,
+            process_holder_name(),
+        )),
         tokio::spawn(forget_idle_limits(state)),
     ])
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
+use crate::alerts::task::EvaluationSchedule;
 use crate::domain::snapshot::SkewWindow;
 use crate::store::DbSettings;
 use crate::store::ingest_queue::BatchLimits;
@@ -155,6 +156,19 @@ pub struct ServeArgs {
     /// part of them cached; the rest take the full path (a lookup and a compare)
     #[arg(long, env = "NEXUS_CONTAINER_CACHE_MIB", default_value_t = crate::store::container_cache::DEFAULT_MIB)]
     pub container_cache_mib: u64,
+    /// Seconds between two evaluations of the alert rules when no event arrives (new events
+    /// start one within about a second); 0 turns evaluation off in this process. One server
+    /// process evaluates at a time, the holder of a lease in the database
+    #[arg(
+        long,
+        env = "NEXUS_ALERT_EVALUATION_INTERVAL_SECONDS",
+        default_value_t = 15
+    )]
+    pub alert_evaluation_interval_seconds: u64,
+    /// Seconds a claim on the alert evaluator's lease lasts: another process takes over within
+    /// this plus a quarter of it (at most 5 s) after the evaluating one dies
+    #[arg(long, env = "NEXUS_ALERT_LEASE_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub alert_lease_seconds: u64,
     /// Log format
     #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -178,6 +192,14 @@ impl ServeArgs {
             event_retention: days(self.event_retention_days),
             chunk_interval: Duration::from_secs(self.chunk_hours.max(1) * 3600),
             late_data: Duration::from_secs(self.skew_past_seconds.into()),
+        }
+    }
+
+    pub fn alert_evaluation(&self) -> EvaluationSchedule {
+        EvaluationSchedule {
+            interval: (self.alert_evaluation_interval_seconds > 0)
+                .then(|| Duration::from_secs(self.alert_evaluation_interval_seconds)),
+            lease_ttl: Duration::from_secs(self.alert_lease_seconds),
         }
     }
 

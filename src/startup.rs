@@ -110,6 +110,7 @@ impl Application {
             schedule: Schedule {
                 heartbeat_timeout: Duration::from_secs(config.heartbeat_timeout_seconds),
                 lifecycle: config.lifecycle(),
+                alert_evaluation: config.alert_evaluation(),
             },
             local_addr,
         })

@@ -22,6 +22,11 @@ fn handle() -> &'static PrometheusHandle {
                 INGEST_BUCKETS,
             )
             .expect("valid buckets")
+            .set_buckets_for_metric(
+                Matcher::Full("nexus_alert_evaluation_duration_seconds".into()),
+                INGEST_BUCKETS,
+            )
+            .expect("valid buckets")
             .build_recorder();
         let handle = recorder.handle();
         // Another recorder may exist when the app is embedded; then this one stays local.
@@ -53,6 +58,13 @@ pub fn record_dropped_containers(count: usize) {
 /// A body the telemetry payload's reader left to the `Value` path, by why.
 pub fn record_fast_path_declined(why: Declined) {
     counter!("nexus_body_fast_path_declined_total", "reason" => why.label()).increment(1);
+}
+
+/// One alert evaluation cycle of this process (the lease holder): its time, start to commit,
+/// and the alerts firing after it.
+pub fn record_alert_evaluation(duration: Duration, firing: i64) {
+    histogram!("nexus_alert_evaluation_duration_seconds").record(duration.as_secs_f64());
+    gauge!("nexus_alerts_firing").set(firing as f64);
 }
 
 /// What the in-memory indexes hold right now.

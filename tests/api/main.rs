@@ -4,6 +4,7 @@
 mod admin_hosts;
 mod admin_tokens;
 mod agent_auth;
+mod alert_evaluation;
 mod analytics_doc;
 mod cli;
 mod cli_admin;
