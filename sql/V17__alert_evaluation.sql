@@ -38,3 +38,9 @@ CREATE INDEX containers_oom_killed_idx ON containers (host_id)
 -- Restart and OOM events within a rule's window, by time (the events hypertable's chunks are
 -- weeks long and hold every kind).
 CREATE INDEX events_restarts_idx ON events (at) WHERE kind IN ('restarted', 'oom_killed');
+
+-- `host_events` keeps meaning what it did before the feed (sql/V13__events.sql): host liveness
+-- transitions. An alert about a host has no container either, and would otherwise show in it.
+CREATE OR REPLACE VIEW host_events AS
+SELECT id, host_id, kind, at FROM events
+WHERE container_id IS NULL AND kind IN ('online', 'offline', 'recovered');
