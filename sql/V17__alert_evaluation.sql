@@ -9,17 +9,6 @@ RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         rule_id::text || '/' || host_id::text || '/' || coalesce(container_id, ''), 'UTF8')), 'hex')
 $$;
 
--- Whether `value` breaks a metric_threshold rule's `operator` `threshold` (NULL: no reading).
-CREATE FUNCTION alert_breaches(value double precision, operator text, threshold double precision)
-RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE operator
-        WHEN '>' THEN value > threshold
-        WHEN '>=' THEN value >= threshold
-        WHEN '<' THEN value < threshold
-        WHEN '<=' THEN value <= threshold
-    END
-$$;
-
 -- A counter's rate between two samples; NULL across a reset (the counter went down) or without
 -- a previous sample.
 CREATE FUNCTION alert_counter_rate(value bigint, previous bigint, seconds double precision)
