@@ -1,8 +1,10 @@
 //! What each rule kind finds: one set-based query per kind over every host in the rules' scopes
 //! (docs/alerts.md#evaluation has the exact semantics). A cycle runs only the branches its
 //! enabled rules need, as one statement whose rows are the findings:
-//! `(rule_id, host_id, container_id, value, since)`, `since` being when the data says the
-//! condition started to hold (metric_threshold only; NULL: from when the evaluator first saw it).
+//! `(rule_id, host_id, container_id, value, since, exact)`, `since` being when the data says the
+//! condition started to hold (metric_threshold only; NULL: from when the evaluator first saw it),
+//! `exact` whether the data shows when (a reading that did not break the rule precedes it) or
+//! only that it held at least since then (every reading in the window broke it).
 
 /// The hosts a rule covers (`r` a rule, `h` a host): not archived, and in `host_ids` and/or
 /// matching the `host_labels` selector when those are set.
@@ -141,13 +143,13 @@ impl Branch {
     fn sql(self) -> String {
         match self {
             Branch::HostOffline => format!(
-                "SELECT r.id, h.id, NULL::text, NULL::double precision, NULL::timestamptz
+                "SELECT r.id, h.id, NULL::text, NULL::double precision, NULL::timestamptz, NULL::boolean
     FROM rules r JOIN hosts h ON {SCOPE}
     WHERE r.kind = 'host_offline' AND h.status = 'offline'"
             ),
             // "Seen running": the feed holds a change of state away from `running`.
             Branch::ContainerNotRunning => format!(
-                "SELECT r.id, h.id, c.container_id, c.exit_code::double precision, NULL::timestamptz
+                "SELECT r.id, h.id, c.container_id, c.exit_code::double precision, NULL::timestamptz, NULL::boolean
     FROM rules r JOIN hosts h ON {SCOPE}
     JOIN containers c ON c.host_id = h.id
     WHERE r.kind = 'container_not_running'
@@ -158,7 +160,7 @@ impl Branch {
                     AND e.kind = 'state_changed' AND e.from_value = 'running')"
             ),
             Branch::ContainerUnhealthy => format!(
-                "SELECT r.id, h.id, c.container_id, NULL::double precision, NULL::timestamptz
+                "SELECT r.id, h.id, c.container_id, NULL::double precision, NULL::timestamptz, NULL::boolean
     FROM rules r JOIN hosts h ON {SCOPE}
     JOIN containers c ON c.host_id = h.id
     WHERE r.kind = 'container_unhealthy'
@@ -167,7 +169,8 @@ impl Branch {
             // Each `restarted` event counts its increase of the restart count.
             Branch::ContainerRestarting => format!(
                 "SELECT r.id, h.id, e.container_id,
-           sum(e.to_value::bigint - e.from_value::bigint)::double precision, NULL::timestamptz
+           sum(e.to_value::bigint - e.from_value::bigint)::double precision, NULL::timestamptz,
+           NULL::boolean
     FROM rules r JOIN hosts h ON {SCOPE}
     JOIN events e ON e.host_id = h.id
     JOIN containers c ON c.host_id = e.host_id AND c.container_id = e.container_id
@@ -180,7 +183,7 @@ impl Branch {
     HAVING sum(e.to_value::bigint - e.from_value::bigint) >= r.restarts"
             ),
             Branch::ContainerOomKilled => format!(
-                "SELECT r.id, h.id, c.container_id, NULL::double precision, NULL::timestamptz
+                "SELECT r.id, h.id, c.container_id, NULL::double precision, NULL::timestamptz, NULL::boolean
     FROM rules r JOIN hosts h ON {SCOPE}
     JOIN containers c ON c.host_id = h.id
     WHERE r.kind = 'container_oom_killed' AND c.removed_at IS NULL
@@ -252,14 +255,16 @@ fn metric_sql(subject: Subject, resolution: Resolution, rate: bool) -> String {
                coalesce(max(t) FILTER (WHERE NOT breach), '-infinity') AS last_ok
         FROM judged
         GROUP BY rule_id, host_id, container_id
-        HAVING max(t) FILTER (WHERE breach)
+            HAVING max(t) FILTER (WHERE breach)
                > coalesce(max(t) FILTER (WHERE NOT breach), '-infinity')
     )
     SELECT j.rule_id, j.host_id, j.container_id,
-           (array_agg(j.value ORDER BY j.t DESC))[1], min(j.t)
-    FROM holding s
-    JOIN judged j ON j.rule_id = s.rule_id AND j.host_id = s.host_id
-                 AND j.container_id IS NOT DISTINCT FROM s.container_id AND j.t > s.last_ok
+           (array_agg(j.value ORDER BY j.t DESC))[1], min(j.t),
+           bool_or(s.last_ok > '-infinity')
+    FROM judged j
+    JOIN holding s ON s.rule_id = j.rule_id AND s.host_id = j.host_id
+                  AND coalesce(s.container_id, '') = coalesce(j.container_id, '')
+    WHERE j.t > s.last_ok
     GROUP BY j.rule_id, j.host_id, j.container_id
 ) metric"
     )

@@ -18,19 +18,24 @@ use crate::store::Store;
 const ENABLED_RULES: &str =
     "SELECT kind, metric, for_seconds FROM alert_rules WHERE enabled ORDER BY id";
 
-/// Moves the open alerts to what the findings (`$1`..`$5`, one element per finding) say, and
+/// Moves the open alerts to what the findings (`$1`..`$6`, one element per finding) say, and
 /// opens alerts for new findings; one row per alert whose state or value changed:
 /// `(id, host_id, container_id, state before (NULL: new), state now)`.
 ///
 /// A finding's `since` (when the data says the condition began; NULL: unknown) stands in for
 /// `pending_since`, so a metric whose samples already broke the rule for `for` fires at once.
+/// When `since` is only a bound (`exact` false: every reading in the window broke the rule),
+/// a pending alert keeps the earlier of it and its own `pending_since`: sparse samples then
+/// never push the start forward as the window slides.
 const TRANSITIONS: &str = "
 WITH found AS (
     SELECT f.rule_id, f.host_id, f.container_id, f.value,
            -- (least() skips NULLs: an unknown `since` must stay unknown)
-           CASE WHEN f.since IS NOT NULL THEN least(f.since, now()) END AS since, r.for_seconds
+           CASE WHEN f.since IS NOT NULL THEN least(f.since, now()) END AS since,
+           f.exact, r.for_seconds
     FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::double precision[],
-                $5::timestamptz[]) AS f (rule_id, host_id, container_id, value, since)
+                $5::timestamptz[], $6::boolean[])
+        AS f (rule_id, host_id, container_id, value, since, exact)
     JOIN alert_rules r ON r.id = f.rule_id
 ),
 open AS (
@@ -39,12 +44,13 @@ open AS (
 ),
 matched AS (
     SELECT o.*, f.value AS found_value,
-           CASE WHEN o.state = 'pending' THEN coalesce(f.since, o.pending_since)
-                ELSE o.pending_since END AS held_since,
+           CASE WHEN o.state <> 'pending' OR f.since IS NULL THEN o.pending_since
+                WHEN f.exact THEN f.since
+                ELSE least(f.since, o.pending_since) END AS held_since,
            f.for_seconds
     FROM open o
     JOIN found f ON f.rule_id = o.rule_id AND f.host_id = o.host_id
-                AND f.container_id IS NOT DISTINCT FROM o.container_id
+                AND coalesce(f.container_id, '') = coalesce(o.container_id, '')
 ),
 resolved AS (
     UPDATE alerts a SET state = 'resolved', resolved_at = now()
@@ -83,7 +89,7 @@ created AS (
                                <= now() - make_interval(secs => f.for_seconds) AS fires) x
     WHERE NOT EXISTS (SELECT 1 FROM open o
                       WHERE o.rule_id = f.rule_id AND o.host_id = f.host_id
-                        AND o.container_id IS NOT DISTINCT FROM f.container_id)
+                        AND coalesce(o.container_id, '') = coalesce(f.container_id, ''))
     ORDER BY f.rule_id, f.host_id, f.container_id
     RETURNING id, host_id, container_id, NULL::text AS was, state AS now_state
 )
@@ -141,6 +147,7 @@ struct Findings {
     container_ids: Vec<Option<String>>,
     values: Vec<Option<f64>>,
     since: Vec<Option<DateTime<Utc>>>,
+    exact: Vec<Option<bool>>,
 }
 
 impl Evaluator {
@@ -171,6 +178,11 @@ impl Evaluator {
             transaction.rollback().await?;
             return Ok(Cycle::NotHolder);
         }
+        // A large fleet's metric window is hundreds of thousands of samples: aggregated in
+        // memory rather than spilled to temporary files (BENCHMARKS.md, alert evaluation).
+        transaction
+            .batch_execute("SET LOCAL work_mem = '64MB'")
+            .await?;
         let findings = find(&transaction).await?;
         let found = findings.rule_ids.len();
         let statement = transaction.prepare_cached(TRANSITIONS).await?;
@@ -183,6 +195,7 @@ impl Evaluator {
                     &findings.container_ids,
                     &findings.values,
                     &findings.since,
+                    &findings.exact,
                 ],
             )
             .await?;
@@ -214,6 +227,7 @@ async fn find(client: &impl GenericClient) -> Result<Findings, Error> {
         container_ids: Vec::new(),
         values: Vec::new(),
         since: Vec::new(),
+        exact: Vec::new(),
     };
     if branches.is_empty() {
         return Ok(findings);
@@ -226,6 +240,7 @@ async fn find(client: &impl GenericClient) -> Result<Findings, Error> {
         findings.container_ids.push(row.get(2));
         findings.values.push(row.get(3));
         findings.since.push(row.get(4));
+        findings.exact.push(row.get(5));
     }
     Ok(findings)
 }
