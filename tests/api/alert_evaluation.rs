@@ -777,3 +777,26 @@ async fn wait_for_holder(app: &TestApp, not: Option<&str>) -> String {
         tokio::time::sleep(StdDuration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn new_events_wake_the_evaluator_long_before_its_interval() {
+    let app = TestApp::spawn_with(&["--alert-evaluation-interval-seconds", "60"]).await;
+    disable_default_rules(&app).await;
+    let rule = rule(&app, "down", "container_not_running", &[]).await;
+    let (_, token) = app.host_with_token("web-01").await;
+    post(&app, &token, &snapshot_with(-2, json!({}))).await;
+    // The first cycle has run (the lease is held) and the creation's wake-up has passed.
+    wait_for_holder(&app, None).await;
+    tokio::time::sleep(StdDuration::from_secs(2)).await;
+    post(
+        &app,
+        &token,
+        &snapshot_with(-1, json!({"state": "exited", "exit_code": 1})),
+    )
+    .await;
+    let took = wait_for_states(&app, rule, &["firing"]).await;
+    assert!(
+        took < StdDuration::from_secs(5),
+        "fired {took:?} after the death, with a 60 s interval"
+    );
+}
