@@ -800,3 +800,40 @@ async fn new_events_wake_the_evaluator_long_before_its_interval() {
         "fired {took:?} after the death, with a 60 s interval"
     );
 }
+
+#[tokio::test]
+async fn an_alerts_fingerprint_is_the_sha256_of_its_rule_host_and_container() {
+    use sha2::{Digest, Sha256};
+    let app = evaluating_app().await;
+    let rule = rule(&app, "sick", "container_unhealthy", &[]).await;
+    let offline = crate::alert_evaluation::rule(&app, "offline", "host_offline", &[]).await;
+    let (host, token) = app.host_with_token("web-01").await;
+    post(
+        &app,
+        &token,
+        &snapshot_with(-1, json!({"health_status": "unhealthy"})),
+    )
+    .await;
+    app.db
+        .execute(
+            "UPDATE hosts SET status = 'offline' WHERE id = $1",
+            &[&host],
+        )
+        .await
+        .unwrap();
+    wait_for_states(&app, rule, &["firing"]).await;
+    wait_for_states(&app, offline, &["firing"]).await;
+    for (rule, container) in [(rule, "c1"), (offline, "")] {
+        let stored: String = app
+            .db
+            .query_one(
+                "SELECT fingerprint FROM alerts WHERE rule_id = $1",
+                &[&rule],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let expected = hex::encode(Sha256::digest(format!("{rule}/{host}/{container}")));
+        assert_eq!(stored, expected, "rule {rule}");
+    }
+}
