@@ -26,9 +26,11 @@ const BREACHES: &str = "CASE operator
 /// restarted the container (which clears `oom_killed` on the container's row).
 pub const OOM_EVENT_HOLD_SECONDS: u32 = 600;
 
-/// How far before a metric rule's `for` window its samples are read: the sample before the
-/// window (a rate needs two) and the start of a breach that began earlier.
-pub const METRIC_LOOKBACK_MARGIN_SECONDS: u32 = 300;
+/// How far before a metric rule's `for` window its samples are read: two 30 s samples, so the
+/// window's first rate has its previous sample and a breach that began earlier shows. Sparser
+/// series still fire: when every reading breaks the rule, a pending alert keeps its start
+/// (evaluation.rs). Every second more reads more samples per cycle (BENCHMARKS.md).
+pub const METRIC_LOOKBACK_MARGIN_SECONDS: u32 = 60;
 
 /// Longest `for` read from the raw samples; longer windows read a rollup.
 pub const RAW_MAX_FOR_SECONDS: i32 = 900;
