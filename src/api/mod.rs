@@ -84,6 +84,8 @@ type Apis = (
     admin::readings::ReadingsApi,
     admin::events::EventsApi,
     admin::auth_failures::AuthFailuresApi,
+    admin::alert_rules::AlertRulesApi,
+    admin::alerts::AlertsApi,
 );
 
 /// The OpenAPI service: the operations. Its document is published through
