@@ -1,12 +1,15 @@
 //! The server's periodic work: liveness detection, the data's lifecycle, the read replica's lag,
-//! forgetting idle rate-limit state, and sending alerts to Alertmanager. Every task is safe to
-//! run in several server processes at once (the sender by its lease).
+//! alert evaluation, sending alerts to Alertmanager, and forgetting idle rate-limit state. Every
+//! task is safe to run in several server processes at once (alert evaluation and the sender by
+//! their leases).
 
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
 
 use crate::alertmanager;
+use crate::alerts::lease::process_holder_name;
+use crate::alerts::task::{EvaluationSchedule, evaluate_forever};
 use crate::api::AppState;
 use crate::domain::liveness::check_interval;
 use crate::store::lifecycle::{Edition, Lifecycle};
@@ -21,6 +24,7 @@ pub struct Schedule {
     pub heartbeat_timeout: Duration,
     pub lifecycle: Lifecycle,
     pub alertmanager: alertmanager::Settings,
+    pub alert_evaluation: EvaluationSchedule,
 }
 
 /// Running tasks; they stop when this is dropped.
@@ -44,6 +48,11 @@ pub fn spawn(state: AppState, schedule: Schedule) -> Tasks {
             state.store.clone(),
             state.event_feed.clone(),
             schedule.alertmanager,
+        )),
+        tokio::spawn(evaluate_forever(
+            state.store.clone(),
+            schedule.alert_evaluation,
+            process_holder_name(),
         )),
         tokio::spawn(forget_idle_limits(state)),
     ])

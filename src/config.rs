@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 
 use crate::alertmanager;
+use crate::alerts::task::EvaluationSchedule;
 use crate::domain::snapshot::SkewWindow;
 use crate::store::DbSettings;
 use crate::store::ingest_queue::BatchLimits;
@@ -180,6 +181,19 @@ pub struct ServeArgs {
     /// `https://telemetry.example.com`). Default: `http://` and the listening address
     #[arg(long, env = "NEXUS_PUBLIC_URL", value_parser = http_url)]
     pub public_url: Option<String>,
+    /// Seconds between two evaluations of the alert rules when no event arrives (new events
+    /// start one within about a second); 0 turns evaluation off in this process. One server
+    /// process evaluates at a time, the holder of a lease in the database
+    #[arg(
+        long,
+        env = "NEXUS_ALERT_EVALUATION_INTERVAL_SECONDS",
+        default_value_t = 15
+    )]
+    pub alert_evaluation_interval_seconds: u64,
+    /// Seconds a claim on the alert evaluator's lease lasts: another process takes over within
+    /// this plus a quarter of it (at most 5 s) after the evaluating one dies
+    #[arg(long, env = "NEXUS_ALERT_LEASE_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub alert_lease_seconds: u64,
     /// Log format
     #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -216,6 +230,14 @@ impl ServeArgs {
                 .clone()
                 .unwrap_or_else(|| format!("http://{local_addr}")),
             holder: alertmanager::new_holder(),
+        }
+    }
+
+    pub fn alert_evaluation(&self) -> EvaluationSchedule {
+        EvaluationSchedule {
+            interval: (self.alert_evaluation_interval_seconds > 0)
+                .then(|| Duration::from_secs(self.alert_evaluation_interval_seconds)),
+            lease_ttl: Duration::from_secs(self.alert_lease_seconds),
         }
     }
 

@@ -3,11 +3,13 @@
 //! - [`api`]: the HTTP layer (routes, payloads, auth, problem details, OpenAPI);
 //! - [`domain`]: validated types and the rules of the contract, free of I/O;
 //! - [`store`]: SQL and transactions against PostgreSQL/TimescaleDB;
-//! - [`background`]: periodic work (liveness, the data's lifecycle);
+//! - [`alerts`]: evaluating the alert rules (one process at a time, by a lease);
 //! - [`alertmanager`]: delivery of alerts to Prometheus Alertmanager;
+//! - [`background`]: periodic work (liveness, the data's lifecycle, alert evaluation);
 //! - [`cli`], [`config`], [`startup`]: the binary's commands and how the app is assembled.
 
 pub mod alertmanager;
+pub mod alerts;
 pub mod api;
 pub mod background;
 pub mod cli;

@@ -111,6 +111,7 @@ impl Application {
                 heartbeat_timeout: Duration::from_secs(config.heartbeat_timeout_seconds),
                 lifecycle: config.lifecycle(),
                 alertmanager: config.alertmanager(local_addr),
+                alert_evaluation: config.alert_evaluation(),
             },
             local_addr,
         })

@@ -29,6 +29,20 @@ pub struct Cli {
     #[arg(long, conflicts_with_all = ["matrix", "lifecycle", "replica", "server_url"])]
     pub sweep: bool,
 
+    /// Measure one alert evaluation cycle instead: for each of --alert-hosts (× --containers),
+    /// a fresh database seeded with SQL and the default rules, then the server's evaluator's
+    /// cycles; reports the first cycle and the p50 of --alert-cycles after it.
+    #[arg(long, conflicts_with_all = ["matrix", "lifecycle", "replica", "server_url", "sweep"])]
+    pub alert_evaluation: bool,
+
+    /// Fleet sizes of --alert-evaluation.
+    #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000])]
+    pub alert_hosts: Vec<usize>,
+
+    /// Timed cycles of --alert-evaluation after the first (the median is reported).
+    #[arg(long, default_value_t = 9)]
+    pub alert_cycles: usize,
+
     /// Fleet sizes of --sweep.
     #[arg(long, value_delimiter = ',', default_values_t = [1_000, 10_000, 50_000, 100_000])]
     pub sweep_hosts: Vec<usize>,

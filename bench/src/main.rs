@@ -1,6 +1,7 @@
 //! `nexus-bench`: load generator and COPY baseline for `POST /agent/telemetry` (issue 6).
 //! Run through `scripts/bench`; see BENCHMARKS.md for what it measures and how.
 
+mod alert_evaluation;
 mod cli;
 mod copy_baseline;
 mod database;
@@ -38,6 +39,9 @@ async fn main() -> Result<()> {
             .database_url
             .clone()
             .context("DATABASE_URL is required")?;
+        if cli.alert_evaluation {
+            return alert_evaluation::run(&cli, &url).await;
+        }
         if cli.sweep {
             return sweep::run(&cli, &url).await;
         }

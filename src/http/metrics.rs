@@ -22,6 +22,11 @@ fn handle() -> &'static PrometheusHandle {
                 INGEST_BUCKETS,
             )
             .expect("valid buckets")
+            .set_buckets_for_metric(
+                Matcher::Full("nexus_alert_evaluation_duration_seconds".into()),
+                INGEST_BUCKETS,
+            )
+            .expect("valid buckets")
             .build_recorder();
         let handle = recorder.handle();
         // Another recorder may exist when the app is embedded; then this one stays local.
@@ -64,6 +69,13 @@ pub fn record_alertmanager_post(ok: bool) {
 /// Whether this process holds the Alertmanager sender's lease.
 pub fn set_alertmanager_sender(holding: bool) {
     gauge!("nexus_alertmanager_sender").set(if holding { 1.0 } else { 0.0 });
+}
+
+/// One alert evaluation cycle of this process (the lease holder): its time, start to commit,
+/// and the alerts firing after it.
+pub fn record_alert_evaluation(duration: Duration, firing: i64) {
+    histogram!("nexus_alert_evaluation_duration_seconds").record(duration.as_secs_f64());
+    gauge!("nexus_alerts_firing").set(firing as f64);
 }
 
 /// What the in-memory indexes hold right now.

@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::TestApp;
 
+/// These tests write alerts by hand; an evaluator would resolve them (no rule's condition holds).
+const NO_EVALUATION: [&str; 2] = ["--alert-evaluation-interval-seconds", "0"];
+
 fn nexus(app: &TestApp, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_nexus-telemetry"))
         .args(args)
@@ -30,7 +33,7 @@ fn json(app: &TestApp, args: &[&str]) -> Value {
 
 #[tokio::test]
 async fn the_cli_creates_a_rule_the_api_lists() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&NO_EVALUATION).await;
     let admin = app.admin_token().await;
     let web = app.create_host("web").await.to_string();
     let created = json(
@@ -138,7 +141,7 @@ async fn the_cli_creates_a_rule_the_api_lists() {
 
 #[tokio::test]
 async fn the_cli_refuses_a_rule_naming_each_field_as_the_api_does() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&NO_EVALUATION).await;
     let refused = nexus(
         &app,
         &[
@@ -182,7 +185,7 @@ async fn the_cli_refuses_a_rule_naming_each_field_as_the_api_does() {
 
 #[tokio::test]
 async fn the_cli_lists_acknowledges_and_silences_alerts() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&NO_EVALUATION).await;
     let host = app.create_host("web").await;
     let id: i64 = app
         .db

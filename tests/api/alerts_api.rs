@@ -8,6 +8,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, at, payload};
 
+/// These tests write alerts by hand; an evaluator would resolve them (no rule's condition holds).
+const NO_EVALUATION: [&str; 2] = ["--alert-evaluation-interval-seconds", "0"];
+
 /// The id of a default rule, by name.
 async fn rule_id(app: &TestApp, name: &str) -> i64 {
     app.db
@@ -55,7 +58,7 @@ fn ids(page: &Value) -> Vec<i64> {
 
 #[tokio::test]
 async fn the_listing_shows_what_is_open_by_default_and_the_history_on_request() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&NO_EVALUATION).await;
     let admin = app.admin_token().await;
     let host = host_with_container(&app, "web").await;
     let other = app.create_host("db").await;
@@ -154,7 +157,7 @@ async fn the_listing_shows_what_is_open_by_default_and_the_history_on_request() 
 
 #[tokio::test]
 async fn acknowledging_an_alert_writes_one_event_in_the_feed() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&NO_EVALUATION).await;
     let admin = app.admin_token().await;
     let host = host_with_container(&app, "web").await;
     let rule = rule_id(&app, "container restarting").await;
@@ -213,7 +216,7 @@ async fn acknowledging_an_alert_writes_one_event_in_the_feed() {
 
 #[tokio::test]
 async fn a_resolved_alert_cannot_be_acknowledged_or_silenced() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&NO_EVALUATION).await;
     let admin = app.admin_token().await;
     let host = app.create_host("web").await;
     let resolved = alert(
@@ -260,7 +263,7 @@ async fn a_resolved_alert_cannot_be_acknowledged_or_silenced() {
 
 #[tokio::test]
 async fn a_silence_is_set_until_a_future_time_and_cleared_by_a_past_one_or_null() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&NO_EVALUATION).await;
     let admin = app.admin_token().await;
     let host = app.create_host("web").await;
     let pending = alert(

@@ -316,14 +316,15 @@ async fn check_firing_alerts_panel(app: &TestApp) {
 async fn every_dashboard_query_runs_as_the_analyst_and_returns_rows() {
     // DATABASE_URL's cluster: the community edition in CI, where real-time aggregation shows
     // the freshly seeded rows without a refresh.
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&["--alert-evaluation-interval-seconds", "0"]).await;
     check_dashboard(&app).await;
     check_firing_alerts_panel(&app).await;
 }
 
 #[tokio::test]
 async fn every_dashboard_query_returns_rows_on_the_apache_edition_too() {
-    let app = TestApp::spawn_on_apache_edition().await;
+    let app =
+        TestApp::spawn_on_apache_edition_with(&["--alert-evaluation-interval-seconds", "0"]).await;
     check_dashboard(&app).await;
     check_firing_alerts_panel(&app).await;
 }

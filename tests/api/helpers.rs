@@ -64,10 +64,15 @@ impl TestApp {
     /// Spawns the server on a fresh database of the Apache edition's cluster
     /// (`NEXUS_APACHE_DATABASE_URL`, which `scripts/test` provisions).
     pub async fn spawn_on_apache_edition() -> Self {
+        Self::spawn_on_apache_edition_with(&[]).await
+    }
+
+    /// [`Self::spawn_on_apache_edition`] with extra `serve` flags.
+    pub async fn spawn_on_apache_edition_with(extra: &[&str]) -> Self {
         let base = std::env::var("NEXUS_APACHE_DATABASE_URL").expect(
             "NEXUS_APACHE_DATABASE_URL must point at TimescaleDB's Apache edition (run scripts/test)",
         );
-        Self::spawn_on(fresh_database_on(&base).await, &[]).await
+        Self::spawn_on(fresh_database_on(&base).await, extra).await
     }
 
     async fn spawn_on(database_url: String, extra: &[&str]) -> Self {

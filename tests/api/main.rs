@@ -5,6 +5,7 @@ mod admin_hosts;
 mod admin_tokens;
 mod agent_auth;
 mod alert_cli;
+mod alert_evaluation;
 mod alert_rules;
 mod alertmanager;
 mod alerts_api;

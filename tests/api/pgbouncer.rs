@@ -214,3 +214,31 @@ async fn through_pgbouncer_without_max_prepared_statements_concurrent_requests_f
         "a statement prepared on one server connection and run on another fails: {statuses:?}"
     );
 }
+
+#[tokio::test]
+async fn through_pgbouncer_the_alert_evaluator_takes_its_lease_and_is_woken_over_the_direct_url() {
+    let direct = fresh_database().await;
+    let bouncer = PgBouncer::start(&direct, 200).await;
+    let helper = serve_through(&bouncer.url(&direct), &direct).await;
+    helper
+        .db
+        .execute(
+            "UPDATE alert_rules SET for_seconds = 0 WHERE kind = 'container_not_running'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (_, token) = helper.host_with_token("pooled").await;
+    let running = payload(&at(Age::seconds(-2)), &[("c1", "running")]);
+    assert_eq!(helper.post_telemetry(&token, &running).await.status(), 204);
+    let exited = payload(&at(Age::seconds(-1)), &[("c1", "exited")]);
+    assert_eq!(helper.post_telemetry(&token, &exited).await.status(), 204);
+    // The evaluation interval is the default 15 s: only the LISTEN wake-up fires it sooner.
+    wait_for("the alert fires", Duration::from_secs(10), || async {
+        helper
+            .count("SELECT count(*) FROM alerts WHERE state = 'firing' AND container_id = 'c1'")
+            .await
+            == 1
+    })
+    .await;
+}

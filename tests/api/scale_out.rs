@@ -343,6 +343,8 @@ async fn behind_haproxy_each_liveness_transition_is_recorded_once_by_three_serve
         .unwrap()
         .iter()
         .map(|event| event["kind"].as_str().unwrap())
+        // The default host_offline rule's alert events join the host's feed too.
+        .filter(|kind| !kind.starts_with("alert_"))
         .collect();
     kinds.reverse();
     assert_eq!(kinds, ["online", "offline", "recovered"]);
