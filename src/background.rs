@@ -1,5 +1,5 @@
 //! The server's periodic work: liveness detection, the data's lifecycle, the read replica's lag,
-//! and forgetting idle rate-limit state. Every task is safe to run in several server processes at once.
+//! forgetting idle rate-limit state, and webhook delivery ([`crate::webhooks`]). Every task is safe to run in several server processes at once.
 
 use std::time::{Duration, Instant};
 
@@ -30,7 +30,17 @@ impl Drop for Tasks {
 }
 
 pub fn spawn(state: AppState, schedule: Schedule) -> Tasks {
-    Tasks(vec![
+    let webhooks = match crate::webhooks::spawn(state.store.clone(), state.webhooks) {
+        Ok(tasks) => tasks,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "webhook delivery cannot start"
+            );
+            Vec::new()
+        }
+    };
+    let mut tasks = vec![
         tokio::spawn(detect_silent_hosts(
             state.clone(),
             schedule.heartbeat_timeout,
@@ -38,7 +48,9 @@ pub fn spawn(state: AppState, schedule: Schedule) -> Tasks {
         tokio::spawn(keep_lifecycle(state.clone(), schedule.lifecycle)),
         tokio::spawn(state.reads.clone().probe_forever()),
         tokio::spawn(forget_idle_limits(state)),
-    ])
+    ];
+    tasks.extend(webhooks);
+    Tasks(tasks)
 }
 
 async fn detect_silent_hosts(state: AppState, timeout: Duration) {

@@ -11,6 +11,7 @@ use crate::domain::snapshot::SkewWindow;
 use crate::store::DbSettings;
 use crate::store::ingest_queue::BatchLimits;
 use crate::store::lifecycle::Lifecycle;
+use crate::webhooks::WebhookSettings;
 
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
@@ -155,6 +156,23 @@ pub struct ServeArgs {
     /// part of them cached; the rest take the full path (a lookup and a compare)
     #[arg(long, env = "NEXUS_CONTAINER_CACHE_MIB", default_value_t = crate::store::container_cache::DEFAULT_MIB)]
     pub container_cache_mib: u64,
+    /// Accept webhook endpoints, and deliver to them, whose host is or resolves to a loopback,
+    /// private (RFC 1918, ULA), link-local, unspecified or multicast address. Off by default:
+    /// an admin token must not become a way to reach the server's internal network
+    #[arg(long, env = "NEXUS_ALLOW_PRIVATE_WEBHOOKS")]
+    pub allow_private_webhooks: bool,
+    /// Seconds one webhook attempt may take (connect, send, answer); a delivery's claim lasts
+    /// twice this long, after which a server that died mid-delivery leaves it to another
+    #[arg(long, env = "NEXUS_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub webhook_timeout_seconds: u64,
+    /// Milliseconds of the webhook retry schedule's unit: retries come 1, 6, 24, 120, 360,
+    /// 720, 1440, 2880, 5760 and 5760 units after each failed attempt (5 s to 8 h, about 24 h
+    /// in all, ±20% jitter), then the delivery is `failed`
+    #[arg(long, env = "NEXUS_WEBHOOK_RETRY_BASE_MS", default_value_t = 5000)]
+    pub webhook_retry_base_ms: u64,
+    /// Webhook deliveries in flight at once in this process (one per endpoint at most)
+    #[arg(long, env = "NEXUS_WEBHOOK_CONCURRENCY", default_value_t = 16)]
+    pub webhook_concurrency: usize,
     /// Log format
     #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -178,6 +196,15 @@ impl ServeArgs {
             event_retention: days(self.event_retention_days),
             chunk_interval: Duration::from_secs(self.chunk_hours.max(1) * 3600),
             late_data: Duration::from_secs(self.skew_past_seconds.into()),
+        }
+    }
+
+    pub fn webhooks(&self) -> WebhookSettings {
+        WebhookSettings {
+            allow_private: self.allow_private_webhooks,
+            attempt_timeout: Duration::from_secs(self.webhook_timeout_seconds.max(1)),
+            retry_base: Duration::from_millis(self.webhook_retry_base_ms.max(1)),
+            concurrency: self.webhook_concurrency.max(1),
         }
     }
 

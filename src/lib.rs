@@ -4,6 +4,7 @@
 //! - [`domain`]: validated types and the rules of the contract, free of I/O;
 //! - [`store`]: SQL and transactions against PostgreSQL/TimescaleDB;
 //! - [`background`]: periodic work (liveness, the data's lifecycle);
+//! - [`webhooks`]: delivering events to webhook endpoints through the database's outbox;
 //! - [`cli`], [`config`], [`startup`]: the binary's commands and how the app is assembled.
 
 pub mod api;
@@ -15,3 +16,4 @@ pub mod error;
 pub mod http;
 pub mod startup;
 pub mod store;
+pub mod webhooks;

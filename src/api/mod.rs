@@ -64,6 +64,8 @@ pub struct State {
     pub event_feed: Arc<EventFeed>,
     /// Between the comment heartbeats of a live event stream.
     pub event_heartbeat: std::time::Duration,
+    /// How webhooks are delivered; the API checks endpoints' URLs against it.
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 #[derive(Tags)]
@@ -84,6 +86,7 @@ type Apis = (
     admin::readings::ReadingsApi,
     admin::events::EventsApi,
     admin::auth_failures::AuthFailuresApi,
+    admin::webhooks::WebhooksApi,
 );
 
 /// The OpenAPI service: the operations. Its document is published through

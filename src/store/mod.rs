@@ -16,6 +16,7 @@ pub mod liveness;
 pub mod readings;
 pub mod replica;
 pub mod tokens;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -43,7 +44,7 @@ pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 60;
 /// A connection of its own for `LISTEN` (a session, which a transaction-mode pooler cannot
 /// carry), named `application_name` so it can be told apart in `pg_stat_activity`. Its
 /// notifications arrive only while the returned connection is polled for messages.
-async fn listener_connection(
+pub(crate) async fn listener_connection(
     url: &str,
     application_name: &str,
 ) -> anyhow::Result<(
