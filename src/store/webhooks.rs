@@ -552,14 +552,14 @@ impl Store {
                      FOR UPDATE SKIP LOCKED \
                  ) \
                  UPDATE webhook_deliveries d \
-                 SET locked_until = now() + $2::interval, locked_by = $1, attempts = attempts + 1, \
+                 SET locked_until = now() + $2::bigint * interval '1 millisecond', locked_by = $1, attempts = attempts + 1, \
                      last_attempt_at = now() \
                  FROM claimed, webhook_endpoints w \
                  WHERE d.id = claimed.id AND w.id = d.endpoint_id \
                  RETURNING d.id, d.endpoint_id, w.url, w.secret, d.body, d.attempts",
             )
             .await?;
-        let lease = format!("{} milliseconds", lease.as_millis());
+        let lease = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
         Ok(client
             .query(&statement, &[&holder.to_string(), &lease, &limit, &busy])
             .await?
@@ -588,7 +588,7 @@ impl Store {
             .prepare_cached(
                 "UPDATE webhook_deliveries SET state = $3, last_status_code = $4, last_error = $5, \
                  next_attempt_at = CASE WHEN $3 = 'pending' \
-                                        THEN now() + $6::interval ELSE next_attempt_at END, \
+                                        THEN now() + $6::bigint * interval '1 millisecond' ELSE next_attempt_at END, \
                  delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END, \
                  locked_until = NULL, locked_by = NULL \
                  WHERE id = $1 AND locked_by = $2",
@@ -612,7 +612,7 @@ impl Store {
                 *retry_in,
             ),
         };
-        let interval = format!("{} milliseconds", retry_in.unwrap_or_default().as_millis());
+        let interval = i64::try_from(retry_in.unwrap_or_default().as_millis()).unwrap_or(i64::MAX);
         let updated = client
             .execute(
                 &statement,
