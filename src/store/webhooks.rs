@@ -191,8 +191,8 @@ pub struct FeedEvent {
     pub container_name: Option<String>,
 }
 
-/// A claimed delivery, ready to post.
-#[derive(Debug, Clone)]
+/// A claimed delivery, ready to post. Not `Debug`: it holds the endpoint's secret.
+#[derive(Clone)]
 pub struct ClaimedDelivery {
     pub id: i64,
     pub endpoint_id: i64,
@@ -629,16 +629,17 @@ impl Store {
         Ok(updated == 1)
     }
 
-    /// When the earliest pending delivery of an enabled endpoint is due, if any is.
-    pub async fn next_webhook_due(&self) -> Result<Option<DateTime<Utc>>, Error> {
+    /// When the earliest pending delivery of an enabled endpoint not in `busy` is due, if any
+    /// is.
+    pub async fn next_webhook_due(&self, busy: &[i64]) -> Result<Option<DateTime<Utc>>, Error> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
                 "SELECT min(GREATEST(d.next_attempt_at, d.locked_until)) FROM webhook_deliveries d \
                  JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.enabled \
-                 WHERE d.state = 'pending'",
+                 WHERE d.state = 'pending' AND d.endpoint_id <> ALL ($1::bigint[])",
             )
             .await?;
-        Ok(client.query_one(&statement, &[]).await?.get(0))
+        Ok(client.query_one(&statement, &[&busy]).await?.get(0))
     }
 }

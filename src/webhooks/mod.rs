@@ -152,10 +152,10 @@ async fn dispatch(
     let busy: Arc<Mutex<HashSet<i64>>> = Arc::default();
     loop {
         let free = slots.available_permits();
+        let in_flight: Vec<i64> = busy.lock().expect("busy").iter().copied().collect();
         let claimed = if free == 0 {
             Ok(Vec::new())
         } else {
-            let in_flight: Vec<i64> = busy.lock().expect("busy").iter().copied().collect();
             store
                 .claim_webhook_deliveries(holder, settings.lease(), free as i64, &in_flight)
                 .await
@@ -171,11 +171,12 @@ async fn dispatch(
             }
         };
         if claimed.is_empty() {
-            let wait = match store.next_webhook_due().await {
+            // Endpoints in flight are left out: their deliveries wake this loop when they end.
+            let wait = match store.next_webhook_due(&in_flight).await {
                 Ok(Some(due)) => (due - Utc::now()).to_std().unwrap_or_default().min(POLL),
                 _ => POLL,
             };
-            // A short floor: a row due now but held by a busy endpoint must not spin the loop.
+            // A floor, so that rows due now but claimed elsewhere do not spin the loop.
             let wait = wait.max(Duration::from_millis(20));
             let _ = tokio::time::timeout(wait, queued.notified()).await;
             continue;

@@ -485,8 +485,18 @@ fn names_and_formats_are_the_ones_generators_expect() {
         let (verb, resource) = id.split_once('_').unwrap_or((id, ""));
         assert!(
             [
-                "get", "list", "create", "update", "archive", "issue", "rotate", "revoke", "push",
-                "stream"
+                "get",
+                "list",
+                "create",
+                "update",
+                "archive",
+                "issue",
+                "rotate",
+                "revoke",
+                "push",
+                "stream",
+                "delete",
+                "redeliver"
             ]
             .contains(&verb)
                 && !resource.is_empty(),

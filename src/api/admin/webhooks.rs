@@ -293,6 +293,8 @@ impl WebhooksApi {
     }
 
     /// Show a webhook endpoint
+    ///
+    /// Its URL, event kinds, format and whether it is enabled; never its secret.
     #[oai(
         path = "/webhooks/:id",
         method = "get",
