@@ -17,7 +17,7 @@ use tokio_postgres::Row;
 
 use super::Store;
 use super::events::{Event, EventKind};
-use crate::domain::webhook::{message_id, mint_secret};
+use crate::domain::webhook::message_id;
 use crate::error::Error;
 
 /// How a webhook's body is written.
@@ -217,6 +217,13 @@ pub enum AttemptOutcome {
     },
 }
 
+/// A new signing secret, made by the database: `whsec_` + base64 of 32 bytes from two random
+/// UUIDs (`gen_random_uuid`, PostgreSQL's strong random source: 244 random bits). Made there
+/// so that it is never a statement's parameter, which the database driver logs at debug level;
+/// it leaves the database only in query results.
+const NEW_SECRET: &str = "'whsec_' || encode(decode(replace(gen_random_uuid()::text \
+     || gen_random_uuid()::text, '-', ''), 'hex'), 'base64')";
+
 /// Deliveries per page of an endpoint's listing, at most.
 pub const MAX_DELIVERY_PAGE: i64 = 200;
 
@@ -230,22 +237,18 @@ impl Store {
         enabled: bool,
     ) -> Result<(Webhook, String), Error> {
         let client = self.client().await?;
-        let secret = mint_secret();
         let kinds: Vec<&str> = event_kinds.iter().map(|kind| kind.name()).collect();
         let statement = client
             .prepare_cached(&format!(
                 "INSERT INTO webhook_endpoints (url, event_kinds, format, enabled, secret, after_event_id) \
-                 VALUES ($1, $2, $3, $4, $5, (SELECT COALESCE(max(id), 0) FROM events)) \
-                 RETURNING {WEBHOOK_COLUMNS}"
+                 VALUES ($1, $2, $3, $4, {NEW_SECRET}, (SELECT COALESCE(max(id), 0) FROM events)) \
+                 RETURNING {WEBHOOK_COLUMNS}, secret"
             ))
             .await?;
         let row = client
-            .query_one(
-                &statement,
-                &[&url, &kinds, &format.name(), &enabled, &secret],
-            )
+            .query_one(&statement, &[&url, &kinds, &format.name(), &enabled])
             .await?;
-        Ok((webhook_of(&row)?, secret))
+        Ok((webhook_of(&row)?, row.get("secret")))
     }
 
     /// Every endpoint, by id.
@@ -319,15 +322,17 @@ impl Store {
     /// Replaces an endpoint's secret; attempts from now on are signed with the new one.
     pub async fn rotate_webhook_secret(&self, id: i64) -> Result<(Webhook, String), Error> {
         let client = self.client().await?;
-        let secret = mint_secret();
         let statement = client
             .prepare_cached(&format!(
-                "UPDATE webhook_endpoints SET secret = $2, updated_at = now() \
-                 WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}"
+                "UPDATE webhook_endpoints SET secret = {NEW_SECRET}, updated_at = now() \
+                 WHERE id = $1 RETURNING {WEBHOOK_COLUMNS}, secret"
             ))
             .await?;
-        let row = client.query_opt(&statement, &[&id, &secret]).await?;
-        Ok((webhook_of(&row.ok_or(Error::NotFound("webhook"))?)?, secret))
+        let row = client
+            .query_opt(&statement, &[&id])
+            .await?
+            .ok_or(Error::NotFound("webhook"))?;
+        Ok((webhook_of(&row)?, row.get("secret")))
     }
 
     /// Up to `limit` deliveries of an endpoint with an id below `before`, newest first,

@@ -508,8 +508,12 @@ fn names_and_formats_are_the_ones_generators_expect() {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
                 && name.ends_with("id")
             {
-                let collection = segments[i - 1].trim_end_matches('s');
-                assert_eq!(name, format!("{collection}_id"), "{path}");
+                let collection = segments[i - 1];
+                let singular = match collection.strip_suffix("ies") {
+                    Some(stem) => format!("{stem}y"), // deliveries: delivery_id
+                    None => collection.trim_end_matches('s').to_owned(),
+                };
+                assert_eq!(name, format!("{singular}_id"), "{path}");
             }
         }
     }

@@ -371,24 +371,40 @@ async fn a_delivery_whose_schedule_runs_out_is_failed_with_its_last_status_and_e
 struct ServerProcess {
     address: String,
     child: tokio::process::Child,
+    /// Its log (stderr), line by line.
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl ServerProcess {
     async fn start(database_url: &str, extra: &[&str]) -> Self {
+        Self::start_logging(database_url, extra, "warn").await
+    }
+
+    /// Starts the server with `NEXUS_LOG` at `level`, keeping its log.
+    async fn start_logging(database_url: &str, extra: &[&str], level: &str) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_nexus-telemetry"))
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_nexus-telemetry"))
             .arg("serve")
             .args(extra)
             .env("DATABASE_URL", database_url)
             .env("NEXUS_LISTEN", format!("127.0.0.1:{port}"))
-            .env("NEXUS_LOG", "warn")
+            .env("NEXUS_LOG", level)
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .unwrap();
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let kept = log.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                kept.lock().unwrap().push(line);
+            }
+        });
         let address = format!("http://127.0.0.1:{port}");
         let http = http_client();
         let deadline = Instant::now() + StdDuration::from_secs(30);
@@ -403,7 +419,11 @@ impl ServerProcess {
             assert!(Instant::now() < deadline, "the server did not start");
             tokio::time::sleep(StdDuration::from_millis(100)).await;
         }
-        Self { address, child }
+        Self {
+            address,
+            child,
+            log,
+        }
     }
 
     fn kill(&mut self) {
@@ -742,6 +762,11 @@ async fn the_webhooks_api_creates_lists_updates_rotates_and_deletes_and_shows_a_
     let secret = created.body["secret"].as_str().unwrap().to_owned();
     assert!(secret.starts_with("whsec_"), "{secret}");
     assert_eq!(
+        secret.len(),
+        "whsec_".len() + 44,
+        "32 bytes in base64: {secret}"
+    );
+    assert_eq!(
         created.body["event_kinds"],
         json!(["offline", "state_changed"])
     );
@@ -859,4 +884,62 @@ async fn a_disabled_endpoint_gets_nothing_and_an_endpoint_gets_only_events_after
     };
     assert_eq!(requests.len(), 1, "{requests:#?}");
     assert_eq!(requests[0]["body"]["data"]["to_value"], "running");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_webhook_secret_appears_in_the_debug_log_of_creating_rotating_and_delivering() {
+    let url = fresh_database().await;
+    let server = ServerProcess::start_logging(&url, &["--allow-private-webhooks"], "debug").await;
+    let store =
+        nexus_telemetry::store::Store::new(&crate::helpers::serve_args(&url, &[]).db.settings())
+            .unwrap();
+    let admin = store
+        .create_admin_token("test")
+        .await
+        .unwrap()
+        .token
+        .plaintext
+        .clone();
+    let host = store.create_host("web-01", "web-01").await.unwrap();
+    let token = store
+        .issue_agent_token(host.id, "t", false)
+        .await
+        .unwrap()
+        .token
+        .plaintext
+        .clone();
+    let http = http_client();
+    // Fails once, so a retry is logged too.
+    let receiver = Receiver::start(&["--fail-first", "1"]).await;
+    let first = subscribe(&http, &server.address, &admin, &receiver, &[]).await;
+    let rotated = call(
+        &http,
+        &server.address,
+        Method::POST,
+        &format!("/webhooks/{}/rotate-secret", first["id"]),
+        Some(&admin),
+        None,
+    )
+    .await;
+    assert_eq!(rotated.status, 200);
+    let secrets = [
+        first["secret"].as_str().unwrap().to_owned(),
+        rotated.body["secret"].as_str().unwrap().to_owned(),
+    ];
+    receiver.use_secret(&secrets[1]);
+    post(&http, &server.address, &token, -5, &[("a", "running")]).await;
+    receiver
+        .wait_until(LONG, |r| acknowledged(r).len() >= 2)
+        .await;
+
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(
+        log.contains("webhook attempt"),
+        "the deliveries were logged:\n{log}"
+    );
+    for secret in &secrets {
+        // The secret as shown, and its key alone (what is decoded and used).
+        let key = secret.strip_prefix("whsec_").unwrap();
+        assert!(!log.contains(key), "a webhook secret is in the log:\n{log}");
+    }
 }
