@@ -45,6 +45,7 @@ pub struct NewWebhook {
     #[oai(validator(max_items = 32))]
     pub event_kinds: Option<Vec<EventKind>>,
     /// How the body is written (default `json`).
+    #[oai(skip_serializing_if_is_none)]
     pub format: Option<WebhookFormat>,
     /// Whether deliveries are made (default true).
     pub enabled: Option<bool>,
