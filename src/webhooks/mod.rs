@@ -29,9 +29,12 @@ use crate::store::webhooks::{AttemptOutcome, ClaimedDelivery};
 /// `application_name` of the fan-out's LISTEN connection.
 pub const LISTENER_APPLICATION_NAME: &str = "nexus-telemetry-webhooks";
 
-/// How often the fan-out and the dispatcher look without being woken (deliveries queued by
-/// another process, a listener that is reconnecting).
+/// How often the dispatcher looks without being woken (deliveries queued by another process).
 const POLL: Duration = Duration::from_secs(1);
+
+/// How often the fan-out looks without being woken: the events table's NOTIFY wakes it, so
+/// this only covers notifications lost while its listener reconnects.
+const FAN_OUT_POLL: Duration = Duration::from_secs(10);
 
 /// Events the fan-out reads per transaction.
 const FAN_OUT_PAGE: i64 = 500;
@@ -117,7 +120,7 @@ async fn listen_once(url: &str, new_events: &Notify) -> anyhow::Result<()> {
 
 async fn fan_out(store: Store, new_events: Arc<Notify>, queued: Arc<Notify>) {
     loop {
-        let _ = tokio::time::timeout(POLL, new_events.notified()).await;
+        let _ = tokio::time::timeout(FAN_OUT_POLL, new_events.notified()).await;
         loop {
             match store.fan_out_webhooks(FAN_OUT_PAGE, payload::render).await {
                 Ok(Some(read)) => {
