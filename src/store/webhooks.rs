@@ -341,6 +341,19 @@ impl Store {
         Ok(webhook)
     }
 
+    /// Disables an endpoint (its receiver answered 410 Gone).
+    pub async fn disable_webhook(&self, id: i64) -> Result<(), Error> {
+        let client = self.client().await?;
+        let statement = client
+            .prepare_cached(
+                "UPDATE webhook_endpoints SET enabled = false, updated_at = now() \
+                 WHERE id = $1 AND enabled",
+            )
+            .await?;
+        client.execute(&statement, &[&id]).await?;
+        Ok(())
+    }
+
     /// Deletes an endpoint with its deliveries (pending ones are never sent).
     pub async fn delete_webhook(&self, id: i64) -> Result<(), Error> {
         let client = self.client().await?;

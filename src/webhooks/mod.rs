@@ -39,6 +39,9 @@ const FAN_OUT_POLL: Duration = Duration::from_secs(10);
 /// Events the fan-out reads per transaction.
 const FAN_OUT_PAGE: i64 = 500;
 
+/// The status by which a receiver says its endpoint is gone: the endpoint is disabled.
+const GONE: u16 = 410;
+
 /// Pause before a failed LISTEN connection is retried.
 const RECONNECT: Duration = Duration::from_secs(5);
 
@@ -218,12 +221,27 @@ async fn attempt(
     };
     let outcome = match (status, error) {
         (Some(status), None) => AttemptOutcome::Delivered { status },
+        // The receiver says the endpoint is gone for good: stop, rather than retry for a day.
+        (Some(GONE), _) => AttemptOutcome::Failed {
+            status: Some(GONE),
+            error: "the receiver answered 410 Gone; the endpoint was disabled".into(),
+            retry_in: None,
+        },
         (status, error) => AttemptOutcome::Failed {
             status,
             error: error.unwrap_or_default(),
             retry_in: retry_delay(delivery.attempts, settings.retry_base, rand::random()),
         },
     };
+    if status == Some(GONE)
+        && let Err(error) = store.disable_webhook(delivery.endpoint_id).await
+    {
+        tracing::warn!(
+            endpoint = delivery.endpoint_id,
+            error = format!("{error:#}"),
+            "disabling a webhook endpoint that answered 410 failed"
+        );
+    }
     tracing::debug!(delivery = delivery.id, ?outcome, "webhook attempt");
     match store
         .record_webhook_attempt(delivery.id, holder, &outcome)

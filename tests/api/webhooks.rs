@@ -943,3 +943,44 @@ async fn no_webhook_secret_appears_in_the_debug_log_of_creating_rotating_and_del
         assert!(!log.contains(key), "a webhook secret is in the log:\n{log}");
     }
 }
+
+#[tokio::test]
+async fn a_receiver_answering_410_gone_gets_its_endpoint_disabled_and_the_delivery_failed() {
+    let app = TestApp::spawn_with(&["--allow-private-webhooks"]).await;
+    let admin = app.admin_token().await;
+    let receiver = Receiver::start(&["--fail-first", "1", "--status", "410"]).await;
+    let webhook = subscribe(
+        &app.http,
+        &app.address,
+        &admin,
+        &receiver,
+        &["state_changed"],
+    )
+    .await;
+    let webhook = webhook["id"].as_i64().unwrap();
+    let (_, token) = app.host_with_token("web-01").await;
+
+    container_dies(&app, &token).await;
+
+    let deadline = Instant::now() + LONG;
+    let failed = loop {
+        let listed = deliveries(&app, &admin, webhook).await;
+        if listed.first().is_some_and(|d| d["state"] == "failed") {
+            break listed[0].clone();
+        }
+        assert!(Instant::now() < deadline, "not failed in time: {listed:#?}");
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    };
+    assert_eq!(failed["attempts"], 1);
+    assert_eq!(failed["last_status_code"], 410);
+    let shown = app
+        .admin(
+            Method::GET,
+            &format!("/webhooks/{webhook}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(shown.body["enabled"], false);
+    assert_eq!(receiver.requests().len(), 1);
+}
