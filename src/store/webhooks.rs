@@ -231,6 +231,11 @@ const NEW_SECRET: &str = "'whsec_' || encode(decode(replace(gen_random_uuid()::t
 const FAST_FORWARD: &str = "UPDATE webhook_fanout SET last_event_id = GREATEST(last_event_id, $1) \
      WHERE NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled AND id <> $2)";
 
+/// Waits for a fan-out in progress and keeps the next from starting until the transaction
+/// ends: an endpoint created or enabled meanwhile would be missing from the endpoints that
+/// fan-out read, for events it reads after the endpoint's `after_event_id`.
+const HOLD_FAN_OUT: &str = "SELECT 1 FROM webhook_fanout WHERE singleton FOR UPDATE";
+
 /// Deliveries per page of an endpoint's listing, at most.
 pub const MAX_DELIVERY_PAGE: i64 = 200;
 
@@ -245,6 +250,9 @@ impl Store {
     ) -> Result<(Webhook, String), Error> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
+        if enabled {
+            transaction.execute(HOLD_FAN_OUT, &[]).await?;
+        }
         let kinds: Vec<&str> = event_kinds.iter().map(|kind| kind.name()).collect();
         let statement = transaction
             .prepare_cached(&format!(
@@ -302,6 +310,9 @@ impl Store {
     ) -> Result<Webhook, Error> {
         let mut client = self.client().await?;
         let transaction = client.transaction().await?;
+        if changes.enabled == Some(true) {
+            transaction.execute(HOLD_FAN_OUT, &[]).await?;
+        }
         // Enabling a disabled endpoint starts it at the newest event, as creating one does:
         // events written while it was disabled are not delivered to it.
         let statement = transaction
