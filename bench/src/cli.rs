@@ -41,6 +41,11 @@ pub struct Cli {
     #[arg(long, default_value_t = 0)]
     pub churn_tokens: usize,
 
+    /// Idle live event streams (`/api/v1/events/stream`) held open on the server: the scenario
+    /// runs first without them, then again with them (one scenario).
+    #[arg(long, default_value_t = 0)]
+    pub event_streams: usize,
+
     /// The container cache's bound given to a spawned server, in MiB (absent: its default).
     #[arg(long)]
     pub container_cache_mib: Option<u64>,

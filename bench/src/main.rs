@@ -16,6 +16,7 @@ mod rng;
 mod scenario;
 mod server;
 mod stats;
+mod streams;
 mod sweep;
 
 use std::time::Duration;
@@ -132,7 +133,7 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
     let scenarios: Vec<Scenario> = if cli.matrix {
         matrix::scenarios(cli.duration)
     } else {
-        vec![Scenario {
+        let scenario = Scenario {
             label: cli.label.clone(),
             hosts: cli.hosts,
             containers: cli.containers,
@@ -141,7 +142,15 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
             concurrency: cli.concurrency.unwrap_or(cli.hosts),
             baseline: cli.rate.is_none() && !cli.no_baseline,
             churn_tokens: cli.churn_tokens,
-        }]
+            event_streams: 0,
+        };
+        // The same scenario again with the streams open: its baseline, measured in this run.
+        let with_streams = (cli.event_streams > 0).then(|| Scenario {
+            label: format!("{}, {} idle event streams", cli.label, cli.event_streams),
+            event_streams: cli.event_streams,
+            ..scenario.clone()
+        });
+        std::iter::once(scenario).chain(with_streams).collect()
     };
     for (index, scenario) in scenarios.iter().enumerate() {
         let mut scenario = scenario.clone();

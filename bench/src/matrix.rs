@@ -30,6 +30,7 @@ pub fn scenarios(duration_secs: u64) -> Vec<Scenario> {
         concurrency: AGENTS,
         baseline: true,
         churn_tokens: 0,
+        event_streams: 0,
     };
     vec![
         closed("C=20 max", 2000, 20),
@@ -55,6 +56,7 @@ pub fn scenarios(duration_secs: u64) -> Vec<Scenario> {
             concurrency: 500,
             baseline: false,
             churn_tokens: 0,
+            event_streams: 0,
         },
     ]
 }

@@ -21,6 +21,7 @@ use crate::load::{Fleet, LoadOutcome, LoadSpec, Probe};
 use crate::procfs;
 use crate::replica::{LagMonitor, Phase};
 use crate::server::{self as server_process, Server, ServerSettings};
+use crate::streams::IdleStreams;
 
 /// Rounds of load + bulk COPY in a scenario with the baseline.
 const ROUNDS: u32 = 5;
@@ -36,6 +37,8 @@ pub struct Scenario {
     pub baseline: bool,
     /// Tokens (of as many new hosts) created while the load is measured, evenly over it.
     pub churn_tokens: usize,
+    /// Idle live event streams open on the server while the load is measured.
+    pub event_streams: usize,
 }
 
 /// The container cache's hits, and all its lookups, in the server's metrics.
@@ -287,6 +290,11 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
     };
     let mut probe = PhaseProbe::new(server.as_ref().map(|s| s.pid));
     let mut fleet = Fleet::warm_up(&spec, &agents).await?;
+    // Opened after the warm-up, whose new containers each write a `created` event.
+    let mut streams = match scenario.event_streams {
+        0 => None,
+        count => Some(IdleStreams::open(target.db, &url, count).await?),
+    };
     let settled = database::settle(target.db).await;
     eprintln!(
         "bench: [{}] checkpoint and the kernel's writeback took {:.1} s",
@@ -359,6 +367,15 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
         }
     }
     phase(Phase::Done);
+    if let Some(streams) = streams.as_mut() {
+        eprintln!(
+            "bench: [{}] {} of {} event streams still open",
+            scenario.label,
+            streams.open_count(),
+            scenario.event_streams
+        );
+    }
+    drop(streams);
     let db_counters =
         (!scenario.baseline).then_some(counters_before.until(&DbCounters::take(target.db).await?));
     let cache_after = server_process::metrics(&url, &CACHE_LOOKUPS).await.ok();

@@ -72,6 +72,7 @@ async fn point(cli: &Cli, url: &str, index: usize, hosts: usize) -> Result<Scena
             .clamp(64, MAX_AGENTS),
         baseline: false,
         churn_tokens: 0,
+        event_streams: 0,
     };
     let mut db = database::connect(url).await?;
     let target = Target {

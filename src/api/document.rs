@@ -398,7 +398,7 @@ fn unwrap_description_only_all_of(schema: &mut Value) {
             part.get("$ref").is_some()
                 || part
                     .as_mapping()
-                    .is_some_and(|m| m.keys().all(|k| k == "description"))
+                    .is_some_and(|m| m.keys().all(|k| k == "description" || k == "nullable"))
         });
         if !rest_describes_only {
             continue;

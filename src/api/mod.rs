@@ -86,6 +86,8 @@ type Apis = (
     admin::readings::ReadingsApi,
     admin::events::EventsApi,
     admin::auth_failures::AuthFailuresApi,
+    admin::alert_rules::AlertRulesApi,
+    admin::alerts::AlertsApi,
     admin::webhooks::WebhooksApi,
 );
 

@@ -207,7 +207,7 @@ where
 }
 
 /// Labels written `KEY=VALUE` (split at the first `=`).
-fn assignments(labels: &[String]) -> Result<HostLabels, Error> {
+pub(super) fn assignments(labels: &[String]) -> Result<HostLabels, Error> {
     labels
         .iter()
         .map(|label| match label.split_once('=') {

@@ -3,6 +3,8 @@
 //! those call the same store functions as the admin API, and print its JSON shapes with `--json`.
 
 mod admin_token;
+mod alert;
+mod alert_rule;
 mod host;
 mod output;
 mod token;
@@ -52,6 +54,12 @@ pub enum Command {
     /// Manage admin API tokens (the credential of `/api/v1`)
     #[command(subcommand)]
     AdminToken(admin_token::AdminTokenCommand),
+    /// Manage alert rules (what `/api/v1/alert-rules` manages)
+    #[command(subcommand)]
+    AlertRule(alert_rule::AlertRuleCommand),
+    /// List, acknowledge and silence alerts (what `/api/v1/alerts` serves)
+    #[command(subcommand)]
+    Alert(alert::AlertCommand),
 }
 
 pub async fn run(cli: Cli) -> ExitCode {
@@ -90,6 +98,8 @@ async fn execute(command: Command) -> anyhow::Result<()> {
         Command::Host(command) => host::run(command).await,
         Command::Token(command) => token::run(command).await,
         Command::AdminToken(command) => admin_token::run(command).await,
+        Command::AlertRule(command) => alert_rule::run(command).await,
+        Command::Alert(command) => alert::run(command).await,
     }
 }
 

@@ -1,6 +1,7 @@
 //! Validated domain types and the rules of ingestion. No I/O here: rules that need the clock take
 //! `now` as an argument so they are testable without faking time.
 
+pub mod alert_rule;
 pub mod host;
 pub mod liveness;
 pub mod payload;

@@ -46,7 +46,7 @@ const EVENTS_COMPRESS_AFTER: Duration = Duration::from_secs(14 * 86400);
 
 /// One rollup level: its views and its refresh window.
 struct Rollup {
-    views: [&'static str; 2],
+    views: [&'static str; 3],
     /// Refreshed up to this long ago; newer buckets come from real-time aggregation.
     end_offset: Duration,
     schedule: Duration,
@@ -58,13 +58,21 @@ const HOUR: Duration = Duration::from_secs(3600);
 
 const ROLLUPS: [Rollup; 2] = [
     Rollup {
-        views: ["host_metrics_5m", "container_metrics_5m"],
+        views: [
+            "host_metrics_5m",
+            "container_metrics_5m",
+            "container_lifecycle_5m",
+        ],
         end_offset: Duration::from_secs(300),
         schedule: Duration::from_secs(300),
         retention: |lifecycle| lifecycle.rollup_5m_retention,
     },
     Rollup {
-        views: ["host_metrics_1h", "container_metrics_1h"],
+        views: [
+            "host_metrics_1h",
+            "container_metrics_1h",
+            "container_lifecycle_1h",
+        ],
         end_offset: HOUR,
         schedule: Duration::from_secs(1800),
         retention: |lifecycle| lifecycle.rollup_1h_retention,

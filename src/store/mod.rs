@@ -5,6 +5,8 @@
 
 pub mod admin_tokens;
 pub mod agent_cache;
+pub mod alert_rules;
+pub mod alerts;
 pub mod container_cache;
 pub mod event_feed;
 pub mod events;

@@ -41,6 +41,20 @@ async fn seed(app: &TestApp) {
             let response = app.post_telemetry(&token, &body).await;
             assert_eq!(response.status(), 204);
         }
+        // One alert fired and resolved, one firing (the evaluator's work, written by hand).
+        app.db
+            .execute(
+                "INSERT INTO alerts (rule_id, host_id, container_id, fingerprint, state, value,
+                                     pending_since, started_at, resolved_at)
+                 SELECT r.id, $1::bigint, 'a1', md5(r.id || '/' || $1::bigint || step.state), step.state, 2,
+                        now() - interval '2 days', now() - interval '2 days',
+                        CASE WHEN step.state = 'resolved' THEN now() - interval '1 day' END
+                 FROM alert_rules r CROSS JOIN (VALUES ('resolved'), ('firing')) AS step (state)
+                 WHERE r.name = 'container restarting'",
+                &[&id],
+            )
+            .await
+            .unwrap();
         if host == "db-01" {
             app.db
                 .execute("UPDATE hosts SET status = 'offline' WHERE id = $1", &[&id])

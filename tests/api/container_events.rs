@@ -654,3 +654,96 @@ async fn on_the_apache_edition_the_server_drops_events_past_their_retention() {
     let kinds: Vec<String> = events(&app, host).await.into_iter().map(|e| e.0).collect();
     assert_eq!(kinds, ["offline"]);
 }
+
+#[tokio::test]
+async fn the_lifecycle_rollups_count_restarts_oom_kills_stops_and_unhealthy_turns_per_bucket() {
+    for app in [
+        TestApp::spawn().await,
+        TestApp::spawn_on_apache_edition().await,
+    ] {
+        let (host, token) = app.host_with_token("web-01").await;
+        let snapshots = [
+            json!({"restart_count": 0, "oom_killed": false}),
+            json!({"health_status": "unhealthy", "restart_count": 0, "oom_killed": false}),
+            json!({"state": "exited", "health_status": "unhealthy", "restart_count": 0,
+                   "exit_code": 137, "oom_killed": true}),
+            json!({"restart_count": 1, "oom_killed": false}),
+            // Docker restarted it twice between two snapshots: a jump of two counts two.
+            json!({"restart_count": 3, "oom_killed": false}),
+        ];
+        for (i, fields) in snapshots.into_iter().enumerate() {
+            post(&app, &token, &snapshot_with(10 * i as i64 - 60, fields)).await;
+        }
+        app.refresh_rollups().await;
+        for rollup in [
+            "container_lifecycle_5m",
+            "container_lifecycle_1h",
+            "container_lifecycle_5m_materialized",
+            "container_lifecycle_1h_materialized",
+        ] {
+            // The snapshots may straddle a bucket's edge: the sums over buckets are exact.
+            let row = app
+                .db
+                .query_one(
+                    &format!(
+                        "SELECT sum(restarts)::bigint, sum(oom_kills)::bigint, sum(stops)::bigint,
+                                sum(turned_unhealthy)::bigint
+                         FROM {rollup} WHERE host_id = $1 AND container_id = 'c1'"
+                    ),
+                    &[&host],
+                )
+                .await
+                .unwrap();
+            let counts: [Option<i64>; 4] = [row.get(0), row.get(1), row.get(2), row.get(3)];
+            assert_eq!(counts, [Some(3), Some(1), Some(1), Some(1)], "{rollup}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_container_is_removed_only_from_the_host_whose_snapshot_lacks_it() {
+    let app = TestApp::spawn().await;
+    let mut hosts = Vec::new();
+    for name in ["web-01", "web-02", "web-03"] {
+        let (host, token) = app.host_with_token(name).await;
+        let both = payload(
+            &at(Duration::seconds(-20)),
+            &[("c1", "running"), ("c2", "running")],
+        );
+        post(&app, &token, &both).await;
+        hosts.push((host, token));
+    }
+    // The same Docker ids on every host; the sets move on two hosts at once (posted together,
+    // so they may share a batch), differently.
+    let next = |containers: &[(&str, &str)]| payload(&at(Duration::seconds(-10)), containers);
+    let bodies = [
+        next(&[("c2", "running")]),
+        next(&[("c1", "running"), ("c3", "running")]),
+        next(&[("c1", "running"), ("c2", "running")]),
+    ];
+    futures_util::future::join_all(
+        hosts
+            .iter()
+            .zip(&bodies)
+            .map(|((_, token), body)| post(&app, token, body)),
+    )
+    .await;
+
+    let removed = |host: i64| {
+        let app = &app;
+        async move {
+            container_events(app, host)
+                .await
+                .into_iter()
+                .filter(|line| !line.starts_with("created"))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(removed(hosts[0].0).await, ["removed c1 running→"]);
+    assert_eq!(removed(hosts[1].0).await, ["removed c2 running→"]);
+    assert!(removed(hosts[2].0).await.is_empty());
+    let created_c3: i64 = app
+        .count("SELECT count(*) FROM events WHERE kind = 'created' AND container_id = 'c3'")
+        .await;
+    assert_eq!(created_c3, 1);
+}

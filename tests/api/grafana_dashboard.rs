@@ -161,6 +161,7 @@ async fn check_dashboard(app: &TestApp) {
     let fleet = fleet::seed(app, &["web-01", "db-01", "cache-01"]).await;
     assert_eq!(fleet.containers.len(), 6);
     seed_events(app).await;
+    seed_firing_alerts(app).await;
     app.db
         .batch_execute("SET ROLE nexus_analyst")
         .await
@@ -220,8 +221,10 @@ async fn check_dashboard(app: &TestApp) {
         for target in targets {
             let raw = target["rawSql"].as_str().expect("rawSql");
             assert!(
-                ROLLUPS.iter().any(|rollup| raw.contains(rollup)) || raw.contains("FROM events"),
-                "{title}: panels read the rollups (or the events)\n{raw}"
+                ROLLUPS.iter().any(|rollup| raw.contains(rollup))
+                    || raw.contains("FROM events")
+                    || raw.contains("FROM alerts"),
+                "{title}: panels read the rollups (or the events, or the alerts)\n{raw}"
             );
             let interval = panel["interval"].as_str().unwrap_or("5m");
             for time_group in [TimeGroup::Epoch, TimeGroup::TimeBucket] {
@@ -265,18 +268,64 @@ async fn seed_events(app: &TestApp) {
         .unwrap();
 }
 
+/// What the evaluator would have written: a host's disk alert and a container's restart-loop
+/// alert firing, and one resolved (which the firing-alerts panel must not show).
+async fn seed_firing_alerts(app: &TestApp) {
+    app.db
+        .batch_execute(
+            "INSERT INTO alerts (rule_id, host_id, container_id, fingerprint, state, value,
+                                 pending_since, started_at, resolved_at)
+             SELECT r.id, c.host_id, CASE WHEN r.kind = 'container_restarting' THEN c.container_id END,
+                    md5(r.id || '/' || c.container_id), step.state, step.value,
+                    now() - interval '20 minutes', now() - interval '10 minutes',
+                    CASE WHEN step.state = 'resolved' THEN now() END
+             FROM (SELECT DISTINCT ON (host_id) host_id, container_id FROM containers
+                   ORDER BY host_id, id) c
+             CROSS JOIN (VALUES ('disk almost full', 'firing', 93.5),
+                                ('container restarting', 'firing', 4),
+                                ('host offline', 'resolved', NULL)) AS step (rule, state, value)
+             JOIN alert_rules r ON r.name = step.rule",
+        )
+        .await
+        .unwrap();
+}
+
+/// The firing-alerts panel lists exactly the firing alerts, most severe first.
+async fn check_firing_alerts_panel(app: &TestApp) {
+    let dashboard = dashboard();
+    let panel = panels(&dashboard)
+        .into_iter()
+        .find(|panel| panel["title"] == "Firing alerts")
+        .expect("a firing-alerts panel");
+    let sql = panel["targets"][0]["rawSql"].as_str().unwrap();
+    let rows = query_rows(app, sql, "firing alerts").await;
+    let firing = app
+        .count("SELECT count(*) FROM alerts WHERE state = 'firing'")
+        .await;
+    assert_eq!(rows.len() as i64, firing);
+    assert_eq!(rows[0]["severity"], "critical");
+    assert_eq!(rows[0]["rule"], "disk almost full");
+    assert!(
+        rows.iter()
+            .any(|row| row["rule"] == "container restarting" && row["container"] != ""),
+        "container alerts name their container"
+    );
+}
+
 #[tokio::test]
 async fn every_dashboard_query_runs_as_the_analyst_and_returns_rows() {
     // DATABASE_URL's cluster: the community edition in CI, where real-time aggregation shows
     // the freshly seeded rows without a refresh.
     let app = TestApp::spawn().await;
     check_dashboard(&app).await;
+    check_firing_alerts_panel(&app).await;
 }
 
 #[tokio::test]
 async fn every_dashboard_query_returns_rows_on_the_apache_edition_too() {
     let app = TestApp::spawn_on_apache_edition().await;
     check_dashboard(&app).await;
+    check_firing_alerts_panel(&app).await;
 }
 
 #[test]

@@ -14,11 +14,13 @@ use tokio_postgres::NoTls;
 
 /// The rollups (docs/analytics.md), each 1-hour one after its 5-minute one, the order a
 /// refresh needs.
-pub const ROLLUPS: [&str; 4] = [
+pub const ROLLUPS: [&str; 6] = [
     "host_metrics_5m",
     "host_metrics_1h",
     "container_metrics_5m",
     "container_metrics_1h",
+    "container_lifecycle_5m",
+    "container_lifecycle_1h",
 ];
 
 pub struct TestApp {

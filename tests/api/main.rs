@@ -4,6 +4,9 @@
 mod admin_hosts;
 mod admin_tokens;
 mod agent_auth;
+mod alert_cli;
+mod alert_rules;
+mod alerts_api;
 mod analytics_doc;
 mod cli;
 mod cli_admin;

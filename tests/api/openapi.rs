@@ -164,7 +164,7 @@ fn the_telemetry_operation_documents_every_status_and_the_bearer_scheme() {
 #[test]
 fn every_admin_operation_documents_its_statuses_and_the_admin_bearer() {
     let spec = spec();
-    let expected: [(&str, &str, &str, &[&str]); 9] = [
+    let expected: [(&str, &str, &str, &[&str]); 18] = [
         (
             "/api/v1/hosts",
             "post",
@@ -213,6 +213,55 @@ fn every_admin_operation_documents_its_statuses_and_the_admin_bearer() {
             "delete",
             "revoke_host_token",
             &["204", "404", "422"],
+        ),
+        (
+            "/api/v1/alert-rules",
+            "get",
+            "list_alert_rules",
+            &["200", "422"],
+        ),
+        (
+            "/api/v1/alert-rules",
+            "post",
+            "create_alert_rule",
+            &["201", "400", "408", "409", "413", "415", "422"],
+        ),
+        (
+            "/api/v1/alert-rules/{alert_rule_id}",
+            "get",
+            "get_alert_rule",
+            &["200", "404", "422"],
+        ),
+        (
+            "/api/v1/alert-rules/{alert_rule_id}",
+            "put",
+            "update_alert_rule",
+            &["200", "400", "404", "408", "409", "413", "415", "422"],
+        ),
+        (
+            "/api/v1/alert-rules/{alert_rule_id}",
+            "delete",
+            "delete_alert_rule",
+            &["204", "404", "422"],
+        ),
+        ("/api/v1/alerts", "get", "list_alerts", &["200", "422"]),
+        (
+            "/api/v1/alerts/{alert_id}",
+            "get",
+            "get_alert",
+            &["200", "404", "422"],
+        ),
+        (
+            "/api/v1/alerts/{alert_id}/acknowledge",
+            "post",
+            "acknowledge_alert",
+            &["200", "404", "409", "422"],
+        ),
+        (
+            "/api/v1/alerts/{alert_id}/silence",
+            "post",
+            "silence_alert",
+            &["200", "400", "404", "408", "409", "413", "415", "422"],
         ),
     ];
     for (path, method, operation_id, statuses) in expected {
@@ -299,7 +348,14 @@ fn no_request_property_has_a_default_that_typescript_would_make_required() {
     // openapi-typescript types a property with a `default` as always present, so a client
     // would have to send what the server defaults; the default is said in words instead.
     let spec = spec();
-    for name in ["NewAgentToken", "NewHost", "HostUpdate", "TelemetryPayload"] {
+    for name in [
+        "NewAgentToken",
+        "NewHost",
+        "HostUpdate",
+        "TelemetryPayload",
+        "RuleDefinition",
+        "Silence",
+    ] {
         let schema = &spec["components"]["schemas"][name];
         for (field, property) in schema["properties"].as_object().unwrap() {
             assert!(property.get("default").is_none(), "{name}.{field}");
@@ -489,13 +545,15 @@ fn names_and_formats_are_the_ones_generators_expect() {
                 "list",
                 "create",
                 "update",
+                "delete",
                 "archive",
                 "issue",
                 "rotate",
                 "revoke",
                 "push",
                 "stream",
-                "delete",
+                "acknowledge",
+                "silence",
                 "redeliver"
             ]
             .contains(&verb)
@@ -508,7 +566,7 @@ fn names_and_formats_are_the_ones_generators_expect() {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
                 && name.ends_with("id")
             {
-                let collection = segments[i - 1];
+                let collection = segments[i - 1].replace('-', "_");
                 let singular = match collection.strip_suffix("ies") {
                     Some(stem) => format!("{stem}y"), // deliveries: delivery_id
                     None => collection.trim_end_matches('s').to_owned(),

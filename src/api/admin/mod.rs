@@ -5,6 +5,8 @@
 //! [`documented!`](super::operation_errors::documented)), then [`ADMIN_AUTHENTICATION`]'s and
 //! the server faults every operation may answer.
 
+pub mod alert_rules;
+pub mod alerts;
 pub mod auth_failures;
 pub mod events;
 pub mod hosts;

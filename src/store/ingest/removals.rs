@@ -33,19 +33,18 @@ pub(super) fn containers_digest(containers: &[ContainerPayload]) -> i64 {
     digest as i64
 }
 
-/// The parameters of the removals statement: each snapshot whose set moved (host id and
-/// recorded_at), and every container of those snapshots (host id and Docker id).
+/// The parameters of the removals statement: each snapshot whose set moved (host id,
+/// recorded_at, and its container ids as the keys of a jsonb object).
 #[derive(Default)]
-pub(super) struct Removals<'a> {
+pub(super) struct Removals {
     host_ids: Vec<i64>,
     recorded_ats: Vec<DateTime<Utc>>,
-    present_host_ids: Vec<i64>,
-    present_container_ids: Vec<&'a str>,
+    present: Vec<serde_json::Value>,
 }
 
-impl<'a> Removals<'a> {
+impl Removals {
     /// The snapshots of `batch` that the host statement stored and found with a moved set.
-    pub(super) fn of(batch: &'a [Submission], admitted: &HashMap<i64, HostWrite>) -> Self {
+    pub(super) fn of(batch: &[Submission], admitted: &HashMap<i64, HostWrite>) -> Self {
         let mut removals = Self::default();
         for submission in batch {
             let moved = admitted
@@ -56,10 +55,14 @@ impl<'a> Removals<'a> {
             }
             removals.host_ids.push(submission.host_id);
             removals.recorded_ats.push(submission.snapshot.recorded_at);
-            for container in submission.snapshot.containers() {
-                removals.present_host_ids.push(submission.host_id);
-                removals.present_container_ids.push(&container.container_id);
-            }
+            let ids = submission
+                .snapshot
+                .containers()
+                .iter()
+                .map(|container| (container.container_id.clone(), serde_json::Value::Null));
+            removals
+                .present
+                .push(serde_json::Value::Object(ids.collect()));
         }
         removals
     }
@@ -68,13 +71,8 @@ impl<'a> Removals<'a> {
         self.host_ids.is_empty()
     }
 
-    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 4] {
-        [
-            &self.host_ids,
-            &self.recorded_ats,
-            &self.present_host_ids,
-            &self.present_container_ids,
-        ]
+    pub(super) fn params(&self) -> [&(dyn ToSql + Sync); 3] {
+        [&self.host_ids, &self.recorded_ats, &self.present]
     }
 }
 

@@ -221,28 +221,32 @@ pub(super) const INGEST_REMOVALS_SQL: &str = r#"
 -- host's previous snapshot (the first statement compares their digests; only for the host's
 -- newest snapshot so far): the containers that vanished get `removed_at` and a `removed`
 -- event, those that came back lose it and get a `created` event. Their hosts are locked.
---  $1, $2: host id and recorded_at of each such snapshot; $3, $4: host id and Docker id of
---  every container of those snapshots.
+--  $1, $2, $3: host id, recorded_at and the container ids of each such snapshot, the ids as the
+--  keys of a jsonb object: `?` finds a key by binary search, so each of the host's containers
+--  is checked against its own snapshot's set alone, both ways. (A flat list of every snapshot's containers, anti-
+--  joined, was planned as a nested loop from unnest's estimate of 10 rows: every held container
+--  compared with every container of the batch, 29 ms for 24 snapshots of 20.)
 WITH moved AS (
-    SELECT * FROM unnest($1::int8[], $2::timestamptz[]) AS m (host_id, recorded_at)
-),
-present AS (
-    SELECT * FROM unnest($3::int8[], $4::text[]) AS p (host_id, container_id)
+    SELECT * FROM unnest($1::int8[], $2::timestamptz[], $3::jsonb[]) AS m (host_id, recorded_at, present)
 ),
 vanished AS (
     UPDATE containers c SET removed_at = m.recorded_at
     FROM moved m
-    WHERE c.host_id = m.host_id AND c.removed_at IS NULL
-      AND NOT EXISTS (SELECT 1 FROM present p
-                      WHERE p.host_id = c.host_id AND p.container_id = c.container_id)
+    WHERE c.host_id = m.host_id AND c.removed_at IS NULL AND NOT (m.present ? c.container_id)
     RETURNING c.host_id, c.container_id, c.state, c.exit_code, m.recorded_at
 ),
+-- Found per host through a lateral lookup (OFFSET 0 keeps it one): joined directly, a table
+-- whose statistics lag (a young install) was estimated to hold removed rows everywhere and
+-- scanned whole.
 returned AS (
     UPDATE containers c SET removed_at = NULL
-    FROM present p
-    JOIN moved m ON m.host_id = p.host_id
-    WHERE c.host_id = p.host_id AND c.container_id = p.container_id
-      AND c.removed_at IS NOT NULL
+    FROM moved m
+    CROSS JOIN LATERAL (
+        SELECT b.id FROM containers b
+        WHERE b.host_id = m.host_id AND b.removed_at IS NOT NULL AND m.present ? b.container_id
+        OFFSET 0
+    ) back
+    WHERE c.id = back.id
     RETURNING c.host_id, c.container_id, c.state, c.exit_code, m.recorded_at
 )
 INSERT INTO events (at, kind, host_id, container_id, from_value, to_value, exit_code)

@@ -120,8 +120,10 @@ impl Store {
         let post_log_len = i32::try_from(self.post_log_len).unwrap_or(i32::MAX);
         let mut params = hosts.params();
         params.push(&post_log_len);
+        // No JIT: these statements' cost estimates grow with the batch, and past
+        // `jit_above_cost` compiling took ~55 ms for a statement that runs in 2 (BENCHMARKS.md).
         let (_, host_rows) = tokio::try_join!(
-            client.batch_execute("BEGIN"),
+            client.batch_execute("BEGIN; SET LOCAL jit = off"),
             client.query(&statements.hosts, &params),
         )?;
         let admitted: HashMap<i64, HostWrite> = host_rows
