@@ -140,7 +140,7 @@ impl Schema {
             {
                 let allowed: Vec<&str> =
                     schema.enum_items.iter().filter_map(Value::as_str).collect();
-                fail(format!("must be one of: {}", allowed.join(", ")));
+                fail(format!("must be one of `{}`", allowed.join("`, `")));
             }
             ("string", Value::String(_)) if !schema.enum_items.is_empty() => {}
             ("string", Value::String(text)) => {
