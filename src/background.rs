@@ -1,7 +1,7 @@
 //! The server's periodic work: liveness detection, the data's lifecycle, the read replica's lag,
 //! alert evaluation, sending alerts to Alertmanager, and forgetting idle rate-limit state. Every
 //! task is safe to run in several server processes at once (alert evaluation and the sender by
-//! their leases).
+//! their leases), and webhook delivery ([`crate::webhooks`]).
 
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,17 @@ impl Drop for Tasks {
 }
 
 pub fn spawn(state: AppState, schedule: Schedule) -> Tasks {
-    Tasks(vec![
+    let webhooks = match crate::webhooks::spawn(state.store.clone(), state.webhooks) {
+        Ok(tasks) => tasks,
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "webhook delivery cannot start"
+            );
+            Vec::new()
+        }
+    };
+    let mut tasks = vec![
         tokio::spawn(detect_silent_hosts(
             state.clone(),
             schedule.heartbeat_timeout,
@@ -55,7 +65,9 @@ pub fn spawn(state: AppState, schedule: Schedule) -> Tasks {
             process_holder_name(),
         )),
         tokio::spawn(forget_idle_limits(state)),
-    ])
+    ];
+    tasks.extend(webhooks);
+    Tasks(tasks)
 }
 
 async fn detect_silent_hosts(state: AppState, timeout: Duration) {

@@ -13,6 +13,7 @@ use crate::domain::snapshot::SkewWindow;
 use crate::store::DbSettings;
 use crate::store::ingest_queue::BatchLimits;
 use crate::store::lifecycle::Lifecycle;
+use crate::webhooks::WebhookSettings;
 
 #[derive(Debug, Clone, Args)]
 pub struct DbArgs {
@@ -194,6 +195,23 @@ pub struct ServeArgs {
     /// this plus a quarter of it (at most 5 s) after the evaluating one dies
     #[arg(long, env = "NEXUS_ALERT_LEASE_SECONDS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub alert_lease_seconds: u64,
+    /// Accept webhook endpoints, and deliver to them, whose host is or resolves to a loopback,
+    /// private (RFC 1918, ULA), link-local, unspecified or multicast address. Off by default:
+    /// an admin token must not become a way to reach the server's internal network
+    #[arg(long, env = "NEXUS_ALLOW_PRIVATE_WEBHOOKS")]
+    pub allow_private_webhooks: bool,
+    /// Seconds one webhook attempt may take (connect, send, answer); a delivery's claim lasts
+    /// twice this long, after which a server that died mid-delivery leaves it to another
+    #[arg(long, env = "NEXUS_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub webhook_timeout_seconds: u64,
+    /// Milliseconds of the webhook retry schedule's unit: retries come 1, 6, 24, 120, 360,
+    /// 720, 1440, 2880, 5760 and 5760 units after each failed attempt (5 s to 8 h, about 24 h
+    /// in all, ±20% jitter), then the delivery is `failed`
+    #[arg(long, env = "NEXUS_WEBHOOK_RETRY_BASE_MS", default_value_t = 5000)]
+    pub webhook_retry_base_ms: u64,
+    /// Webhook deliveries in flight at once in this process (one per endpoint at most)
+    #[arg(long, env = "NEXUS_WEBHOOK_CONCURRENCY", default_value_t = 16)]
+    pub webhook_concurrency: usize,
     /// Log format
     #[arg(long, env = "NEXUS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
     pub log_format: LogFormat,
@@ -238,6 +256,15 @@ impl ServeArgs {
             interval: (self.alert_evaluation_interval_seconds > 0)
                 .then(|| Duration::from_secs(self.alert_evaluation_interval_seconds)),
             lease_ttl: Duration::from_secs(self.alert_lease_seconds),
+        }
+    }
+
+    pub fn webhooks(&self) -> WebhookSettings {
+        WebhookSettings {
+            allow_private: self.allow_private_webhooks,
+            attempt_timeout: Duration::from_secs(self.webhook_timeout_seconds.max(1)),
+            retry_base: Duration::from_millis(self.webhook_retry_base_ms.max(1)),
+            concurrency: self.webhook_concurrency.max(1),
         }
     }
 

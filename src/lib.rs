@@ -6,6 +6,7 @@
 //! - [`alerts`]: evaluating the alert rules (one process at a time, by a lease);
 //! - [`alertmanager`]: delivery of alerts to Prometheus Alertmanager;
 //! - [`background`]: periodic work (liveness, the data's lifecycle, alert evaluation);
+//! - [`webhooks`]: delivering events to webhook endpoints through the database's outbox;
 //! - [`cli`], [`config`], [`startup`]: the binary's commands and how the app is assembled.
 
 pub mod alertmanager;
@@ -19,3 +20,4 @@ pub mod error;
 pub mod http;
 pub mod startup;
 pub mod store;
+pub mod webhooks;

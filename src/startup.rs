@@ -82,6 +82,7 @@ impl Application {
             store,
             event_feed,
             event_heartbeat: Duration::from_secs(config.event_stream_heartbeat_seconds.max(1)),
+            webhooks: config.webhooks(),
             reads,
             rate_limit: RateLimit::per_minute(config.rate_limit_per_minute),
             auth_failures: RateLimit::per_minute(config.auth_failures_per_minute),

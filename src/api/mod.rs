@@ -64,6 +64,8 @@ pub struct State {
     pub event_feed: Arc<EventFeed>,
     /// Between the comment heartbeats of a live event stream.
     pub event_heartbeat: std::time::Duration,
+    /// How webhooks are delivered; the API checks endpoints' URLs against it.
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 #[derive(Tags)]
@@ -86,6 +88,7 @@ type Apis = (
     admin::auth_failures::AuthFailuresApi,
     admin::alert_rules::AlertRulesApi,
     admin::alerts::AlertsApi,
+    admin::webhooks::WebhooksApi,
 );
 
 /// The OpenAPI service: the operations. Its document is published through

@@ -386,8 +386,8 @@ mod tests {
             [
                 "name",
                 "for_seconds",
-                "restarts",
                 "severity",
+                "restarts",
                 "window_seconds"
             ]
         );

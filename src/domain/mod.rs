@@ -8,6 +8,7 @@ pub mod payload;
 pub mod series;
 pub mod snapshot;
 pub mod token;
+pub mod webhook;
 
 /// One failing field of a request, named by its path (e.g. `containers.3.metrics.cpu_percent`).
 #[derive(

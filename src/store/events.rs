@@ -16,7 +16,7 @@ use crate::error::Error;
 pub const EVENTS_CHANNEL: &str = "nexus_events";
 
 /// What an event says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Enum, serde::Serialize, serde::Deserialize)]
 #[oai(rename_all = "snake_case")]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
@@ -83,7 +83,7 @@ impl EventKind {
         }
     }
 
-    fn of_name(name: &str) -> Result<Self, Error> {
+    pub(crate) fn of_name(name: &str) -> Result<Self, Error> {
         Self::ALL
             .into_iter()
             .find(|kind| kind.name() == name)
@@ -246,7 +246,7 @@ pub async fn newest_event_id(client: &tokio_postgres::Client) -> Result<i64, Err
     Ok(row.get(0))
 }
 
-fn event_of(row: &Row) -> Result<Event, Error> {
+pub(crate) fn event_of(row: &Row) -> Result<Event, Error> {
     Ok(Event {
         id: row.get("id"),
         kind: EventKind::of_name(row.get("kind"))?,

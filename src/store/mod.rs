@@ -20,6 +20,7 @@ pub mod liveness;
 pub mod readings;
 pub mod replica;
 pub mod tokens;
+pub mod webhooks;
 
 use std::str::FromStr;
 use std::sync::Arc;

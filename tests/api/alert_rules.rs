@@ -169,15 +169,16 @@ async fn a_rule_with_parameters_of_another_kind_is_refused_naming_each_field() {
             json!({"name": "", "kind": "metric_threshold", "metric": "host_disk_free",
                    "operator": "!=", "threshold": "high", "severity": "loud",
                    "for_seconds": -5, "host_ids": [0], "summary": "x".repeat(1001)}),
+            // In the schema's order: closed sets are schema enumerations, checked with the rest.
             vec![
                 "name",
                 "host_ids.0",
                 "for_seconds",
-                "summary",
-                "threshold",
                 "severity",
+                "summary",
                 "metric",
                 "operator",
+                "threshold",
             ],
             "bounds, types and closed sets together",
         ),

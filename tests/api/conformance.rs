@@ -25,6 +25,18 @@ async fn every_read_of_a_populated_server_conforms_to_the_documented_schemas() {
     ])
     .await;
     let admin = app.admin_token().await;
+    // A webhook endpoint on a documentation address (TEST-NET-1): its deliveries stay pending,
+    // with an error and no status code.
+    let webhook = app
+        .admin(
+            Method::POST,
+            "/webhooks",
+            Some(&admin),
+            Some(&json!({"url": "http://192.0.2.1/hook"})),
+        )
+        .await;
+    assert_eq!(webhook.status, 201, "{}", webhook.body);
+    let webhook = webhook.body["id"].as_i64().unwrap();
     // A host with facts, metrics, a running container and one that reports nothing optional.
     let (host, token) = app.host_with_token("populated").await;
     let full = payload(&at(Duration::minutes(-2)), &[("c0ffee", "running")]);
@@ -128,6 +140,16 @@ async fn every_read_of_a_populated_server_conforms_to_the_documented_schemas() {
         .unwrap()
         .get(0);
 
+    // The fan-out has queued the events for the endpoint (it runs within a second).
+    let queued = std::time::Instant::now();
+    while app.count("SELECT count(*) FROM webhook_deliveries").await == 0 {
+        assert!(
+            queued.elapsed().as_secs() < 10,
+            "no webhook delivery was queued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+
     let config = std::env::temp_dir().join(format!(
         "nexus-conformance-{host}-{}.toml",
         app.address.len()
@@ -137,7 +159,8 @@ async fn every_read_of_a_populated_server_conforms_to_the_documented_schemas() {
         format!(
             "[parameters]\n\"path.host_id\" = {host}\n\"path.container_id\" = {container}\n\
              \"path.token_id\" = {spare_id}\n\"path.alert_id\" = {alert}\n\
-             \"path.alert_rule_id\" = {rule}\n\"query.from\" = \"{}\"\n\"query.to\" = \"{}\"\n",
+             \"path.alert_rule_id\" = {rule}\n\"path.webhook_id\" = {webhook}\n\
+             \"query.from\" = \"{}\"\n\"query.to\" = \"{}\"\n",
             at(Duration::hours(-1)),
             at(Duration::minutes(1)),
         ),
@@ -179,7 +202,7 @@ async fn every_read_of_a_populated_server_conforms_to_the_documented_schemas() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(
-        report.contains("Selected: 13/"),
-        "the thirteen reads of /api/v1 were run:\n{report}"
+        report.contains("Selected: 16/"),
+        "the sixteen reads of /api/v1 were run:\n{report}"
     );
 }

@@ -43,3 +43,4 @@ mod retention;
 mod scale_out;
 mod secrets_in_logs;
 mod token_cache;
+mod webhooks;

@@ -553,7 +553,8 @@ fn names_and_formats_are_the_ones_generators_expect() {
                 "push",
                 "stream",
                 "acknowledge",
-                "silence"
+                "silence",
+                "redeliver"
             ]
             .contains(&verb)
                 && !resource.is_empty(),
@@ -565,8 +566,12 @@ fn names_and_formats_are_the_ones_generators_expect() {
             if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
                 && name.ends_with("id")
             {
-                let collection = segments[i - 1].trim_end_matches('s').replace('-', "_");
-                assert_eq!(name, format!("{collection}_id"), "{path}");
+                let collection = segments[i - 1].replace('-', "_");
+                let singular = match collection.strip_suffix("ies") {
+                    Some(stem) => format!("{stem}y"), // deliveries: delivery_id
+                    None => collection.trim_end_matches('s').to_owned(),
+                };
+                assert_eq!(name, format!("{singular}_id"), "{path}");
             }
         }
     }

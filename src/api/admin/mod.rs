@@ -12,6 +12,7 @@ pub mod events;
 pub mod hosts;
 pub mod readings;
 pub mod tokens;
+pub mod webhooks;
 
 use poem::PathPattern;
 use poem::{Endpoint, EndpointExt, IntoResponse, Request};

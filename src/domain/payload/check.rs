@@ -135,6 +135,14 @@ impl Schema {
                     }
                 }
             }
+            ("string", Value::String(_))
+                if !schema.enum_items.is_empty() && !schema.enum_items.contains(value) =>
+            {
+                let allowed: Vec<&str> =
+                    schema.enum_items.iter().filter_map(Value::as_str).collect();
+                fail(format!("must be one of `{}`", allowed.join("`, `")));
+            }
+            ("string", Value::String(_)) if !schema.enum_items.is_empty() => {}
             ("string", Value::String(text)) => {
                 if let Some(problem) = TextRules::of(schema).problem(text) {
                     fail(problem);

@@ -63,7 +63,7 @@ impl CompiledSchema {
     /// type, more than one checked schema for one value (`allOf` beyond poem-openapi's
     /// "reference plus description" wrapper), an object with both properties and
     /// `additionalProperties`, required names that are not properties, more than 64
-    /// properties, recursive references and patterns that do not compile.
+    /// properties, recursive references, enumerations and patterns that do not compile.
     pub fn new(registry: &Registry, root: &MetaSchemaRef) -> Option<Self> {
         let mut compiler = Compiler {
             registry,
@@ -249,6 +249,8 @@ impl<'r> Compiler<'r> {
                     None => None,
                 },
             },
+            // Enumerations are left to the `Value` path.
+            "string" if !schema.enum_items.is_empty() => return None,
             "string" => Node::String(TextRules::try_of(schema).ok()?),
             "integer" => Node::Integer {
                 int32: schema.format == Some("int32"),

@@ -1,0 +1,165 @@
+//! What a webhook's body says: our JSON, in the shape Standard Webhooks recommends (`type`,
+//! `timestamp`, `data`), or one Slack-compatible line. The document publishes both schemas
+//! under `x-webhooks` (src/api/document.rs), so integrators generate the receiver's types.
+
+use chrono::{DateTime, Utc};
+use poem_openapi::Object;
+
+use crate::store::events::{Event, EventKind};
+use crate::store::webhooks::{FeedEvent, WebhookFormat};
+
+/// The body of a `json` webhook: one event of the feed.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct WebhookEvent {
+    /// The event's kind (also the kinds an endpoint subscribes to).
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: EventKind,
+    /// When the event happened (its `at`).
+    pub timestamp: DateTime<Utc>,
+    pub data: WebhookEventData,
+}
+
+/// The event as `GET /api/v1/events` shows it, with the names of its host and container.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct WebhookEventData {
+    #[oai(flatten)]
+    #[serde(flatten)]
+    pub event: Event,
+    /// The host's display name.
+    #[oai(nullable)]
+    pub host_name: Option<String>,
+    /// The container's name; null for host events.
+    #[oai(nullable)]
+    pub container_name: Option<String>,
+}
+
+/// The body of a `slack` webhook: Slack's incoming-webhook message.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct SlackMessage {
+    /// One human-readable line about the event.
+    pub text: String,
+}
+
+/// The body sent for `feed` in `format`.
+pub fn render(feed: &FeedEvent, format: WebhookFormat) -> String {
+    let body = match format {
+        WebhookFormat::Json => serde_json::to_string(&WebhookEvent {
+            kind: feed.event.kind,
+            timestamp: feed.event.at,
+            data: WebhookEventData {
+                event: feed.event.clone(),
+                host_name: feed.host_name.clone(),
+                container_name: feed.container_name.clone(),
+            },
+        }),
+        WebhookFormat::Slack => serde_json::to_string(&SlackMessage {
+            text: slack_line(feed),
+        }),
+    };
+    body.expect("an event serialises")
+}
+
+fn slack_line(feed: &FeedEvent) -> String {
+    let Event {
+        kind,
+        host_id,
+        container_id,
+        from_value,
+        to_value,
+        exit_code,
+        alert_id,
+        ..
+    } = &feed.event;
+    let host = feed
+        .host_name
+        .clone()
+        .unwrap_or_else(|| format!("host {host_id}"));
+    let container = feed
+        .container_name
+        .clone()
+        .or_else(|| {
+            container_id
+                .as_ref()
+                .map(|id| id.chars().take(12).collect())
+        })
+        .map(|name| format!("container {name}"));
+    let value = |value: &Option<String>| value.clone().unwrap_or_else(|| "?".into());
+    let change = format!("{} → {}", value(from_value), value(to_value));
+    let subject = container.clone().unwrap_or_else(|| "host".into());
+    let what = match kind {
+        EventKind::Online => "host is online".to_owned(),
+        EventKind::Offline => "host went offline".to_owned(),
+        EventKind::Recovered => "host is back online".to_owned(),
+        EventKind::Created => format!("{subject} created ({})", value(to_value)),
+        EventKind::Removed => format!("{subject} removed (was {})", value(from_value)),
+        EventKind::StateChanged => match exit_code {
+            Some(code) => format!("{subject} {change} (exit code {code})"),
+            None => format!("{subject} {change}"),
+        },
+        EventKind::HealthChanged => format!("{subject} health {change}"),
+        EventKind::Restarted => format!("{subject} restarted (restart count {change})"),
+        EventKind::OomKilled => format!("{subject} was killed by the OOM killer"),
+        EventKind::AlertFiring | EventKind::AlertResolved | EventKind::AlertAcknowledged => {
+            let state = match kind {
+                EventKind::AlertFiring => "firing",
+                EventKind::AlertResolved => "resolved",
+                _ => "acknowledged",
+            };
+            let alert = alert_id.map_or_else(String::new, |id| format!(" {id}"));
+            format!("alert{alert} {state} ({subject})")
+        }
+    };
+    format!("[{host}] {what}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed(kind: EventKind) -> FeedEvent {
+        FeedEvent {
+            event: Event {
+                id: 42,
+                kind,
+                at: DateTime::from_timestamp(1_700_000_000, 0).unwrap(),
+                host_id: 7,
+                container_id: Some("0123456789abcdef".into()),
+                from_value: Some("running".into()),
+                to_value: Some("exited".into()),
+                exit_code: Some(137),
+                alert_id: None,
+            },
+            host_name: Some("web-01".into()),
+            container_name: Some("shop-db".into()),
+        }
+    }
+
+    #[test]
+    fn the_json_body_is_type_timestamp_and_the_event_with_its_names() {
+        let body: serde_json::Value =
+            serde_json::from_str(&render(&feed(EventKind::StateChanged), WebhookFormat::Json))
+                .unwrap();
+        assert_eq!(
+            body,
+            serde_json::json!({
+                "type": "state_changed",
+                "timestamp": "2023-11-14T22:13:20Z",
+                "data": {
+                    "id": 42, "kind": "state_changed", "at": "2023-11-14T22:13:20Z",
+                    "host_id": 7, "container_id": "0123456789abcdef",
+                    "from_value": "running", "to_value": "exited", "exit_code": 137,
+                    "alert_id": null, "host_name": "web-01", "container_name": "shop-db"
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn the_slack_body_is_one_line_naming_host_container_and_change() {
+        assert_eq!(
+            render(&feed(EventKind::StateChanged), WebhookFormat::Slack),
+            r#"{"text":"[web-01] container shop-db running → exited (exit code 137)"}"#
+        );
+    }
+}
