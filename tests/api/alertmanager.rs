@@ -16,6 +16,10 @@ use tokio::time::{Instant, sleep};
 
 use crate::helpers::{TestApp, http_client, serve_args};
 
+/// The tests write their alerts themselves (standing for the evaluator), which must not resolve
+/// them: evaluation is off in every server here.
+const NO_EVALUATION: [&str; 2] = ["--alert-evaluation-interval-seconds", "0"];
+
 /// An Alertmanager process on loopback; killed, its directory removed, when dropped.
 struct Alertmanager {
     /// With the credentials when it requires them.
@@ -197,6 +201,7 @@ struct Server {
 impl Server {
     async fn spawn(database_url: &str, extra: &[&str]) -> Self {
         let mut args = vec!["--no-migrate"];
+        args.extend_from_slice(&NO_EVALUATION);
         args.extend_from_slice(extra);
         let app = Application::build(&serve_args(database_url, &args))
             .await
@@ -310,7 +315,13 @@ fn time(value: &Value) -> DateTime<Utc> {
 async fn a_firing_alert_reaches_alertmanager_with_its_labels_and_annotations() {
     let alertmanager = Alertmanager::start().await;
     // Re-sends a minute apart: the alert can arrive in time only by the prompt send.
-    let app = TestApp::spawn_with(&["--alertmanager-url", &alertmanager.url]).await;
+    let app = TestApp::spawn_with(&[
+        NO_EVALUATION[0],
+        NO_EVALUATION[1],
+        "--alertmanager-url",
+        &alertmanager.url,
+    ])
+    .await;
     let host = app.create_host("web-1").await;
     app.db
         .execute(
@@ -382,7 +393,13 @@ async fn a_firing_alert_reaches_alertmanager_with_its_labels_and_annotations() {
 #[tokio::test]
 async fn a_resolved_alert_is_sent_with_its_end_time() {
     let alertmanager = Alertmanager::start().await;
-    let app = TestApp::spawn_with(&["--alertmanager-url", &alertmanager.url]).await;
+    let app = TestApp::spawn_with(&[
+        NO_EVALUATION[0],
+        NO_EVALUATION[1],
+        "--alertmanager-url",
+        &alertmanager.url,
+    ])
+    .await;
     let host = app.create_host("web-2").await;
     wait_for_a_sender(&app).await;
     let (alert_id, rule_id) = fire(&app, "host offline", host, None, Utc::now()).await;
@@ -407,7 +424,13 @@ async fn a_resolved_alert_is_sent_with_its_end_time() {
 async fn an_alertmanager_that_was_down_gets_the_firing_alerts_when_it_returns() {
     let port = free_port();
     let url = format!("http://127.0.0.1:{port}");
-    let app = TestApp::spawn_with(&["--alertmanager-url", &url]).await;
+    let app = TestApp::spawn_with(&[
+        NO_EVALUATION[0],
+        NO_EVALUATION[1],
+        "--alertmanager-url",
+        &url,
+    ])
+    .await;
     let host = app.create_host("web-3").await;
     wait_for_a_sender(&app).await;
     let (_, rule_id) = fire(&app, "host offline", host, None, Utc::now()).await;
@@ -424,7 +447,7 @@ async fn an_alertmanager_that_was_down_gets_the_firing_alerts_when_it_returns() 
 /// the first holding the lease; an alert fires, and reaches the first's Alertmanager only.
 async fn two_servers_one_sending() -> (TestApp, [Alertmanager; 2], [Server; 2], i64, i64) {
     let (first_am, second_am) = tokio::join!(Alertmanager::start(), Alertmanager::start());
-    let app = TestApp::spawn().await; // owns the database; sends nowhere
+    let app = TestApp::spawn_with(&NO_EVALUATION).await; // owns the database; sends nowhere
     let resend = ["--alertmanager-resend-interval-seconds", "1"];
     let first = Server::spawn(
         &app.database_url,
@@ -480,6 +503,8 @@ async fn a_server_that_shuts_down_hands_the_sending_over_at_once() {
 async fn an_alert_silenced_in_alertmanager_is_silenced_until_the_silence_ends() {
     let alertmanager = Alertmanager::start().await;
     let app = TestApp::spawn_with(&[
+        NO_EVALUATION[0],
+        NO_EVALUATION[1],
         "--alertmanager-url",
         &alertmanager.url,
         "--alertmanager-resend-interval-seconds",
@@ -598,6 +623,7 @@ async fn an_alertmanager_behind_basic_auth_gets_the_alerts_and_its_password_is_n
             &down,
         ])
         .args(["--alertmanager-resend-interval-seconds", "1"])
+        .args(NO_EVALUATION)
         .env("DATABASE_URL", &database_url)
         .env("NEXUS_LOG", "debug")
         .stdout(Stdio::null())
@@ -679,6 +705,8 @@ async fn an_alertmanager_that_never_answers_does_not_delay_the_others() {
     let alertmanager = Alertmanager::start().await;
     // The silent one first: a sender posting in turn would reach the other 10 s late.
     let app = TestApp::spawn_with(&[
+        NO_EVALUATION[0],
+        NO_EVALUATION[1],
         "--alertmanager-url",
         &silent_url,
         "--alertmanager-url",
