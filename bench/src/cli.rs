@@ -55,6 +55,11 @@ pub struct Cli {
     #[arg(long, default_value_t = 0)]
     pub churn_tokens: usize,
 
+    /// Run the scenario first with the server's alert evaluation off, then on (its default, the
+    /// default rules), both in this run (one scenario).
+    #[arg(long)]
+    pub compare_alert_evaluation: bool,
+
     /// Idle live event streams (`/api/v1/events/stream`) held open on the server: the scenario
     /// runs first without them, then again with them (one scenario).
     #[arg(long, default_value_t = 0)]

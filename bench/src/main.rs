@@ -115,6 +115,7 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
         read_database_url: replica.map(|(url, _)| url),
         container_cache_mib: cli.container_cache_mib,
         heartbeat_timeout_seconds: None,
+        alert_evaluation: true,
     };
     if cli.lifecycle {
         let server = server::Server::spawn(&settings).await?;
@@ -147,6 +148,7 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
             baseline: cli.rate.is_none() && !cli.no_baseline,
             churn_tokens: cli.churn_tokens,
             event_streams: 0,
+            alert_evaluation: true,
         };
         // The same scenario again with the streams open: its baseline, measured in this run.
         let with_streams = (cli.event_streams > 0).then(|| Scenario {
@@ -154,7 +156,25 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
             event_streams: cli.event_streams,
             ..scenario.clone()
         });
-        std::iter::once(scenario).chain(with_streams).collect()
+        // Or first without alert evaluation, then with it (the server's default).
+        let without_alerts = cli.compare_alert_evaluation.then(|| Scenario {
+            label: format!("{}, no alert evaluation", cli.label),
+            alert_evaluation: false,
+            ..scenario.clone()
+        });
+        let scenario = Scenario {
+            label: if cli.compare_alert_evaluation {
+                format!("{}, alert evaluation (default rules)", cli.label)
+            } else {
+                scenario.label.clone()
+            },
+            ..scenario
+        };
+        without_alerts
+            .into_iter()
+            .chain(std::iter::once(scenario))
+            .chain(with_streams)
+            .collect()
     };
     for (index, scenario) in scenarios.iter().enumerate() {
         let mut scenario = scenario.clone();
@@ -170,7 +190,10 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
         }
         let target = Target {
             server_url: cli.server_url.as_deref(),
-            server: settings.clone(),
+            server: ServerSettings {
+                alert_evaluation: scenario.alert_evaluation,
+                ..settings.clone()
+            },
             db: &mut db,
             db_url,
             monitor: replica.map(|(_, monitor)| monitor),

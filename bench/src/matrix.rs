@@ -31,6 +31,7 @@ pub fn scenarios(duration_secs: u64) -> Vec<Scenario> {
         baseline: true,
         churn_tokens: 0,
         event_streams: 0,
+        alert_evaluation: true,
     };
     vec![
         closed("C=20 max", 2000, 20),
@@ -57,6 +58,7 @@ pub fn scenarios(duration_secs: u64) -> Vec<Scenario> {
             baseline: false,
             churn_tokens: 0,
             event_streams: 0,
+            alert_evaluation: true,
         },
     ]
 }

@@ -39,6 +39,8 @@ pub struct Scenario {
     pub churn_tokens: usize,
     /// Idle live event streams open on the server while the load is measured.
     pub event_streams: usize,
+    /// Whether the spawned server evaluates the alert rules (as it does by default).
+    pub alert_evaluation: bool,
 }
 
 /// The container cache's hits, and all its lookups, in the server's metrics.

@@ -29,6 +29,8 @@ pub struct ServerSettings<'a> {
     pub container_cache_mib: Option<u64>,
     /// Seconds of silence before a host is marked offline (absent: the server's default).
     pub heartbeat_timeout_seconds: Option<u64>,
+    /// Whether the server evaluates the alert rules (its default, every 15 s and after events).
+    pub alert_evaluation: bool,
 }
 
 impl Server {
@@ -59,6 +61,9 @@ impl Server {
         }
         if let Some(mib) = settings.container_cache_mib {
             command.env("NEXUS_CONTAINER_CACHE_MIB", mib.to_string());
+        }
+        if !settings.alert_evaluation {
+            command.env("NEXUS_ALERT_EVALUATION_INTERVAL_SECONDS", "0");
         }
         if let Some(url) = settings.read_database_url {
             command.env("NEXUS_READ_DATABASE_URL", url);

@@ -56,6 +56,7 @@ async fn point(cli: &Cli, url: &str, index: usize, hosts: usize) -> Result<Scena
         // lasts longer than the default 120 s: the first hosts must not be marked offline (a
         // write to their rows, which empties their cache entries) before their next post.
         heartbeat_timeout_seconds: Some(HEARTBEAT_TIMEOUT_SECONDS),
+        alert_evaluation: true,
     };
     // The first start migrates the fresh database.
     Server::spawn(&settings).await?.stop().await?;
@@ -73,6 +74,7 @@ async fn point(cli: &Cli, url: &str, index: usize, hosts: usize) -> Result<Scena
         baseline: false,
         churn_tokens: 0,
         event_streams: 0,
+        alert_evaluation: true,
     };
     let mut db = database::connect(url).await?;
     let target = Target {
