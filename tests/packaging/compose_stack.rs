@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::support::{Compose, TempDir, output, run, snapshot};
+use crate::support::{Compose, TempDir, http_client, output, run, snapshot};
 
 const READY_WITHIN: Duration = Duration::from_secs(240);
 
@@ -234,7 +234,7 @@ async fn podman_stop_drains_the_server_without_losing_an_acknowledged_snapshot()
         .map(|n| compose.host_with_token(&format!("drain-{n}")))
         .collect();
 
-    let client = reqwest::Client::new();
+    let client = http_client();
     let (acknowledged_tx, mut acknowledged_rx) = tokio::sync::mpsc::unbounded_channel();
     let base = chrono::Utc::now() - chrono::Duration::minutes(10);
     let mut posters = Vec::new();

@@ -193,7 +193,7 @@ impl Compose {
 
     /// Waits (at most `limit`) until the server's /readyz answers 200.
     pub async fn wait_ready(&self, limit: Duration) {
-        let client = reqwest::Client::new();
+        let client = http_client();
         let url = format!("{}/readyz", self.base_url());
         let start = Instant::now();
         loop {
@@ -247,4 +247,11 @@ pub fn snapshot(recorded_at: &str) -> serde_json::Value {
         },
         "containers": []
     })
+}
+
+/// An HTTP client; the crate's reqwest brings no TLS provider of its own (rustls with ring, as
+/// the server installs it), so one is installed first.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
