@@ -22,7 +22,7 @@ fn client(address: &str, bearer: &str) -> Client {
     let mut headers = HeaderMap::new();
     let value = HeaderValue::from_str(&format!("Bearer {bearer}")).unwrap();
     headers.insert(AUTHORIZATION, value);
-    let http = reqwest::Client::builder()
+    let http = crate::helpers::http_client_builder()
         .default_headers(headers)
         .build()
         .unwrap();
