@@ -114,7 +114,9 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
         pool_size: cli.pool_size,
         read_database_url: replica.map(|(url, _)| url),
         container_cache_mib: cli.container_cache_mib,
-        heartbeat_timeout_seconds: None,
+        // Compared with and without alert evaluation, the first scenario's hosts must not go
+        // offline (and fire alerts) during the second.
+        heartbeat_timeout_seconds: cli.compare_alert_evaluation.then_some(3600),
         alert_evaluation: true,
     };
     if cli.lifecycle {
