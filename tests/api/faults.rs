@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{Duration, Utc};
@@ -157,9 +157,12 @@ async fn with_the_database_down_at_start_the_server_serves_503_and_recovers_by_i
 async fn a_database_cut_under_load_leaves_every_snapshot_whole_or_absent() {
     let app = Arc::new(proxied_app(8, &[], true).await);
     let stop = Arc::new(AtomicBool::new(false));
+    let (accepted_so_far, failed_so_far) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let mut agents = Vec::new();
     for (host, token) in app.tokens.clone().into_iter().enumerate() {
         let (app, stop) = (app.clone(), stop.clone());
+        let (accepted_so_far, failed_so_far) = (accepted_so_far.clone(), failed_so_far.clone());
         agents.push(tokio::spawn(async move {
             let http = crate::helpers::http_client();
             let mut outcomes = Vec::new();
@@ -180,15 +183,31 @@ async fn a_database_cut_under_load_leaves_every_snapshot_whole_or_absent() {
                     .send()
                     .await;
                 let status = sent.map(|r| r.status().as_u16()).unwrap_or(0);
+                let tally = if status == 204 {
+                    &accepted_so_far
+                } else {
+                    &failed_so_far
+                };
+                tally.fetch_add(1, Ordering::SeqCst);
                 // A snapshot is its host and instant: two hosts may post the same instant.
                 outcomes.push(((format!("host-{host}"), recorded_at), status));
             }
             outcomes
         }));
     }
+    // The cut comes once posts are stored and lasts until one has failed (at least 700 ms): on
+    // a loaded box no post may be in flight for a fixed window. Both waits are bounded.
+    let until = |count: Arc<AtomicUsize>| async move {
+        let deadline = Instant::now() + StdDuration::from_secs(10);
+        while count.load(Ordering::SeqCst) == 0 && Instant::now() < deadline {
+            tokio::time::sleep(StdDuration::from_millis(20)).await;
+        }
+    };
     tokio::time::sleep(StdDuration::from_millis(700)).await;
+    until(accepted_so_far).await;
     app.proxy.set_up(false);
     tokio::time::sleep(StdDuration::from_millis(700)).await;
+    until(failed_so_far).await;
     app.proxy.set_up(true);
     tokio::time::sleep(StdDuration::from_millis(1500)).await;
     stop.store(true, Ordering::SeqCst);
