@@ -97,6 +97,14 @@ pub fn label_filter(field: &str, filters: &[String]) -> Result<HostLabels, Vec<F
     }
 }
 
+/// A Docker container id to filter by: not empty, and one PostgreSQL can hold.
+pub fn container_id_filter(field: &str, id: &str) -> Result<(), FieldError> {
+    if id.is_empty() {
+        return Err(FieldError::new(field, "must not be empty"));
+    }
+    search_text(field, id).map(drop)
+}
+
 /// A text to search for, which PostgreSQL can hold (no NUL character).
 pub fn search_text(field: &str, text: &str) -> Result<String, FieldError> {
     if text.contains('\0') {

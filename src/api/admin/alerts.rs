@@ -18,7 +18,7 @@ use crate::api::operation_errors::{
 };
 use crate::api::{ApiTags, AppState};
 use crate::domain::FieldError;
-use crate::domain::host::{Cursor, search_text};
+use crate::domain::host::{Cursor, container_id_filter};
 use crate::domain::payload::FastBody;
 use crate::error::Error;
 use crate::store::admin_tokens::AdminSession;
@@ -146,12 +146,9 @@ pub fn alert_filter(
             "give `history` or `state`, not both",
         ));
     }
-    if container_id.as_deref().is_some_and(str::is_empty) {
-        errors.push(FieldError::new("container_id", "must not be empty"));
-    }
     if let Some(Err(error)) = container_id
         .as_deref()
-        .map(|id| search_text("container_id", id))
+        .map(|id| container_id_filter("container_id", id))
     {
         errors.push(error);
     }

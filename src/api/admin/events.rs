@@ -24,7 +24,7 @@ use super::{ADMIN_AUTHENTICATION, AdminToken, admin_session_of, default_page_siz
 use crate::api::operation_errors::{DocumentedProblem, OperationError, SERVER_FAULTS, documented};
 use crate::api::{ApiTags, AppState};
 use crate::domain::FieldError;
-use crate::domain::host::{Cursor, search_text};
+use crate::domain::host::{Cursor, container_id_filter};
 use crate::error::Error;
 use crate::store::Store;
 use crate::store::admin_tokens::AdminSession;
@@ -123,12 +123,9 @@ fn event_filter(
     {
         errors.push(FieldError::new("until", "must be after `since`"));
     }
-    if container_id.as_deref().is_some_and(str::is_empty) {
-        errors.push(FieldError::new("container_id", "must not be empty"));
-    }
     if let Some(Err(error)) = container_id
         .as_deref()
-        .map(|id| search_text("container_id", id))
+        .map(|id| container_id_filter("container_id", id))
     {
         errors.push(error);
     }
