@@ -141,7 +141,11 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
         matrix::scenarios(cli.duration)
     } else {
         let scenario = Scenario {
-            label: cli.label.clone(),
+            label: if cli.compare_alert_evaluation {
+                format!("{}, alert evaluation (default rules)", cli.label)
+            } else {
+                cli.label.clone()
+            },
             hosts: cli.hosts,
             containers: cli.containers,
             duration: Duration::from_secs(cli.duration),
@@ -164,14 +168,6 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
             alert_evaluation: false,
             ..scenario.clone()
         });
-        let scenario = Scenario {
-            label: if cli.compare_alert_evaluation {
-                format!("{}, alert evaluation (default rules)", cli.label)
-            } else {
-                scenario.label.clone()
-            },
-            ..scenario
-        };
         without_alerts
             .into_iter()
             .chain(std::iter::once(scenario))
