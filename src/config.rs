@@ -247,7 +247,7 @@ impl ServeArgs {
                 .public_url
                 .clone()
                 .unwrap_or_else(|| format!("http://{local_addr}")),
-            holder: alertmanager::new_holder(),
+            holder: crate::store::leases::process_holder_name(),
         }
     }
 

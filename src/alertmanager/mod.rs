@@ -22,6 +22,7 @@ use crate::http::metrics;
 use crate::store::Store;
 use crate::store::event_feed::{EventFeed, RecvError, Subscription};
 use crate::store::events::EventKind;
+use crate::store::leases::Lease;
 use endpoint::Endpoint;
 
 /// The lease (`leases.name`) of the one process that sends.
@@ -52,13 +53,19 @@ pub struct Settings {
     pub resend_interval: Duration,
     /// Where our API is reached, for the links in the alerts.
     pub public_url: String,
-    /// This server process's name in the lease ([`new_holder`]).
+    /// This server process's name in the lease ([`crate::store::leases::process_holder_name`]).
     pub holder: String,
 }
 
-/// A name for a server process in the lease, unique even among servers of one OS process.
-pub fn new_holder() -> String {
-    format!("pid {} {}", std::process::id(), uuid::Uuid::new_v4())
+impl Settings {
+    /// The sender's lease, held as this process.
+    fn lease(&self) -> Lease {
+        Lease {
+            name: LEASE,
+            holder: self.holder.clone(),
+            ttl: LEASE_TTL,
+        }
+    }
 }
 
 /// Gives the lease up (a server shutting down, its sender stopped), so another process takes
@@ -67,7 +74,7 @@ pub async fn release(store: &Store, settings: &Settings) {
     if settings.urls.is_empty() {
         return;
     }
-    match store.release_lease(LEASE, &settings.holder).await {
+    match store.release_lease(&settings.lease()).await {
         Ok(true) => tracing::info!("handed the sending to Alertmanager over"),
         Ok(false) => {}
         Err(error) => tracing::warn!(
@@ -91,7 +98,7 @@ pub async fn run(store: Store, feed: Arc<EventFeed>, settings: Settings) {
             );
         }
     };
-    let holder = &settings.holder;
+    let lease = settings.lease();
     let (publish, batches) = watch::channel(None);
     // Dropped with this future, which aborts the deliveries.
     let mut deliveries = JoinSet::new();
@@ -113,7 +120,7 @@ pub async fn run(store: Store, feed: Arc<EventFeed>, settings: Settings) {
         };
         // The lease is checked before every round: a process that lost it stops sending.
         let was_holding = holding;
-        holding = match store.take_lease(LEASE, holder, LEASE_TTL).await {
+        holding = match store.take_lease(&lease).await {
             Ok(holding) => holding,
             Err(error) => {
                 tracing::warn!(

@@ -1,61 +1,8 @@
-//! The `leases` row that makes one server process at a time the alert evaluator
-//! (sql/V14__alerts.sql): taken when free or expired, renewed by its holder, and locked by each
-//! evaluation's transaction so a holder that stalled past its expiry cannot write.
+//! The lease that makes one server process at a time the alert evaluator
+//! ([`crate::store::leases`]); each evaluation's transaction claims it again, which locks the
+//! row, so a holder that stalled past its expiry cannot write.
 
-use std::time::Duration;
-
-use deadpool_postgres::GenericClient;
-
-use crate::error::Error;
+pub use crate::store::leases::{Lease, process_holder_name};
 
 /// The evaluator's lease.
 pub const ALERT_EVALUATOR: &str = "alert_evaluator";
-
-/// Takes the lease if it is free, expired or already ours, and (re)sets its expiry; a row back
-/// when we hold it. Inside a transaction it also locks the row until commit: a process that
-/// lost the lease waits for the new holder's transaction, then finds the row not its own.
-const CLAIM: &str = "
-INSERT INTO leases (name, holder, expires_at)
-VALUES ($1, $2, clock_timestamp() + make_interval(secs => $3))
-ON CONFLICT (name) DO UPDATE SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
-WHERE leases.holder = EXCLUDED.holder OR leases.expires_at < clock_timestamp()
-RETURNING holder";
-
-/// A process's claim on one lease: its name, who we are, and how long a claim lasts.
-#[derive(Debug, Clone)]
-pub struct Lease {
-    pub name: &'static str,
-    pub holder: String,
-    pub ttl: Duration,
-}
-
-impl Lease {
-    /// Whether we hold the lease now (taking or renewing it). On a transaction, the row stays
-    /// locked until it ends: the fence of that transaction's writes.
-    pub async fn claim(&self, client: &impl GenericClient) -> Result<bool, Error> {
-        let statement = client.prepare_cached(CLAIM).await?;
-        let rows = client
-            .query(
-                &statement,
-                &[&self.name, &self.holder, &self.ttl.as_secs_f64()],
-            )
-            .await?;
-        Ok(!rows.is_empty())
-    }
-}
-
-/// A name for this process that no other process shares: the host's name, the pid and a
-/// random part (a restarted process is a new holder).
-pub fn process_holder_name() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|name| name.trim().to_owned())
-        .filter(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned());
-    format!(
-        "{host}:{}:{}",
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    )
-}
