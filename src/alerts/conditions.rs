@@ -287,16 +287,29 @@ fn rate_window(rate: bool, partition: &str) -> String {
     }
 }
 
+/// The per-second rate of each `(metric, counter column)` from consecutive samples (window `w`).
+fn counter_rates(counters: &[(&str, &str)]) -> String {
+    let arms: String = counters
+        .iter()
+        .map(|(metric, column)| {
+            format!(
+                "
+                   WHEN '{metric}' THEN alert_counter_rate(m.{column}, lag(m.{column}) OVER w,
+                       extract(epoch FROM m.recorded_at - lag(m.recorded_at) OVER w))"
+            )
+        })
+        .collect();
+    format!("CASE r.metric{arms}\n               END")
+}
+
 /// The samples of the host rules (`{RULES}`) since `{SINCE}` with the rule's metric as
 /// `value`; byte rates (`rate`) from consecutive samples' counter deltas.
 fn host_raw_samples(rate: bool) -> String {
     let value = if rate {
-        "CASE r.metric
-                   WHEN 'host_network_rx_bytes_per_second' THEN alert_counter_rate(m.network_rx_bytes,
-                       lag(m.network_rx_bytes) OVER w, extract(epoch FROM m.recorded_at - lag(m.recorded_at) OVER w))
-                   WHEN 'host_network_tx_bytes_per_second' THEN alert_counter_rate(m.network_tx_bytes,
-                       lag(m.network_tx_bytes) OVER w, extract(epoch FROM m.recorded_at - lag(m.recorded_at) OVER w))
-               END"
+        counter_rates(&[
+            ("host_network_rx_bytes_per_second", "network_rx_bytes"),
+            ("host_network_tx_bytes_per_second", "network_tx_bytes"),
+        ])
     } else {
         "CASE r.metric
                    WHEN 'host_cpu_percent' THEN m.cpu_percent
@@ -304,6 +317,7 @@ fn host_raw_samples(rate: bool) -> String {
                    WHEN 'host_disk_used_percent' THEN 100.0 * m.disk_used_gb::double precision / nullif(m.disk_total_gb, 0)
                    WHEN 'host_load_average' THEN m.load_average
                END"
+        .to_owned()
     };
     let window = rate_window(rate, "m.host_id");
     format!(
@@ -319,21 +333,21 @@ fn host_raw_samples(rate: bool) -> String {
 
 fn container_raw_samples(rate: bool) -> String {
     let value = if rate {
-        "CASE r.metric
-                   WHEN 'container_network_rx_bytes_per_second' THEN alert_counter_rate(m.network_rx_bytes,
-                       lag(m.network_rx_bytes) OVER w, extract(epoch FROM m.recorded_at - lag(m.recorded_at) OVER w))
-                   WHEN 'container_network_tx_bytes_per_second' THEN alert_counter_rate(m.network_tx_bytes,
-                       lag(m.network_tx_bytes) OVER w, extract(epoch FROM m.recorded_at - lag(m.recorded_at) OVER w))
-                   WHEN 'container_block_read_bytes_per_second' THEN alert_counter_rate(m.block_read_bytes,
-                       lag(m.block_read_bytes) OVER w, extract(epoch FROM m.recorded_at - lag(m.recorded_at) OVER w))
-                   WHEN 'container_block_write_bytes_per_second' THEN alert_counter_rate(m.block_write_bytes,
-                       lag(m.block_write_bytes) OVER w, extract(epoch FROM m.recorded_at - lag(m.recorded_at) OVER w))
-               END"
+        counter_rates(&[
+            ("container_network_rx_bytes_per_second", "network_rx_bytes"),
+            ("container_network_tx_bytes_per_second", "network_tx_bytes"),
+            ("container_block_read_bytes_per_second", "block_read_bytes"),
+            (
+                "container_block_write_bytes_per_second",
+                "block_write_bytes",
+            ),
+        ])
     } else {
         "CASE r.metric
                    WHEN 'container_cpu_percent' THEN m.cpu_percent
                    WHEN 'container_memory_percent' THEN memory_percent(m.memory_usage_mb, m.memory_limit_mb)
                END"
+        .to_owned()
     };
     let window = rate_window(rate, "m.container_id");
     format!(

@@ -231,6 +231,18 @@ const NEW_SECRET: &str = "'whsec_' || encode(decode(replace(gen_random_uuid()::t
 const FAST_FORWARD: &str = "UPDATE webhook_fanout SET last_event_id = GREATEST(last_event_id, $1) \
      WHERE NOT EXISTS (SELECT 1 FROM webhook_endpoints WHERE enabled AND id <> $2)";
 
+/// Runs [`FAST_FORWARD`] for the endpoint `row` (created or updated, `RETURNING` its id and
+/// `after_event_id`) just enabled.
+async fn fast_forward(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    row: &Row,
+) -> Result<(), Error> {
+    let statement = transaction.prepare_cached(FAST_FORWARD).await?;
+    let (after, id): (i64, i64) = (row.get("after_event_id"), row.get("id"));
+    transaction.execute(&statement, &[&after, &id]).await?;
+    Ok(())
+}
+
 /// Waits for a fan-out in progress and keeps the next from starting until the transaction
 /// ends: an endpoint created or enabled meanwhile would be missing from the endpoints that
 /// fan-out read, for events it reads after the endpoint's `after_event_id`.
@@ -266,11 +278,7 @@ impl Store {
             .await?;
         let webhook = webhook_of(&row)?;
         if enabled {
-            let fast_forward = transaction.prepare_cached(FAST_FORWARD).await?;
-            let after: i64 = row.get("after_event_id");
-            transaction
-                .execute(&fast_forward, &[&after, &webhook.id])
-                .await?;
+            fast_forward(&transaction, &row).await?;
         }
         transaction.commit().await?;
         Ok((webhook, row.get("secret")))
@@ -342,11 +350,7 @@ impl Store {
             .ok_or(Error::NotFound("webhook"))?;
         let webhook = webhook_of(&row)?;
         if row.get::<_, bool>("enabled_now") {
-            let fast_forward = transaction.prepare_cached(FAST_FORWARD).await?;
-            let after: i64 = row.get("after_event_id");
-            transaction
-                .execute(&fast_forward, &[&after, &webhook.id])
-                .await?;
+            fast_forward(&transaction, &row).await?;
         }
         transaction.commit().await?;
         Ok(webhook)
