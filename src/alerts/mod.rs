@@ -1,4 +1,4 @@
-//! Alert evaluation (issue 26; docs/alerts.md#evaluation): the rules' conditions as set-based
+//! Alert evaluation (docs/alerts.md#evaluation): the rules' conditions as set-based
 //! queries, the transitions of alerts in one transaction per cycle, the lease that makes one
 //! server process the evaluator, and the background task that runs the cycles.
 

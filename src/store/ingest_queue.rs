@@ -33,7 +33,7 @@ pub const QUEUED_METRIC: &str = "nexus_ingest_queued_snapshots";
 /// that one to finish, taking what arrives meanwhile, rather than start a small transaction
 /// beside it: at moderate load one transaction at a time, each larger, costs PostgreSQL less per
 /// snapshot. Under heavy load the queue is deeper and writers overlap. 24 measured best of 8, 16,
-/// 24 and 32 (BENCHMARKS.md, commits 797615f and f81acbf).
+/// 24 and 32 (BENCHMARKS.md, "What was changed, measured before and after").
 const OVERLAP_FROM: usize = 24;
 /// The longest a writer waits so: about one batch's write at moderate load, so a writer held
 /// up (on a row lock, say) delays the others by no more than that.

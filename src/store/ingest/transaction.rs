@@ -205,8 +205,8 @@ impl Store {
 /// row exists) is rare, and a snapshot's container rows are written only with its host row, so
 /// they exist only if someone deleted host rows and kept container rows. New rows go in without
 /// an `ON CONFLICT` check of the unique index before each row: the host rows by plain `INSERT`,
-/// the container rows by binary `COPY`, both much cheaper (BENCHMARKS.md, commits 92075be and
-/// 623ff95). If one exists after all, the batch fails with a unique violation and is written
+/// the container rows by binary `COPY`, both much cheaper (BENCHMARKS.md, "What was changed,
+/// measured before and after"). If one exists after all, the batch fails with a unique violation and is written
 /// again with the checks, first write winning as always.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum MetricWrite {
