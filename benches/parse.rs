@@ -31,9 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nexus_contract::TelemetryPayload;
-use nexus_telemetry::api::json_body;
-use nexus_telemetry::domain::payload::check::Schema;
-use nexus_telemetry::domain::payload::reader;
+use nexus_telemetry::api::body::check::Schema;
+use nexus_telemetry::api::body::json as json_body;
+use nexus_telemetry::api::body::reader;
 use serde_json::Value;
 use validator::Validate;
 

@@ -1,7 +1,7 @@
 //! `TelemetryBody`: the body of `POST /agent/telemetry`, read as [`ValidJson`] reads any body
 //! (same limits, encodings and statuses), then made a [`Snapshot`] against the server's clock.
 //! Containers that break the contract are left out rather than costing the whole snapshot
-//! ([`crate::domain::payload::salvage`]).
+//! ([`salvage`](super::salvage)).
 
 use chrono::Utc;
 use nexus_contract::TelemetryPayload;
@@ -10,10 +10,11 @@ use poem_openapi::impl_apirequest_for_payload;
 use poem_openapi::payload::{ParsePayload, Payload};
 use poem_openapi::registry::{MetaSchemaRef, Registry};
 
-use super::AppState;
-use super::json_body::{self, BodyLimits, ValidJson};
-use crate::domain::payload::check::Schema;
-use crate::domain::payload::salvage::Accepted;
+use super::check::Schema;
+use super::json::{self, ValidJson};
+use super::read::{self, BodyLimits};
+use super::salvage::Accepted;
+use crate::api::AppState;
 use crate::domain::snapshot::{SkewWindow, Snapshot};
 use crate::error::Error;
 
@@ -47,7 +48,7 @@ impl ParsePayload for TelemetryBody {
             .data::<AppState>()
             .expect("AppState is app data")
             .skew;
-        let bytes = json_body::read_body(request, body, limits).await?;
+        let bytes = read::read_body(request, body, limits).await?;
         Ok(Self(accept(&bytes, Utc::now(), skew)?))
     }
 }
@@ -61,11 +62,11 @@ pub fn accept(
     now: chrono::DateTime<Utc>,
     skew: SkewWindow,
 ) -> Result<Accepted, Error> {
-    if let Some(payload) = json_body::parse_conforming::<TelemetryPayload>(bytes)? {
+    if let Some(payload) = json::parse_conforming::<TelemetryPayload>(bytes)? {
         let snapshot = Snapshot::new(payload, now, skew).map_err(Error::Validation)?;
         return Ok(Accepted::whole(snapshot));
     }
-    let value = json_body::value_of(bytes)?;
+    let value = json::value_of(bytes)?;
     Accepted::from_value(value, &Schema::of::<TelemetryPayload>(), now, skew)
         .map_err(Error::Validation)
 }

@@ -10,9 +10,12 @@
 //! "Body parse paths (issue 20)".
 
 pub mod check;
+pub mod json;
+pub mod read;
 pub mod reader;
 pub mod salvage;
 mod schema;
+pub mod telemetry;
 
 #[cfg(test)]
 pub(crate) mod bodies;

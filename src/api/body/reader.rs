@@ -803,7 +803,7 @@ impl<'t> Scanner<'t> {
 #[cfg(test)]
 mod tests {
     //! The reader must never accept what the `Value` path refuses, nor read a value
-    //! differently; `api::json_body`'s tests hold `parse` (reader first) to the `Value` path
+    //! differently; `api::body::json`'s tests hold `parse` (reader first) to the `Value` path
     //! field by field, on generated bodies too. These add the reader's own forms (timestamps,
     //! numbers, escapes) and check that it reads the documents clients send, so it does not
     //! silently decline everything.
