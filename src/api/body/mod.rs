@@ -13,6 +13,7 @@ pub mod check;
 pub mod json;
 pub mod read;
 pub mod reader;
+mod rules;
 pub mod salvage;
 mod schema;
 pub mod telemetry;

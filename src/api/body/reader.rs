@@ -18,7 +18,7 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use nexus_contract::{
@@ -27,7 +27,6 @@ use nexus_contract::{
 };
 
 use super::Declined;
-use super::check::Schema;
 use super::schema::{CompiledSchema, NodeId};
 
 /// Nesting allowed in values the payload does not name (serde_json refuses beyond 128).
@@ -133,7 +132,7 @@ impl<const N: usize> Object<N> {
 }
 
 struct Reader {
-    schema: Arc<Schema>,
+    compiled: CompiledSchema,
     root: Object<3>,
     host: Object<2>,
     host_metrics: Object<8>,
@@ -147,20 +146,19 @@ struct Reader {
 
 impl Reader {
     fn new() -> Option<Self> {
-        let schema = Schema::of::<TelemetryPayload>();
-        let compiled = schema.compiled()?;
-        let root = Object::new(compiled, compiled.root(), &ROOT, &["recorded_at", "host"])?;
-        let host = Object::new(compiled, root.fields[1], &HOST, &["metrics"])?;
-        let host_metrics = Object::new(compiled, host.fields[0], &HOST_METRICS, &[])?;
-        let facts = Object::new(compiled, host.fields[1], &FACTS, &[])?;
+        let compiled = CompiledSchema::of::<TelemetryPayload>()?;
+        let root = Object::new(&compiled, compiled.root(), &ROOT, &["recorded_at", "host"])?;
+        let host = Object::new(&compiled, root.fields[1], &HOST, &["metrics"])?;
+        let host_metrics = Object::new(&compiled, host.fields[0], &HOST_METRICS, &[])?;
+        let facts = Object::new(&compiled, host.fields[1], &FACTS, &[])?;
         let container = Object::new(
-            compiled,
+            &compiled,
             compiled.items(root.fields[2])?,
             &CONTAINER,
             &["container_id", "name", "image"],
         )?;
         let container_metrics =
-            Object::new(compiled, container.fields[9], &CONTAINER_METRICS, &[])?;
+            Object::new(&compiled, container.fields[9], &CONTAINER_METRICS, &[])?;
         let port = compiled.items(container.fields[7])?;
         let (label_value, label_key_max_length) = compiled.entries(container.fields[8])?;
         Some(Self {
@@ -173,14 +171,12 @@ impl Reader {
             port,
             label_value,
             label_key_max_length,
-            schema,
+            compiled,
         })
     }
 
     fn compiled(&self) -> &CompiledSchema {
-        self.schema
-            .compiled()
-            .expect("compiled when the reader was built")
+        &self.compiled
     }
 
     fn payload(&self, s: &mut Scanner) -> Option<TelemetryPayload> {
@@ -811,6 +807,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::api::body::check::Schema;
 
     const FIXTURE: &str = include_str!("../../../benches/fixtures/telemetry-20.json");
 
@@ -1118,8 +1115,7 @@ mod tests {
 
     #[test]
     fn a_field_the_reader_does_not_know_disables_it() {
-        let schema = Schema::of::<TelemetryPayload>();
-        let compiled = schema.compiled().unwrap();
+        let compiled = &CompiledSchema::of::<TelemetryPayload>().unwrap();
         let root = compiled.root();
         assert!(Object::new(compiled, root, &ROOT, &["recorded_at", "host"]).is_some());
         assert!(Object::new(compiled, root, &["recorded_at", "host"], &["recorded_at"]).is_none());
