@@ -196,11 +196,7 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
 /// The request checked against the same schema the admin API enforces.
 fn checked<T>(request: &T) -> Result<T, Error>
 where
-    T: serde::Serialize
-        + serde::de::DeserializeOwned
-        + poem_openapi::types::Type
-        + crate::api::body::FastBody
-        + 'static,
+    T: serde::Serialize + serde::de::DeserializeOwned + poem_openapi::types::Type + 'static,
 {
     let bytes = serde_json::to_vec(request).map_err(|error| Error::Internal(error.into()))?;
     json_body::parse::<T>(&bytes)

@@ -12,7 +12,6 @@ use super::{
     ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, NOT_APPLICATION_JSON,
     default_page_size, named_path_params,
 };
-use crate::api::body::FastBody;
 use crate::api::body::json::ValidJson;
 use crate::api::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
@@ -46,8 +45,6 @@ pub struct Silence {
     #[oai(nullable)]
     pub until: Option<DateTime<Utc>>,
 }
-
-impl FastBody for Silence {}
 
 impl poem_openapi::types::Example for Silence {
     fn example() -> Self {

@@ -26,7 +26,6 @@ use nexus_contract::{
     TelemetryPayload,
 };
 
-use super::Declined;
 use super::schema::{CompiledSchema, NodeId};
 
 /// Nesting allowed in values the payload does not name (serde_json refuses beyond 128).
@@ -96,6 +95,30 @@ pub fn read(text: &str) -> Result<TelemetryPayload, Declined> {
         Ok(payload)
     } else {
         Err(Declined::Invalid)
+    }
+}
+
+/// Why the reader left a document to the `Value` path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declined {
+    /// Not JSON, or it breaks the contract: the `Value` path says how.
+    Invalid,
+    /// Perhaps conforming, but written in a form the reader leaves to the `Value` path (see the
+    /// module's documentation).
+    Form,
+    /// The contract has a shape the reader does not know (a field added to it), so it reads
+    /// nothing until it learns it.
+    Schema,
+}
+
+impl Declined {
+    /// The reason as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Declined::Invalid => "invalid",
+            Declined::Form => "form",
+            Declined::Schema => "schema",
+        }
     }
 }
 
