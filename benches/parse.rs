@@ -23,7 +23,7 @@
 //! Docker-Compose containers with 12–13 labels each. The 0- and 200-container payloads are it
 //! without containers, and with its containers repeated ten times under fresh ids.
 //!
-//! Results: BENCHMARKS.md, "Body parse paths (issue 20)".
+//! Results: BENCHMARKS.md, "Body parse paths".
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;

@@ -1,6 +1,6 @@
 //! A hand-written reader for the telemetry payload: the one body the server parses thousands of
 //! times a second, and the largest part of its CPU per snapshot (numbers: BENCHMARKS.md, "Body
-//! parse paths (issue 20)").
+//! parse paths").
 //!
 //! It reads the text once, checking each value against the schema's compiled nodes
 //! ([`schema`](super::schema)) by the same leaf rules the `Value` path's check applies, so the
