@@ -5,8 +5,8 @@
 //!   `validator::Validate`, then `validate()`. The usual Rust answer, measured so the choice can
 //!   be re-checked; the server does not take it because the bounds would be written a second
 //!   time beside the published `oai(validator(...))` ones.
-//! - reader: `json_body::parse`, which takes the payload's hand-written reader.
-//! - Value path: `from_slice::<Value>` + `Schema::check` + `from_value`, what `parse` does for
+//! - reader: `telemetry::parse_payload`, which takes the payload's hand-written reader.
+//! - Value path: `from_slice::<Value>` + `Schema::check` + `from_value`, what `json::parse` does for
 //!   every body the reader declines.
 //!
 //! The payloads: 0, 20 and 200 containers, and the 20 written as PHP's `json_encode` writes them
@@ -23,7 +23,7 @@
 //! Docker-Compose containers with 12–13 labels each. The 0- and 200-container payloads are it
 //! without containers, and with its containers repeated ten times under fresh ids.
 //!
-//! Results: BENCHMARKS.md, "Body parse paths (issue 20)".
+//! Results: BENCHMARKS.md, "Body parse paths".
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
@@ -31,9 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nexus_contract::TelemetryPayload;
-use nexus_telemetry::api::json_body;
-use nexus_telemetry::domain::payload::check::Schema;
-use nexus_telemetry::domain::payload::reader;
+use nexus_telemetry::api::body::check::Schema;
+use nexus_telemetry::api::body::reader;
+use nexus_telemetry::api::body::telemetry;
 use serde_json::Value;
 use validator::Validate;
 
@@ -80,8 +80,8 @@ const VARIANTS: [Variant; 4] = [
         payload.validate().unwrap();
         black_box(payload);
     }),
-    ("reader (json_body::parse)", |bytes| {
-        black_box(json_body::parse::<TelemetryPayload>(bytes).unwrap());
+    ("reader (telemetry::parse_payload)", |bytes| {
+        black_box(telemetry::parse_payload(bytes).unwrap());
     }),
     ("Value path", |bytes| {
         let value: Value = serde_json::from_slice(bytes).unwrap();
@@ -125,7 +125,7 @@ fn payload(containers: usize) -> Vec<u8> {
         .collect();
     value["containers"] = Value::Array(list);
     let bytes = serde_json::to_vec(&value).expect("serialisable");
-    json_body::parse::<TelemetryPayload>(&bytes).expect("the server accepts the payload");
+    telemetry::parse_payload(&bytes).expect("the server accepts the payload");
     bytes
 }
 

@@ -8,7 +8,7 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::api::auth_failures::AuthFailureLog;
-use crate::api::json_body::BodyLimits;
+use crate::api::body::read::BodyLimits;
 use crate::api::{self, AppState, State, ingest_slots::IngestSlots, rate_limit::RateLimit};
 use crate::background::{self, Schedule};
 use crate::config::ServeArgs;

@@ -356,7 +356,7 @@ fn round2(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use chrono::Duration;
-    use nexus_telemetry::api::json_body::parse;
+    use nexus_telemetry::api::body::json::parse;
     use nexus_telemetry::domain::snapshot::{SkewWindow, Snapshot};
 
     use super::*;

@@ -438,7 +438,7 @@ fn always_sent_fields_required(schema: &mut Value) {
 }
 
 /// A request body's `null` stands for an absent optional field
-/// ([`crate::domain::payload::check`]); saying so lets clients send what they hold (`facts: null`).
+/// ([`crate::api::body::check`]); saying so lets clients send what they hold (`facts: null`).
 fn optional_fields_nullable(schema: &mut Value) {
     let required = schema.get("required").cloned().unwrap_or_default();
     let required = required.as_sequence().cloned().unwrap_or_default();

@@ -4,16 +4,15 @@
 pub mod admin;
 pub mod agent_auth;
 pub mod auth_failures;
+pub mod body;
 pub mod document;
 pub mod error_response;
 pub mod ingest_slots;
-pub mod json_body;
 pub mod operation_errors;
 pub mod ops;
 pub mod problem;
 pub mod rate_limit;
 pub mod telemetry;
-pub mod telemetry_body;
 
 use std::sync::Arc;
 
@@ -26,8 +25,8 @@ use crate::store::agent_cache::AgentTokenCache;
 use crate::store::event_feed::EventFeed;
 use crate::store::ingest_queue::IngestQueue;
 use crate::store::replica::Reads;
+use body::read::BodyLimits;
 use ingest_slots::IngestSlots;
-use json_body::BodyLimits;
 use rate_limit::RateLimit;
 
 /// What every handler may use; shared by all requests.

@@ -4,13 +4,13 @@ use poem::web::Data;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::agent_auth::{AgentToken, agent_auth};
+use super::body::telemetry::TelemetryBody;
 use super::operation_errors::{
     BODY_NOT_JSON, CHALLENGE, DocumentedHeader, DocumentedProblem, OperationError, SERVER_FAULTS,
     documented,
 };
-use super::telemetry_body::TelemetryBody;
 use super::{ApiTags, AppState};
-use crate::domain::payload::salvage::DroppedContainer;
+use crate::api::body::salvage::DroppedContainer;
 use crate::error::Error;
 use crate::http::metrics;
 use crate::store::ingest::{Outcome, Submission};

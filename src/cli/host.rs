@@ -1,7 +1,7 @@
 //! `nexus-telemetry host create|list|show|update|archive`.
 
 use crate::api::admin::hosts::{HostUpdate, NewHost, host_filter};
-use crate::api::json_body;
+use crate::api::body::json as json_body;
 use crate::cli::{ObjectArgs, migrated_store, output};
 use clap::Subcommand;
 
@@ -196,11 +196,7 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
 /// The request checked against the same schema the admin API enforces.
 fn checked<T>(request: &T) -> Result<T, Error>
 where
-    T: serde::Serialize
-        + serde::de::DeserializeOwned
-        + poem_openapi::types::Type
-        + crate::domain::payload::FastBody
-        + 'static,
+    T: serde::Serialize + serde::de::DeserializeOwned + poem_openapi::types::Type + 'static,
 {
     let bytes = serde_json::to_vec(request).map_err(|error| Error::Internal(error.into()))?;
     json_body::parse::<T>(&bytes)

@@ -1,7 +1,7 @@
 //! `nexus-telemetry token issue|list|rotate|revoke`: a host's agent tokens.
 
 use crate::api::admin::tokens::{IssuedAgentToken, NewAgentToken};
-use crate::api::json_body;
+use crate::api::body::json as json_body;
 use crate::cli::{ObjectArgs, migrated_store, output};
 use clap::{Args, Subcommand};
 

@@ -4,7 +4,6 @@
 pub mod alert_rule;
 pub mod host;
 pub mod liveness;
-pub mod payload;
 pub mod series;
 pub mod snapshot;
 pub mod token;

@@ -6,9 +6,9 @@
 //! validation context, so `now` is an argument) and no container id twice.
 
 use chrono::{DateTime, Duration, Utc};
-use foldhash::{HashMap, HashMapExt};
+use foldhash::HashMap;
 use nexus_contract::{ContainerPayload, TelemetryPayload};
-use validator::{Validate, ValidateArgs, ValidationError, ValidationErrors};
+use validator::{Validate, ValidateArgs, ValidationError, ValidationErrors, ValidationErrorsKind};
 
 use super::FieldError;
 
@@ -72,33 +72,64 @@ pub fn rule_errors<'a>(
 ) -> Vec<FieldError> {
     let facts = RuleFacts {
         recorded_at,
-        container_ids: container_ids.collect(),
+        containers: ContainerFacts::of(container_ids),
     };
-    match facts.validate_with_args(&Clock { now, skew }) {
-        Ok(()) => Vec::new(),
-        Err(errors) => field_errors(&errors),
+    let mut errors = Vec::new();
+    if let Err(failed) = facts.validate_with_args(&Clock { now, skew }) {
+        field_errors(&failed, "", &mut errors);
     }
+    errors
 }
 
 /// What the rules look at, taken from a typed payload or from a document that breaks the
-/// schema elsewhere (where no typed payload exists).
+/// schema elsewhere (where no typed payload exists). Field names are the document's, so a
+/// failure's path is its field's.
 #[derive(Debug, Validate)]
 #[validate(context = "Clock")]
-struct RuleFacts<'a> {
+struct RuleFacts {
     /// `None` where it is not a timestamp (the schema check names that).
     #[validate(custom(function = "inside_skew_window", use_context))]
     recorded_at: Option<DateTime<Utc>>,
-    /// One per container, `None` where the id is not a string.
-    #[validate(custom(function = "each_id_once"))]
-    container_ids: Vec<Option<&'a str>>,
+    /// One per container, in the document's order.
+    #[validate(nested)]
+    containers: Vec<ContainerFacts>,
 }
 
-/// The fields of [`RuleFacts`] in the order their errors are reported (the document's).
-const REPORT_ORDER: [&str; 2] = ["recorded_at", "container_ids"];
+/// What the rules look at in one container.
+#[derive(Debug, Validate)]
+struct ContainerFacts {
+    #[validate(custom(function = "first_with_its_id"))]
+    container_id: IdPosition,
+}
 
-/// The param under which a rule that finds several faults in one field names each, as
-/// [`FieldError`]s (validator reports one error per rule and field).
-const FAULTS: &str = "faults";
+/// Where a container stands among those with its id (serialisable, as validator adds each
+/// checked value to its error).
+#[derive(Debug, serde::Serialize)]
+struct IdPosition {
+    /// The container's own position.
+    at: usize,
+    /// The position of the first container with the same id: its own when none comes before
+    /// it, or when its id is not a string (then it is neither a duplicate nor a first).
+    first: usize,
+}
+
+impl ContainerFacts {
+    /// One per id, in order.
+    fn of<'a>(ids: impl Iterator<Item = Option<&'a str>>) -> Vec<Self> {
+        let mut first_index = HashMap::default();
+        ids.enumerate()
+            .map(|(at, id)| {
+                let first = id.map_or(at, |id| *first_index.entry(id).or_insert(at));
+                Self {
+                    container_id: IdPosition { at, first },
+                }
+            })
+            .collect()
+    }
+}
+
+/// The order the document gives its fields, which errors are reported in.
+const REPORT_ORDER: [&str; 2] = ["recorded_at", "containers"];
 
 /// `recorded_at` lies within the skew window around the clock's `now`, edges included.
 fn inside_skew_window(recorded_at: &DateTime<Utc>, clock: &Clock) -> Result<(), ValidationError> {
@@ -116,50 +147,36 @@ fn inside_skew_window(recorded_at: &DateTime<Utc>, clock: &Clock) -> Result<(), 
 
 /// No two containers have the same id (Docker never reports one twice; which of the two is
 /// right cannot be known). Each repeat is named by its position, beside the first.
-fn each_id_once(ids: &[Option<&str>]) -> Result<(), ValidationError> {
-    let mut first_index = HashMap::with_capacity(ids.len());
-    let mut faults = Vec::new();
-    for (index, id) in ids.iter().enumerate() {
-        let Some(id) = id else { continue };
-        let first = *first_index.entry(id).or_insert(index);
-        if first != index {
-            faults.push(FieldError::new(
-                format!("containers.{index}.container_id"),
-                format!("duplicates containers.{first}.container_id"),
-            ));
-        }
-    }
-    if faults.is_empty() {
+fn first_with_its_id(position: &IdPosition) -> Result<(), ValidationError> {
+    if position.at == position.first {
         return Ok(());
     }
-    let mut error = ValidationError::new("unique_container_id");
-    error.add_param(FAULTS.into(), &faults);
-    Err(error)
+    let message = format!("duplicates containers.{}.container_id", position.first);
+    Err(ValidationError::new("unique_container_id").with_message(message.into()))
 }
 
-/// `errors` as the API reports field errors: by the path of the document's field.
-fn field_errors(errors: &ValidationErrors) -> Vec<FieldError> {
-    let by_field = errors.field_errors();
-    let mut out = Vec::new();
-    for field in REPORT_ORDER {
-        for error in by_field
-            .get(field)
-            .into_iter()
-            .flat_map(|errors| errors.iter())
-        {
-            match error.params.get(FAULTS) {
-                Some(faults) => out.extend(
-                    serde_json::from_value::<Vec<FieldError>>(faults.clone())
-                        .expect("faults are field errors"),
-                ),
-                None => out.push(FieldError::new(
-                    field,
-                    error.message.as_deref().unwrap_or(&error.code),
-                )),
+/// `errors` as the API reports field errors: each by its path in the document (items of a list
+/// by their index), fields in the document's order, items in theirs.
+fn field_errors(errors: &ValidationErrors, prefix: &str, out: &mut Vec<FieldError>) {
+    let mut fields: Vec<_> = errors.errors().iter().collect();
+    fields.sort_by_key(|(name, _)| REPORT_ORDER.iter().position(|known| known == name));
+    for (name, kind) in fields {
+        let path = match prefix {
+            "" => name.to_string(),
+            prefix => format!("{prefix}.{name}"),
+        };
+        match kind {
+            ValidationErrorsKind::Field(failed) => out.extend(failed.iter().map(|error| {
+                FieldError::new(&path, error.message.as_deref().unwrap_or(&error.code))
+            })),
+            ValidationErrorsKind::Struct(nested) => field_errors(nested, &path, out),
+            ValidationErrorsKind::List(items) => {
+                for (index, item) in items {
+                    field_errors(item, &format!("{path}.{index}"), out);
+                }
             }
         }
     }
-    out
 }
 
 fn human(duration: Duration) -> String {
@@ -324,12 +341,12 @@ mod tests {
 
     #[test]
     fn ids_that_are_not_strings_are_neither_duplicates_nor_firsts() {
-        assert!(each_id_once(&[None, None, Some("a"), None]).is_ok());
+        let now = Utc::now();
+        let ids = [None, None, Some("a"), None];
+        assert!(rule_errors(Some(now), ids.into_iter(), now, SKEW).is_empty());
         let ids = [None, Some("b"), None, Some("b")];
-        let error = each_id_once(&ids).unwrap_err();
-        let faults: Vec<FieldError> = serde_json::from_value(error.params[FAULTS].clone()).unwrap();
         assert_eq!(
-            faults,
+            rule_errors(Some(now), ids.into_iter(), now, SKEW),
             [FieldError::new(
                 "containers.3.container_id",
                 "duplicates containers.1.container_id"

@@ -6,7 +6,7 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::domain::payload::Declined;
+use crate::api::body::Declined;
 
 /// Latency buckets of the ingest histogram, in seconds.
 const INGEST_BUCKETS: &[f64] = &[

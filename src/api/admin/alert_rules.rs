@@ -16,7 +16,8 @@ use super::{
     ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, NOT_APPLICATION_JSON,
     default_page_size, named_path_params,
 };
-use crate::api::json_body::{BodyLimits, ValidJson, read_body, value_of};
+use crate::api::body::json::{ValidJson, value_of};
+use crate::api::body::read::{BodyLimits, read_body};
 use crate::api::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };

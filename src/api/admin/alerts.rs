@@ -12,14 +12,13 @@ use super::{
     ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, NOT_APPLICATION_JSON,
     default_page_size, named_path_params,
 };
-use crate::api::json_body::ValidJson;
+use crate::api::body::json::ValidJson;
 use crate::api::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};
 use crate::domain::FieldError;
 use crate::domain::host::{Cursor, container_id_filter};
-use crate::domain::payload::FastBody;
 use crate::error::Error;
 use crate::store::admin_tokens::AdminSession;
 use crate::store::alerts::{Alert, AlertFilter, AlertState};
@@ -46,8 +45,6 @@ pub struct Silence {
     #[oai(nullable)]
     pub until: Option<DateTime<Utc>>,
 }
-
-impl FastBody for Silence {}
 
 impl poem_openapi::types::Example for Silence {
     fn example() -> Self {

@@ -10,13 +10,12 @@ use super::{
     ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, ID_NOT_AN_INTEGER,
     ID_OR_BODY_INVALID, NO_SUCH_HOST, NOT_APPLICATION_JSON, default_page_size, named_path_params,
 };
-use crate::api::json_body::ValidJson;
+use crate::api::body::json::ValidJson;
 use crate::api::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};
 use crate::domain::host::{Cursor, HostLabels, HostStatus, label_filter, search_text};
-use crate::domain::payload::FastBody;
 use crate::error::Error;
 use crate::store::hosts::{Host, HostFilter, slugify};
 
@@ -39,9 +38,6 @@ pub struct NewHost {
     pub labels: Option<HostLabels>,
 }
 
-/// Small and rare: the `Value` path alone.
-impl FastBody for NewHost {}
-
 impl poem_openapi::types::Example for NewHost {
     fn example() -> Self {
         Self {
@@ -63,8 +59,6 @@ pub struct HostUpdate {
     #[oai(validator(max_properties = 64, max_length = 255))]
     pub labels: Option<HostLabels>,
 }
-
-impl FastBody for HostUpdate {}
 
 /// One page of hosts, ordered by id.
 #[derive(Debug, Clone, Object, serde::Serialize)]

@@ -15,12 +15,11 @@ use super::{
     ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, ID_OR_BODY_INVALID, NO_SUCH_HOST,
     NOT_APPLICATION_JSON, named_path_params,
 };
-use crate::api::json_body::ValidJson;
+use crate::api::body::json::ValidJson;
 use crate::api::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};
-use crate::domain::payload::FastBody;
 use crate::store::tokens::{AgentTokenInfo, IssuedToken};
 
 #[derive(Default)]
@@ -46,9 +45,6 @@ impl NewAgentToken {
         self.bind_fingerprint == Some(true)
     }
 }
-
-/// Small and rare: the `Value` path alone.
-impl FastBody for NewAgentToken {}
 
 /// A token just issued: the plaintext `token`, shown this once (only its SHA-256 is stored),
 /// beside its metadata. Also the JSON of `nexus-telemetry token issue|rotate --json`.

@@ -15,13 +15,12 @@ use super::{
     ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, ID_NOT_AN_INTEGER,
     NOT_APPLICATION_JSON, default_page_size, named_path_params,
 };
-use crate::api::json_body::ValidJson;
+use crate::api::body::json::ValidJson;
 use crate::api::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};
 use crate::domain::host::Cursor;
-use crate::domain::payload::FastBody;
 use crate::error::Error;
 use crate::store::events::EventKind;
 use crate::store::webhooks::{
@@ -51,8 +50,6 @@ pub struct NewWebhook {
     pub enabled: Option<bool>,
 }
 
-impl FastBody for NewWebhook {}
-
 impl poem_openapi::types::Example for NewWebhook {
     fn example() -> Self {
         Self {
@@ -79,8 +76,6 @@ pub struct WebhookUpdate {
     /// Enable or disable deliveries.
     pub enabled: Option<bool>,
 }
-
-impl FastBody for WebhookUpdate {}
 
 /// An endpoint with its signing secret, shown this once.
 #[derive(Debug, Clone, Object, serde::Serialize)]

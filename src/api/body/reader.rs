@@ -1,6 +1,6 @@
 //! A hand-written reader for the telemetry payload: the one body the server parses thousands of
 //! times a second, and the largest part of its CPU per snapshot (numbers: BENCHMARKS.md, "Body
-//! parse paths (issue 20)").
+//! parse paths").
 //!
 //! It reads the text once, checking each value against the schema's compiled nodes
 //! ([`schema`](super::schema)) by the same leaf rules the `Value` path's check applies, so the
@@ -18,7 +18,7 @@
 
 use std::borrow::Cow;
 use std::ops::Range;
-use std::sync::{Arc, LazyLock};
+use std::sync::LazyLock;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, TimeZone};
 use nexus_contract::{
@@ -26,8 +26,6 @@ use nexus_contract::{
     TelemetryPayload,
 };
 
-use super::Declined;
-use super::check::Schema;
 use super::schema::{CompiledSchema, NodeId};
 
 /// Nesting allowed in values the payload does not name (serde_json refuses beyond 128).
@@ -100,6 +98,30 @@ pub fn read(text: &str) -> Result<TelemetryPayload, Declined> {
     }
 }
 
+/// Why the reader left a document to the `Value` path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Declined {
+    /// Not JSON, or it breaks the contract: the `Value` path says how.
+    Invalid,
+    /// Perhaps conforming, but written in a form the reader leaves to the `Value` path (see the
+    /// module's documentation).
+    Form,
+    /// The contract has a shape the reader does not know (a field added to it), so it reads
+    /// nothing until it learns it.
+    Schema,
+}
+
+impl Declined {
+    /// The reason as a metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Declined::Invalid => "invalid",
+            Declined::Form => "form",
+            Declined::Schema => "schema",
+        }
+    }
+}
+
 /// An object of the contract: its node, and its properties' nodes in the reader's order.
 struct Object<const N: usize> {
     node: NodeId,
@@ -133,7 +155,7 @@ impl<const N: usize> Object<N> {
 }
 
 struct Reader {
-    schema: Arc<Schema>,
+    compiled: CompiledSchema,
     root: Object<3>,
     host: Object<2>,
     host_metrics: Object<8>,
@@ -147,20 +169,19 @@ struct Reader {
 
 impl Reader {
     fn new() -> Option<Self> {
-        let schema = Schema::of::<TelemetryPayload>();
-        let compiled = schema.compiled()?;
-        let root = Object::new(compiled, compiled.root(), &ROOT, &["recorded_at", "host"])?;
-        let host = Object::new(compiled, root.fields[1], &HOST, &["metrics"])?;
-        let host_metrics = Object::new(compiled, host.fields[0], &HOST_METRICS, &[])?;
-        let facts = Object::new(compiled, host.fields[1], &FACTS, &[])?;
+        let compiled = CompiledSchema::of::<TelemetryPayload>()?;
+        let root = Object::new(&compiled, compiled.root(), &ROOT, &["recorded_at", "host"])?;
+        let host = Object::new(&compiled, root.fields[1], &HOST, &["metrics"])?;
+        let host_metrics = Object::new(&compiled, host.fields[0], &HOST_METRICS, &[])?;
+        let facts = Object::new(&compiled, host.fields[1], &FACTS, &[])?;
         let container = Object::new(
-            compiled,
+            &compiled,
             compiled.items(root.fields[2])?,
             &CONTAINER,
             &["container_id", "name", "image"],
         )?;
         let container_metrics =
-            Object::new(compiled, container.fields[9], &CONTAINER_METRICS, &[])?;
+            Object::new(&compiled, container.fields[9], &CONTAINER_METRICS, &[])?;
         let port = compiled.items(container.fields[7])?;
         let (label_value, label_key_max_length) = compiled.entries(container.fields[8])?;
         Some(Self {
@@ -173,14 +194,12 @@ impl Reader {
             port,
             label_value,
             label_key_max_length,
-            schema,
+            compiled,
         })
     }
 
     fn compiled(&self) -> &CompiledSchema {
-        self.schema
-            .compiled()
-            .expect("compiled when the reader was built")
+        &self.compiled
     }
 
     fn payload(&self, s: &mut Scanner) -> Option<TelemetryPayload> {
@@ -803,7 +822,7 @@ impl<'t> Scanner<'t> {
 #[cfg(test)]
 mod tests {
     //! The reader must never accept what the `Value` path refuses, nor read a value
-    //! differently; `api::json_body`'s tests hold `parse` (reader first) to the `Value` path
+    //! differently; `api::body::json`'s tests hold `parse` (reader first) to the `Value` path
     //! field by field, on generated bodies too. These add the reader's own forms (timestamps,
     //! numbers, escapes) and check that it reads the documents clients send, so it does not
     //! silently decline everything.
@@ -811,6 +830,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::api::body::check::Schema;
 
     const FIXTURE: &str = include_str!("../../../benches/fixtures/telemetry-20.json");
 
@@ -1118,8 +1138,7 @@ mod tests {
 
     #[test]
     fn a_field_the_reader_does_not_know_disables_it() {
-        let schema = Schema::of::<TelemetryPayload>();
-        let compiled = schema.compiled().unwrap();
+        let compiled = &CompiledSchema::of::<TelemetryPayload>().unwrap();
         let root = compiled.root();
         assert!(Object::new(compiled, root, &ROOT, &["recorded_at", "host"]).is_some());
         assert!(Object::new(compiled, root, &["recorded_at", "host"], &["recorded_at"]).is_none());

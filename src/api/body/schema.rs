@@ -1,8 +1,8 @@
 //! The schema poem-openapi derives for a type, compiled once into an arena of nodes (references
 //! resolved, patterns compiled), for the [`reader`](super::reader) to check values against as it
 //! reads them. The bounds come from the `oai(validator(...))` attributes, as in the published
-//! document, and the leaf rules (text, range) are [`check`](super::check)'s own functions, so
-//! the reader and the `Value` path cannot differ on a bound.
+//! document, and the leaf [`rules`](super::rules) are the ones [`check`](super::check) applies,
+//! so the reader and the `Value` path cannot differ on a bound.
 //!
 //! A schema it does not model (see [`CompiledSchema::new`]) compiles to nothing, and every
 //! document of that type takes the `Value` path.
@@ -10,8 +10,9 @@
 use std::collections::HashMap;
 
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::types::Type;
 
-use super::check::{TextRules, check_range, string_problem};
+use super::rules::{TextRules, in_range, string_problem};
 
 pub type NodeId = usize;
 
@@ -58,6 +59,13 @@ enum Node {
 }
 
 impl CompiledSchema {
+    /// The schema poem-openapi derives for `T`, compiled; `None` as for [`new`](Self::new).
+    pub fn of<T: Type>() -> Option<Self> {
+        let mut registry = Registry::new();
+        T::register(&mut registry);
+        Self::new(&registry, &T::schema_ref())
+    }
+
     /// Compiles the schema `root` of `registry`; `None` when it uses something this scan does
     /// not model, in which case every document takes the `Value` path. Not modelled: a `null`
     /// type, more than one checked schema for one value (`allOf` beyond poem-openapi's
@@ -303,24 +311,14 @@ impl<'r> Compiler<'r> {
     }
 }
 
-/// Whether `n` lies within the bounds, by `check`'s own rule.
-fn in_range(n: f64, minimum: Option<f64>, maximum: Option<f64>) -> bool {
-    let mut conforms = true;
-    check_range(n, minimum, maximum, &mut |_| conforms = false);
-    conforms
-}
-
 #[cfg(test)]
 mod tests {
     use nexus_contract::TelemetryPayload;
-    use poem_openapi::types::Type;
 
     use super::*;
 
     fn compiled<T: Type>() -> Option<CompiledSchema> {
-        let mut registry = Registry::new();
-        T::register(&mut registry);
-        CompiledSchema::new(&registry, &T::schema_ref())
+        CompiledSchema::of::<T>()
     }
 
     fn inline(schema: MetaSchema) -> MetaSchemaRef {

@@ -11,27 +11,23 @@
 //! Building a `Value` costs more than the typed parse itself, so the telemetry payload is
 //! normally read by its [`reader`](super::reader), and [`Schema::check`] runs for the bodies it
 //! declines and for the admin API's small, rare bodies. The reader checks against the same
-//! schema compiled (`Schema::compiled`) by the same leaf rules (`TextRules`, `string_problem`,
-//! `check_range`).
+//! schema, compiled ([`schema`](super::schema)), by the same leaf [`rules`](super::rules).
 
 use std::any::TypeId;
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use chrono::DateTime;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use serde_json::Value;
 
-use super::schema::CompiledSchema;
+use super::rules::{TextRules, check_range, string_problem};
 use crate::domain::FieldError;
 
 /// The schema of one type, with the registry its references resolve in.
 pub struct Schema {
     registry: Registry,
     root: MetaSchemaRef,
-    /// The same schema compiled for the reader; `None` when it cannot be.
-    compiled: Option<CompiledSchema>,
 }
 
 impl Schema {
@@ -46,23 +42,13 @@ impl Schema {
         let mut registry = Registry::new();
         T::register(&mut registry);
         let root = T::schema_ref();
-        let compiled = CompiledSchema::new(&registry, &root);
-        let schema = Arc::new(Schema {
-            registry,
-            root,
-            compiled,
-        });
+        let schema = Arc::new(Schema { registry, root });
         cache
             .write()
             .expect("schema cache")
             .entry(id)
             .or_insert(schema)
             .clone()
-    }
-
-    /// The compiled schema, for a reader that walks documents of this type by hand.
-    pub(super) fn compiled(&self) -> Option<&CompiledSchema> {
-        self.compiled.as_ref()
     }
 
     /// Every way `value` breaks the schema; empty when it conforms.
@@ -166,136 +152,6 @@ impl Schema {
             }
             _ => {} // any-typed
         }
-    }
-}
-
-/// The rules of a string schema, checked in this order; only the first broken one is reported.
-pub(super) struct TextRules {
-    max_length: Option<usize>,
-    min_length: Option<usize>,
-    pattern: Option<Arc<regex::Regex>>,
-    date_time: bool,
-}
-
-impl TextRules {
-    /// The rules of `schema`. A pattern that does not compile is a programming error caught by
-    /// the tests of the types using it.
-    pub(super) fn of(schema: &MetaSchema) -> Self {
-        Self::try_of(schema).expect("schema patterns are valid regular expressions")
-    }
-
-    /// The rules of `schema`, or the error of its pattern.
-    pub(super) fn try_of(schema: &MetaSchema) -> Result<Self, regex::Error> {
-        Ok(Self {
-            max_length: schema.max_length,
-            min_length: schema.min_length,
-            pattern: schema
-                .pattern
-                .as_deref()
-                .map(compiled_pattern)
-                .transpose()?,
-            date_time: schema.format == Some("date-time"),
-        })
-    }
-
-    /// What is wrong with `text`, if anything.
-    pub(super) fn problem(&self, text: &str) -> Option<String> {
-        self.problem_of(text, true)
-    }
-
-    /// What is wrong with `text`, not looking for NUL characters unless `may_hold_nul`: only
-    /// an escape (`\u0000`) writes one in JSON, so text read without escapes cannot hold one.
-    pub(super) fn problem_of(&self, text: &str, may_hold_nul: bool) -> Option<String> {
-        self.problem_besides_format(text, may_hold_nul).or_else(|| {
-            (self.date_time && DateTime::parse_from_rfc3339(text).is_err()).then(|| {
-                "must be an RFC 3339 timestamp with offset, e.g. 2024-05-01T12:00:00Z".into()
-            })
-        })
-    }
-
-    /// [`problem_of`](Self::problem_of) but for the `date-time` format, for a caller that has
-    /// parsed the timestamp itself.
-    pub(super) fn problem_besides_format(&self, text: &str, may_hold_nul: bool) -> Option<String> {
-        let problem = if may_hold_nul {
-            string_problem(text, self.max_length)
-        } else {
-            length_problem(text, self.max_length)
-        };
-        if problem.is_some() {
-            return problem;
-        }
-        if let Some(min) = self.min_length.filter(|min| is_shorter_than(text, *min)) {
-            return Some(format!("must not be shorter than {min} characters"));
-        }
-        if let Some(regex) = self.pattern.as_ref().filter(|regex| !regex.is_match(text)) {
-            return Some(format!("must match the pattern {}", regex.as_str()));
-        }
-        None
-    }
-
-    /// Whether the text must be an RFC 3339 timestamp.
-    pub(super) fn is_date_time(&self) -> bool {
-        self.date_time
-    }
-}
-
-/// What is wrong with any string, a value or a map key: a NUL character, which PostgreSQL
-/// cannot store, or more than `max_length` characters.
-pub(super) fn string_problem(text: &str, max_length: Option<usize>) -> Option<String> {
-    if text.contains('\0') {
-        return Some("must not contain NUL characters".into());
-    }
-    length_problem(text, max_length)
-}
-
-fn length_problem(text: &str, max_length: Option<usize>) -> Option<String> {
-    max_length
-        .filter(|max| is_longer_than(text, *max))
-        .map(|max| format!("must not be longer than {max} characters"))
-}
-
-/// Whether `text` has more than `max` characters. A character takes at least one byte, so the
-/// byte length settles the common case without walking the text.
-fn is_longer_than(text: &str, max: usize) -> bool {
-    text.len() > max && text.chars().nth(max).is_some()
-}
-
-/// Whether `text` has fewer than `min` characters, walking at most `min` of them.
-fn is_shorter_than(text: &str, min: usize) -> bool {
-    text.len() < min
-        || min
-            .checked_sub(1)
-            .is_some_and(|last| text.chars().nth(last).is_none())
-}
-
-/// A schema's `pattern`, compiled once per pattern and shared.
-fn compiled_pattern(pattern: &str) -> Result<Arc<regex::Regex>, regex::Error> {
-    static COMPILED: OnceLock<RwLock<HashMap<String, Arc<regex::Regex>>>> = OnceLock::new();
-    let compiled = COMPILED.get_or_init(Default::default);
-    if let Some(regex) = compiled.read().expect("pattern cache").get(pattern) {
-        return Ok(regex.clone());
-    }
-    let regex = Arc::new(regex::Regex::new(pattern)?);
-    Ok(compiled
-        .write()
-        .expect("pattern cache")
-        .entry(pattern.to_owned())
-        .or_insert(regex)
-        .clone())
-}
-
-/// Reports a number outside `[minimum, maximum]`, once per broken bound.
-pub(super) fn check_range(
-    n: f64,
-    minimum: Option<f64>,
-    maximum: Option<f64>,
-    fail: &mut impl FnMut(String),
-) {
-    if let Some(min) = minimum.filter(|min| n < *min) {
-        fail(format!("must be at least {min}"));
-    }
-    if let Some(max) = maximum.filter(|max| n > *max) {
-        fail(format!("must be at most {max}"));
     }
 }
 
