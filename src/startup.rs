@@ -7,16 +7,18 @@ use std::time::Duration;
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
-use crate::api::auth_failures::AuthFailureLog;
+use crate::api::ingest::auth_failures::AuthFailureLog;
+use crate::api::ingest::rate_limit::RateLimit;
+use crate::api::ingest::slots::IngestSlots;
 use crate::api::json_body::BodyLimits;
-use crate::api::{self, AppState, State, ingest_slots::IngestSlots, rate_limit::RateLimit};
+use crate::api::{self, AppState, State};
 use crate::background::{self, Schedule};
 use crate::config::ServeArgs;
 use crate::http::header_deadline::HeaderDeadline;
 use crate::http::read_cap::ReadCap;
 use crate::store::agent_cache::AgentTokenCache;
 use crate::store::event_feed::EventFeed;
-use crate::store::ingest_queue::IngestQueue;
+use crate::store::ingest::queue::IngestQueue;
 use crate::store::replica::Reads;
 use crate::store::{DbSettings, Store};
 

@@ -4,7 +4,9 @@ use poem::web::Data;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use super::operation_errors::{DocumentedProblem, OperationError, RETRY_AFTER, documented};
+use super::openapi::operation_errors::{
+    DocumentedProblem, OperationError, RETRY_AFTER, documented,
+};
 use super::{ApiTags, AppState};
 use crate::error::Error;
 use crate::http::metrics;

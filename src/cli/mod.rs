@@ -86,7 +86,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             Store::new(&db.settings())?.migrate().await
         }
         Command::Openapi { json } => {
-            let document = api::document::document();
+            let document = api::openapi::document::document();
             // The YAML ends with its own newline: the committed file is the served text, byte
             // for byte.
             if json {

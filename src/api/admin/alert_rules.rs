@@ -17,7 +17,7 @@ use super::{
     default_page_size, named_path_params,
 };
 use crate::api::json_body::{BodyLimits, ValidJson, read_body, value_of};
-use crate::api::operation_errors::{
+use crate::api::openapi::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};

@@ -11,7 +11,7 @@ use super::{
     ID_OR_BODY_INVALID, NO_SUCH_HOST, NOT_APPLICATION_JSON, default_page_size, named_path_params,
 };
 use crate::api::json_body::ValidJson;
-use crate::api::operation_errors::{
+use crate::api::openapi::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};

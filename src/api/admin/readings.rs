@@ -8,7 +8,9 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::{ADMIN_AUTHENTICATION, AdminToken, NO_SUCH_HOST, default_page_size, named_path_params};
-use crate::api::operation_errors::{DocumentedProblem, OperationError, SERVER_FAULTS, documented};
+use crate::api::openapi::operation_errors::{
+    DocumentedProblem, OperationError, SERVER_FAULTS, documented,
+};
 use crate::api::{ApiTags, AppState};
 use crate::domain::FieldError;
 use crate::domain::host::{Cursor, search_text};

@@ -16,7 +16,7 @@ use super::{
     NOT_APPLICATION_JSON, named_path_params,
 };
 use crate::api::json_body::ValidJson;
-use crate::api::operation_errors::{
+use crate::api::openapi::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};

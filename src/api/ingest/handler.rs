@@ -3,13 +3,13 @@
 use poem::web::Data;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use super::agent_auth::{AgentToken, agent_auth};
-use super::operation_errors::{
+use super::admission::{AgentToken, agent_auth};
+use crate::api::openapi::operation_errors::{
     BODY_NOT_JSON, CHALLENGE, DocumentedHeader, DocumentedProblem, OperationError, SERVER_FAULTS,
     documented,
 };
-use super::telemetry_body::TelemetryBody;
-use super::{ApiTags, AppState};
+use crate::api::telemetry_body::TelemetryBody;
+use crate::api::{ApiTags, AppState};
 use crate::domain::payload::salvage::DroppedContainer;
 use crate::error::Error;
 use crate::http::metrics;

@@ -20,8 +20,8 @@ pub struct Document {
 pub fn document() -> &'static Document {
     static DOCUMENT: OnceLock<Document> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        let mut doc: Value =
-            serde_yaml::from_str(&super::openapi().spec_yaml()).expect("poem-openapi emits YAML");
+        let mut doc: Value = serde_yaml::from_str(&crate::api::openapi().spec_yaml())
+            .expect("poem-openapi emits YAML");
         rewrite(&mut doc);
         let paths = doc["paths"]
             .as_mapping()
@@ -54,7 +54,7 @@ pub fn routes() -> Route {
             .with_content_type("application/x-yaml")
     }
     // poem-openapi's docs page embeds its own document; ours replaces it, byte for byte.
-    let service = super::openapi();
+    let service = crate::api::openapi();
     let page = service
         .swagger_ui_html()
         .replace(&service.spec(), &document().json);
@@ -90,7 +90,7 @@ pub fn path_param_name(pattern: &str, param: &str) -> Option<String> {
     Some(name.to_owned())
 }
 
-use super::problem::PROBLEM_CONTENT_TYPE as PROBLEM_JSON;
+use crate::api::errors::problem::PROBLEM_CONTENT_TYPE as PROBLEM_JSON;
 const JSON: &str = "application/json";
 
 fn rewrite(doc: &mut Value) {
@@ -196,7 +196,7 @@ fn event_streams_as_text(operation: &mut Value) {
 }
 
 /// Errors are served as `application/problem+json` (RFC 9457), or as `application/json` to a
-/// client that accepts only that ([`super::problem::negotiate`]); progenitor and
+/// client that accepts only that ([`crate::api::errors::problem::negotiate`]); progenitor and
 /// openapi-fetch type only the latter, so both keys are documented.
 fn errors_also_keyed_as_json(operation: &mut Value) {
     for content in contents(operation) {

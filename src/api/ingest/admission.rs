@@ -1,14 +1,14 @@
 //! Authentication and rate limiting of `POST /agent/telemetry`, as a middleware run before the
 //! body is read: bearer → token lookup (in memory, see [`crate::store::agent_cache`]) →
 //! standing (revoked, archived) → fingerprint binding → per-token quota → a free ingest slot (see
-//! [`super::ingest_slots`]) → the handler → `last_used_at` stamp, which also re-checks that the
+//! [`super::slots`]) → the handler → `last_used_at` stamp, which also re-checks that the
 //! token is still valid. A stored snapshot's token is stamped (and re-checked) by the very
 //! transaction that stores it; any other answer to an admitted request is stamped here.
 //!
 //! The handler receives an [`AgentToken`]; obtaining it is the check, and the security scheme
 //! documents the bearer in the OpenAPI document.
 
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::time::Instant;
 
 use poem::http::StatusCode;
@@ -20,9 +20,11 @@ use chrono::Utc;
 
 use super::auth_failures::Reason;
 use super::rate_limit::Admitted;
-use super::{AppState, error_response};
+use crate::api::AppState;
+use crate::api::errors::error_response;
 use crate::domain::token::{Fingerprint, TokenHash};
 use crate::error::Error;
+use crate::http::client_address::client_address;
 use crate::store::agent_cache::{Binding, KnownToken, Lookup, Standing};
 use crate::store::tokens::AuthenticatedAgent;
 
@@ -180,40 +182,6 @@ fn with_quota(mut response: Response, limit: u32, remaining: u32) -> Response {
     headers.insert("X-RateLimit-Limit", limit.into());
     headers.insert("X-RateLimit-Remaining", remaining.into());
     response
-}
-
-/// The client's IP address: the peer's, or, when the peer is a trusted proxy, the nearest
-/// address in `X-Forwarded-For` that is not one (any client can forge the header, so it is
-/// believed only from the proxies the operator names).
-pub(crate) fn client_address(request: &Request, trusted_proxies: &[IpAddr]) -> IpAddr {
-    let peer = request
-        .remote_addr()
-        .as_socket_addr()
-        .map(|addr| addr.ip())
-        .unwrap_or(IpAddr::V6(Ipv6Addr::UNSPECIFIED));
-    if !trusted_proxies.contains(&peer) {
-        return peer;
-    }
-    let forwarded = request
-        .headers()
-        .get_all("X-Forwarded-For")
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .collect::<Vec<_>>();
-    let mut client = peer;
-    // Right to left: each trusted hop vouches for the address before it.
-    for hop in forwarded.into_iter().rev() {
-        if !trusted_proxies.contains(&client) {
-            break;
-        }
-        match hop.parse::<IpAddr>() {
-            Ok(address) => client = address,
-            Err(_) => break,
-        }
-    }
-    client
 }
 
 /// The `User-Agent` header, empty when absent or not text.

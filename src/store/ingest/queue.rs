@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
-use super::Store;
-use super::ingest::{Outcome, Submission};
+use super::{Outcome, Submission};
 use crate::error::Error;
+use crate::store::Store;
 
 /// Gauge of the snapshots accepted and not yet being written.
 pub const QUEUED_METRIC: &str = "nexus_ingest_queued_snapshots";
@@ -33,7 +33,7 @@ pub const QUEUED_METRIC: &str = "nexus_ingest_queued_snapshots";
 /// that one to finish, taking what arrives meanwhile, rather than start a small transaction
 /// beside it: at moderate load one transaction at a time, each larger, costs PostgreSQL less per
 /// snapshot. Under heavy load the queue is deeper and writers overlap. 24 measured best of 8, 16,
-/// 24 and 32 (BENCHMARKS.md, commits 797615f and f81acbf).
+/// 24 and 32 (BENCHMARKS.md, "Half-rate latency: what the misses were").
 const OVERLAP_FROM: usize = 24;
 /// The longest a writer waits so: about one batch's write at moderate load, so a writer held
 /// up (on a row lock, say) delays the others by no more than that.
