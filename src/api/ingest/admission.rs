@@ -1,27 +1,29 @@
-//! Authentication and rate limiting of `POST /agent/telemetry`, as a middleware run before the
-//! body is read: bearer → token lookup (in memory, see [`crate::store::agent_cache`]) →
-//! standing (revoked, archived) → fingerprint binding → per-token quota → a free ingest slot (see
-//! [`super::slots`]) → the handler → `last_used_at` stamp, which also re-checks that the
-//! token is still valid. A stored snapshot's token is stamped (and re-checked) by the very
-//! transaction that stores it; any other answer to an admitted request is stamped here.
+//! Admission to `POST /agent/telemetry`: one guard ([`AdmissionGuard`], the operation's
+//! `transform`) run before the body is read. It admits a request in this order: bearer → token
+//! lookup (in memory, see [`crate::store::agent_cache`]) → standing (revoked, archived) →
+//! fingerprint → per-token quota ([`super::rate_limit`]) → fingerprint binding → a free ingest
+//! slot ([`super::slots`]). The handler receives the [`Admission`]; obtaining it is the check,
+//! and the security scheme documents the bearer in the OpenAPI document.
 //!
-//! The handler receives an [`AgentToken`]; obtaining it is the check, and the security scheme
-//! documents the bearer in the OpenAPI document.
+//! After the handler, the guard settles the token by what the handler reported
+//! ([`IngestVerdict`]): a stored snapshot's token was stamped (and re-checked) by the very
+//! transaction that stored it, and that transaction's fleet-wide count of the token's posts
+//! informs the limiter; a request that stored nothing gets its `last_used_at` stamp here, which
+//! also re-checks that the token is still valid.
 
 use std::net::IpAddr;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use poem::http::StatusCode;
-use poem::{Endpoint, EndpointExt, IntoResponse, Request, Response};
+use chrono::Utc;
+use poem::{Endpoint, IntoResponse, Request, Response};
 use poem_openapi::SecurityScheme;
 use poem_openapi::auth::Bearer;
 
-use chrono::Utc;
-
 use super::auth_failures::Reason;
 use super::rate_limit::Admitted;
-use crate::api::AppState;
 use crate::api::errors::error_response;
+use crate::api::{AppState, State};
 use crate::domain::token::{Fingerprint, TokenHash};
 use crate::error::Error;
 use crate::http::client_address::client_address;
@@ -35,110 +37,206 @@ use crate::store::tokens::AuthenticatedAgent;
     bearer_format = "nxa_<64 hex digits>",
     checker = "admitted_agent"
 )]
-pub struct AgentToken(pub AgentSession);
+pub struct AgentToken(pub Admission);
 
-/// An authenticated agent whose request the rate limit admitted.
-#[derive(Debug, Clone, Copy)]
-pub struct AgentSession {
+/// An authenticated agent whose request the guard admitted, and where the handler reports what
+/// storing its snapshot did with the token.
+#[derive(Debug, Clone)]
+pub struct Admission {
     pub agent: AuthenticatedAgent,
     pub quota: Admitted,
+    verdict: Arc<Mutex<Option<IngestVerdict>>>,
 }
 
-async fn admitted_agent(request: &Request, _: Bearer) -> poem::Result<AgentSession> {
+impl Admission {
+    /// Tells the guard what the ingest did with the token; it acts on it once the handler has
+    /// answered.
+    pub fn report(&self, verdict: IngestVerdict) {
+        *self.verdict.lock().expect("ingest verdict") = Some(verdict);
+    }
+
+    fn verdict(&self) -> Option<IngestVerdict> {
+        self.verdict.lock().expect("ingest verdict").take()
+    }
+}
+
+/// What storing an admitted request's snapshot did with its token. A request without one (its
+/// body was refused, so nothing was written) has its token stamped by the guard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IngestVerdict {
+    /// Stored: the same transaction stamped the token, so it was still valid, and counted the
+    /// post in the token's fleet-wide log, whose posts in the window are these ages.
+    Stamped { fleet_post_ages: Vec<Duration> },
+    /// The transaction found the token revoked or its host archived; nothing was written.
+    Refused,
+    /// The store failed; there is nothing to stamp with.
+    Failed,
+}
+
+async fn admitted_agent(request: &Request, _: Bearer) -> poem::Result<Admission> {
     request
         .extensions()
-        .get::<AgentSession>()
-        .copied()
+        .get::<Admission>()
+        .cloned()
         .ok_or_else(|| Error::Unauthorized.into())
 }
 
-/// Wraps the telemetry operation (used as its `transform`).
-pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
-    endpoint.around(|endpoint, mut request| async move {
+/// Wraps the telemetry operation in its [`AdmissionGuard`] (used as its `transform`).
+pub fn admission<E: Endpoint + 'static>(endpoint: E) -> AdmissionGuard<E> {
+    AdmissionGuard(endpoint)
+}
+
+/// The guard of the telemetry operation: no request reaches it unadmitted, and each admitted
+/// request's token is settled after it answered.
+pub struct AdmissionGuard<E>(E);
+
+impl<E: Endpoint> Endpoint for AdmissionGuard<E> {
+    type Output = Response;
+
+    async fn call(&self, mut request: Request) -> poem::Result<Response> {
         let state = request
             .data::<AppState>()
             .expect("AppState is app data")
             .clone();
-        let client = client_address(&request, &state.trusted_proxies);
-        let refuse = |reason: Reason, token_id: Option<i64>| {
-            state
-                .auth_failure_log
-                .record(client, reason, token_id, Utc::now());
-            poem::Error::from(Error::Unauthorized)
+        let gate = Gate {
+            client: client_address(&request, &state.trusted_proxies),
+            state: &state,
         };
-        let Some(bearer) = bearer_token(&request) else {
-            return Err(refuse(Reason::Missing, None));
+        let ticket = match gate.admit(&request).await? {
+            Decision::Admitted(ticket) => ticket,
+            Decision::OverQuota(response) => return Ok(response),
+        };
+        let slot = state.ingest_slots.acquire().await?;
+        let admission = Admission {
+            agent: ticket.agent,
+            quota: ticket.quota,
+            verdict: Arc::default(),
+        };
+        request.extensions_mut().insert(admission.clone());
+        let response = match self.0.call(request).await {
+            Ok(response) => response.into_response(),
+            Err(error) => error_response::render(error),
+        };
+        drop(slot);
+        gate.settle(&ticket, admission.verdict()).await?;
+        Ok(with_quota(
+            response,
+            ticket.quota.limit,
+            ticket.quota.remaining,
+        ))
+    }
+}
+
+/// One request's way through admission: the server's state and the client it came from.
+struct Gate<'a> {
+    state: &'a State,
+    client: IpAddr,
+}
+
+/// A request the gate let through.
+struct Ticket {
+    agent: AuthenticatedAgent,
+    hash: TokenHash,
+    quota: Admitted,
+}
+
+enum Decision {
+    Admitted(Ticket),
+    /// The token's quota is used up: the 429 to answer, with its quota headers.
+    OverQuota(Response),
+}
+
+impl Gate<'_> {
+    /// Records a refusal in the failure log: the 401 to answer.
+    fn refuse(&self, reason: Reason, token_id: Option<i64>) -> poem::Error {
+        self.state
+            .auth_failure_log
+            .record(self.client, reason, token_id, Utc::now());
+        poem::Error::from(Error::Unauthorized)
+    }
+
+    async fn admit(&self, request: &Request) -> poem::Result<Decision> {
+        let state = self.state;
+        let Some(bearer) = bearer_token(request) else {
+            return Err(self.refuse(Reason::Missing, None));
         };
         let hash = TokenHash::of(bearer);
-        let token = match known_token(&state, client, &hash).await? {
+        let token = match known_token(state, self.client, &hash).await? {
             Some(token) => token,
-            None => return Err(refuse(Reason::Invalid, None)),
+            None => return Err(self.refuse(Reason::Invalid, None)),
         };
         let token_id = Some(token.agent.token_id);
         match token.standing {
             Standing::Active => {}
-            Standing::Revoked => return Err(refuse(Reason::Revoked, token_id)),
-            Standing::HostArchived => return Err(refuse(Reason::Archived, token_id)),
+            Standing::Revoked => return Err(self.refuse(Reason::Revoked, token_id)),
+            Standing::HostArchived => return Err(self.refuse(Reason::Archived, token_id)),
         }
         // Hashed only for the tokens that bind.
-        let fingerprint =
-            (token.binding != Binding::None).then(|| Fingerprint::of(client, user_agent(&request)));
+        let fingerprint = (token.binding != Binding::None)
+            .then(|| Fingerprint::of(self.client, user_agent(request)));
         if let (Binding::Bound(bound), Some(fingerprint)) = (token.binding, fingerprint)
             && bound != fingerprint
         {
-            return Err(refuse(Reason::FingerprintMismatch, token_id));
+            return Err(self.refuse(Reason::FingerprintMismatch, token_id));
         }
         let agent = token.agent;
-        let admitted = match state.rate_limit.check(agent.token_id, Instant::now()) {
-            Ok(admitted) => admitted,
+        let quota = match state.rate_limit.check(agent.token_id, Instant::now()) {
+            Ok(quota) => quota,
             Err(error @ Error::RateLimited { limit, .. }) => {
-                state
-                    .auth_failure_log
-                    .record(client, Reason::RateLimited, token_id, Utc::now());
-                return Ok(with_quota(
-                    poem::Error::from(error).into_response(),
-                    limit,
-                    0,
-                ));
+                state.auth_failure_log.record(
+                    self.client,
+                    Reason::RateLimited,
+                    token_id,
+                    Utc::now(),
+                );
+                let response = poem::Error::from(error).into_response();
+                return Ok(Decision::OverQuota(with_quota(response, limit, 0)));
             }
             Err(error) => return Err(error.into()),
         };
         if let (Binding::Unclaimed, Some(fingerprint)) = (token.binding, fingerprint) {
             // The first admitted request binds the token; of two racing, the first to commit wins.
             let bound = state
-                .store
-                .bind_fingerprint(agent.token_id, fingerprint)
+                .agent_cache
+                .bind_fingerprint(&state.store, &hash, agent.token_id, fingerprint)
                 .await?;
-            if let Some(bound) = bound {
-                state.agent_cache.mark_bound(&hash, bound);
-            }
             if bound != Some(fingerprint) {
-                return Err(refuse(Reason::FingerprintMismatch, token_id));
+                return Err(self.refuse(Reason::FingerprintMismatch, token_id));
             }
         }
-        let slot = state.ingest_slots.acquire().await?;
-        request.extensions_mut().insert(AgentSession {
-            agent,
-            quota: admitted,
-        });
-        let response = match endpoint.call(request).await {
-            Ok(response) => response.into_response(),
-            Err(error) => error_response::render(error),
-        };
-        drop(slot);
-        let still_valid = match response.status() {
-            StatusCode::NO_CONTENT => true, // stamped by the transaction that stored the snapshot
-            StatusCode::UNAUTHORIZED => false, // refused by that transaction
-            status if status.is_server_error() => true, // nothing to stamp with
-            _ => state.store.stamp_token(agent.token_id).await?,
+        Ok(Decision::Admitted(Ticket { agent, hash, quota }))
+    }
+
+    /// Acts on what the handler reported: the limiter learns the fleet's count of a stored
+    /// post, and a token found no longer valid (revoked, or its host archived, after the lookup
+    /// and before the notification came) is refused from now on, this request included.
+    async fn settle(&self, ticket: &Ticket, verdict: Option<IngestVerdict>) -> poem::Result<()> {
+        let state = self.state;
+        let token_id = ticket.agent.token_id;
+        let still_valid = match verdict {
+            Some(IngestVerdict::Stamped { fleet_post_ages }) => {
+                state
+                    .rate_limit
+                    .learn_fleet(token_id, &fleet_post_ages, Instant::now());
+                true
+            }
+            Some(IngestVerdict::Refused) => {
+                state.agent_cache.mark_refused(&ticket.hash);
+                false
+            }
+            Some(IngestVerdict::Failed) => true,
+            None => {
+                state
+                    .agent_cache
+                    .stamp(&state.store, &ticket.hash, token_id)
+                    .await?
+            }
         };
         if !still_valid {
-            // Revoked (or its host archived) after the lookup, before the notification came.
-            state.agent_cache.mark_refused(&hash);
-            return Err(refuse(Reason::Revoked, token_id));
+            return Err(self.refuse(Reason::Revoked, Some(token_id)));
         }
-        Ok(with_quota(response, admitted.limit, admitted.remaining))
-    })
+        Ok(())
+    }
 }
 
 /// The token of `hash`, from memory; from the database only when memory cannot tell (a token
@@ -147,7 +245,7 @@ pub fn agent_auth(endpoint: impl Endpoint + 'static) -> impl Endpoint {
 /// refused without a query; a lookup the index cannot answer beyond them gets 503 (retry),
 /// never a 401 that would stop a valid agent.
 async fn known_token(
-    state: &AppState,
+    state: &State,
     client: IpAddr,
     hash: &TokenHash,
 ) -> Result<Option<KnownToken>, Error> {
