@@ -168,7 +168,7 @@ pub fn parse_conforming<T: FastBody>(bytes: &[u8]) -> Result<Option<T>, Error> {
     match read {
         Ok(parsed) => Ok(Some(parsed)),
         Err(why) => {
-            metrics::record_fast_path_declined(why);
+            metrics::record_fast_path_declined(why.label());
             Ok(None)
         }
     }
@@ -202,7 +202,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::api::admin::hosts::NewHost;
+    use crate::domain::host::NewHost;
     use crate::domain::payload::bodies::{self, awkward_values, pointers};
     use crate::domain::payload::reader;
 

@@ -118,6 +118,12 @@ impl OpsApi {
     )]
     async fn metrics(&self, state: Data<&AppState>) -> MetricsResponse {
         let pool = state.store.pool_status();
+        let pool = metrics::Pool {
+            size: pool.size,
+            max_size: pool.max_size,
+            available: pool.available,
+            waiting: pool.waiting,
+        };
         let (container_cache_hosts, container_cache_bytes) = state.store.container_cache_usage();
         let caches = metrics::Caches {
             tokens: state.agent_cache.len(),

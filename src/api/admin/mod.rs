@@ -88,11 +88,6 @@ pub fn named_path_params(endpoint: impl Endpoint + 'static) -> impl Endpoint {
     })
 }
 
-/// Page size of list operations when `limit` is not given.
-pub fn default_page_size() -> u32 {
-    50
-}
-
 /// 401 and 429: what every admin operation may answer after its own problems (and before
 /// [`SERVER_FAULTS`](crate::api::openapi::operation_errors::SERVER_FAULTS)).
 pub const ADMIN_AUTHENTICATION: &[DocumentedProblem] = &[

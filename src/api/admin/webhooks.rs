@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::{
     ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, ID_NOT_AN_INTEGER,
-    NOT_APPLICATION_JSON, default_page_size, named_path_params,
+    NOT_APPLICATION_JSON, named_path_params,
 };
 use crate::api::json_body::ValidJson;
 use crate::api::openapi::operation_errors::{
@@ -21,6 +21,7 @@ use crate::api::openapi::operation_errors::{
 };
 use crate::api::{ApiTags, AppState};
 use crate::domain::host::Cursor;
+use crate::domain::host::default_page_size;
 use crate::domain::payload::FastBody;
 use crate::error::Error;
 use crate::store::events::EventKind;
