@@ -31,9 +31,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use nexus_contract::TelemetryPayload;
-use nexus_telemetry::api::body::check::Schema;
 use nexus_telemetry::api::body::reader;
 use nexus_telemetry::api::body::telemetry;
+use nexus_telemetry::domain::schema_check::Schema;
 use serde_json::Value;
 use validator::Validate;
 

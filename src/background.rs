@@ -1,8 +1,10 @@
 //! The server's periodic work: liveness detection, the data's lifecycle, the read replica's lag,
-//! alert evaluation, sending alerts to Alertmanager, and forgetting idle rate-limit state. Every
-//! task is safe to run in several server processes at once (alert evaluation and the sender by
-//! their leases), and webhook delivery ([`crate::webhooks`]).
+//! alert evaluation, sending alerts to Alertmanager, and the periodic forgetting of idle
+//! in-memory state (the HTTP layer's rate limits, handed in as a function). Every task is safe to
+//! run in several server processes at once (alert evaluation and the sender by their leases), and
+//! webhook delivery ([`crate::webhooks`]).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::task::JoinHandle;
@@ -10,9 +12,12 @@ use tokio::task::JoinHandle;
 use crate::alertmanager;
 use crate::alerts::lease::process_holder_name;
 use crate::alerts::task::{EvaluationSchedule, evaluate_forever};
-use crate::api::AppState;
 use crate::domain::liveness::check_interval;
+use crate::store::Store;
+use crate::store::event_feed::EventFeed;
 use crate::store::lifecycle::{Edition, Lifecycle};
+use crate::store::replica::Reads;
+use crate::webhooks::WebhookSettings;
 
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_secs(60);
 const RETENTION_PERIOD: Duration = Duration::from_secs(3600);
@@ -27,6 +32,17 @@ pub struct Schedule {
     pub alert_evaluation: EvaluationSchedule,
 }
 
+/// What the periodic tasks work on.
+pub struct Resources {
+    /// The primary.
+    pub store: Store,
+    /// The read API's route, whose replica lag is probed.
+    pub reads: Reads,
+    /// New events, which wake the Alertmanager sender.
+    pub event_feed: Arc<EventFeed>,
+    pub webhooks: WebhookSettings,
+}
+
 /// Running tasks; they stop when this is dropped.
 pub struct Tasks(Vec<JoinHandle<()>>);
 
@@ -36,8 +52,20 @@ impl Drop for Tasks {
     }
 }
 
-pub fn spawn(state: AppState, schedule: Schedule) -> Tasks {
-    let webhooks = match crate::webhooks::spawn(state.store.clone(), state.webhooks) {
+/// Starts the periodic tasks; `forget_idle` runs every minute to drop in-memory state that no
+/// longer counts at the given instant.
+pub fn spawn(
+    resources: Resources,
+    schedule: Schedule,
+    forget_idle: impl Fn(Instant) + Send + 'static,
+) -> Tasks {
+    let Resources {
+        store,
+        reads,
+        event_feed,
+        webhooks,
+    } = resources;
+    let webhooks = match crate::webhooks::spawn(store.clone(), webhooks) {
         Ok(tasks) => tasks,
         Err(error) => {
             tracing::error!(
@@ -49,32 +77,32 @@ pub fn spawn(state: AppState, schedule: Schedule) -> Tasks {
     };
     let mut tasks = vec![
         tokio::spawn(detect_silent_hosts(
-            state.clone(),
+            store.clone(),
             schedule.heartbeat_timeout,
         )),
-        tokio::spawn(keep_lifecycle(state.clone(), schedule.lifecycle)),
-        tokio::spawn(state.reads.clone().probe_forever()),
+        tokio::spawn(keep_lifecycle(store.clone(), schedule.lifecycle)),
+        tokio::spawn(reads.probe_forever()),
         tokio::spawn(alertmanager::run(
-            state.store.clone(),
-            state.event_feed.clone(),
+            store.clone(),
+            event_feed,
             schedule.alertmanager,
         )),
         tokio::spawn(evaluate_forever(
-            state.store.clone(),
+            store,
             schedule.alert_evaluation,
             process_holder_name(),
         )),
-        tokio::spawn(forget_idle_limits(state)),
+        tokio::spawn(forget_idle_forever(forget_idle)),
     ];
     tasks.extend(webhooks);
     Tasks(tasks)
 }
 
-async fn detect_silent_hosts(state: AppState, timeout: Duration) {
+async fn detect_silent_hosts(store: Store, timeout: Duration) {
     let mut tick = tokio::time::interval(check_interval(timeout));
     loop {
         tick.tick().await;
-        match state.store.mark_silent_hosts_offline(timeout).await {
+        match store.mark_silent_hosts_offline(timeout).await {
             Ok(hosts) if !hosts.is_empty() => tracing::info!(?hosts, "hosts went offline"),
             Ok(_) => {}
             Err(error) => tracing::warn!(error = format!("{error:#}"), "liveness check failed"),
@@ -82,9 +110,9 @@ async fn detect_silent_hosts(state: AppState, timeout: Duration) {
     }
 }
 
-async fn keep_lifecycle(state: AppState, lifecycle: Lifecycle) {
+async fn keep_lifecycle(store: Store, lifecycle: Lifecycle) {
     let edition = loop {
-        match state.store.configure_lifecycle(&lifecycle).await {
+        match store.configure_lifecycle(&lifecycle).await {
             Ok(edition) => break edition,
             Err(error) => {
                 tracing::warn!(
@@ -115,8 +143,8 @@ async fn keep_lifecycle(state: AppState, lifecycle: Lifecycle) {
             loop {
                 tick.tick().await;
                 let dropped = tokio::try_join!(
-                    state.store.drop_old_chunks(lifecycle.raw_retention),
-                    state.store.drop_old_event_chunks(lifecycle.event_retention),
+                    store.drop_old_chunks(lifecycle.raw_retention),
+                    store.drop_old_event_chunks(lifecycle.event_retention),
                 );
                 match dropped {
                     Ok((0, 0)) => {}
@@ -132,15 +160,10 @@ async fn keep_lifecycle(state: AppState, lifecycle: Lifecycle) {
     }
 }
 
-async fn forget_idle_limits(state: AppState) {
+async fn forget_idle_forever(forget_idle: impl Fn(Instant)) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_PERIOD);
     loop {
         tick.tick().await;
-        let now = Instant::now();
-        state.rate_limit.forget_idle(now);
-        state.auth_failures.forget_idle(now);
-        state.admin_auth_failures.forget_idle(now);
-        state.auth_failure_lookups.forget_idle(now);
-        state.auth_failure_log.forget_old(chrono::Utc::now());
+        forget_idle(Instant::now());
     }
 }

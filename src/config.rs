@@ -11,7 +11,7 @@ use crate::alertmanager;
 use crate::alerts::task::EvaluationSchedule;
 use crate::domain::snapshot::SkewWindow;
 use crate::store::DbSettings;
-use crate::store::ingest_queue::BatchLimits;
+use crate::store::ingest::queue::BatchLimits;
 use crate::store::lifecycle::Lifecycle;
 use crate::webhooks::WebhookSettings;
 

@@ -1,8 +1,8 @@
 //! The crate's one error type: what went wrong, in the domain's and the store's terms.
 //!
 //! Store and domain code return `Result<_, Error>` and use `?`; which HTTP answer each error
-//! gets is decided in one place, [`crate::api::error_response`], which depends on this module
-//! and not the reverse. A database failure is told apart here, by its SQLSTATE class.
+//! gets is decided in one place, [`crate::api::errors::error_response`], which depends on this
+//! module and not the reverse. A database failure is told apart here, by its SQLSTATE class.
 
 use crate::domain::FieldError;
 

@@ -7,16 +7,19 @@ use std::time::Duration;
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
-use crate::api::auth_failures::AuthFailureLog;
 use crate::api::body::read::BodyLimits;
-use crate::api::{self, AppState, State, ingest_slots::IngestSlots, rate_limit::RateLimit};
+use crate::api::ingest::auth_failures::AuthFailureLog;
+use crate::api::ingest::rate_limit::RateLimit;
+use crate::api::ingest::slots::IngestSlots;
+use crate::api::openapi::document::Document;
+use crate::api::{self, AppState, State};
 use crate::background::{self, Schedule};
 use crate::config::ServeArgs;
 use crate::http::header_deadline::HeaderDeadline;
 use crate::http::read_cap::ReadCap;
 use crate::store::agent_cache::AgentTokenCache;
 use crate::store::event_feed::EventFeed;
-use crate::store::ingest_queue::IngestQueue;
+use crate::store::ingest::queue::IngestQueue;
 use crate::store::replica::Reads;
 use crate::store::{DbSettings, Store};
 
@@ -128,7 +131,14 @@ impl Application {
         let store = self.state.store.clone();
         let alertmanager = self.schedule.alertmanager.clone();
         // Stopped (dropped) when the server returns.
-        let tasks = background::spawn(self.state.clone(), self.schedule);
+        let resources = background::Resources {
+            store: store.clone(),
+            reads: self.state.reads.clone(),
+            event_feed: self.state.event_feed.clone(),
+            webhooks: self.state.webhooks,
+        };
+        let state = self.state.clone();
+        let tasks = background::spawn(resources, self.schedule, move |now| state.forget_idle(now));
         let listener = self
             .state
             .store
@@ -149,6 +159,11 @@ impl Application {
         crate::alertmanager::release(&store, &alertmanager).await;
         result
     }
+}
+
+/// The published OpenAPI document, as the server serves it (`nexus-telemetry openapi` prints it).
+pub fn openapi_document() -> &'static Document {
+    crate::api::openapi::document::document()
 }
 
 async fn migrate_until_done(store: Store) {

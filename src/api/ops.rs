@@ -4,7 +4,9 @@ use poem::web::Data;
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
-use super::operation_errors::{DocumentedProblem, OperationError, RETRY_AFTER, documented};
+use super::openapi::operation_errors::{
+    DocumentedProblem, OperationError, RETRY_AFTER, documented,
+};
 use super::{ApiTags, AppState};
 use crate::error::Error;
 use crate::http::metrics;
@@ -116,6 +118,12 @@ impl OpsApi {
     )]
     async fn metrics(&self, state: Data<&AppState>) -> MetricsResponse {
         let pool = state.store.pool_status();
+        let pool = metrics::Pool {
+            size: pool.size,
+            max_size: pool.max_size,
+            available: pool.available,
+            waiting: pool.waiting,
+        };
         let (container_cache_hosts, container_cache_bytes) = state.store.container_cache_usage();
         let caches = metrics::Caches {
             tokens: state.agent_cache.len(),

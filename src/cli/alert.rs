@@ -4,12 +4,11 @@
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
-use crate::api::admin::alerts::{AlertPage, alert_filter};
 use crate::cli::{ObjectArgs, migrated_store, output};
 use crate::config::DbArgs;
 use crate::domain::alert_rule::name_of;
-use crate::domain::host::Cursor;
-use crate::store::alerts::{Alert, AlertState};
+use crate::domain::host::{Cursor, default_page_size};
+use crate::store::alerts::{Alert, AlertPage, AlertState, alert_filter};
 
 #[derive(Debug, Subcommand)]
 pub enum AlertCommand {
@@ -31,7 +30,7 @@ pub enum AlertCommand {
         #[arg(long)]
         container_id: Option<String>,
         /// Alerts per page
-        #[arg(long, default_value_t = crate::api::admin::default_page_size())]
+        #[arg(long, default_value_t = default_page_size())]
         limit: u32,
         /// Where to continue: the `next_cursor` of the previous page
         #[arg(long)]

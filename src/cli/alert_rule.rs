@@ -4,23 +4,22 @@
 use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
-use crate::api::admin::alert_rules::{AlertRulePage, page_cursor};
 use crate::cli::host::assignments;
 use crate::cli::{ObjectArgs, migrated_store, output};
 use crate::config::DbArgs;
 use crate::domain::alert_rule::{
     Metric, Operator, RuleDefinition, RuleKind, Severity, ValidRule, name_of,
 };
-use crate::domain::host::Cursor;
+use crate::domain::host::{Cursor, default_page_size, page_cursor};
 use crate::error::Error;
-use crate::store::alert_rules::AlertRule;
+use crate::store::alert_rules::{AlertRule, AlertRulePage};
 
 #[derive(Debug, Subcommand)]
 pub enum AlertRuleCommand {
     /// List alert rules, ordered by id, one page at a time
     List {
         /// Rules per page
-        #[arg(long, default_value_t = crate::api::admin::default_page_size())]
+        #[arg(long, default_value_t = default_page_size())]
         limit: u32,
         /// Where to continue: the `next_cursor` of the previous page
         #[arg(long)]

@@ -1,15 +1,14 @@
 //! `nexus-telemetry host create|list|show|update|archive`.
 
-use crate::api::admin::hosts::{HostUpdate, NewHost, host_filter};
-use crate::api::body::json as json_body;
 use crate::cli::{ObjectArgs, migrated_store, output};
 use clap::Subcommand;
 
 use crate::config::DbArgs;
+use crate::domain::checked;
 use crate::domain::host::HostStatus;
-use crate::domain::host::{Cursor, HostLabels};
+use crate::domain::host::{Cursor, HostLabels, HostUpdate, NewHost, default_page_size};
 use crate::error::Error;
-use crate::store::hosts::{Host, slugify};
+use crate::store::hosts::{Host, HostPage, host_filter, slugify};
 
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
@@ -39,7 +38,7 @@ pub enum HostCommand {
         #[arg(long)]
         name: Option<String>,
         /// Hosts per page
-        #[arg(long, default_value_t = crate::api::admin::default_page_size())]
+        #[arg(long, default_value_t = default_page_size())]
         limit: u32,
         /// Where to continue: the `next_cursor` of the previous page
         #[arg(long)]
@@ -126,7 +125,7 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
             let page = store.list_hosts(&filter).await?;
             let next_cursor = page.next.map(Cursor::encode);
             if json {
-                output::json(&crate::api::admin::hosts::HostPage {
+                output::json(&HostPage {
                     items: page.items,
                     next_cursor,
                 })?;
@@ -191,15 +190,6 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// The request checked against the same schema the admin API enforces.
-fn checked<T>(request: &T) -> Result<T, Error>
-where
-    T: serde::Serialize + serde::de::DeserializeOwned + poem_openapi::types::Type + 'static,
-{
-    let bytes = serde_json::to_vec(request).map_err(|error| Error::Internal(error.into()))?;
-    json_body::parse::<T>(&bytes)
 }
 
 /// Labels written `KEY=VALUE` (split at the first `=`).

@@ -14,7 +14,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use tracing_subscriber::EnvFilter;
 
-use crate::api;
 use clap::{Args, Parser, Subcommand};
 
 use crate::config::{DbArgs, LogFormat, ServeArgs};
@@ -86,7 +85,7 @@ async fn execute(command: Command) -> anyhow::Result<()> {
             Store::new(&db.settings())?.migrate().await
         }
         Command::Openapi { json } => {
-            let document = api::document::document();
+            let document = crate::startup::openapi_document();
             // The YAML ends with its own newline: the committed file is the served text, byte
             // for byte.
             if json {

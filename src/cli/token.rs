@@ -1,12 +1,12 @@
 //! `nexus-telemetry token issue|list|rotate|revoke`: a host's agent tokens.
 
-use crate::api::admin::tokens::{IssuedAgentToken, NewAgentToken};
-use crate::api::body::json as json_body;
 use crate::cli::{ObjectArgs, migrated_store, output};
 use clap::{Args, Subcommand};
 
 use crate::config::DbArgs;
-use crate::store::tokens::AgentTokenInfo;
+use crate::domain::checked;
+use crate::domain::token::NewAgentToken;
+use crate::store::tokens::{AgentTokenInfo, IssuedAgentToken};
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -63,10 +63,10 @@ pub async fn run(command: TokenCommand) -> anyhow::Result<()> {
             bind_fingerprint,
             args: ObjectArgs { json, db },
         } => {
-            let request: NewAgentToken = json_body::parse(&serde_json::to_vec(&NewAgentToken {
+            let request = checked(&NewAgentToken {
                 name,
                 bind_fingerprint: Some(bind_fingerprint),
-            })?)?;
+            })?;
             let store = migrated_store(&db).await?;
             let issued = store
                 .issue_agent_token(host, &request.name, request.binds_fingerprint())

@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use super::FieldError;
 use super::host::HostLabels;
-use crate::api::body::check::Schema;
+use crate::domain::schema_check::Schema;
 
 /// What a rule watches (docs/alerts.md, "Rules").
 #[derive(

@@ -3,7 +3,11 @@
 
 use std::collections::BTreeMap;
 
+use poem_openapi::Object;
+use serde::Deserialize;
+
 use super::FieldError;
+use crate::error::Error;
 
 /// Free-form `key → value` labels of a host (bounds are on the API types that accept them); a
 /// container's are `nexus_contract::Labels`, packed for speed.
@@ -131,6 +135,57 @@ impl Cursor {
     pub fn encode(self) -> String {
         format!("h{}", self.0)
     }
+}
+
+/// A host to create.
+#[derive(Debug, Clone, Object, Deserialize, serde::Serialize)]
+#[oai(example)]
+pub struct NewHost {
+    /// Display name.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub name: String,
+    /// Unique URL-safe identifier: lower-case letters and digits joined by single dashes
+    /// (default: derived from the name).
+    #[oai(validator(max_length = 255, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$"))]
+    pub slug: Option<String>,
+    /// Free-form labels (at most 64; keys and values at most 255 characters).
+    #[oai(validator(max_properties = 64, max_length = 255))]
+    pub labels: Option<HostLabels>,
+}
+
+impl poem_openapi::types::Example for NewHost {
+    fn example() -> Self {
+        Self {
+            name: "web-01".into(),
+            slug: Some("web-01".into()),
+            labels: Some(HostLabels::from([("env".into(), "prod".into())])),
+        }
+    }
+}
+
+/// Changes to a host; absent fields stay as they are.
+#[derive(Debug, Clone, Object, Deserialize, serde::Serialize)]
+pub struct HostUpdate {
+    /// New display name.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub name: Option<String>,
+    /// New labels, replacing all current ones (at most 64; keys and values at most 255
+    /// characters).
+    #[oai(validator(max_properties = 64, max_length = 255))]
+    pub labels: Option<HostLabels>,
+}
+
+/// Page size of list operations when `limit` is not given.
+pub fn default_page_size() -> u32 {
+    50
+}
+
+/// A page's position: the `next_cursor` of the previous page.
+pub fn page_cursor(cursor: Option<&str>) -> Result<Option<Cursor>, Error> {
+    cursor
+        .map(|text| Cursor::parse("cursor", text))
+        .transpose()
+        .map_err(|error| Error::Validation(vec![error]))
 }
 
 #[cfg(test)]

@@ -90,6 +90,27 @@ impl Fingerprint {
     }
 }
 
+/// An agent token to issue.
+#[derive(Debug, Clone, poem_openapi::Object, serde::Deserialize, serde::Serialize)]
+pub struct NewAgentToken {
+    /// Label to tell the host's tokens apart.
+    #[oai(validator(min_length = 1, max_length = 255))]
+    pub name: String,
+    /// Bind the token to the address and User-Agent of its first admitted request; later
+    /// requests from another client get 401. Off when absent or null; rotation keeps the
+    /// option and starts unbound.
+    // No `default` in the document: openapi-typescript makes a property with one required.
+    #[serde(default)]
+    pub bind_fingerprint: Option<bool>,
+}
+
+impl NewAgentToken {
+    /// Whether the token is to be bound: only when asked for.
+    pub fn binds_fingerprint(&self) -> bool {
+        self.bind_fingerprint == Some(true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

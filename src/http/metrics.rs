@@ -6,8 +6,6 @@ use std::time::Duration;
 use metrics::{counter, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::api::body::Declined;
-
 /// Latency buckets of the ingest histogram, in seconds.
 const INGEST_BUCKETS: &[f64] = &[
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
@@ -55,9 +53,9 @@ pub fn record_dropped_containers(count: usize) {
     counter!("nexus_containers_dropped_total").increment(count as u64);
 }
 
-/// A body the telemetry payload's reader left to the `Value` path, by why.
-pub fn record_fast_path_declined(why: Declined) {
-    counter!("nexus_body_fast_path_declined_total", "reason" => why.label()).increment(1);
+/// A body the telemetry payload's reader left to the `Value` path, by why (`reason`).
+pub fn record_fast_path_declined(reason: &'static str) {
+    counter!("nexus_body_fast_path_declined_total", "reason" => reason).increment(1);
 }
 
 /// A post of alerts to an Alertmanager, by whether it got through.
@@ -85,8 +83,17 @@ pub struct Caches {
     pub container_cache_bytes: u64,
 }
 
+/// The database pool's current state: connections open, the most it opens, idle ones, and
+/// requests waiting for one.
+pub struct Pool {
+    pub size: usize,
+    pub max_size: usize,
+    pub available: usize,
+    pub waiting: usize,
+}
+
 /// The exposition text, with the pool's and the caches' current state.
-pub fn render(pool: deadpool_postgres::Status, caches: Caches) -> String {
+pub fn render(pool: Pool, caches: Caches) -> String {
     gauge!("nexus_token_index_tokens").set(caches.tokens as f64);
     gauge!("nexus_container_cache_hosts").set(caches.container_cache_hosts as f64);
     gauge!("nexus_container_cache_bytes").set(caches.container_cache_bytes as f64);

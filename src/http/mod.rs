@@ -1,7 +1,8 @@
-//! Connection plumbing that knows nothing of resources: a deadline on request heads, a cap on
-//! each read from a connection, the per-request log line and request id, and the Prometheus
-//! metrics every layer records into.
+//! Connection plumbing that knows nothing of resources: the client's address behind trusted
+//! proxies, a deadline on request heads, a cap on each read from a connection, the per-request
+//! log line and request id, and the Prometheus metrics every layer records into.
 
+pub mod client_address;
 pub mod header_deadline;
 pub mod metrics;
 pub mod read_cap;

@@ -11,7 +11,7 @@
 //! revoked token through. Between a commit and its notification's arrival the index may lag by
 //! milliseconds: a revoked token is caught by the re-check as its token is stamped (by the
 //! transaction that stores its snapshot, or by [`Store::stamp_token`]), and a brand-new token
-//! by a lookup in the database (see `src/api/agent_auth.rs` for how those are bounded).
+//! by a lookup in the database (see `src/api/ingest/admission.rs` for how those are bounded).
 //! Memory: about 75 bytes per token (docs/agent-auth.md).
 
 use std::collections::{HashMap, VecDeque};
@@ -310,8 +310,41 @@ impl AgentTokenCache {
         }
     }
 
+    /// Binds the token of `hash` (id `token_id`), issued with `bind_fingerprint`, to
+    /// `fingerprint` unless it is bound already, in the database and here: the fingerprint it
+    /// is bound to now (`None` if the token is gone). Of two racing, the first to commit wins.
+    pub async fn bind_fingerprint(
+        &self,
+        store: &Store,
+        hash: &TokenHash,
+        token_id: i64,
+        fingerprint: Fingerprint,
+    ) -> Result<Option<Fingerprint>, Error> {
+        let bound = store.bind_fingerprint(token_id, fingerprint).await?;
+        if let Some(bound) = bound {
+            self.mark_bound(hash, bound);
+        }
+        Ok(bound)
+    }
+
+    /// Stamps the token of `hash` (id `token_id`) as just used if it is still valid
+    /// ([`Store::stamp_token`]); one the database found revoked (or its host archived) is
+    /// marked refused here until its notification comes.
+    pub async fn stamp(
+        &self,
+        store: &Store,
+        hash: &TokenHash,
+        token_id: i64,
+    ) -> Result<bool, Error> {
+        let still_valid = store.stamp_token(token_id).await?;
+        if !still_valid {
+            self.mark_refused(hash);
+        }
+        Ok(still_valid)
+    }
+
     /// Records the fingerprint a token was just bound to (as stored by the database).
-    pub fn mark_bound(&self, hash: &TokenHash, fingerprint: Fingerprint) {
+    fn mark_bound(&self, hash: &TokenHash, fingerprint: Fingerprint) {
         let Some(key) = hash.key() else { return };
         let mut state = self.state.write().expect("token index");
         if let Some(entry) = state.table.entries.get(&key).copied() {

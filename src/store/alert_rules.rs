@@ -159,6 +159,16 @@ async fn write_rule(
     }
 }
 
+/// One page of rules, ordered by id.
+#[derive(Debug, Clone, poem_openapi::Object, serde::Serialize)]
+pub struct AlertRulePage {
+    /// At most `limit` rules, by ascending id.
+    pub items: Vec<AlertRule>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
+}
+
 impl Store {
     /// Creates a rule; a name another rule has is a conflict.
     pub async fn create_alert_rule(&self, rule: &ValidRule) -> Result<AlertRule, Error> {

@@ -9,8 +9,9 @@ use tokio_postgres::Row;
 
 use super::Store;
 use super::hosts::Page;
+use crate::domain::FieldError;
 use crate::domain::alert_rule::{RuleKind, Severity, from_name, name_of};
-use crate::domain::host::Cursor;
+use crate::domain::host::{Cursor, container_id_filter, page_cursor};
 use crate::error::Error;
 
 /// Where an alert is in its life.
@@ -140,6 +141,64 @@ fn refusal(state: Option<AlertState>) -> Error {
                 .into(),
         ),
     }
+}
+
+/// One page of alerts, newest first.
+#[derive(Debug, Clone, Object, serde::Serialize)]
+pub struct AlertPage {
+    /// At most `limit` alerts, newest (largest id) first.
+    pub items: Vec<Alert>,
+    /// Pass as `cursor` to get the next (older) page; null on the last page.
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
+}
+
+/// The filter of an alert listing, from the API's query parameters or the CLI's flags (which
+/// share their names); each malformed one is named.
+pub fn alert_filter(
+    states: Vec<AlertState>,
+    history: bool,
+    rule_id: Option<i64>,
+    host_id: Option<i64>,
+    container_id: Option<String>,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<AlertFilter, Error> {
+    let mut errors = Vec::new();
+    if history && !states.is_empty() {
+        errors.push(FieldError::new(
+            "history",
+            "give `history` or `state`, not both",
+        ));
+    }
+    if let Some(Err(error)) = container_id
+        .as_deref()
+        .map(|id| container_id_filter("container_id", id))
+    {
+        errors.push(error);
+    }
+    let before = page_cursor(cursor).unwrap_or_else(|error| {
+        if let Error::Validation(more) = error {
+            errors.extend(more);
+        }
+        None
+    });
+    if !errors.is_empty() {
+        return Err(Error::Validation(errors));
+    }
+    let states = match (history, states.is_empty()) {
+        (true, _) => vec![AlertState::Resolved],
+        (false, true) => vec![AlertState::Pending, AlertState::Firing],
+        (false, false) => states,
+    };
+    Ok(AlertFilter {
+        states,
+        rule_id,
+        host_id,
+        container_id,
+        before,
+        limit,
+    })
 }
 
 impl Store {

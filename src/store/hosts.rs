@@ -5,7 +5,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Json;
 
 use super::Store;
-use crate::domain::host::{Cursor, HostLabels, HostStatus};
+use crate::domain::host::{Cursor, HostLabels, HostStatus, label_filter, search_text};
 use crate::error::Error;
 
 /// Columns of [`Host`], in every query that returns one.
@@ -118,6 +118,41 @@ pub struct HostFilter {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next: Option<Cursor>,
+}
+
+/// One page of hosts, ordered by id.
+#[derive(Debug, Clone, poem_openapi::Object, serde::Serialize)]
+pub struct HostPage {
+    /// At most `limit` hosts, by ascending id.
+    pub items: Vec<Host>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    #[oai(nullable)]
+    pub next_cursor: Option<String>,
+}
+
+/// The filter of a host listing, from its query parameters (the API's) or flags (the CLI's),
+/// which share their names: a malformed label, name or cursor is a validation error naming it.
+pub fn host_filter(
+    status: Option<HostStatus>,
+    labels: &[String],
+    name: Option<&str>,
+    cursor: Option<&str>,
+    limit: u32,
+) -> Result<HostFilter, Error> {
+    let one = |error| Error::Validation(vec![error]);
+    Ok(HostFilter {
+        status,
+        labels: label_filter("label", labels).map_err(Error::Validation)?,
+        name_contains: name
+            .map(|text| search_text("name", text))
+            .transpose()
+            .map_err(one)?,
+        after: cursor
+            .map(|text| Cursor::parse("cursor", text))
+            .transpose()
+            .map_err(one)?,
+        limit,
+    })
 }
 
 /// A URL-safe slug of a name: lower-case ASCII letters and digits joined by single dashes.

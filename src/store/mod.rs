@@ -13,7 +13,6 @@ pub mod event_feed;
 pub mod events;
 pub mod hosts;
 pub mod ingest;
-pub mod ingest_queue;
 pub mod leases;
 pub mod lifecycle;
 pub mod liveness;

@@ -113,6 +113,37 @@ async fn insert_agent_token(
     })
 }
 
+/// A token just issued: the plaintext `token`, shown this once (only its SHA-256 is stored),
+/// beside its metadata. Also the JSON of `nexus-telemetry token issue|rotate --json`.
+#[derive(Debug, Clone, poem_openapi::Object, serde::Serialize)]
+pub struct IssuedAgentToken {
+    /// The token's id, used in its URLs.
+    pub id: i64,
+    /// The host the token authenticates.
+    pub host_id: i64,
+    /// Label to tell the host's tokens apart.
+    pub name: String,
+    /// When the token was issued.
+    pub created_at: DateTime<Utc>,
+    /// Whether the token binds to its first client's fingerprint.
+    pub bind_fingerprint: bool,
+    /// The bearer for `Authorization: Bearer …` (`nxa_` + 64 hex digits).
+    pub token: String,
+}
+
+impl From<IssuedToken> for IssuedAgentToken {
+    fn from(issued: IssuedToken) -> Self {
+        Self {
+            id: issued.id,
+            host_id: issued.host_id,
+            name: issued.name,
+            created_at: issued.created_at,
+            bind_fingerprint: issued.bind_fingerprint,
+            token: issued.token.plaintext,
+        }
+    }
+}
+
 impl Store {
     /// Mints a token for a host that exists (else 404) and is not archived (else 409);
     /// `bind_fingerprint` binds it to the client of its first admitted request.

@@ -1,6 +1,6 @@
 //! What a webhook's body says: our JSON, in the shape Standard Webhooks recommends (`type`,
 //! `timestamp`, `data`), or one Slack-compatible line. The document publishes both schemas
-//! under `x-webhooks` (src/api/document.rs), so integrators generate the receiver's types.
+//! under `x-webhooks` (src/api/openapi/rewrite/webhooks.rs), so integrators generate the receiver's types.
 
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;

@@ -9,7 +9,7 @@ use crate::helpers::TestApp;
 const COMMITTED: &str = include_str!("../../openapi/openapi.yaml");
 
 fn spec() -> Value {
-    serde_json::from_str(&nexus_telemetry::api::document::document().json).unwrap()
+    serde_json::from_str(&nexus_telemetry::api::openapi::document::document().json).unwrap()
 }
 
 /// `value`, or what its `$ref` points at.
@@ -54,7 +54,7 @@ fn visit(value: &Value, at: &str, check: &mut impl FnMut(&str, &serde_json::Map<
 
 #[test]
 fn the_committed_document_matches_the_code() {
-    let generated = &nexus_telemetry::api::document::document().yaml;
+    let generated = &nexus_telemetry::api::openapi::document::document().yaml;
     assert!(
         *generated == COMMITTED,
         "openapi/openapi.yaml is stale; regenerate it with `cargo run -q -- openapi > openapi/openapi.yaml`"

@@ -10,22 +10,22 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Json, ParsePayload, Payload};
 use poem_openapi::registry::{MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
-use poem_openapi::{ApiResponse, Object, OpenApi, impl_apirequest_for_payload};
+use poem_openapi::{ApiResponse, OpenApi, impl_apirequest_for_payload};
 
 use super::{
     ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, NOT_APPLICATION_JSON,
-    default_page_size, named_path_params,
+    named_path_params,
 };
 use crate::api::body::json::{ValidJson, value_of};
 use crate::api::body::read::{BodyLimits, read_body};
-use crate::api::operation_errors::{
+use crate::api::openapi::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};
 use crate::domain::alert_rule::{RuleDefinition, ValidRule};
-use crate::domain::host::Cursor;
+use crate::domain::host::{Cursor, default_page_size, page_cursor};
 use crate::error::Error;
-use crate::store::alert_rules::AlertRule;
+use crate::store::alert_rules::{AlertRule, AlertRulePage};
 
 #[derive(Default)]
 pub struct AlertRulesApi;
@@ -64,16 +64,6 @@ impl ParsePayload for RuleBody {
 }
 
 impl_apirequest_for_payload!(RuleBody);
-
-/// One page of rules, ordered by id.
-#[derive(Debug, Clone, Object, serde::Serialize)]
-pub struct AlertRulePage {
-    /// At most `limit` rules, by ascending id.
-    pub items: Vec<AlertRule>,
-    /// Pass as `cursor` to get the next page; null on the last page.
-    #[oai(nullable)]
-    pub next_cursor: Option<String>,
-}
 
 /// 404 of the operations on one rule.
 const NO_SUCH_RULE: DocumentedProblem = DocumentedProblem::new(404, "No alert rule has this id.");
@@ -160,14 +150,6 @@ pub enum DeleteAlertRuleResponse {
     /// Deleted, with its alerts.
     #[oai(status = 204)]
     Deleted,
-}
-
-/// A page's position: the `next_cursor` of the previous page.
-pub fn page_cursor(cursor: Option<&str>) -> Result<Option<Cursor>, Error> {
-    cursor
-        .map(|text| Cursor::parse("cursor", text))
-        .transpose()
-        .map_err(|error| Error::Validation(vec![error]))
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Admin")]

@@ -7,34 +7,21 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::alert_rules::page_cursor;
 use super::{
     ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, NOT_APPLICATION_JSON,
-    default_page_size, named_path_params,
+    named_path_params,
 };
 use crate::api::body::json::ValidJson;
-use crate::api::operation_errors::{
+use crate::api::openapi::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};
-use crate::domain::FieldError;
-use crate::domain::host::{Cursor, container_id_filter};
-use crate::error::Error;
+use crate::domain::host::{Cursor, default_page_size};
 use crate::store::admin_tokens::AdminSession;
-use crate::store::alerts::{Alert, AlertFilter, AlertState};
+use crate::store::alerts::{Alert, AlertPage, AlertState, alert_filter};
 
 #[derive(Default)]
 pub struct AlertsApi;
-
-/// One page of alerts, newest first.
-#[derive(Debug, Clone, Object, serde::Serialize)]
-pub struct AlertPage {
-    /// At most `limit` alerts, newest (largest id) first.
-    pub items: Vec<Alert>,
-    /// Pass as `cursor` to get the next (older) page; null on the last page.
-    #[oai(nullable)]
-    pub next_cursor: Option<String>,
-}
 
 /// Until when an alert's notifications are held back.
 #[derive(Debug, Clone, Object, serde::Deserialize, serde::Serialize)]
@@ -123,54 +110,6 @@ documented! {
 /// Who acknowledges, as `acknowledged_by` records it: the admin token's name and id.
 pub fn acknowledger(session: &AdminSession) -> String {
     format!("{} (admin token {})", session.name, session.token_id)
-}
-
-/// The filter of an alert listing, from the API's query parameters or the CLI's flags (which
-/// share their names); each malformed one is named.
-pub fn alert_filter(
-    states: Vec<AlertState>,
-    history: bool,
-    rule_id: Option<i64>,
-    host_id: Option<i64>,
-    container_id: Option<String>,
-    cursor: Option<&str>,
-    limit: u32,
-) -> Result<AlertFilter, Error> {
-    let mut errors = Vec::new();
-    if history && !states.is_empty() {
-        errors.push(FieldError::new(
-            "history",
-            "give `history` or `state`, not both",
-        ));
-    }
-    if let Some(Err(error)) = container_id
-        .as_deref()
-        .map(|id| container_id_filter("container_id", id))
-    {
-        errors.push(error);
-    }
-    let before = page_cursor(cursor).unwrap_or_else(|error| {
-        if let Error::Validation(more) = error {
-            errors.extend(more);
-        }
-        None
-    });
-    if !errors.is_empty() {
-        return Err(Error::Validation(errors));
-    }
-    let states = match (history, states.is_empty()) {
-        (true, _) => vec![AlertState::Resolved],
-        (false, true) => vec![AlertState::Pending, AlertState::Firing],
-        (false, false) => states,
-    };
-    Ok(AlertFilter {
-        states,
-        rule_id,
-        host_id,
-        container_id,
-        before,
-        limit,
-    })
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Admin")]

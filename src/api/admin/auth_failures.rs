@@ -7,8 +7,8 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::{ADMIN_AUTHENTICATION, AdminToken};
-use crate::api::auth_failures::FailureSummary;
-use crate::api::operation_errors::{OperationError, SERVER_FAULTS, documented};
+use crate::api::ingest::auth_failures::FailureSummary;
+use crate::api::openapi::operation_errors::{OperationError, SERVER_FAULTS, documented};
 use crate::api::{ApiTags, AppState};
 
 #[derive(Default)]

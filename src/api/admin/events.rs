@@ -20,10 +20,13 @@ use poem_openapi::payload::{EventStream, Json};
 use poem_openapi::types::ToJSON;
 use poem_openapi::{ApiResponse, Object, OpenApi, SecurityScheme};
 
-use super::{ADMIN_AUTHENTICATION, AdminToken, admin_session_of, default_page_size};
-use crate::api::operation_errors::{DocumentedProblem, OperationError, SERVER_FAULTS, documented};
+use super::{ADMIN_AUTHENTICATION, AdminToken, admin_session_of};
+use crate::api::openapi::operation_errors::{
+    DocumentedProblem, OperationError, SERVER_FAULTS, documented,
+};
 use crate::api::{ApiTags, AppState};
 use crate::domain::FieldError;
+use crate::domain::host::default_page_size;
 use crate::domain::host::{Cursor, container_id_filter};
 use crate::error::Error;
 use crate::store::Store;

@@ -3,72 +3,22 @@
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde::Deserialize;
+use poem_openapi::{ApiResponse, OpenApi};
 
 use super::{
     ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, ID_NOT_AN_INTEGER,
-    ID_OR_BODY_INVALID, NO_SUCH_HOST, NOT_APPLICATION_JSON, default_page_size, named_path_params,
+    ID_OR_BODY_INVALID, NO_SUCH_HOST, NOT_APPLICATION_JSON, named_path_params,
 };
 use crate::api::body::json::ValidJson;
-use crate::api::operation_errors::{
+use crate::api::openapi::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};
-use crate::domain::host::{Cursor, HostLabels, HostStatus, label_filter, search_text};
-use crate::error::Error;
-use crate::store::hosts::{Host, HostFilter, slugify};
+use crate::domain::host::{Cursor, HostStatus, HostUpdate, NewHost, default_page_size};
+use crate::store::hosts::{Host, HostPage, host_filter, slugify};
 
 #[derive(Default)]
 pub struct HostsApi;
-
-/// A host to create.
-#[derive(Debug, Clone, Object, Deserialize, serde::Serialize)]
-#[oai(example)]
-pub struct NewHost {
-    /// Display name.
-    #[oai(validator(min_length = 1, max_length = 255))]
-    pub name: String,
-    /// Unique URL-safe identifier: lower-case letters and digits joined by single dashes
-    /// (default: derived from the name).
-    #[oai(validator(max_length = 255, pattern = r"^[a-z0-9]+(-[a-z0-9]+)*$"))]
-    pub slug: Option<String>,
-    /// Free-form labels (at most 64; keys and values at most 255 characters).
-    #[oai(validator(max_properties = 64, max_length = 255))]
-    pub labels: Option<HostLabels>,
-}
-
-impl poem_openapi::types::Example for NewHost {
-    fn example() -> Self {
-        Self {
-            name: "web-01".into(),
-            slug: Some("web-01".into()),
-            labels: Some(HostLabels::from([("env".into(), "prod".into())])),
-        }
-    }
-}
-
-/// Changes to a host; absent fields stay as they are.
-#[derive(Debug, Clone, Object, Deserialize, serde::Serialize)]
-pub struct HostUpdate {
-    /// New display name.
-    #[oai(validator(min_length = 1, max_length = 255))]
-    pub name: Option<String>,
-    /// New labels, replacing all current ones (at most 64; keys and values at most 255
-    /// characters).
-    #[oai(validator(max_properties = 64, max_length = 255))]
-    pub labels: Option<HostLabels>,
-}
-
-/// One page of hosts, ordered by id.
-#[derive(Debug, Clone, Object, serde::Serialize)]
-pub struct HostPage {
-    /// At most `limit` hosts, by ascending id.
-    pub items: Vec<Host>,
-    /// Pass as `cursor` to get the next page; null on the last page.
-    #[oai(nullable)]
-    pub next_cursor: Option<String>,
-}
 
 /// Answer of `POST /api/v1/hosts`.
 #[derive(ApiResponse)]
@@ -139,31 +89,6 @@ documented! {
         NOT_APPLICATION_JSON,
         ID_OR_BODY_INVALID,
     ] + ADMIN_AUTHENTICATION + SERVER_FAULTS
-}
-
-/// The filter of a host listing, from its query parameters (the API's) or flags (the CLI's),
-/// which share their names: a malformed label, name or cursor is a validation error naming it.
-pub fn host_filter(
-    status: Option<HostStatus>,
-    labels: &[String],
-    name: Option<&str>,
-    cursor: Option<&str>,
-    limit: u32,
-) -> Result<HostFilter, Error> {
-    let one = |error| Error::Validation(vec![error]);
-    Ok(HostFilter {
-        status,
-        labels: label_filter("label", labels).map_err(Error::Validation)?,
-        name_contains: name
-            .map(|text| search_text("name", text))
-            .transpose()
-            .map_err(one)?,
-        after: cursor
-            .map(|text| Cursor::parse("cursor", text))
-            .transpose()
-            .map_err(one)?,
-        limit,
-    })
 }
 
 #[OpenApi(prefix_path = "/api/v1", tag = "ApiTags::Admin")]

@@ -2,7 +2,7 @@
 //!
 //! Every operation takes an [`AdminToken`]: obtaining it is the check (an admin token, `nxk_…`,
 //! unrevoked; agent tokens are refused). Each operation documents its own problems (with
-//! [`documented!`](super::operation_errors::documented)), then [`ADMIN_AUTHENTICATION`]'s and
+//! [`documented!`](crate::api::openapi::operation_errors::documented)), then [`ADMIN_AUTHENTICATION`]'s and
 //! the server faults every operation may answer.
 
 pub mod alert_rules;
@@ -23,12 +23,12 @@ use poem_openapi::error::ParsePathError;
 use std::time::Instant;
 
 use super::AppState;
-use super::agent_auth::client_address;
-use super::document::path_param_name;
-use super::operation_errors::{CHALLENGE, DocumentedProblem, RETRY_AFTER};
-use super::problem::human_reason;
+use super::errors::problem::human_reason;
+use super::openapi::document::path_param_name;
+use super::openapi::operation_errors::{CHALLENGE, DocumentedProblem, RETRY_AFTER};
 use crate::domain::token::TokenHash;
 use crate::error::Error;
+use crate::http::client_address::client_address;
 use crate::store::admin_tokens::AdminSession;
 
 /// An admin API token (`Authorization: Bearer nxk_…`), created with
@@ -88,13 +88,8 @@ pub fn named_path_params(endpoint: impl Endpoint + 'static) -> impl Endpoint {
     })
 }
 
-/// Page size of list operations when `limit` is not given.
-pub fn default_page_size() -> u32 {
-    50
-}
-
 /// 401 and 429: what every admin operation may answer after its own problems (and before
-/// [`SERVER_FAULTS`](super::operation_errors::SERVER_FAULTS)).
+/// [`SERVER_FAULTS`](crate::api::openapi::operation_errors::SERVER_FAULTS)).
 pub const ADMIN_AUTHENTICATION: &[DocumentedProblem] = &[
     DocumentedProblem::new(
         401,

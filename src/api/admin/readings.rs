@@ -7,10 +7,13 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::{ADMIN_AUTHENTICATION, AdminToken, NO_SUCH_HOST, default_page_size, named_path_params};
-use crate::api::operation_errors::{DocumentedProblem, OperationError, SERVER_FAULTS, documented};
+use super::{ADMIN_AUTHENTICATION, AdminToken, NO_SUCH_HOST, named_path_params};
+use crate::api::openapi::operation_errors::{
+    DocumentedProblem, OperationError, SERVER_FAULTS, documented,
+};
 use crate::api::{ApiTags, AppState};
 use crate::domain::FieldError;
+use crate::domain::host::default_page_size;
 use crate::domain::host::{Cursor, search_text};
 use crate::domain::series::{Bucket, SeriesRequest};
 use crate::error::Error;

@@ -3,12 +3,10 @@
 //! A plaintext token is in exactly one response, the one that issues it; listings show
 //! metadata only. A token id is only found under its own host.
 
-use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Object, OpenApi};
-use serde::Deserialize;
+use poem_openapi::{ApiResponse, OpenApi};
 
 use super::hosts::OneHost;
 use super::{
@@ -16,66 +14,15 @@ use super::{
     NOT_APPLICATION_JSON, named_path_params,
 };
 use crate::api::body::json::ValidJson;
-use crate::api::operation_errors::{
+use crate::api::openapi::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};
-use crate::store::tokens::{AgentTokenInfo, IssuedToken};
+use crate::domain::token::NewAgentToken;
+use crate::store::tokens::{AgentTokenInfo, IssuedAgentToken};
 
 #[derive(Default)]
 pub struct TokensApi;
-
-/// An agent token to issue.
-#[derive(Debug, Clone, Object, Deserialize, serde::Serialize)]
-pub struct NewAgentToken {
-    /// Label to tell the host's tokens apart.
-    #[oai(validator(min_length = 1, max_length = 255))]
-    pub name: String,
-    /// Bind the token to the address and User-Agent of its first admitted request; later
-    /// requests from another client get 401. Off when absent or null; rotation keeps the
-    /// option and starts unbound.
-    // No `default` in the document: openapi-typescript makes a property with one required.
-    #[serde(default)]
-    pub bind_fingerprint: Option<bool>,
-}
-
-impl NewAgentToken {
-    /// Whether the token is to be bound: only when asked for.
-    pub fn binds_fingerprint(&self) -> bool {
-        self.bind_fingerprint == Some(true)
-    }
-}
-
-/// A token just issued: the plaintext `token`, shown this once (only its SHA-256 is stored),
-/// beside its metadata. Also the JSON of `nexus-telemetry token issue|rotate --json`.
-#[derive(Debug, Clone, Object, serde::Serialize)]
-pub struct IssuedAgentToken {
-    /// The token's id, used in its URLs.
-    pub id: i64,
-    /// The host the token authenticates.
-    pub host_id: i64,
-    /// Label to tell the host's tokens apart.
-    pub name: String,
-    /// When the token was issued.
-    pub created_at: DateTime<Utc>,
-    /// Whether the token binds to its first client's fingerprint.
-    pub bind_fingerprint: bool,
-    /// The bearer for `Authorization: Bearer …` (`nxa_` + 64 hex digits).
-    pub token: String,
-}
-
-impl From<IssuedToken> for IssuedAgentToken {
-    fn from(issued: IssuedToken) -> Self {
-        Self {
-            id: issued.id,
-            host_id: issued.host_id,
-            name: issued.name,
-            created_at: issued.created_at,
-            bind_fingerprint: issued.bind_fingerprint,
-            token: issued.token.plaintext,
-        }
-    }
-}
 
 /// Answer of `POST /api/v1/hosts/{id}/tokens`.
 #[derive(ApiResponse)]

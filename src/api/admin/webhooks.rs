@@ -13,14 +13,15 @@ use serde::Deserialize;
 
 use super::{
     ADMIN_AUTHENTICATION, AdminToken, BODY_LATE, BODY_TOO_LARGE, ID_NOT_AN_INTEGER,
-    NOT_APPLICATION_JSON, default_page_size, named_path_params,
+    NOT_APPLICATION_JSON, named_path_params,
 };
 use crate::api::body::json::ValidJson;
-use crate::api::operation_errors::{
+use crate::api::openapi::operation_errors::{
     BODY_NOT_JSON, DocumentedProblem, OperationError, SERVER_FAULTS, documented,
 };
 use crate::api::{ApiTags, AppState};
 use crate::domain::host::Cursor;
+use crate::domain::host::default_page_size;
 use crate::error::Error;
 use crate::store::events::EventKind;
 use crate::store::webhooks::{

@@ -10,8 +10,8 @@ use poem_openapi::registry::{MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use serde::de::DeserializeOwned;
 
-use super::check::Schema;
 use super::read::{self, BodyLimits};
+use crate::domain::schema_check::Schema;
 use crate::error::Error;
 
 pub struct ValidJson<T>(pub T);
@@ -80,7 +80,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::api::admin::hosts::NewHost;
+    use crate::domain::host::NewHost;
 
     #[test]
     fn other_bodies_take_the_value_path_which_names_every_failing_field() {

@@ -8,18 +8,17 @@
 //!   the `Value` path, where [`salvage`] keeps a snapshot whose only faults are inside some
 //!   containers.
 //! - [`json`]: `ValidJson<T>`, the admin API's small, rare bodies, by the `Value` path alone.
-//! - [`check`]: the `Value` path's check, which names every failing field by path.
-//! - [`rules`]: the leaf rules (lengths, patterns, timestamps, no NUL, numeric bounds) that
-//!   the check and the reader both apply.
+//! - The `Value` path's check, which names every failing field by path, and the leaf rules
+//!   (lengths, patterns, timestamps, no NUL, numeric bounds) it and the reader both apply, are
+//!   the contract's, so they live in [`crate::domain::schema_check`]: the CLI and the alert
+//!   rules check their requests by them too.
 //!
 //! Why the telemetry payload has a reader of its own: docs/ARCHITECTURE.md, "Parsing the
 //! telemetry body".
 
-pub mod check;
 pub mod json;
 pub mod read;
 pub mod reader;
-mod rules;
 pub mod salvage;
 mod schema;
 pub mod telemetry;

@@ -830,7 +830,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::api::body::check::Schema;
+    use crate::domain::schema_check::Schema;
 
     const FIXTURE: &str = include_str!("../../../benches/fixtures/telemetry-20.json");
 

@@ -12,8 +12,8 @@ use chrono::{DateTime, FixedOffset, Utc};
 use nexus_contract::TelemetryPayload;
 use serde_json::Value;
 
-use super::check::Schema;
 use crate::domain::FieldError;
+use crate::domain::schema_check::Schema;
 use crate::domain::snapshot::{SkewWindow, Snapshot, rule_errors};
 
 /// A snapshot to store, and the containers of the document left out of it.

@@ -1,7 +1,7 @@
 //! The schema poem-openapi derives for a type, compiled once into an arena of nodes (references
 //! resolved, patterns compiled), for the [`reader`](super::reader) to check values against as it
 //! reads them. The bounds come from the `oai(validator(...))` attributes, as in the published
-//! document, and the leaf [`rules`](super::rules) are the ones [`check`](super::check) applies,
+//! document, and the leaf [`rules`](crate::domain::schema_check::rules) are the ones [`check`](crate::domain::schema_check) applies,
 //! so the reader and the `Value` path cannot differ on a bound.
 //!
 //! A schema it does not model (see [`CompiledSchema::new`]) compiles to nothing, and every
@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 
-use super::rules::{TextRules, in_range, string_problem};
+use crate::domain::schema_check::rules::{TextRules, in_range, string_problem};
 
 pub type NodeId = usize;
 

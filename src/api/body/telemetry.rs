@@ -10,12 +10,12 @@ use poem_openapi::impl_apirequest_for_payload;
 use poem_openapi::payload::{ParsePayload, Payload};
 use poem_openapi::registry::{MetaSchemaRef, Registry};
 
-use super::check::Schema;
 use super::json::{self, ValidJson};
 use super::read::{self, BodyLimits};
 use super::reader::{self, Declined};
 use super::salvage::Accepted;
 use crate::api::AppState;
+use crate::domain::schema_check::Schema;
 use crate::domain::snapshot::{SkewWindow, Snapshot};
 use crate::error::Error;
 use crate::http::metrics;
@@ -95,7 +95,7 @@ fn read_conforming(bytes: &[u8]) -> Result<Option<TelemetryPayload>, Error> {
     match text.and_then(reader::read) {
         Ok(payload) => Ok(Some(payload)),
         Err(why) => {
-            metrics::record_fast_path_declined(why);
+            metrics::record_fast_path_declined(why.label());
             Ok(None)
         }
     }

@@ -3,8 +3,9 @@
 //! dimension rows of the containers not known unchanged (see [`super::container_cache`]); one
 //! metric row per container. What a batch costs the database (statement start-up, chunk
 //! routing, commit and WAL flush) is paid once for all its snapshots; see
-//! [`super::ingest_queue`] for how batches are formed.
+//! [`queue`] for how batches are formed.
 //!
+//! - `queue`: group commit, the batches the requests wait on;
 //! - `transaction`: the statements in order, the commit, and what is retried;
 //! - `plan`: which containers need their description looked up and upserted, and what the
 //!   container cache learns after the commit (no I/O);
@@ -14,6 +15,7 @@
 
 mod columns;
 mod plan;
+pub mod queue;
 mod removals;
 mod statements;
 mod transaction;

@@ -29,7 +29,7 @@ locked AS (
     FOR UPDATE
 ),
 -- The token's log of its latest stored posts (newest first, at most $18 = the rate limit),
--- returned so the answering process learns the fleet-wide count (src/api/rate_limit.rs). A
+-- returned so the answering process learns the fleet-wide count (src/api/ingest/rate_limit.rs). A
 -- slice, not a filter on age: the reader ignores entries older than the window, and the
 -- slice cost a third of what trimming by age in a subquery did (docs/SCALING.md#rate-limits).
 stamped AS (

@@ -9,9 +9,11 @@
 //! an absent optional field.
 //!
 //! Building a `Value` costs more than the typed parse itself, so the telemetry payload is
-//! normally read by its [`reader`](super::reader), and [`Schema::check`] runs for the bodies it
+//! normally read by its reader (`api::body::reader`), and [`Schema::check`] runs for the bodies it
 //! declines and for the admin API's small, rare bodies. The reader checks against the same
-//! schema, compiled ([`schema`](super::schema)), by the same leaf [`rules`](super::rules).
+//! schema, compiled (`api::body::schema`), by the same leaf [`rules`].
+
+pub(crate) mod rules;
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -21,8 +23,8 @@ use poem_openapi::registry::{MetaSchema, MetaSchemaRef, Registry};
 use poem_openapi::types::Type;
 use serde_json::Value;
 
-use super::rules::{TextRules, check_range, string_problem};
 use crate::domain::FieldError;
+use rules::{TextRules, check_range, string_problem};
 
 /// The schema of one type, with the registry its references resolve in.
 pub struct Schema {

@@ -1,6 +1,6 @@
 //! The one mapping from the crate's [`Error`] to an HTTP answer: status, problem details and
 //! headers ([`answer`]). Every error reaches the client through it, whether an operation
-//! returns it ([`super::operation_errors`]) or middleware and body parsing raise it (through
+//! returns it ([`crate::api::openapi::operation_errors`]) or middleware and body parsing raise it (through
 //! poem's [`ResponseError`]). The cause of a server fault is logged here, once, with its chain,
 //! and never sent.
 
@@ -178,7 +178,7 @@ impl poem_openapi::types::Example for Problem {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::problem::PROBLEM_TYPE_PREFIX;
+    use crate::api::errors::problem::PROBLEM_TYPE_PREFIX;
 
     fn header(response: &Response, name: &str) -> Option<String> {
         response

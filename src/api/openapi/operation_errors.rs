@@ -14,8 +14,8 @@ use poem_openapi::registry::{MetaHeader, MetaResponse, MetaResponses, MetaSchema
 use poem_openapi::types::Type;
 use poem_openapi::{ApiResponse, ResponseContent};
 
-use super::error_response::{Answer, answer};
-use super::problem::ProblemJson;
+use crate::api::errors::error_response::{Answer, answer};
+use crate::api::errors::problem::ProblemJson;
 use crate::error::Error;
 
 /// A problem response as an operation documents it: its status, what it means there, and the
@@ -46,8 +46,8 @@ macro_rules! documented {
         $(#[$meta])*
         $vis enum $name {}
 
-        impl $crate::api::operation_errors::Documented for $name {
-            const PROBLEMS: &'static [&'static [$crate::api::operation_errors::DocumentedProblem]] =
+        impl $crate::api::openapi::operation_errors::Documented for $name {
+            const PROBLEMS: &'static [&'static [$crate::api::openapi::operation_errors::DocumentedProblem]] =
                 &[&[$($problem),*] $(, $shared)*];
         }
     };

@@ -3,14 +3,14 @@
 use poem::web::Data;
 use poem_openapi::{ApiResponse, OpenApi};
 
-use super::agent_auth::{AgentToken, agent_auth};
-use super::body::telemetry::TelemetryBody;
-use super::operation_errors::{
+use super::admission::{AgentToken, IngestVerdict, admission};
+use crate::api::body::salvage::DroppedContainer;
+use crate::api::body::telemetry::TelemetryBody;
+use crate::api::openapi::operation_errors::{
     BODY_NOT_JSON, CHALLENGE, DocumentedHeader, DocumentedProblem, OperationError, SERVER_FAULTS,
     documented,
 };
-use super::{ApiTags, AppState};
-use crate::api::body::salvage::DroppedContainer;
+use crate::api::{ApiTags, AppState};
 use crate::error::Error;
 use crate::http::metrics;
 use crate::store::ingest::{Outcome, Submission};
@@ -104,7 +104,7 @@ impl TelemetryApi {
         method = "post",
         operation_id = "push_telemetry",
         tag = "ApiTags::Agent",
-        transform = "agent_auth"
+        transform = "admission"
     )]
     async fn push_telemetry(
         &self,
@@ -114,31 +114,37 @@ impl TelemetryApi {
         /// size limit applies to the compressed and to the inflated body).
         body: TelemetryBody,
     ) -> Result<IngestResponse, OperationError<PushTelemetry>> {
-        let AgentToken(session) = auth;
+        let AgentToken(admission) = auth;
         let TelemetryBody(accepted) = body;
         let started = std::time::Instant::now();
         let submission = Submission {
-            host_id: session.agent.host_id,
-            token_id: session.agent.token_id,
+            host_id: admission.agent.host_id,
+            token_id: admission.agent.token_id,
             snapshot: accepted.snapshot,
         };
-        let written = match state.ingest_queue.ingest(submission).await? {
-            Outcome::Stored(written) => written,
-            Outcome::Refused => return Err(Error::Unauthorized.into()),
+        let written = match state.ingest_queue.ingest(submission).await {
+            Ok(Outcome::Stored(written)) => written,
+            Ok(Outcome::Refused) => {
+                admission.report(IngestVerdict::Refused);
+                return Err(Error::Unauthorized.into());
+            }
+            Err(error) => {
+                admission.report(IngestVerdict::Failed);
+                return Err(error.into());
+            }
         };
-        let ages: Vec<std::time::Duration> = written
-            .post_ages_ms
-            .iter()
-            .map(|&ms| std::time::Duration::from_millis(ms.max(0) as u64))
-            .collect();
-        state
-            .rate_limit
-            .learn_fleet(session.agent.token_id, &ages, std::time::Instant::now());
+        admission.report(IngestVerdict::Stamped {
+            fleet_post_ages: written
+                .post_ages_ms
+                .iter()
+                .map(|&ms| std::time::Duration::from_millis(ms.max(0) as u64))
+                .collect(),
+        });
         metrics::record_ingest(started.elapsed(), written.container_rows);
         Ok(IngestResponse::Stored(
-            session.quota.limit,
-            session.quota.remaining,
-            report_dropped(session.agent.host_id, &accepted.dropped),
+            admission.quota.limit,
+            admission.quota.remaining,
+            report_dropped(admission.agent.host_id, &accepted.dropped),
         ))
     }
 }

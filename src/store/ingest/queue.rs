@@ -22,9 +22,9 @@ use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
-use super::Store;
-use super::ingest::{Outcome, Submission};
+use super::{Outcome, Submission};
 use crate::error::Error;
+use crate::store::Store;
 
 /// Gauge of the snapshots accepted and not yet being written.
 pub const QUEUED_METRIC: &str = "nexus_ingest_queued_snapshots";

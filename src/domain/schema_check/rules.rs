@@ -1,8 +1,8 @@
 //! The leaf rules of a body's values: string length (in characters), minimum length, pattern,
 //! `date-time` format, no NUL character (PostgreSQL cannot store one), and numeric bounds.
-//! Both paths apply them, the `Value` path's [`check`](super::check) and the fast
-//! [`reader`](super::reader) through the compiled [`schema`](super::schema), so the two cannot
-//! differ on a bound, and each rule's wording is written once.
+//! Both paths apply them, the `Value` path's [`check`](super) and the telemetry body's fast
+//! reader (`api::body::reader`) through its compiled schema, so the two cannot differ on a
+//! bound, and each rule's wording is written once.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock, RwLock};
