@@ -202,8 +202,9 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use nexus_test_support::bodies::{self, awkward_values, pointers};
+
     use crate::api::admin::hosts::NewHost;
-    use crate::domain::payload::bodies::{self, awkward_values, pointers};
     use crate::domain::payload::reader;
 
     const FIXTURE: &str = include_str!("../../benches/fixtures/telemetry-20.json");

@@ -14,9 +14,6 @@ pub mod reader;
 pub mod salvage;
 mod schema;
 
-#[cfg(test)]
-pub(crate) mod bodies;
-
 use nexus_contract::TelemetryPayload;
 
 /// A body type, and the reader that parses and checks it in one pass when it has one.
