@@ -8,5 +8,7 @@
 //! without building the server's types twice.
 
 pub mod bodies;
+pub mod clusters;
 pub mod database;
+pub mod metrics;
 pub mod template;

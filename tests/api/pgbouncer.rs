@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use chrono::Duration as Age;
 use nexus_telemetry::startup::Application;
+use nexus_test_support::clusters::{free_port, pg_root, wait_for};
 use reqwest::Method;
 
-use crate::clusters::{free_port, pg_root, wait_for};
 use crate::helpers::{
     TestApp, at, call, connect, fresh_database, http_client, payload, serve_args,
 };

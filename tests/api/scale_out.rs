@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use nexus_test_support::clusters::{free_port, pg_root, wait_for};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::clusters::{free_port, pg_root, wait_for};
 use crate::helpers::{call, connect, fresh_database, http_client, payload, rfc3339, serve_args};
 use nexus_telemetry::store::Store;
 
