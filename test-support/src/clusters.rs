@@ -1,7 +1,9 @@
-//! Throwaway PostgreSQL clusters inside the Debian root that `scripts/timescaledb` provisions and
-//! `scripts/scaleout-tools` names (`NEXUS_PG_ROOT`): a small primary with TimescaleDB and a
-//! streaming standby made from it with `pg_basebackup -R`, both on loopback ports of their own,
-//! stopped and deleted when dropped.
+//! Throwaway PostgreSQL clusters and the daemons of a scaled-out deployment, inside the Debian
+//! root that `scripts/timescaledb` provisions and `scripts/scaleout-tools` names
+//! (`NEXUS_PG_ROOT`): a primary with TimescaleDB and a streaming standby made from it with
+//! `pg_basebackup -R` ([`StreamingPair`]), PgBouncer and HAProxy; each on loopback ports of its
+//! own, stopped and deleted when dropped. What the bench uses too answers errors; what only the
+//! tests use panics, naming what failed.
 //!
 //! The primary is the caller's own rather than the shared cluster: a base backup copies a whole
 //! cluster, and the shared one holds every test's database (tens of GB).
@@ -289,4 +291,145 @@ async fn in_root(root: &Path, args: &[&str]) -> Result<()> {
         String::from_utf8_lossy(&output.stderr)
     );
     Ok(())
+}
+
+/// A daemon inside the root, run from a scratch directory of its own; killed, and the directory
+/// deleted, when dropped. For the tests: a failure to start panics.
+struct Daemon {
+    child: std::process::Child,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    /// A scratch directory `/tmp/nexus-<what>-<random>` inside the root: its path there, and
+    /// outside.
+    fn scratch(root: &Path, what: &str) -> (String, PathBuf) {
+        let inside = format!(
+            "/tmp/nexus-{what}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let outside = root.join(inside.trim_start_matches('/'));
+        std::fs::create_dir_all(&outside).expect("a scratch directory in the root");
+        (inside, outside)
+    }
+
+    /// Runs `command` in `root`, as `postgres` when `user` says so, with `env` set.
+    fn spawn(
+        root: &Path,
+        dir: PathBuf,
+        user: Option<&str>,
+        command: &[&str],
+        env: &[(&str, String)],
+    ) -> Self {
+        let mut chroot = std::process::Command::new("chroot");
+        if let Some(user) = user {
+            chroot.arg(format!("--userspec={user}:{user}"));
+        }
+        let child = chroot
+            .arg(root)
+            .args(command)
+            .envs(env.iter().map(|(name, value)| (name, value)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("{command:?} starts (scripts/scaleout-tools installs it): {e}")
+            });
+        Self { child, dir }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// PgBouncer from the root (`NEXUS_PGBOUNCER_BIN`, which `scripts/scaleout-tools` exports) in
+/// transaction mode, on a loopback port.
+pub struct PgBouncer {
+    _daemon: Daemon,
+    port: u16,
+}
+
+impl PgBouncer {
+    /// Transaction pooling in front of the cluster of `database_url`, on a loopback port.
+    pub async fn start(database_url: &str, max_prepared_statements: u32) -> Self {
+        let upstream: tokio_postgres::Config = database_url.parse().expect("a database URL");
+        let upstream_port = upstream.get_ports()[0];
+        let root = pg_root();
+        let (name, dir) = Daemon::scratch(&root, "pgbouncer");
+        let port = free_port();
+        std::fs::write(dir.join("userlist.txt"), "\"postgres\" \"\"\n").unwrap();
+        std::fs::write(
+            dir.join("pgbouncer.ini"),
+            format!(
+                "[databases]\n* = host=127.0.0.1 port={upstream_port}\n\n[pgbouncer]\n\
+                 listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = trust\nauth_file = {name}/userlist.txt\n\
+                 pool_mode = transaction\nmax_prepared_statements = {max_prepared_statements}\n\
+                 default_pool_size = 4\nmax_client_conn = 200\n\
+                 ignore_startup_parameters = extra_float_digits\n"
+            ),
+        )
+        .unwrap();
+        let status = std::process::Command::new("chroot")
+            .arg(&root)
+            .args(["chown", "-R", "postgres:postgres", &name])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let pgbouncer =
+            std::env::var("NEXUS_PGBOUNCER_BIN").unwrap_or_else(|_| "/usr/sbin/pgbouncer".into());
+        let config = format!("{name}/pgbouncer.ini");
+        let daemon = Daemon::spawn(&root, dir, Some("postgres"), &[&pgbouncer, &config], &[]);
+        wait_for("PgBouncer listens", Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        Self {
+            _daemon: daemon,
+            port,
+        }
+    }
+
+    /// `database_url` with PgBouncer's port.
+    pub fn url(&self, database_url: &str) -> String {
+        let config: tokio_postgres::Config = database_url.parse().unwrap();
+        let database = config.get_dbname().expect("a database name");
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+/// HAProxy from the root (`NEXUS_HAPROXY_BIN`, which `scripts/scaleout-tools` exports).
+pub struct HaProxy {
+    _daemon: Daemon,
+    /// `http://127.0.0.1:<port>`, where it listens.
+    pub address: String,
+}
+
+impl HaProxy {
+    /// HAProxy running the configuration at `config`, which binds where `NEXUS_LB_BIND` says (a
+    /// free loopback port) and reads the rest from `env`. Returns once started: whether it
+    /// answers depends on what it balances, which the caller waits for.
+    pub fn start(config: &Path, env: &[(&str, String)]) -> Self {
+        let root = pg_root();
+        let (name, dir) = Daemon::scratch(&root, "lb");
+        std::fs::copy(config, dir.join("haproxy.cfg")).expect("copy the configuration");
+        let port = free_port();
+        let haproxy =
+            std::env::var("NEXUS_HAPROXY_BIN").unwrap_or_else(|_| "/usr/sbin/haproxy".into());
+        let mut env = env.to_vec();
+        env.push(("NEXUS_LB_BIND", format!("127.0.0.1:{port}")));
+        let config = format!("{name}/haproxy.cfg");
+        let daemon = Daemon::spawn(&root, dir, None, &[&haproxy, "-db", "-f", &config], &env);
+        Self {
+            _daemon: daemon,
+            address: format!("http://127.0.0.1:{port}"),
+        }
+    }
 }
