@@ -7,45 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sha2::{Digest, Sha256};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::procfs;
 
-/// A database URL split around its database name.
-#[derive(Debug, Clone)]
-pub struct ServerUrl {
-    prefix: String,
-    query: String,
-}
-
-impl ServerUrl {
-    pub fn parse(url: &str) -> Result<Self> {
-        let (base, query) = match url.split_once('?') {
-            Some((base, query)) => (base, format!("?{query}")),
-            None => (url, String::new()),
-        };
-        let slash = base
-            .rfind('/')
-            .filter(|&i| i > "postgres://".len())
-            .context("DATABASE_URL has no database name")?;
-        Ok(Self {
-            prefix: base[..slash].to_owned(),
-            query,
-        })
-    }
-
-    pub fn database(&self, name: &str) -> String {
-        format!("{}/{name}{}", self.prefix, self.query)
-    }
-}
-
-pub async fn connect(url: &str) -> Result<Client> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
-        .await
-        .with_context(|| format!("Failed to connect to {url}"))?;
-    tokio::spawn(connection);
-    Ok(client)
-}
+pub use nexus_test_support::database::{ServerUrl, connect, drop_database};
 
 /// Creates `bench_<unix time>` and returns its URL.
 pub async fn create_fresh(server: &ServerUrl) -> Result<(String, String)> {
@@ -56,14 +22,6 @@ pub async fn create_fresh(server: &ServerUrl) -> Result<(String, String)> {
         .await
         .with_context(|| format!("Failed to create database {name}"))?;
     Ok((name.clone(), server.database(&name)))
-}
-
-pub async fn drop_database(server: &ServerUrl, name: &str) -> Result<()> {
-    let admin = connect(&server.database("postgres")).await?;
-    admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await
-        .with_context(|| format!("Failed to drop database {name}"))
 }
 
 /// A provisioned host and its bearer token.
@@ -239,20 +197,4 @@ pub async fn container_ids(db: &Client, hosts: &[i64]) -> Result<HashMap<(i64, S
         .iter()
         .map(|r| ((r.get(0), r.get(1)), r.get(2)))
         .collect())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::ServerUrl;
-
-    #[test]
-    fn database_urls_keep_the_server_and_the_query() {
-        let url =
-            ServerUrl::parse("postgres://postgres@127.0.0.1:54329/nexus?sslmode=disable").unwrap();
-        assert_eq!(
-            url.database("bench_1"),
-            "postgres://postgres@127.0.0.1:54329/bench_1?sslmode=disable"
-        );
-        assert!(ServerUrl::parse("postgres://host").is_err());
-    }
 }

@@ -24,10 +24,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use nexus_test_support::clusters::StreamingPair;
 
 use cli::Cli;
 use database::ServerUrl;
-use replica::{LagMonitor, StreamingPair};
+use replica::LagMonitor;
 use scenario::{Scenario, Target};
 use server::ServerSettings;
 
@@ -50,14 +51,21 @@ async fn main() -> Result<()> {
     let root = cli.pg_root.clone().context(
         "--replica needs --pg-root or NEXUS_PG_ROOT (eval \"$(scripts/scaleout-tools)\")",
     )?;
-    let pair = StreamingPair::start(&root).await?;
-    let primary = pair.primary_url("postgres");
+    let pair = StreamingPair::start(&root, replica::PRIMARY_SETTINGS).await?;
+    eprintln!(
+        "bench: primary on 127.0.0.1:{}, streaming standby on 127.0.0.1:{} (in {})",
+        pair.primary_port,
+        pair.standby_port,
+        pair.host_dir().display()
+    );
+    let primary = pair.primary().database("postgres");
     // An interrupted run still stops and deletes its clusters.
     let result = tokio::select! {
         result = bench(&cli, &primary, Some(&pair)) => result,
         _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
     };
-    pair.stop();
+    drop(pair);
+    eprintln!("bench: stopped and deleted the primary and its standby");
     result
 }
 
@@ -75,9 +83,10 @@ async fn bench(cli: &Cli, database_url: &str, pair: Option<&StreamingPair>) -> R
         eprintln!("bench: database {name}");
     }
     let replica = match (pair, &fresh) {
-        (Some(pair), Some((name, _))) => {
-            Some((pair.standby_url(name), LagMonitor::start(pair).await?))
-        }
+        (Some(pair), Some((name, _))) => Some((
+            pair.standby().database(name),
+            LagMonitor::start(pair).await?,
+        )),
         _ => None,
     };
     let result = run(

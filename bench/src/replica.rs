@@ -5,19 +5,17 @@
 //! sampled once a second from three places: the primary's `pg_stat_replication`, the standby's
 //! last replayed commit, and the server's `/metrics`.
 //!
-//! The primary is the bench's own, not the shared cluster: a base backup copies a whole cluster
-//! (the same reason as `tests/api/clusters.rs`, whose steps these follow). It gets the shared
+//! The pair is the tests' own (`nexus_test_support::clusters`). Its primary gets the shared
 //! cluster's settings (`scripts/timescaledb`) with `fsync` on, so the ingest costs what it costs
 //! there and the WAL the standby replays is the real amount.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail, ensure};
-use tokio::process::Command;
+use anyhow::{Context, Result};
+use nexus_test_support::clusters::StreamingPair;
+use nexus_test_support::metrics;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tokio_postgres::Client;
@@ -26,13 +24,9 @@ use crate::database;
 use crate::http::Connection;
 use crate::procfs;
 
-const BIN: &str = "/usr/lib/postgresql/17/bin";
-
 /// The primary's settings: the shared development cluster's (scripts/timescaledb), so a run
 /// here compares with the runs logged in BENCHMARKS.md.
-const PRIMARY_SETTINGS: &str = "listen_addresses = '127.0.0.1'\nunix_socket_directories = ''\n\
-     shared_preload_libraries = 'timescaledb'\ntimescaledb.telemetry_level = off\n\
-     max_connections = 100\nshared_buffers = 256MB\ndynamic_shared_memory_type = mmap\n\
+pub const PRIMARY_SETTINGS: &str = "max_connections = 100\nshared_buffers = 256MB\n\
      max_locks_per_transaction = 256\nmax_wal_size = 4GB\nmin_wal_size = 1GB\n\
      checkpoint_timeout = 15min\nmax_worker_processes = 32\n\
      timescaledb.max_background_workers = 16\n";
@@ -40,228 +34,6 @@ const PRIMARY_SETTINGS: &str = "listen_addresses = '127.0.0.1'\nunix_socket_dire
 /// Longest the sampler runs, whatever the scenario does (one sample a second).
 const MAX_SAMPLES: usize = 3600;
 const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// A primary and its streaming standby inside the Debian root; stopped and deleted by `stop`,
-/// or when dropped (an error or an interrupted run).
-pub struct StreamingPair {
-    root: PathBuf,
-    /// The clusters' directory inside the root, e.g. `/var/lib/nexus/bench-replica-123-456`.
-    dir: String,
-    primary_port: u16,
-    standby_port: u16,
-    stopped: bool,
-}
-
-impl StreamingPair {
-    pub async fn start(root: &Path) -> Result<Self> {
-        ensure!(
-            root.join(&BIN[1..]).join("pg_basebackup").exists(),
-            "{} has no PostgreSQL 17 (eval \"$(scripts/scaleout-tools)\" names the root)",
-            root.display()
-        );
-        let dir = format!(
-            "/var/lib/nexus/bench-replica-{}-{}",
-            std::process::id(),
-            chrono::Utc::now().timestamp()
-        );
-        let host_dir = root.join(dir.trim_start_matches('/'));
-        std::fs::create_dir_all(&host_dir)
-            .with_context(|| format!("Failed to create {}", host_dir.display()))?;
-        // From here on, dropping the pair removes whatever was made.
-        let pair = Self {
-            root: root.to_owned(),
-            dir,
-            primary_port: free_port()?,
-            standby_port: free_port()?,
-            stopped: false,
-        };
-        let status = Command::new("chroot")
-            .arg(&pair.root)
-            .args(["chown", "postgres:postgres", &pair.dir])
-            .status()
-            .await?;
-        ensure!(
-            status.success(),
-            "chown {} inside the root failed",
-            pair.dir
-        );
-        let primary = format!("{}/primary", pair.dir);
-        pair.in_root(&[
-            &format!("{BIN}/initdb"),
-            "-D",
-            &primary,
-            "-U",
-            "postgres",
-            "--auth=trust",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-            "--no-sync",
-        ])
-        .await?;
-        pair.append_settings(
-            "primary",
-            &format!("{PRIMARY_SETTINGS}port = {}\n", pair.primary_port),
-        )?;
-        pair.start_cluster("primary").await?;
-        pair.in_root(&[
-            &format!("{BIN}/pg_basebackup"),
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &pair.primary_port.to_string(),
-            "-U",
-            "postgres",
-            "-D",
-            &format!("{}/standby", pair.dir),
-            "-R",
-            "-X",
-            "stream",
-            "-c",
-            "fast",
-        ])
-        .await?;
-        // Later lines win: the copied configuration names the primary's port.
-        pair.append_settings("standby", &format!("port = {}\n", pair.standby_port))?;
-        pair.start_cluster("standby").await?;
-        pair.wait_streaming().await?;
-        eprintln!(
-            "bench: primary on 127.0.0.1:{}, streaming standby on 127.0.0.1:{} (in {})",
-            pair.primary_port,
-            pair.standby_port,
-            pair.root.join(pair.dir.trim_start_matches('/')).display()
-        );
-        Ok(pair)
-    }
-
-    pub fn primary_url(&self, database: &str) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{database}",
-            self.primary_port
-        )
-    }
-
-    pub fn standby_url(&self, database: &str) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/{database}",
-            self.standby_port
-        )
-    }
-
-    /// Stops both clusters at once and deletes them (their data are the bench's only).
-    pub fn stop(mut self) {
-        self.stop_and_delete();
-    }
-
-    fn stop_and_delete(&mut self) {
-        if std::mem::replace(&mut self.stopped, true) {
-            return;
-        }
-        for name in ["standby", "primary"] {
-            let _ = std::process::Command::new("chroot")
-                .arg("--userspec=postgres:postgres")
-                .arg(&self.root)
-                .arg(format!("{BIN}/pg_ctl"))
-                .args(["-D", &format!("{}/{name}", self.dir)])
-                .args(["-m", "immediate", "-w", "stop"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
-        }
-        let _ = std::fs::remove_dir_all(self.root.join(self.dir.trim_start_matches('/')));
-        eprintln!("bench: stopped and deleted the primary and its standby");
-    }
-
-    fn append_settings(&self, cluster: &str, settings: &str) -> Result<()> {
-        let conf = self
-            .root
-            .join(self.dir.trim_start_matches('/'))
-            .join(cluster)
-            .join("postgresql.conf");
-        let mut text = std::fs::read_to_string(&conf)
-            .with_context(|| format!("Failed to read {}", conf.display()))?;
-        text.push_str(settings);
-        std::fs::write(&conf, text).with_context(|| format!("Failed to write {}", conf.display()))
-    }
-
-    async fn start_cluster(&self, name: &str) -> Result<()> {
-        let data = format!("{}/{name}", self.dir);
-        let log = format!("{data}.log");
-        let started = self
-            .in_root(&[
-                &format!("{BIN}/pg_ctl"),
-                "-D",
-                &data,
-                "-l",
-                &log,
-                "-w",
-                "-t",
-                "120",
-                "start",
-            ])
-            .await;
-        if started.is_err() {
-            let log = std::fs::read_to_string(self.root.join(log.trim_start_matches('/')))
-                .unwrap_or_default();
-            eprintln!("bench: the {name}'s log:\n{log}");
-        }
-        started
-    }
-
-    /// Waits (at most 60 s) until the primary lists the standby as streaming.
-    async fn wait_streaming(&self) -> Result<()> {
-        let primary = database::connect(&self.primary_url("postgres")).await?;
-        let start = Instant::now();
-        loop {
-            let row = primary
-                .query_one(
-                    "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'",
-                    &[],
-                )
-                .await?;
-            if row.get::<_, i64>(0) > 0 {
-                return Ok(());
-            }
-            if start.elapsed() > Duration::from_secs(60) {
-                bail!("the standby was not streaming within 60 s");
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// Runs `args` inside the root as its `postgres` user; an error carries its output.
-    async fn in_root(&self, args: &[&str]) -> Result<()> {
-        let output = Command::new("chroot")
-            .arg("--userspec=postgres:postgres")
-            .arg(&self.root)
-            .args(["env", "LANG=C.UTF-8"])
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .context("chroot runs")?;
-        ensure!(
-            output.status.success(),
-            "{args:?} failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        Ok(())
-    }
-}
-
-impl Drop for StreamingPair {
-    fn drop(&mut self) {
-        self.stop_and_delete();
-    }
-}
-
-/// A free loopback port (free when asked; the cluster binds it right after).
-fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
 
 /// What the scenario is doing, for labelling the samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,8 +122,8 @@ pub struct LagMonitor {
 impl LagMonitor {
     /// Connects to both clusters (their `postgres` databases) and starts sampling.
     pub async fn start(pair: &StreamingPair) -> Result<Self> {
-        let primary = database::connect(&pair.primary_url("postgres")).await?;
-        let standby = database::connect(&pair.standby_url("postgres")).await?;
+        let primary = database::connect(&pair.primary().database("postgres")).await?;
+        let standby = database::connect(&pair.standby().database("postgres")).await?;
         let shared = Arc::new(Shared {
             phase: AtomicU8::new(Phase::Other as u8),
             changes: AtomicU64::new(0),
@@ -498,18 +270,9 @@ async fn scrape(connection: Option<&mut Connection>) -> Option<(Option<f64>, Opt
         return None;
     }
     let text = String::from_utf8_lossy(&body);
-    let gauge = |name: &str| {
-        text.lines().find_map(|line| {
-            line.strip_prefix(name)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-    };
     Some((
-        gauge("nexus_read_replica_lag_seconds"),
-        gauge("nexus_read_replica_state"),
+        metrics::value(&text, "nexus_read_replica_lag_seconds"),
+        metrics::value(&text, "nexus_read_replica_state"),
     ))
 }
 

@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use nexus_test_support::metrics;
 use tokio::process::{Child, Command};
 
 use crate::procfs;
@@ -119,18 +120,7 @@ pub async fn metrics(url: &str, names: &[&str]) -> Result<Vec<f64>> {
     let (status, body) = connection.get("/metrics", "").await?;
     anyhow::ensure!(status.is_success(), "GET /metrics answered {status}");
     let text = String::from_utf8_lossy(&body);
-    Ok(names
-        .iter()
-        .map(|name| {
-            text.lines()
-                .filter(|line| {
-                    line.strip_prefix(name)
-                        .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-                })
-                .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum()
-        })
-        .collect())
+    Ok(names.iter().map(|name| metrics::sum(&text, name)).collect())
 }
 
 /// Waits until the server's token index holds `tokens` tokens (every notification of their

@@ -7,9 +7,9 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::Duration;
 use futures_util::StreamExt;
+use nexus_test_support::clusters::free_port;
 use serde_json::Value;
 
-use crate::clusters::free_port;
 use crate::helpers::{TestApp, at, http_client, payload};
 
 /// One Server-Sent Events message, or a comment line (`id` and `event` empty).

@@ -7,6 +7,7 @@
 //! writer take them all in its next batch. Rows written by one transaction share its `xmin`.
 
 use chrono::Duration;
+use nexus_test_support::metrics;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 
@@ -97,11 +98,10 @@ fn post_in_background(app: &TestApp, token: &str, body: Value) -> JoinHandle<u16
 
 /// The `nexus_ingest_queued_snapshots` gauge of the server's `/metrics`.
 async fn queued(app: &TestApp) -> f64 {
-    app.get_text("/metrics")
-        .await
-        .lines()
-        .find_map(|line| line.strip_prefix("nexus_ingest_queued_snapshots "))
-        .map_or(0.0, |value| value.parse().unwrap())
+    metrics::sum(
+        &app.get_text("/metrics").await,
+        "nexus_ingest_queued_snapshots",
+    )
 }
 
 async fn wait_until<'a, F, Fut>(app: &'a TestApp, what: &str, condition: F)

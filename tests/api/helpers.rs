@@ -1,5 +1,6 @@
 //! `TestApp`: the real server on port 0 against its own freshly created database.
 
+use std::path::Path;
 use std::sync::OnceLock;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
@@ -8,9 +9,9 @@ use nexus_telemetry::cli::{Cli, Command};
 use nexus_telemetry::config::ServeArgs;
 use nexus_telemetry::startup::Application;
 use nexus_telemetry::store::Store;
+use nexus_test_support::database;
+use nexus_test_support::template::{self, Template, drop_test_database};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tokio_postgres::NoTls;
 
 /// The rollups (docs/analytics.md), each 1-hour one after its 5-minute one, the order a
 /// refresh needs.
@@ -205,28 +206,10 @@ impl Drop for TestApp {
                 .enable_all()
                 .build()
                 .expect("a runtime")
-                .block_on(drop_database(&url))
+                .block_on(drop_test_database(&url))
         })
         .join();
     }
-}
-
-async fn drop_database(url: &str) {
-    let (server, name, query) = split_database_url(url);
-    let admin = connect(&format!("{server}/postgres{query}")).await;
-    let _ = admin
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .await;
-}
-
-/// `(server, database name, "?query" or "")` of a PostgreSQL URL.
-fn split_database_url(url: &str) -> (&str, &str, String) {
-    let (prefix, query) = match url.split_once('?') {
-        Some((prefix, query)) => (prefix, format!("?{query}")),
-        None => (url, String::new()),
-    };
-    let slash = prefix.rfind('/').expect("the URL has a database name");
-    (&prefix[..slash], &prefix[slash + 1..], query)
 }
 
 /// An HTTP client for the tests. The agent crate builds reqwest with rustls and no bundled
@@ -242,11 +225,9 @@ pub fn http_client() -> reqwest::Client {
 }
 
 pub async fn connect(url: &str) -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect(url, NoTls)
+    database::connect(url)
         .await
-        .expect("connect to the test database");
-    tokio::spawn(connection);
-    client
+        .expect("connect to the test database")
 }
 
 /// An RFC 3339 timestamp `offset` from now.
@@ -306,139 +287,21 @@ pub async fn fresh_database() -> String {
 
 /// [`fresh_database`] on the server of `base`.
 pub async fn fresh_database_on(base: &str) -> String {
-    let (server, _, query) = split_database_url(base);
-    let url_of = |name: &str| format!("{server}/{name}{query}");
-    let admin = connect(&url_of("postgres")).await;
-    let template = template_name();
-    // One process builds the template; the lock also serialises copies, which PostgreSQL
-    // refuses while another session is attached to the template.
-    admin
-        .execute("SELECT pg_advisory_lock(7470401)", &[])
+    static TEMPLATE: OnceLock<Template> = OnceLock::new();
+    let template = TEMPLATE.get_or_init(|| {
+        Template::of_migrations(Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sql")))
+    });
+    template
+        .copy(base, |url| async move {
+            let settings = serve_args(&url, &[]).db.settings();
+            Store::new(&settings)?.migrate().await
+        })
         .await
-        .unwrap();
-    let exists = admin
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&template])
-        .await
-        .unwrap()
-        .is_some();
-    if !exists {
-        drop_superseded_templates(&admin).await;
-        let building = format!("{template}_build");
-        admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {building}"))
-            .await
-            .unwrap();
-        admin
-            .batch_execute(&format!("CREATE DATABASE {building}"))
-            .await
-            .unwrap();
-        let settings = serve_args(&url_of(&building), &[]).db.settings();
-        Store::new(&settings)
-            .unwrap()
-            .migrate()
-            .await
-            .expect("migrations apply to a fresh database");
-        // TimescaleDB's scheduler attaches to every database; lock it out before copying.
-        for statement in [
-            format!("ALTER DATABASE {building} ALLOW_CONNECTIONS false"),
-            format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{building}'"
-            ),
-            format!("ALTER DATABASE {building} RENAME TO {template}"),
-        ] {
-            admin.batch_execute(&statement).await.unwrap();
-        }
-    }
-    drop_stale_databases(&admin).await;
-    let name = format!(
-        "test_{}_{}",
-        Utc::now().timestamp(),
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
-        .await
-        .unwrap();
-    admin
-        .execute("SELECT pg_advisory_unlock(7470401)", &[])
-        .await
-        .unwrap();
-    url_of(&name)
 }
 
 /// A new database with nothing in it (TimescaleDB available), for migrating step by step.
 pub async fn empty_database() -> String {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL");
-    let (server, _, query) = split_database_url(&base);
-    let admin = connect(&format!("{server}/postgres{query}")).await;
-    let name = format!(
-        "test_{}_{}",
-        Utc::now().timestamp(),
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    format!("{server}/{name}{query}")
-}
-
-/// Test databases are kept for inspection after a run and dropped by a run hours later.
-async fn drop_stale_databases(admin: &tokio_postgres::Client) {
-    let cutoff = Utc::now().timestamp() - 3 * 3600;
-    let rows = admin
-        .query(
-            "SELECT datname::text FROM pg_database WHERE datname LIKE 'test\\_%'",
-            &[],
-        )
-        .await
-        .unwrap();
-    for row in rows {
-        let name: String = row.get(0);
-        let created = name.split('_').nth(1).and_then(|t| t.parse::<i64>().ok());
-        if created.is_none_or(|created| created < cutoff) {
-            let _ = admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .await;
-        }
-    }
-}
-
-/// Templates of earlier migrations: each is a whole database that no test copies any more.
-async fn drop_superseded_templates(admin: &tokio_postgres::Client) {
-    let rows = admin
-        .query(
-            "SELECT datname::text FROM pg_database WHERE datname LIKE 'nexus\\_tpl\\_%'",
-            &[],
-        )
-        .await
-        .unwrap();
-    for row in rows {
-        let name: String = row.get(0);
-        let _ = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await;
-    }
-}
-
-/// Named after the migrations' content, so a changed migration gets a new template.
-fn template_name() -> String {
-    static NAME: OnceLock<String> = OnceLock::new();
-    NAME.get_or_init(|| {
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
-        let mut files: Vec<_> = std::fs::read_dir(dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        let mut hash = Sha256::new();
-        for file in files {
-            hash.update(file.file_name().unwrap().as_encoded_bytes());
-            hash.update(std::fs::read(&file).unwrap());
-        }
-        format!("nexus_tpl_{}", &hex::encode(hash.finalize())[..16])
-    })
-    .clone()
+    template::empty_database(&std::env::var("DATABASE_URL").expect("DATABASE_URL")).await
 }
 
 /// `response`, after checking that its body is what the document declares for `method path`

@@ -12,7 +12,6 @@ mod alerts_api;
 mod analytics_doc;
 mod cli;
 mod cli_admin;
-mod clusters;
 mod conformance;
 mod container_events;
 mod container_inspect_fields;

@@ -2,92 +2,16 @@
 //! statements with `max_prepared_statements`, and `--direct-database-url` for the sessions a
 //! transaction pooler cannot carry (the token listener's LISTEN, the migrations' lock).
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Duration as Age;
 use nexus_telemetry::startup::Application;
+use nexus_test_support::clusters::{PgBouncer, wait_for};
 use reqwest::Method;
 
-use crate::clusters::{free_port, pg_root, wait_for};
 use crate::helpers::{
     TestApp, at, call, connect, fresh_database, http_client, payload, serve_args,
 };
-
-struct PgBouncer {
-    child: Child,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl PgBouncer {
-    /// Transaction pooling in front of the cluster of `database_url`, on a loopback port.
-    async fn start(database_url: &str, max_prepared_statements: u32) -> Self {
-        let upstream: tokio_postgres::Config = database_url.parse().expect("a database URL");
-        let upstream_port = upstream.get_ports()[0];
-        let root = pg_root();
-        let name = format!(
-            "tmp/nexus-pgbouncer-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let dir = root.join(&name);
-        std::fs::create_dir_all(&dir).expect("pgbouncer directory");
-        let port = free_port();
-        std::fs::write(dir.join("userlist.txt"), "\"postgres\" \"\"\n").unwrap();
-        std::fs::write(
-            dir.join("pgbouncer.ini"),
-            format!(
-                "[databases]\n* = host=127.0.0.1 port={upstream_port}\n\n[pgbouncer]\n\
-                 listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
-                 auth_type = trust\nauth_file = /{name}/userlist.txt\n\
-                 pool_mode = transaction\nmax_prepared_statements = {max_prepared_statements}\n\
-                 default_pool_size = 4\nmax_client_conn = 200\n\
-                 ignore_startup_parameters = extra_float_digits\n"
-            ),
-        )
-        .unwrap();
-        let status = Command::new("chroot")
-            .arg(&root)
-            .args(["chown", "-R", "postgres:postgres", &format!("/{name}")])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let pgbouncer =
-            std::env::var("NEXUS_PGBOUNCER_BIN").unwrap_or_else(|_| "/usr/sbin/pgbouncer".into());
-        let child = Command::new("chroot")
-            .arg("--userspec=postgres:postgres")
-            .arg(&root)
-            .args([&pgbouncer, &format!("/{name}/pgbouncer.ini")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("pgbouncer starts (scripts/scaleout-tools installs it)");
-        let bouncer = Self { child, dir, port };
-        wait_for("PgBouncer listens", Duration::from_secs(10), || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
-        bouncer
-    }
-
-    /// `database_url` with PgBouncer's port.
-    fn url(&self, database_url: &str) -> String {
-        let config: tokio_postgres::Config = database_url.parse().unwrap();
-        let database = config.get_dbname().expect("a database name");
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
-    }
-}
-
-impl Drop for PgBouncer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// Three rounds of concurrent posts by every agent; the statuses.
 async fn post_rounds(helper: &TestApp, agents: &[(i64, String)]) -> Vec<reqwest::StatusCode> {

@@ -7,9 +7,9 @@ use chrono::Duration as Age;
 use nexus_telemetry::startup::Application;
 use nexus_telemetry::store::Store;
 use nexus_telemetry::store::replica::{Reads, ReplicaState};
+use nexus_test_support::clusters::{SMALL, StreamingPair, pg_root, wait_for};
 use reqwest::Method;
 
-use crate::clusters::{StreamingPair, wait_for};
 use crate::helpers::{at, call, connect, http_client, payload, serve_args};
 
 struct Server {
@@ -77,7 +77,9 @@ async fn post(server: &Server, token: &str, containers: &[(&str, &str)], age: i6
 
 #[tokio::test]
 async fn reads_go_to_a_fresh_replica_and_to_the_primary_while_it_lags_or_is_down() {
-    let pair = StreamingPair::start().await;
+    let pair = StreamingPair::start(&pg_root(), SMALL)
+        .await
+        .expect("a primary and its standby start");
     // Allowed staleness 2 s: this server leaves a lagging standby.
     let server = serve(&pair, &["--read-max-lag-seconds", "2"]).await;
     // Allowed staleness 1 h: this one keeps reading from the standby, which shows that reads

@@ -2,17 +2,17 @@
 //! `deploy/haproxy/nexus-telemetry.cfg`, with agents posting through it: what must hold when
 //! there is more than one server.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use nexus_test_support::clusters::{HaProxy, free_port, wait_for};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::clusters::{free_port, pg_root, wait_for};
 use crate::helpers::{call, connect, fresh_database, http_client, payload, rfc3339, serve_args};
 use nexus_telemetry::store::Store;
 
@@ -120,62 +120,29 @@ impl Drop for ServerProcess {
     }
 }
 
-/// HAProxy from the Debian root, running the shipped configuration.
-struct Balancer {
-    child: Child,
-    dir: PathBuf,
-    address: String,
-}
-
-impl Balancer {
-    async fn start(servers: &[ServerProcess]) -> Self {
-        let root = pg_root();
-        let name = format!(
-            "tmp/nexus-lb-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
-        let dir = root.join(&name);
-        std::fs::create_dir_all(&dir).expect("balancer directory");
-        let config = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/deploy/haproxy/nexus-telemetry.cfg"
-        );
-        std::fs::copy(config, dir.join("haproxy.cfg")).expect("copy the configuration");
-        let port = free_port();
-        let haproxy =
-            std::env::var("NEXUS_HAPROXY_BIN").unwrap_or_else(|_| "/usr/sbin/haproxy".into());
-        let child = Command::new("chroot")
-            .arg(&root)
-            .args([&haproxy, "-db", "-f", &format!("/{name}/haproxy.cfg")])
-            .env("NEXUS_LB_BIND", format!("127.0.0.1:{port}"))
-            .env("NEXUS_SERVER_1", format!("127.0.0.1:{}", servers[0].port))
-            .env("NEXUS_SERVER_2", format!("127.0.0.1:{}", servers[1].port))
-            .env("NEXUS_SERVER_3", format!("127.0.0.1:{}", servers[2].port))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("haproxy starts (scripts/scaleout-tools installs it)");
-        let balancer = Self {
-            child,
-            dir,
-            address: format!("http://127.0.0.1:{port}"),
-        };
-        let http = http_client();
-        let url = format!("{}/readyz", balancer.address);
-        wait_for("HAProxy answers", Duration::from_secs(20), || async {
-            http.get(&url).send().await.is_ok_and(|r| r.status() == 200)
-        })
-        .await;
-        balancer
-    }
-}
-
-impl Drop for Balancer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// HAProxy from the Debian root, running the shipped configuration in front of the three
+/// `servers`; returns once it answers.
+async fn start_balancer(servers: &[ServerProcess]) -> HaProxy {
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/haproxy/nexus-telemetry.cfg"
+    );
+    let backend = |server: &ServerProcess| format!("127.0.0.1:{}", server.port);
+    let balancer = HaProxy::start(
+        Path::new(config),
+        &[
+            ("NEXUS_SERVER_1", backend(&servers[0])),
+            ("NEXUS_SERVER_2", backend(&servers[1])),
+            ("NEXUS_SERVER_3", backend(&servers[2])),
+        ],
+    );
+    let http = http_client();
+    let url = format!("{}/readyz", balancer.address);
+    wait_for("HAProxy answers", Duration::from_secs(20), || async {
+        http.get(&url).send().await.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    balancer
 }
 
 /// A database, three servers on it and HAProxy in front.
@@ -183,7 +150,7 @@ struct Fleet {
     store: Store,
     db: tokio_postgres::Client,
     servers: Vec<ServerProcess>,
-    balancer: Balancer,
+    balancer: HaProxy,
     admin: String,
 }
 
@@ -194,7 +161,7 @@ impl Fleet {
         for _ in 0..3 {
             servers.push(ServerProcess::start(&database_url, extra).await);
         }
-        let balancer = Balancer::start(&servers).await;
+        let balancer = start_balancer(&servers).await;
         let store = Store::new(&serve_args(&database_url, &[]).db.settings()).unwrap();
         let admin = store
             .create_admin_token("test")

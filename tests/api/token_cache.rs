@@ -8,6 +8,7 @@ use nexus_telemetry::domain::token::TokenHash;
 use nexus_telemetry::store::agent_cache::{
     AgentTokenCache, LISTENER_APPLICATION_NAME, Lookup, Standing,
 };
+use nexus_test_support::metrics;
 use reqwest::Method;
 use serde_json::Value;
 
@@ -219,18 +220,6 @@ async fn a_lost_listener_connection_empties_the_index_and_stops_its_use_until_it
     listener.abort();
 }
 
-/// A metric's value in the exposition text, summed over its label sets (0 when absent).
-fn metric(exposition: &str, name: &str) -> f64 {
-    exposition
-        .lines()
-        .filter(|line| {
-            line.strip_prefix(name)
-                .is_some_and(|rest| rest.starts_with(' ') || rest.starts_with('{'))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 #[tokio::test]
 async fn a_burst_of_token_creations_is_reread_in_a_few_queries_and_then_costs_no_lookup() {
     let app = TestApp::spawn().await;
@@ -259,14 +248,14 @@ async fn a_burst_of_token_creations_is_reread_in_a_few_queries_and_then_costs_no
     let deadline = Instant::now() + Duration::from_secs(10);
     let settled = loop {
         let text = app.get_text("/metrics").await;
-        if metric(&text, "nexus_token_index_tokens") > burst as f64 {
+        if metrics::sum(&text, "nexus_token_index_tokens") > burst as f64 {
             break text;
         }
         assert!(Instant::now() < deadline, "the index never held the burst");
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let rereads = metric(&settled, "nexus_token_index_rereads_total")
-        - metric(&before, "nexus_token_index_rereads_total");
+    let rereads = metrics::sum(&settled, "nexus_token_index_rereads_total")
+        - metrics::sum(&before, "nexus_token_index_rereads_total");
     assert!(
         rereads <= 20.0,
         "{burst} notifications took {rereads} re-reads"
@@ -277,8 +266,8 @@ async fn a_burst_of_token_creations_is_reread_in_a_few_queries_and_then_costs_no
     }
     let after = app.get_text("/metrics").await;
     assert_eq!(
-        metric(&after, "nexus_token_index_database_lookups_total"),
-        metric(&settled, "nexus_token_index_database_lookups_total"),
+        metrics::sum(&after, "nexus_token_index_database_lookups_total"),
+        metrics::sum(&settled, "nexus_token_index_database_lookups_total"),
         "a settled index answers every token from memory"
     );
 }

@@ -23,7 +23,4 @@ pub mod salvage;
 mod schema;
 pub mod telemetry;
 
-#[cfg(test)]
-pub(crate) mod bodies;
-
 pub use reader::Declined;

@@ -110,8 +110,8 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::api::body::bodies::{self, awkward_values, pointers};
     use crate::api::body::reader;
+    use nexus_test_support::bodies::{self, awkward_values, pointers};
 
     const FIXTURE: &str = include_str!("../../../benches/fixtures/telemetry-20.json");
 

@@ -239,7 +239,7 @@ fn awkward() -> impl Strategy<Value = Value> {
 }
 
 /// Values that break some bound, type or rule wherever they are put, and some that do not.
-pub(crate) fn awkward_values() -> Vec<Value> {
+pub fn awkward_values() -> Vec<Value> {
     let mut values = vec![
         json!(null),
         json!(true),
@@ -342,7 +342,7 @@ impl Damage {
 }
 
 /// JSON pointers to every value inside `value`, itself included.
-pub(crate) fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+pub fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
     match value {
         Value::Object(map) => {
             for (key, child) in map {
