@@ -13,6 +13,8 @@ pub mod check;
 pub mod reader;
 pub mod salvage;
 mod schema;
+#[cfg(feature = "simd-parse")]
+pub mod simd;
 
 #[cfg(test)]
 pub(crate) mod bodies;
@@ -31,7 +33,11 @@ pub trait FastBody: Sized {
 pub type BodyReader<T> = fn(&str) -> Result<T, Declined>;
 
 impl FastBody for TelemetryPayload {
+    #[cfg(not(feature = "simd-parse"))]
     const READER: Option<BodyReader<Self>> = Some(reader::read);
+    // The parser decision's prototype B (BENCHMARKS.md, "Parser decision").
+    #[cfg(feature = "simd-parse")]
+    const READER: Option<BodyReader<Self>> = Some(simd::read);
 }
 
 /// Why a reader left a document to the `Value` path.
