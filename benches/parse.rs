@@ -5,7 +5,13 @@
 //!   `validator::Validate`, then `validate()`. The usual Rust answer, measured so the choice can
 //!   be re-checked; the server does not take it because the bounds would be written a second
 //!   time beside the published `oai(validator(...))` ones.
-//! - reader: `telemetry::parse_payload`, which takes the payload's hand-written reader.
+//! - sonic-rs typed / sonic-rs + validator: the same two with a SIMD JSON parser (sonic-rs)
+//!   instead of serde_json (the parser decision, BENCHMARKS.md).
+//! - fast path: `telemetry::parse_payload`, which takes the payload's fast path (the
+//!   hand-written reader unless built with `simd-parse`), and `reader::read` itself.
+//! - B (with `--features simd-parse` only): `simd::read`, sonic-rs into the contract types and
+//!   their `validator` derives, the prototype measured end to end in BENCHMARKS.md, "Parser
+//!   decision".
 //! - Value path: `from_slice::<Value>` + `Schema::check` + `from_value`, what `json::parse` does for
 //!   every body the reader declines.
 //!
@@ -71,24 +77,44 @@ const BATCH_TARGET: Duration = Duration::from_millis(5);
 type Variant = (&'static str, fn(&[u8]));
 
 /// The variants; the first is the baseline of the ratios, the last the slowest.
-const VARIANTS: [Variant; 4] = [
-    ("typed parse (no checks)", |bytes| {
-        black_box(serde_json::from_slice::<TelemetryPayload>(bytes).unwrap());
-    }),
-    ("serde + validator", |bytes| {
-        let payload: mirror::Payload = serde_json::from_slice(bytes).unwrap();
-        payload.validate().unwrap();
-        black_box(payload);
-    }),
-    ("reader (telemetry::parse_payload)", |bytes| {
-        black_box(telemetry::parse_payload(bytes).unwrap());
-    }),
-    ("Value path", |bytes| {
+fn variants() -> Vec<Variant> {
+    let mut variants: Vec<Variant> = vec![
+        ("typed parse (no checks)", |bytes| {
+            black_box(serde_json::from_slice::<TelemetryPayload>(bytes).unwrap());
+        }),
+        ("serde + validator", |bytes| {
+            let payload: mirror::Payload = serde_json::from_slice(bytes).unwrap();
+            payload.validate().unwrap();
+            black_box(payload);
+        }),
+        ("sonic-rs typed (no checks)", |bytes| {
+            black_box(sonic_rs::from_slice::<TelemetryPayload>(bytes).unwrap());
+        }),
+        ("sonic-rs + validator", |bytes| {
+            let payload: mirror::Payload = sonic_rs::from_slice(bytes).unwrap();
+            payload.validate().unwrap();
+            black_box(payload);
+        }),
+        ("fast path (parse_payload)", |bytes| {
+            black_box(telemetry::parse_payload(bytes).unwrap());
+        }),
+        ("reader (reader::read)", |bytes| {
+            black_box(reader::read(std::str::from_utf8(bytes).unwrap()).unwrap());
+        }),
+    ];
+    // Prototype B of the parser decision: sonic-rs into the contract types + their derives.
+    #[cfg(feature = "simd-parse")]
+    variants.push(("B: simd::read (contract)", |bytes| {
+        let text = std::str::from_utf8(bytes).unwrap();
+        black_box(nexus_telemetry::api::body::simd::read(text).unwrap());
+    }));
+    variants.push(("Value path", |bytes| {
         let value: Value = serde_json::from_slice(bytes).unwrap();
         assert!(Schema::of::<TelemetryPayload>().check(&value).is_empty());
         black_box(serde_json::from_value::<TelemetryPayload>(value).unwrap());
-    }),
-];
+    }));
+    variants
+}
 
 fn main() {
     let rounds = std::env::var("PARSE_BENCH_ROUNDS")
@@ -170,11 +196,12 @@ fn php_escaped(json: &[u8]) -> Vec<u8> {
 }
 
 fn report(bytes: &[u8], rounds: usize) {
-    let batch = batch_size(bytes);
+    let variants = variants();
+    let batch = batch_size(&variants, bytes);
     // times[variant][round], in µs per parse
-    let mut times = vec![Vec::with_capacity(rounds); VARIANTS.len()];
+    let mut times = vec![Vec::with_capacity(rounds); variants.len()];
     for _ in 0..rounds {
-        for (variant, (_, run)) in VARIANTS.iter().enumerate() {
+        for (variant, (_, run)) in variants.iter().enumerate() {
             let start = Instant::now();
             for _ in 0..batch {
                 run(bytes);
@@ -182,12 +209,12 @@ fn report(bytes: &[u8], rounds: usize) {
             times[variant].push(start.elapsed().as_secs_f64() * 1e6 / batch as f64);
         }
     }
-    for (variant, (name, run)) in VARIANTS.iter().enumerate() {
+    for (variant, (name, run)) in variants.iter().enumerate() {
         let ratios: Vec<f64> = (0..rounds)
             .map(|round| times[variant][round] / times[0][round])
             .collect();
         println!(
-            "  {name:<26} {:>9.2} µs  {:>5.2}x typed  {:>6} allocations",
+            "  {name:<28} {:>9.2} µs  {:>5.2}x typed  {:>6} allocations",
             median(times[variant].clone()),
             median(ratios),
             allocations(|| run(bytes)),
@@ -196,8 +223,8 @@ fn report(bytes: &[u8], rounds: usize) {
 }
 
 /// How many parses of the slowest variant fill about `BATCH_TARGET`.
-fn batch_size(bytes: &[u8]) -> u32 {
-    let (_, slowest) = VARIANTS[VARIANTS.len() - 1];
+fn batch_size(variants: &[Variant], bytes: &[u8]) -> u32 {
+    let (_, slowest) = variants[variants.len() - 1];
     let start = Instant::now();
     let mut runs = 0u32;
     while start.elapsed() < BATCH_TARGET {
@@ -302,6 +329,10 @@ mod mirror {
         pub metrics: Option<ContainerMetrics>,
         pub started_at: Option<DateTime<FixedOffset>>,
         pub finished_at: Option<DateTime<FixedOffset>>,
+        #[validate(range(min = 0))]
+        pub restart_count: Option<i64>,
+        pub exit_code: Option<i64>,
+        pub oom_killed: Option<bool>,
     }
 
     #[derive(Deserialize, Validate)]

@@ -60,6 +60,13 @@ pub struct Cli {
     #[arg(long)]
     pub compare_alert_evaluation: bool,
 
+    /// A second server binary (B) to compare with --server-bin (A): the scenario runs four
+    /// times, A B B A, each in a fresh database with the same hosts and payloads and its own
+    /// COPY baseline; the report ends with each run's ratio to bulk COPY, posts/s and
+    /// PostgreSQL CPU per post, and B's mean over A's (one scenario).
+    #[arg(long, conflicts_with_all = ["matrix", "lifecycle", "replica", "server_url", "sweep", "alert_evaluation", "compare_alert_evaluation", "event_streams"])]
+    pub compare_server_bin: Option<PathBuf>,
+
     /// Idle live event streams (`/api/v1/events/stream`) held open on the server: the scenario
     /// runs first without them, then again with them (one scenario).
     #[arg(long, default_value_t = 0)]

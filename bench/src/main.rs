@@ -3,6 +3,7 @@
 
 mod alert_evaluation;
 mod cli;
+mod compare;
 mod copy_baseline;
 mod database;
 mod http;
@@ -45,6 +46,9 @@ async fn main() -> Result<()> {
         }
         if cli.sweep {
             return sweep::run(&cli, &url).await;
+        }
+        if let Some(b) = &cli.compare_server_bin {
+            return compare::run(&cli, &url, b).await;
         }
         return bench(&cli, &url, None).await;
     }
@@ -149,22 +153,7 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
     let scenarios: Vec<Scenario> = if cli.matrix {
         matrix::scenarios(cli.duration)
     } else {
-        let scenario = Scenario {
-            label: if cli.compare_alert_evaluation {
-                format!("{}, alert evaluation (default rules)", cli.label)
-            } else {
-                cli.label.clone()
-            },
-            hosts: cli.hosts,
-            containers: cli.containers,
-            duration: Duration::from_secs(cli.duration),
-            rate: cli.rate,
-            concurrency: cli.concurrency.unwrap_or(cli.hosts),
-            baseline: cli.rate.is_none() && !cli.no_baseline,
-            churn_tokens: cli.churn_tokens,
-            event_streams: 0,
-            alert_evaluation: true,
-        };
+        let scenario = single_scenario(cli);
         // The same scenario again with the streams open: its baseline, measured in this run.
         let with_streams = (cli.event_streams > 0).then(|| Scenario {
             label: format!("{}, {} idle event streams", cli.label, cli.event_streams),
@@ -209,6 +198,26 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
     }
     report::print(&results, &machine());
     Ok(())
+}
+
+/// The one scenario the flags describe (without --matrix).
+fn single_scenario(cli: &Cli) -> Scenario {
+    Scenario {
+        label: if cli.compare_alert_evaluation {
+            format!("{}, alert evaluation (default rules)", cli.label)
+        } else {
+            cli.label.clone()
+        },
+        hosts: cli.hosts,
+        containers: cli.containers,
+        duration: Duration::from_secs(cli.duration),
+        rate: cli.rate,
+        concurrency: cli.concurrency.unwrap_or(cli.hosts),
+        baseline: cli.rate.is_none() && !cli.no_baseline,
+        churn_tokens: cli.churn_tokens,
+        event_streams: 0,
+        alert_evaluation: true,
+    }
 }
 
 /// One line on the machine: cores, memory, CPU model.

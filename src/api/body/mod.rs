@@ -21,6 +21,8 @@ pub mod read;
 pub mod reader;
 pub mod salvage;
 mod schema;
+#[cfg(feature = "simd-parse")]
+pub mod simd;
 pub mod telemetry;
 
 pub use reader::Declined;
