@@ -12,7 +12,7 @@ use poem_openapi::registry::{MetaSchemaRef, Registry};
 
 use super::json::{self, ValidJson};
 use super::read::{self, BodyLimits};
-use super::reader::{self, Declined};
+use super::reader::Declined;
 use super::salvage::Accepted;
 use crate::api::AppState;
 use crate::domain::schema_check::Schema;
@@ -96,7 +96,7 @@ fn read_conforming(bytes: &[u8]) -> Result<Option<TelemetryPayload>, Error> {
     #[cfg(feature = "simd-parse")]
     let read = super::simd::read;
     #[cfg(not(feature = "simd-parse"))]
-    let read = reader::read;
+    let read = super::reader::read;
     match text.and_then(read) {
         Ok(payload) => Ok(Some(payload)),
         Err(why) => {
@@ -115,6 +115,7 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::api::body::reader;
     use crate::api::body::reader;
     use nexus_test_support::bodies::{self, awkward_values, pointers};
 
