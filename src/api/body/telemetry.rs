@@ -116,7 +116,6 @@ mod tests {
 
     use super::*;
     use crate::api::body::reader;
-    use crate::api::body::reader;
     use nexus_test_support::bodies::{self, awkward_values, pointers};
 
     const FIXTURE: &str = include_str!("../../../benches/fixtures/telemetry-20.json");
