@@ -10,6 +10,7 @@ mod alert_rules;
 mod alertmanager;
 mod alerts_api;
 mod analytics_doc;
+mod architecture;
 mod cli;
 mod cli_admin;
 mod conformance;
