@@ -1,4 +1,4 @@
-//! `--alert-evaluation`: the database time of one alert evaluation cycle (issue 26). For each
+//! `--alert-evaluation`: the database time of one alert evaluation cycle. For each
 //! fleet size in `--alert-hosts`, a fresh database migrated by the server's own code, seeded
 //! with SQL (hosts × `--containers` containers, 20 minutes of 30 s host samples, a few minutes
 //! of container samples, and the events a fleet has: every container's creation, some deaths,

@@ -1,4 +1,4 @@
-//! `nexus-bench`: load generator and COPY baseline for `POST /agent/telemetry` (issue 6).
+//! `nexus-bench`: load generator and COPY baseline for `POST /agent/telemetry`.
 //! Run through `scripts/bench`; see BENCHMARKS.md for what it measures and how.
 
 mod alert_evaluation;

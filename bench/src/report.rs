@@ -1,5 +1,5 @@
 //! The report: a Markdown table of the scenarios (stdout), the COPY comparison, the CPU split,
-//! and the targets of issue 6 checked against the numbers.
+//! and the ingest targets checked against the numbers.
 
 use crate::copy_baseline::CopyOutcome;
 use crate::scenario::{CpuSplit, ScenarioResult};
@@ -165,7 +165,7 @@ pub fn per_post(results: &[ScenarioResult]) {
 }
 
 fn targets(results: &[ScenarioResult]) {
-    println!("\nTargets (issue 6):");
+    println!("\nTargets:");
     let find = |label: &str| results.iter().find(|r| r.scenario.label == label);
     if let Some(r) = find("C=20 max")
         && let Some(ratio) = r.ratio_to_bulk()

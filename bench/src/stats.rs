@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use hdrhistogram::Histogram;
 
-/// Latency from which a request counts as slow: the p99 target of issue 6.
+/// Latency from which a request counts as slow: the p99 target the report checks.
 pub const SLOW: Duration = Duration::from_millis(50);
 
 /// Latencies from 1 µs to 2 min at 3 significant digits.

@@ -1,4 +1,4 @@
-//! Prototype B of the parser decision (issue 28, feature `simd-parse`): the telemetry payload's
+//! Prototype B of the parser decision (feature `simd-parse`): the telemetry payload's
 //! fast path as a SIMD JSON parser (sonic-rs) reading straight into the contract types, then the
 //! bounds checked by their `validator` derives (nexus-contract's `validate` feature, the same
 //! bounds as the published `oai(validator(...))` ones, NUL refused in every string, timestamps
