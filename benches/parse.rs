@@ -7,11 +7,8 @@
 //!   time beside the published `oai(validator(...))` ones.
 //! - sonic-rs typed / sonic-rs + validator: the same two with a SIMD JSON parser (sonic-rs)
 //!   instead of serde_json (the parser decision, BENCHMARKS.md).
-//! - fast path: `telemetry::parse_payload`, which takes the payload's fast path (the
-//!   hand-written reader unless built with `simd-parse`), and `reader::read` itself.
-//! - B (with `--features simd-parse` only): `simd::read`, sonic-rs into the contract types and
-//!   their `validator` derives, the prototype measured end to end in BENCHMARKS.md, "Parser
-//!   decision".
+//! - fast path: `telemetry::parse_payload`, which takes the payload's hand-written reader, and
+//!   `reader::read` itself.
 //! - Value path: `from_slice::<Value>` + `Schema::check` + `from_value`, what `json::parse` does for
 //!   every body the reader declines.
 //!
@@ -102,12 +99,6 @@ fn variants() -> Vec<Variant> {
             black_box(reader::read(std::str::from_utf8(bytes).unwrap()).unwrap());
         }),
     ];
-    // Prototype B of the parser decision: sonic-rs into the contract types + their derives.
-    #[cfg(feature = "simd-parse")]
-    variants.push(("B: simd::read (contract)", |bytes| {
-        let text = std::str::from_utf8(bytes).unwrap();
-        black_box(nexus_telemetry::api::body::simd::read(text).unwrap());
-    }));
     variants.push(("Value path", |bytes| {
         let value: Value = serde_json::from_slice(bytes).unwrap();
         assert!(Schema::of::<TelemetryPayload>().check(&value).is_empty());

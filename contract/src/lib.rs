@@ -14,10 +14,6 @@ use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
 pub use labels::Labels;
-#[cfg(feature = "validate")]
-use strict::{no_nul, no_nul_in_labels, no_nul_in_list};
-#[cfg(feature = "validate")]
-use validator::Validate; // the derive's `nested` calls it
 
 /// Path the agent posts to.
 pub const TELEMETRY_PATH: &str = "/agent/telemetry";
@@ -25,18 +21,14 @@ pub const TELEMETRY_PATH: &str = "/agent/telemetry";
 /// One snapshot of a host and its containers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
-#[cfg_attr(feature = "validate", derive(validator::Validate))]
 pub struct TelemetryPayload {
     /// When the agent took the snapshot (RFC 3339 with offset). Must fall inside the server's
     /// skew window: by default at most 1 hour in the past and 5 minutes in the future.
-    #[cfg_attr(feature = "validate", serde(deserialize_with = "strict::timestamp"))]
     pub recorded_at: DateTime<FixedOffset>,
-    #[cfg_attr(feature = "validate", validate(nested))]
     pub host: HostPayload,
     /// The host's containers, running or not, as many as Docker reports (the body size limit
     /// is the guard). Containers absent from a snapshot are left as they were.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "validate", validate(nested))]
     pub containers: Option<Vec<ContainerPayload>>,
 }
 
@@ -50,172 +42,107 @@ impl TelemetryPayload {
 /// The host part of a snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
-#[cfg_attr(feature = "validate", derive(validator::Validate))]
 pub struct HostPayload {
-    #[cfg_attr(feature = "validate", validate(nested))]
     pub metrics: HostMetrics,
     /// Slowly changing facts; a null or absent fact never blanks a stored one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[cfg_attr(feature = "validate", validate(nested))]
     pub facts: Option<HostFacts>,
 }
 
 /// Host metrics at `recorded_at`. Counters are cumulative as the kernel reports them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
-#[cfg_attr(feature = "validate", derive(validator::Validate))]
 pub struct HostMetrics {
     /// Busy share of all CPUs since the previous snapshot, in percent.
     #[cfg_attr(
         feature = "openapi",
         oai(validator(minimum(value = "0"), maximum(value = "100")))
     )]
-    #[cfg_attr(feature = "validate", validate(range(min = 0.0, max = 100.0)))]
     pub cpu_percent: Option<f64>,
     /// Memory in use (total − available), MiB.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub memory_used_mb: Option<i64>,
     /// Physical memory, MiB.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub memory_total_mb: Option<i64>,
     /// Used space on the monitored mount, GiB.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub disk_used_gb: Option<i64>,
     /// Size of the monitored mount, GiB.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub disk_total_gb: Option<i64>,
     /// Bytes received on the host's physical interfaces since boot (not loopback, bridges or
     /// containers' veths, whose traffic the physical ones already carry).
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub network_rx_bytes: Option<i64>,
     /// Bytes sent on the host's physical interfaces since boot (as `network_rx_bytes`).
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub network_tx_bytes: Option<i64>,
     /// 1-minute load average.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0.0)))]
     pub load_average: Option<f64>,
 }
 
 /// Facts about the host; each is stored only when given (non-null).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
-#[cfg_attr(feature = "validate", derive(validator::Validate))]
 pub struct HostFacts {
     /// Number of CPUs.
     #[cfg_attr(
         feature = "openapi",
         oai(validator(minimum(value = "1"), maximum(value = "1024")))
     )]
-    #[cfg_attr(feature = "validate", validate(range(min = 1, max = 1024)))]
     pub cpu_count: Option<i32>,
     /// MiB.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub memory_total_mb: Option<i64>,
     /// GiB.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub disk_total_gb: Option<i64>,
     /// Operating system, e.g. `Debian GNU/Linux 12 (bookworm)`.
     #[cfg_attr(feature = "openapi", oai(validator(max_length = 80)))]
-    #[cfg_attr(
-        feature = "validate",
-        validate(length(max = 80), custom(function = "no_nul"))
-    )]
     pub os: Option<String>,
     /// Docker Engine version, e.g. `27.1.1`.
     #[cfg_attr(feature = "openapi", oai(validator(max_length = 32)))]
-    #[cfg_attr(
-        feature = "validate",
-        validate(length(max = 32), custom(function = "no_nul"))
-    )]
     pub docker_version: Option<String>,
 }
 
 /// One container as the Docker Engine reports it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
-#[cfg_attr(feature = "validate", derive(validator::Validate))]
 pub struct ContainerPayload {
     /// Docker's container id; unique within one host and within one payload.
     #[cfg_attr(feature = "openapi", oai(validator(min_length = 1, max_length = 80)))]
-    #[cfg_attr(
-        feature = "validate",
-        validate(length(min = 1, max = 80), custom(function = "no_nul"))
-    )]
     pub container_id: String,
     #[cfg_attr(feature = "openapi", oai(validator(max_length = 255)))]
-    #[cfg_attr(
-        feature = "validate",
-        validate(length(max = 255), custom(function = "no_nul"))
-    )]
     pub name: String,
     /// Image name without the tag, e.g. `nginx`.
     #[cfg_attr(feature = "openapi", oai(validator(max_length = 255)))]
-    #[cfg_attr(
-        feature = "validate",
-        validate(length(max = 255), custom(function = "no_nul"))
-    )]
     pub image: String,
     #[cfg_attr(feature = "openapi", oai(validator(max_length = 128)))]
-    #[cfg_attr(
-        feature = "validate",
-        validate(length(max = 128), custom(function = "no_nul"))
-    )]
     pub image_tag: Option<String>,
     /// Docker's human status, e.g. `Up About a minute (health: starting)`.
     #[cfg_attr(feature = "openapi", oai(validator(max_length = 255)))]
-    #[cfg_attr(
-        feature = "validate",
-        validate(length(max = 255), custom(function = "no_nul"))
-    )]
     pub status: Option<String>,
     /// Docker's state: `running`, `exited`, `restarting`, …
     #[cfg_attr(feature = "openapi", oai(validator(max_length = 32)))]
-    #[cfg_attr(
-        feature = "validate",
-        validate(length(max = 32), custom(function = "no_nul"))
-    )]
     pub state: Option<String>,
     /// `healthy`, `unhealthy`, `starting` or `none`.
     #[cfg_attr(feature = "openapi", oai(validator(max_length = 16)))]
-    #[cfg_attr(
-        feature = "validate",
-        validate(length(max = 16), custom(function = "no_nul"))
-    )]
     pub health_status: Option<String>,
     /// Published ports in `docker ps` notation, e.g. `0.0.0.0:8080->80/tcp`. As many and as
     /// long as Docker reports them (IPv6 port ranges, hundreds of UDP ports); the body size
     /// limit is the guard.
-    #[cfg_attr(feature = "validate", validate(custom(function = "no_nul_in_list")))]
     pub ports: Option<Vec<String>>,
     /// Container labels, as many and as long as Docker reports them (OCI description labels
     /// run past 1,024 characters); the body size limit is the guard.
-    #[cfg_attr(feature = "validate", validate(custom(function = "no_nul_in_labels")))]
     pub labels: Option<Labels>,
-    #[cfg_attr(feature = "validate", validate(nested))]
     pub metrics: Option<ContainerMetrics>,
-    #[cfg_attr(
-        feature = "validate",
-        serde(default, deserialize_with = "strict::optional_timestamp")
-    )]
     pub started_at: Option<DateTime<FixedOffset>>,
-    #[cfg_attr(
-        feature = "validate",
-        serde(default, deserialize_with = "strict::optional_timestamp")
-    )]
     pub finished_at: Option<DateTime<FixedOffset>>,
     /// How often the Docker Engine restarted the container (`RestartCount` of `docker
     /// inspect`). Optional: agents that do not send it get no `restarted` events.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub restart_count: Option<i64>,
     /// The exit code of the container's last run (`State.ExitCode`); null while it runs.
     pub exit_code: Option<i64>,
@@ -226,115 +153,26 @@ pub struct ContainerPayload {
 /// Container metrics at `recorded_at`. Counters are cumulative as Docker reports them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
-#[cfg_attr(feature = "validate", derive(validator::Validate))]
 pub struct ContainerMetrics {
     /// CPU use as `docker stats` computes it; may exceed 100 on several cores.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0.0)))]
     pub cpu_percent: Option<f64>,
     /// Memory in use excluding page cache, MiB.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub memory_usage_mb: Option<i64>,
     /// Memory limit, MiB (the host's memory when unlimited).
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub memory_limit_mb: Option<i64>,
     /// Bytes received since the container started.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub network_rx_bytes: Option<i64>,
     /// Bytes sent since the container started.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub network_tx_bytes: Option<i64>,
     /// Bytes read from block devices since the container started.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub block_read_bytes: Option<i64>,
     /// Bytes written to block devices since the container started.
     #[cfg_attr(feature = "openapi", oai(validator(minimum(value = "0"))))]
-    #[cfg_attr(feature = "validate", validate(range(min = 0)))]
     pub block_write_bytes: Option<i64>,
-}
-
-/// The rules `validate` adds beyond the bounds: what the server's schema check refuses in any
-/// string (a NUL, which PostgreSQL cannot store), and timestamps read as RFC 3339 only (chrono's
-/// own `Deserialize` takes more forms than the published `date-time` format).
-#[cfg(feature = "validate")]
-mod strict {
-    use std::fmt;
-
-    use chrono::{DateTime, FixedOffset};
-    use serde::Deserializer;
-    use serde::de::{self, Visitor};
-    use validator::ValidationError;
-
-    use super::Labels;
-
-    pub fn no_nul(text: &str) -> Result<(), ValidationError> {
-        if text.contains('\0') {
-            Err(ValidationError::new("nul"))
-        } else {
-            Ok(())
-        }
-    }
-
-    pub fn no_nul_in_list(list: &[String]) -> Result<(), ValidationError> {
-        list.iter().try_for_each(|text| no_nul(text))
-    }
-
-    pub fn no_nul_in_labels(labels: &Labels) -> Result<(), ValidationError> {
-        labels
-            .iter()
-            .try_for_each(|(name, value)| no_nul(name).and_then(|()| no_nul(value)))
-    }
-
-    struct Rfc3339;
-
-    impl Visitor<'_> for Rfc3339 {
-        type Value = DateTime<FixedOffset>;
-
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("an RFC 3339 timestamp with offset")
-        }
-
-        fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-            DateTime::parse_from_rfc3339(text).map_err(E::custom)
-        }
-    }
-
-    pub fn timestamp<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<DateTime<FixedOffset>, D::Error> {
-        deserializer.deserialize_str(Rfc3339)
-    }
-
-    pub fn optional_timestamp<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<DateTime<FixedOffset>>, D::Error> {
-        struct Optional;
-
-        impl<'de> Visitor<'de> for Optional {
-            type Value = Option<DateTime<FixedOffset>>;
-
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("null or an RFC 3339 timestamp with offset")
-            }
-
-            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-
-            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-                Ok(None)
-            }
-
-            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-                timestamp(d).map(Some)
-            }
-        }
-
-        deserializer.deserialize_option(Optional)
-    }
 }

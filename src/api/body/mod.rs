@@ -21,8 +21,6 @@ pub mod read;
 pub mod reader;
 pub mod salvage;
 mod schema;
-#[cfg(feature = "simd-parse")]
-pub mod simd;
 pub mod telemetry;
 
 pub use reader::Declined;

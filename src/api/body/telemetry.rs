@@ -92,12 +92,7 @@ pub fn parse_payload(bytes: &[u8]) -> Result<TelemetryPayload, Error> {
 /// 400.
 fn read_conforming(bytes: &[u8]) -> Result<Option<TelemetryPayload>, Error> {
     let text = std::str::from_utf8(json::non_empty(bytes)?).map_err(|_| Declined::Invalid);
-    // The parser decision's prototype B (BENCHMARKS.md, "Parser decision").
-    #[cfg(feature = "simd-parse")]
-    let read = super::simd::read;
-    #[cfg(not(feature = "simd-parse"))]
-    let read = super::reader::read;
-    match text.and_then(read) {
+    match text.and_then(super::reader::read) {
         Ok(payload) => Ok(Some(payload)),
         Err(why) => {
             metrics::record_fast_path_declined(why.label());
