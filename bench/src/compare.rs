@@ -11,7 +11,7 @@ use anyhow::Result;
 use crate::cli::Cli;
 use crate::database::{self, ServerUrl};
 use crate::report;
-use crate::scenario::{self, ScenarioResult, Target};
+use crate::scenario::{self, ScenarioResult};
 use crate::server::{Server, ServerSettings};
 
 /// Which binary each run spawns, in order.
@@ -70,16 +70,8 @@ async fn measure(
 ) -> Result<ScenarioResult> {
     // The first start migrates the fresh database; the measured server then finds it ready.
     Server::spawn(&settings).await?.stop().await?;
-    let mut db = database::connect(url).await?;
-    let target = Target {
-        server_url: None,
-        server: settings,
-        db: &mut db,
-        db_url: url,
-        monitor: None,
-    };
     // Index 1 for every run: the same host names, hence the same payloads.
-    scenario::run(1, scenario, target).await
+    scenario::run_spawned(1, scenario, settings, url).await
 }
 
 /// Each run's figures, then B's mean over A's.

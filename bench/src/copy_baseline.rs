@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use tokio_postgres::Client;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Transaction};
 
 use crate::database::Agent;
 use crate::payload::{HostFeed, micros};
@@ -128,12 +128,12 @@ impl HostRow {
 }
 
 struct ContainerRow {
-    container_id: i64,
-    host_id: i64,
+    /// The container's row id and its host's.
+    ids: [i64; 2],
     recorded_at: DateTime<Utc>,
     cpu_percent: Option<f32>,
-    memory_usage_mb: Option<i64>,
-    memory_limit_mb: Option<i64>,
+    /// Usage and limit.
+    memory_mb: [Option<i64>; 2],
     counters: [Option<i64>; 4],
 }
 
@@ -146,12 +146,10 @@ impl ContainerRow {
     ) -> Self {
         let m = c.metrics.clone().unwrap_or_default();
         Self {
-            container_id,
-            host_id,
+            ids: [container_id, host_id],
             recorded_at,
             cpu_percent: m.cpu_percent.map(|v| v as f32),
-            memory_usage_mb: m.memory_usage_mb,
-            memory_limit_mb: m.memory_limit_mb,
+            memory_mb: [m.memory_usage_mb, m.memory_limit_mb],
             counters: [
                 m.network_rx_bytes,
                 m.network_tx_bytes,
@@ -168,54 +166,12 @@ async fn write_batch(
     containers: &[ContainerRow],
 ) -> Result<u64> {
     let tx = db.transaction().await?;
-    let sink = tx
-        .copy_in(
-            "COPY host_metric_snapshots (host_id, recorded_at, cpu_percent, memory_used_mb, \
-             memory_total_mb, disk_used_gb, disk_total_gb, network_rx_bytes, network_tx_bytes, \
-             load_average) FROM STDIN (FORMAT binary)",
-        )
-        .await?;
-    let types = [
-        Type::INT8,
-        Type::TIMESTAMPTZ,
-        Type::FLOAT4,
-        Type::INT8,
-        Type::INT8,
-        Type::INT8,
-        Type::INT8,
-        Type::INT8,
-        Type::INT8,
-        Type::FLOAT4,
-    ];
-    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
-    for r in hosts {
-        let [a, b, c, d, e, f] = &r.ints;
-        let row: [&(dyn ToSql + Sync); 10] = [
-            &r.host_id,
-            &r.recorded_at,
-            &r.cpu_percent,
-            a,
-            b,
-            c,
-            d,
-            e,
-            f,
-            &r.load_average,
-        ];
-        writer.as_mut().write(&row).await?;
-    }
-    let mut rows = writer.finish().await?;
-    if !containers.is_empty() {
-        let sink = tx
-            .copy_in(
-                "COPY container_metric_snapshots (container_id, host_id, recorded_at, \
-                 cpu_percent, memory_usage_mb, memory_limit_mb, \
-                 network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes) \
-                 FROM STDIN (FORMAT binary)",
-            )
-            .await?;
-        let types = [
-            Type::INT8,
+    let mut rows = copy_rows(
+        &tx,
+        "COPY host_metric_snapshots (host_id, recorded_at, cpu_percent, memory_used_mb, \
+         memory_total_mb, disk_used_gb, disk_total_gb, network_rx_bytes, network_tx_bytes, \
+         load_average) FROM STDIN (FORMAT binary)",
+        [
             Type::INT8,
             Type::TIMESTAMPTZ,
             Type::FLOAT4,
@@ -225,26 +181,90 @@ async fn write_batch(
             Type::INT8,
             Type::INT8,
             Type::INT8,
-        ];
-        let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
-        for r in containers {
-            let [a, b, c, d] = &r.counters;
-            let row: [&(dyn ToSql + Sync); 10] = [
-                &r.container_id,
-                &r.host_id,
-                &r.recorded_at,
-                &r.cpu_percent,
-                &r.memory_usage_mb,
-                &r.memory_limit_mb,
-                a,
-                b,
-                c,
-                d,
-            ];
-            writer.as_mut().write(&row).await?;
-        }
-        rows += writer.finish().await?;
+            Type::FLOAT4,
+        ],
+        hosts,
+    )
+    .await?;
+    if !containers.is_empty() {
+        rows += copy_rows(
+            &tx,
+            "COPY container_metric_snapshots (container_id, host_id, recorded_at, \
+             cpu_percent, memory_usage_mb, memory_limit_mb, \
+             network_rx_bytes, network_tx_bytes, block_read_bytes, block_write_bytes) \
+             FROM STDIN (FORMAT binary)",
+            [
+                Type::INT8,
+                Type::INT8,
+                Type::TIMESTAMPTZ,
+                Type::FLOAT4,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+                Type::INT8,
+            ],
+            containers,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(rows)
+}
+
+/// A row's values in its `COPY` statement's column order.
+trait CopyRow<const N: usize> {
+    fn values(&self) -> [&(dyn ToSql + Sync); N];
+}
+
+impl CopyRow<10> for HostRow {
+    fn values(&self) -> [&(dyn ToSql + Sync); 10] {
+        let [a, b, c, d, e, f] = &self.ints;
+        [
+            &self.host_id,
+            &self.recorded_at,
+            &self.cpu_percent,
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+            &self.load_average,
+        ]
+    }
+}
+
+impl CopyRow<10> for ContainerRow {
+    fn values(&self) -> [&(dyn ToSql + Sync); 10] {
+        let [a, b, c, d] = &self.counters;
+        [
+            &self.ids[0],
+            &self.ids[1],
+            &self.recorded_at,
+            &self.cpu_percent,
+            &self.memory_mb[0],
+            &self.memory_mb[1],
+            a,
+            b,
+            c,
+            d,
+        ]
+    }
+}
+
+/// One binary `COPY` of `rows` by `statement`, whose columns have `types`.
+async fn copy_rows<const N: usize>(
+    tx: &Transaction<'_>,
+    statement: &str,
+    types: [Type; N],
+    rows: &[impl CopyRow<N>],
+) -> Result<u64> {
+    let sink = tx.copy_in(statement).await?;
+    let mut writer = pin!(BinaryCopyInWriter::new(sink, &types));
+    for row in rows {
+        writer.as_mut().write(&row.values()).await?;
+    }
+    Ok(writer.finish().await?)
 }

@@ -240,6 +240,25 @@ impl ScenarioResult {
     }
 }
 
+/// Runs `scenario` on a server spawned with `settings` against the database at `url`, with
+/// no replica to watch: the sweep's and the binary comparison's runs.
+pub async fn run_spawned(
+    index: usize,
+    scenario: &Scenario,
+    settings: ServerSettings<'_>,
+    url: &str,
+) -> Result<ScenarioResult> {
+    let mut db = database::connect(url).await?;
+    let target = Target {
+        server_url: None,
+        server: settings,
+        db: &mut db,
+        db_url: url,
+        monitor: None,
+    };
+    run(index, scenario, target).await
+}
+
 pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Result<ScenarioResult> {
     eprintln!(
         "bench: [{}] {} hosts, C={}, {} agents, {}",

@@ -11,7 +11,7 @@ use anyhow::Result;
 use crate::cli::Cli;
 use crate::database::{self, ServerUrl};
 use crate::report;
-use crate::scenario::{self, Scenario, ScenarioResult, Target};
+use crate::scenario::{self, Scenario, ScenarioResult};
 use crate::server::{Server, ServerSettings};
 
 /// The latency a fleet's posts must keep at p99 for the box to carry it.
@@ -76,15 +76,7 @@ async fn point(cli: &Cli, url: &str, index: usize, hosts: usize) -> Result<Scena
         event_streams: 0,
         alert_evaluation: true,
     };
-    let mut db = database::connect(url).await?;
-    let target = Target {
-        server_url: None,
-        server: settings,
-        db: &mut db,
-        db_url: url,
-        monitor: None,
-    };
-    scenario::run(index + 1, &scenario, target).await
+    scenario::run_spawned(index + 1, &scenario, settings, url).await
 }
 
 /// Whether the box stored the fleet's rate with p99 within the goal.

@@ -4,10 +4,9 @@
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
 
-use crate::cli::{ObjectArgs, migrated_store, output};
-use crate::config::DbArgs;
+use crate::cli::{ObjectArgs, PageArgs, migrated_store, output};
 use crate::domain::alert_rule::name_of;
-use crate::domain::host::{Cursor, default_page_size};
+use crate::domain::host::Cursor;
 use crate::store::alerts::{Alert, AlertPage, AlertState, alert_filter};
 
 #[derive(Debug, Subcommand)]
@@ -29,17 +28,8 @@ pub enum AlertCommand {
         /// Only alerts about this container (Docker's id)
         #[arg(long)]
         container_id: Option<String>,
-        /// Alerts per page
-        #[arg(long, default_value_t = default_page_size())]
-        limit: u32,
-        /// Where to continue: the `next_cursor` of the previous page
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Print the page as JSON (`{"items": [...], "next_cursor": ...}`) instead of a table
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        db: DbArgs,
+        page: PageArgs,
     },
     /// Show one alert
     Show {
@@ -79,10 +69,13 @@ pub async fn run(command: AlertCommand) -> anyhow::Result<()> {
             rule_id,
             host_id,
             container_id,
-            limit,
-            cursor,
-            json,
-            db,
+            page:
+                PageArgs {
+                    limit,
+                    cursor,
+                    json,
+                    db,
+                },
         } => {
             let filter = alert_filter(
                 states,

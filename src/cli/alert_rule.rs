@@ -5,12 +5,12 @@ use clap::{Args, Subcommand};
 use serde_json::{Map, Value, json};
 
 use crate::cli::host::assignments;
-use crate::cli::{ObjectArgs, migrated_store, output};
+use crate::cli::{ObjectArgs, PageArgs, migrated_store, output};
 use crate::config::DbArgs;
 use crate::domain::alert_rule::{
     Metric, Operator, RuleDefinition, RuleKind, Severity, ValidRule, name_of,
 };
-use crate::domain::host::{Cursor, default_page_size, page_cursor};
+use crate::domain::host::{Cursor, page_cursor};
 use crate::error::Error;
 use crate::store::alert_rules::{AlertRule, AlertRulePage};
 
@@ -18,17 +18,8 @@ use crate::store::alert_rules::{AlertRule, AlertRulePage};
 pub enum AlertRuleCommand {
     /// List alert rules, ordered by id, one page at a time
     List {
-        /// Rules per page
-        #[arg(long, default_value_t = default_page_size())]
-        limit: u32,
-        /// Where to continue: the `next_cursor` of the previous page
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Print the page as JSON (`{"items": [...], "next_cursor": ...}`) instead of a table
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        db: DbArgs,
+        page: PageArgs,
     },
     /// Show one alert rule
     Show {
@@ -192,10 +183,13 @@ fn checked(rule: Map<String, Value>) -> Result<ValidRule, Error> {
 pub async fn run(command: AlertRuleCommand) -> anyhow::Result<()> {
     match command {
         AlertRuleCommand::List {
-            limit,
-            cursor,
-            json,
-            db,
+            page:
+                PageArgs {
+                    limit,
+                    cursor,
+                    json,
+                    db,
+                },
         } => {
             let after = page_cursor(cursor.as_deref())?;
             let page = migrated_store(&db)

@@ -1,12 +1,11 @@
 //! `nexus-telemetry host create|list|show|update|archive`.
 
-use crate::cli::{ObjectArgs, migrated_store, output};
+use crate::cli::{ObjectArgs, PageArgs, migrated_store, output};
 use clap::Subcommand;
 
-use crate::config::DbArgs;
 use crate::domain::checked;
 use crate::domain::host::HostStatus;
-use crate::domain::host::{Cursor, HostLabels, HostUpdate, NewHost, default_page_size};
+use crate::domain::host::{Cursor, HostLabels, HostUpdate, NewHost};
 use crate::error::Error;
 use crate::store::hosts::{Host, HostPage, host_filter, slugify};
 
@@ -37,17 +36,8 @@ pub enum HostCommand {
         /// Only hosts whose name contains this text (case-insensitive)
         #[arg(long)]
         name: Option<String>,
-        /// Hosts per page
-        #[arg(long, default_value_t = default_page_size())]
-        limit: u32,
-        /// Where to continue: the `next_cursor` of the previous page
-        #[arg(long)]
-        cursor: Option<String>,
-        /// Print the page as JSON (`{"items": [...], "next_cursor": ...}`) instead of a table
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
-        db: DbArgs,
+        page: PageArgs,
     },
     /// Show one host
     Show {
@@ -115,10 +105,13 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
             status,
             labels,
             name,
-            limit,
-            cursor,
-            json,
-            db,
+            page:
+                PageArgs {
+                    limit,
+                    cursor,
+                    json,
+                    db,
+                },
         } => {
             let filter = host_filter(status, &labels, name.as_deref(), cursor.as_deref(), limit)?;
             let store = migrated_store(&db).await?;

@@ -113,6 +113,22 @@ pub struct ObjectArgs {
     pub db: DbArgs,
 }
 
+/// A listing's paging and output flags, shared by every `list` command.
+#[derive(clap::Args, Debug)]
+pub struct PageArgs {
+    /// Items per page
+    #[arg(long, default_value_t = crate::domain::host::default_page_size())]
+    pub limit: u32,
+    /// Where to continue: the `next_cursor` of the previous page
+    #[arg(long)]
+    pub cursor: Option<String>,
+    /// Print the page as JSON (`{"items": [...], "next_cursor": ...}`) instead of a table
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub db: DbArgs,
+}
+
 async fn migrated_store(db: &DbArgs) -> anyhow::Result<Store> {
     let store = Store::new(&db.settings())?;
     store.migrate().await?;
