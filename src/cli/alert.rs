@@ -7,7 +7,7 @@ use clap::Subcommand;
 use crate::cli::{ObjectArgs, PageArgs, migrated_store, output};
 use crate::domain::alert_rule::name_of;
 use crate::domain::host::Cursor;
-use crate::store::alerts::{Alert, AlertPage, AlertState, alert_filter};
+use crate::store::alerts::{Alert, AlertState, alert_filter};
 
 #[derive(Debug, Subcommand)]
 pub enum AlertCommand {
@@ -87,17 +87,15 @@ pub async fn run(command: AlertCommand) -> anyhow::Result<()> {
                 limit,
             )?;
             let page = migrated_store(&db).await?.list_alerts(&filter).await?;
-            let next_cursor = page.next.map(Cursor::encode);
-            if json {
-                return output::json(&AlertPage {
-                    items: page.items,
-                    next_cursor,
-                });
-            }
-            let rows: Vec<[String; 7]> = page
-                .items
-                .iter()
-                .map(|alert| {
+            output::page(
+                json,
+                &page.items,
+                page.next.map(Cursor::encode),
+                "alerts",
+                [
+                    "ID", "STATE", "SEVERITY", "RULE", "SUBJECT", "SINCE", "ACKED",
+                ],
+                |alert| {
                     [
                         alert.id.to_string(),
                         name_of(alert.state),
@@ -112,17 +110,8 @@ pub async fn run(command: AlertCommand) -> anyhow::Result<()> {
                         }
                         .into(),
                     ]
-                })
-                .collect();
-            output::table(
-                [
-                    "ID", "STATE", "SEVERITY", "RULE", "SUBJECT", "SINCE", "ACKED",
-                ],
-                &rows,
-            );
-            if let Some(cursor) = next_cursor {
-                eprintln!("more alerts follow: pass --cursor {cursor}");
-            }
+                },
+            )?;
         }
         AlertCommand::Show {
             id,

@@ -12,7 +12,7 @@ use crate::domain::alert_rule::{
 };
 use crate::domain::host::{Cursor, page_cursor};
 use crate::error::Error;
-use crate::store::alert_rules::{AlertRule, AlertRulePage};
+use crate::store::alert_rules::AlertRule;
 
 #[derive(Debug, Subcommand)]
 pub enum AlertRuleCommand {
@@ -196,17 +196,13 @@ pub async fn run(command: AlertRuleCommand) -> anyhow::Result<()> {
                 .await?
                 .list_alert_rules(after, limit)
                 .await?;
-            let next_cursor = page.next.map(Cursor::encode);
-            if json {
-                return output::json(&AlertRulePage {
-                    items: page.items,
-                    next_cursor,
-                });
-            }
-            let rows: Vec<[String; 7]> = page
-                .items
-                .iter()
-                .map(|rule| {
+            output::page(
+                json,
+                &page.items,
+                page.next.map(Cursor::encode),
+                "rules",
+                ["ID", "NAME", "KIND", "SEVERITY", "FOR", "ENABLED", "SCOPE"],
+                |rule| {
                     [
                         rule.id.to_string(),
                         rule.name.clone(),
@@ -216,15 +212,8 @@ pub async fn run(command: AlertRuleCommand) -> anyhow::Result<()> {
                         if rule.enabled { "yes" } else { "no" }.into(),
                         scope_text(rule),
                     ]
-                })
-                .collect();
-            output::table(
-                ["ID", "NAME", "KIND", "SEVERITY", "FOR", "ENABLED", "SCOPE"],
-                &rows,
-            );
-            if let Some(cursor) = next_cursor {
-                eprintln!("more rules follow: pass --cursor {cursor}");
-            }
+                },
+            )?;
         }
         AlertRuleCommand::Show {
             id,

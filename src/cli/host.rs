@@ -7,7 +7,7 @@ use crate::domain::checked;
 use crate::domain::host::HostStatus;
 use crate::domain::host::{Cursor, HostLabels, HostUpdate, NewHost};
 use crate::error::Error;
-use crate::store::hosts::{Host, HostPage, host_filter, slugify};
+use crate::store::hosts::{Host, host_filter, slugify};
 
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
@@ -116,35 +116,23 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
             let filter = host_filter(status, &labels, name.as_deref(), cursor.as_deref(), limit)?;
             let store = migrated_store(&db).await?;
             let page = store.list_hosts(&filter).await?;
-            let next_cursor = page.next.map(Cursor::encode);
-            if json {
-                output::json(&HostPage {
-                    items: page.items,
-                    next_cursor,
-                })?;
-            } else {
-                let rows: Vec<[String; 6]> = page
-                    .items
-                    .iter()
-                    .map(|host| {
-                        [
-                            host.id.to_string(),
-                            host.slug.clone(),
-                            host.name.clone(),
-                            host.status.to_string(),
-                            output::time(host.last_seen_at),
-                            labels_text(&host.labels),
-                        ]
-                    })
-                    .collect();
-                output::table(
-                    ["ID", "SLUG", "NAME", "STATUS", "LAST SEEN", "LABELS"],
-                    &rows,
-                );
-                if let Some(cursor) = next_cursor {
-                    eprintln!("more hosts follow: pass --cursor {cursor}");
-                }
-            }
+            output::page(
+                json,
+                &page.items,
+                page.next.map(Cursor::encode),
+                "hosts",
+                ["ID", "SLUG", "NAME", "STATUS", "LAST SEEN", "LABELS"],
+                |host| {
+                    [
+                        host.id.to_string(),
+                        host.slug.clone(),
+                        host.name.clone(),
+                        host.status.to_string(),
+                        output::time(host.last_seen_at),
+                        labels_text(&host.labels),
+                    ]
+                },
+            )?;
         }
         HostCommand::Show {
             id,

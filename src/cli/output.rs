@@ -24,6 +24,33 @@ pub fn issued_token(
     Ok(())
 }
 
+/// Prints one page of a listing: with `--json`, `{"items": [...], "next_cursor": ...}` (the
+/// admin API's page); else a table of `row(item)` under `header`, and on stderr how to get the
+/// next page of `what`.
+pub fn page<T: serde::Serialize, const N: usize>(
+    json: bool,
+    items: &[T],
+    next_cursor: Option<String>,
+    what: &str,
+    header: [&str; N],
+    row: impl Fn(&T) -> [String; N],
+) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Page<'a, T> {
+        items: &'a [T],
+        next_cursor: Option<String>,
+    }
+    if json {
+        return self::json(&Page { items, next_cursor });
+    }
+    let rows: Vec<[String; N]> = items.iter().map(row).collect();
+    table(header, &rows);
+    if let Some(cursor) = next_cursor {
+        eprintln!("more {what} follow: pass --cursor {cursor}");
+    }
+    Ok(())
+}
+
 /// Prints rows under a header, each column as wide as its widest cell.
 pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
     let mut widths = header.map(|title| title.chars().count());
