@@ -150,28 +150,23 @@ fn subject_text(alert: &Alert) -> String {
 }
 
 fn print_alert(alert: &Alert, json: bool) -> anyhow::Result<()> {
-    if json {
-        return output::json(alert);
-    }
-    let optional = |value: Option<String>| value.unwrap_or_else(|| "-".into());
-    for (field, value) in [
-        ("id", alert.id.to_string()),
-        ("state", name_of(alert.state)),
-        ("rule", format!("{} ({})", alert.rule_name, alert.rule_id)),
-        ("kind", name_of(alert.kind)),
-        ("severity", name_of(alert.severity)),
-        ("summary", alert.summary.clone()),
-        ("subject", subject_text(alert)),
-        ("value", optional(alert.value.map(|v| v.to_string()))),
-        ("pending since", output::time(Some(alert.pending_since))),
-        ("started", output::time(alert.started_at)),
-        ("resolved", output::time(alert.resolved_at)),
-        ("acknowledged", output::time(alert.acknowledged_at)),
-        ("by", optional(alert.acknowledged_by.clone())),
-        ("silenced until", output::time(alert.silenced_until)),
-        ("fingerprint", alert.fingerprint.clone()),
-    ] {
-        println!("{field:<15} {value}");
-    }
-    Ok(())
+    output::object(json, alert, 15, || {
+        [
+            ("id", alert.id.to_string()),
+            ("state", name_of(alert.state)),
+            ("rule", format!("{} ({})", alert.rule_name, alert.rule_id)),
+            ("kind", name_of(alert.kind)),
+            ("severity", name_of(alert.severity)),
+            ("summary", alert.summary.clone()),
+            ("subject", subject_text(alert)),
+            ("value", output::or_dash(alert.value.map(|v| v.to_string()))),
+            ("pending since", output::time(Some(alert.pending_since))),
+            ("started", output::time(alert.started_at)),
+            ("resolved", output::time(alert.resolved_at)),
+            ("acknowledged", output::time(alert.acknowledged_at)),
+            ("by", output::or_dash(alert.acknowledged_by.clone())),
+            ("silenced until", output::time(alert.silenced_until)),
+            ("fingerprint", alert.fingerprint.clone()),
+        ]
+    })
 }

@@ -299,35 +299,36 @@ fn scope_text(rule: &AlertRule) -> String {
 }
 
 fn print_rule(rule: &AlertRule, json: bool) -> anyhow::Result<()> {
-    if json {
-        return output::json(rule);
-    }
-    let optional = |value: Option<String>| value.unwrap_or_else(|| "-".into());
-    for (field, value) in [
-        ("id", rule.id.to_string()),
-        ("name", rule.name.clone()),
-        ("kind", name_of(rule.kind)),
-        ("scope", scope_text(rule)),
-        ("for", format!("{}s", rule.for_seconds)),
-        ("severity", name_of(rule.severity)),
-        ("summary", rule.summary.clone()),
-        ("enabled", rule.enabled.to_string()),
-        (
-            "ignore exit 0",
-            optional(rule.ignore_exit_code_zero.map(|b| b.to_string())),
-        ),
-        ("restarts", optional(rule.restarts.map(|n| n.to_string()))),
-        (
-            "window",
-            optional(rule.window_seconds.map(|n| format!("{n}s"))),
-        ),
-        ("metric", optional(rule.metric.map(name_of))),
-        ("operator", optional(rule.operator.map(name_of))),
-        ("threshold", optional(rule.threshold.map(|n| n.to_string()))),
-        ("created", output::time(Some(rule.created_at))),
-        ("updated", output::time(Some(rule.updated_at))),
-    ] {
-        println!("{field:<14} {value}");
-    }
-    Ok(())
+    output::object(json, rule, 14, || {
+        [
+            ("id", rule.id.to_string()),
+            ("name", rule.name.clone()),
+            ("kind", name_of(rule.kind)),
+            ("scope", scope_text(rule)),
+            ("for", format!("{}s", rule.for_seconds)),
+            ("severity", name_of(rule.severity)),
+            ("summary", rule.summary.clone()),
+            ("enabled", rule.enabled.to_string()),
+            (
+                "ignore exit 0",
+                output::or_dash(rule.ignore_exit_code_zero.map(|b| b.to_string())),
+            ),
+            (
+                "restarts",
+                output::or_dash(rule.restarts.map(|n| n.to_string())),
+            ),
+            (
+                "window",
+                output::or_dash(rule.window_seconds.map(|n| format!("{n}s"))),
+            ),
+            ("metric", output::or_dash(rule.metric.map(name_of))),
+            ("operator", output::or_dash(rule.operator.map(name_of))),
+            (
+                "threshold",
+                output::or_dash(rule.threshold.map(|n| n.to_string())),
+            ),
+            ("created", output::time(Some(rule.created_at))),
+            ("updated", output::time(Some(rule.updated_at))),
+        ]
+    })
 }

@@ -197,33 +197,31 @@ fn labels_text(labels: &HostLabels) -> String {
 }
 
 fn print_host(host: &Host, json: bool) -> anyhow::Result<()> {
-    if json {
-        return output::json(host);
-    }
-    let optional = |value: Option<String>| value.unwrap_or_else(|| "-".into());
-    for (field, value) in [
-        ("id", host.id.to_string()),
-        ("name", host.name.clone()),
-        ("slug", host.slug.clone()),
-        ("status", host.status.to_string()),
-        ("labels", labels_text(&host.labels)),
-        ("last seen", output::time(host.last_seen_at)),
-        ("cpus", optional(host.cpu_count.map(|n| n.to_string()))),
-        (
-            "memory",
-            optional(host.memory_total_mb.map(|n| format!("{n} MiB"))),
-        ),
-        (
-            "disk",
-            optional(host.disk_total_gb.map(|n| format!("{n} GiB"))),
-        ),
-        ("os", optional(host.os.clone())),
-        ("docker", optional(host.docker_version.clone())),
-        ("archived", output::time(host.archived_at)),
-        ("created", output::time(Some(host.created_at))),
-        ("updated", output::time(Some(host.updated_at))),
-    ] {
-        println!("{field:<10} {value}");
-    }
-    Ok(())
+    output::object(json, host, 10, || {
+        [
+            ("id", host.id.to_string()),
+            ("name", host.name.clone()),
+            ("slug", host.slug.clone()),
+            ("status", host.status.to_string()),
+            ("labels", labels_text(&host.labels)),
+            ("last seen", output::time(host.last_seen_at)),
+            (
+                "cpus",
+                output::or_dash(host.cpu_count.map(|n| n.to_string())),
+            ),
+            (
+                "memory",
+                output::or_dash(host.memory_total_mb.map(|n| format!("{n} MiB"))),
+            ),
+            (
+                "disk",
+                output::or_dash(host.disk_total_gb.map(|n| format!("{n} GiB"))),
+            ),
+            ("os", output::or_dash(host.os.clone())),
+            ("docker", output::or_dash(host.docker_version.clone())),
+            ("archived", output::time(host.archived_at)),
+            ("created", output::time(Some(host.created_at))),
+            ("updated", output::time(Some(host.updated_at))),
+        ]
+    })
 }

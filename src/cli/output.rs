@@ -51,6 +51,28 @@ pub fn page<T: serde::Serialize, const N: usize>(
     Ok(())
 }
 
+/// Prints one object: with `--json`, `value` as JSON; else a `name value` line per field, the
+/// names padded to `width`.
+pub fn object<const N: usize>(
+    json: bool,
+    value: &impl serde::Serialize,
+    width: usize,
+    fields: impl FnOnce() -> [(&'static str, String); N],
+) -> anyhow::Result<()> {
+    if json {
+        return self::json(value);
+    }
+    for (name, text) in fields() {
+        println!("{name:<width$} {text}");
+    }
+    Ok(())
+}
+
+/// A value for a text field; `-` when absent.
+pub fn or_dash(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "-".into())
+}
+
 /// Prints rows under a header, each column as wide as its widest cell.
 pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
     let mut widths = header.map(|title| title.chars().count());
