@@ -646,12 +646,13 @@ async fn on_the_apache_edition_the_server_drops_events_past_their_retention() {
         )
         .await
         .unwrap();
+    // The server's hourly retention task ticks once at start and may have dropped it first.
     let dropped = app
         .store
         .drop_old_event_chunks(std::time::Duration::from_secs(365 * 86400))
         .await
         .unwrap();
-    assert_eq!(dropped, 1, "the old event's chunk");
+    assert!(dropped <= 1, "only the old event's chunk: {dropped}");
     let kinds: Vec<String> = events(&app, host).await.into_iter().map(|e| e.0).collect();
     assert_eq!(kinds, ["offline"]);
 }

@@ -95,12 +95,24 @@ async fn racing_detectors_record_a_transition_once() {
         flipped.extend(detector.await.unwrap());
     }
 
+    // The server's own detector runs too and may take some hosts first; no host is flipped
+    // twice, and each gets exactly one offline event, whoever recorded it.
     flipped.sort();
-    assert_eq!(flipped, hosts, "each host flipped by exactly one detector");
-    assert_eq!(
-        app.count("SELECT count(*) FROM host_events WHERE kind = 'offline'")
-            .await,
-        20
-    );
+    let mut once = flipped.clone();
+    once.dedup();
+    assert_eq!(flipped, once, "no host flipped by two detectors");
+    assert!(flipped.iter().all(|host| hosts.contains(host)));
+    let offline: Vec<i64> = app
+        .db
+        .query(
+            "SELECT host_id FROM host_events WHERE kind = 'offline' ORDER BY host_id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(offline, hosts, "one offline event per host");
     assert_eq!(app.host_status(archived).await, "archived");
 }
