@@ -69,13 +69,7 @@ pub async fn run(command: AlertCommand) -> anyhow::Result<()> {
             rule_id,
             host_id,
             container_id,
-            page:
-                PageArgs {
-                    limit,
-                    cursor,
-                    json,
-                    db,
-                },
+            page: paging,
         } => {
             let filter = alert_filter(
                 states,
@@ -83,12 +77,15 @@ pub async fn run(command: AlertCommand) -> anyhow::Result<()> {
                 rule_id,
                 host_id,
                 container_id,
-                cursor.as_deref(),
-                limit,
+                paging.cursor.as_deref(),
+                paging.limit,
             )?;
-            let page = migrated_store(&db).await?.list_alerts(&filter).await?;
+            let page = migrated_store(&paging.db)
+                .await?
+                .list_alerts(&filter)
+                .await?;
             output::page(
-                json,
+                paging.json,
                 &page.items,
                 page.next.map(Cursor::encode),
                 "alerts",

@@ -182,22 +182,14 @@ fn checked(rule: Map<String, Value>) -> Result<ValidRule, Error> {
 
 pub async fn run(command: AlertRuleCommand) -> anyhow::Result<()> {
     match command {
-        AlertRuleCommand::List {
-            page:
-                PageArgs {
-                    limit,
-                    cursor,
-                    json,
-                    db,
-                },
-        } => {
-            let after = page_cursor(cursor.as_deref())?;
-            let page = migrated_store(&db)
+        AlertRuleCommand::List { page: paging } => {
+            let after = page_cursor(paging.cursor.as_deref())?;
+            let page = migrated_store(&paging.db)
                 .await?
-                .list_alert_rules(after, limit)
+                .list_alert_rules(after, paging.limit)
                 .await?;
             output::page(
-                json,
+                paging.json,
                 &page.items,
                 page.next.map(Cursor::encode),
                 "rules",

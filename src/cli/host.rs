@@ -105,19 +105,19 @@ pub async fn run(command: HostCommand) -> anyhow::Result<()> {
             status,
             labels,
             name,
-            page:
-                PageArgs {
-                    limit,
-                    cursor,
-                    json,
-                    db,
-                },
+            page: paging,
         } => {
-            let filter = host_filter(status, &labels, name.as_deref(), cursor.as_deref(), limit)?;
-            let store = migrated_store(&db).await?;
+            let filter = host_filter(
+                status,
+                &labels,
+                name.as_deref(),
+                paging.cursor.as_deref(),
+                paging.limit,
+            )?;
+            let store = migrated_store(&paging.db).await?;
             let page = store.list_hosts(&filter).await?;
             output::page(
-                json,
+                paging.json,
                 &page.items,
                 page.next.map(Cursor::encode),
                 "hosts",

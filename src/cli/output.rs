@@ -97,8 +97,5 @@ pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
 
 /// A timestamp for a table cell; `-` when absent.
 pub fn time(at: Option<DateTime<Utc>>) -> String {
-    at.map_or_else(
-        || "-".into(),
-        |at| at.to_rfc3339_opts(SecondsFormat::Secs, true),
-    )
+    or_dash(at.map(|at| at.to_rfc3339_opts(SecondsFormat::Secs, true)))
 }
