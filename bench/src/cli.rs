@@ -56,9 +56,16 @@ pub struct Cli {
     pub churn_tokens: usize,
 
     /// Run the scenario first with the server's alert evaluation off, then on (its default, the
-    /// default rules), both in this run (one scenario).
+    /// default rules) with delivery running: a webhook endpoint for every event kind at a
+    /// receiver in this process, and --alertmanager-url when given; both in this run (one
+    /// scenario).
     #[arg(long)]
     pub compare_alert_evaluation: bool,
+
+    /// An Alertmanager the server sends to in --compare-alert-evaluation's second scenario
+    /// (`eval "$(scripts/alertmanager)"` installs one; start it on a loopback port).
+    #[arg(long, requires = "compare_alert_evaluation")]
+    pub alertmanager_url: Option<String>,
 
     /// A second server binary (B) to compare with --server-bin (A): the scenario runs four
     /// times, A B B A, each in a fresh database with the same hosts and payloads and its own

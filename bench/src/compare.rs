@@ -48,6 +48,7 @@ pub async fn run(cli: &Cli, database_url: &str, b: &Path) -> Result<()> {
             container_cache_mib: cli.container_cache_mib,
             heartbeat_timeout_seconds: None,
             alert_evaluation: true,
+            delivery: None,
         };
         let result = measure(&scenario, settings, &url).await;
         if cli.keep_database {

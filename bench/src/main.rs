@@ -12,6 +12,7 @@ mod load;
 mod matrix;
 mod payload;
 mod procfs;
+mod receiver;
 mod replica;
 mod report;
 mod rng;
@@ -25,6 +26,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use nexus_telemetry::store::webhooks::WebhookFormat;
+use nexus_telemetry::store::{DbSettings, Store};
 use nexus_test_support::clusters::StreamingPair;
 
 use cli::Cli;
@@ -131,6 +134,7 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
         // offline (and fire alerts) during the second.
         heartbeat_timeout_seconds: cli.compare_alert_evaluation.then_some(3600),
         alert_evaluation: true,
+        delivery: None,
     };
     if cli.lifecycle {
         let server = server::Server::spawn(&settings).await?;
@@ -184,10 +188,22 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
         if cli.no_baseline {
             scenario.baseline = false;
         }
+        // The compared scenario with evaluation also delivers (a webhook endpoint for every
+        // kind at a receiver here, and the Alertmanager if given), created only now so that
+        // the first scenario runs without them.
+        let receiver = if cli.compare_alert_evaluation && scenario.alert_evaluation {
+            Some(webhook_receiver(db_url).await?)
+        } else {
+            None
+        };
+        let delivery = receiver.as_ref().map(|_| server::Delivery {
+            alertmanager_url: cli.alertmanager_url.as_deref(),
+        });
         let target = Target {
             server_url: cli.server_url.as_deref(),
             server: ServerSettings {
                 alert_evaluation: scenario.alert_evaluation,
+                delivery,
                 ..settings.clone()
             },
             db: &mut db,
@@ -195,9 +211,32 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
             monitor: replica.map(|(_, monitor)| monitor),
         };
         results.push(scenario::run(index + 1, &scenario, target).await?);
+        if let Some(receiver) = receiver {
+            eprintln!(
+                "bench: [{}] the webhook receiver got {} deliveries",
+                scenario.label,
+                receiver.received()
+            );
+        }
     }
     report::print(&results, &machine());
     Ok(())
+}
+
+/// A receiver in this process and an enabled endpoint for every event kind delivering to it.
+async fn webhook_receiver(db_url: &str) -> Result<receiver::Receiver> {
+    let receiver = receiver::Receiver::start().await?;
+    let store = Store::new(&DbSettings {
+        url: db_url.to_owned(),
+        direct_url: None,
+        pool_size: 1,
+        acquire_timeout: Duration::from_secs(30),
+    })?;
+    store
+        .create_webhook(&receiver.url, &[], WebhookFormat::Json, true)
+        .await
+        .context("Failed to create the bench's webhook endpoint")?;
+    Ok(receiver)
 }
 
 /// The one scenario the flags describe (without --matrix).

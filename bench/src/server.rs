@@ -32,6 +32,14 @@ pub struct ServerSettings<'a> {
     pub heartbeat_timeout_seconds: Option<u64>,
     /// Whether the server evaluates the alert rules (its default, every 15 s and after events).
     pub alert_evaluation: bool,
+    /// Alerts go to this Alertmanager, and webhooks may go to loopback (the bench's receiver).
+    pub delivery: Option<Delivery<'a>>,
+}
+
+/// Where a spawned server delivers alerts and webhooks.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivery<'a> {
+    pub alertmanager_url: Option<&'a str>,
 }
 
 impl Server {
@@ -65,6 +73,12 @@ impl Server {
         }
         if !settings.alert_evaluation {
             command.env("NEXUS_ALERT_EVALUATION_INTERVAL_SECONDS", "0");
+        }
+        if let Some(delivery) = settings.delivery {
+            command.env("NEXUS_ALLOW_PRIVATE_WEBHOOKS", "true");
+            if let Some(url) = delivery.alertmanager_url {
+                command.env("NEXUS_ALERTMANAGER_URL", url);
+            }
         }
         if let Some(url) = settings.read_database_url {
             command.env("NEXUS_READ_DATABASE_URL", url);

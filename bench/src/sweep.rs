@@ -57,6 +57,7 @@ async fn point(cli: &Cli, url: &str, index: usize, hosts: usize) -> Result<Scena
         // write to their rows, which empties their cache entries) before their next post.
         heartbeat_timeout_seconds: Some(HEARTBEAT_TIMEOUT_SECONDS),
         alert_evaluation: true,
+        delivery: None,
     };
     // The first start migrates the fresh database.
     Server::spawn(&settings).await?.stop().await?;
