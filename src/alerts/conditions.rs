@@ -15,12 +15,16 @@ const SCOPE: &str = "h.status <> 'archived'
 /// Whether a sample's `value` breaks its rule's `operator` `threshold` (NULL: no reading).
 /// Written out rather than a SQL function: PostgreSQL does not inline a function whose argument
 /// is an expression used more than once, and calling one costs ~5 µs a sample.
-const BREACHES: &str = "CASE operator
-                   WHEN '>' THEN value > threshold
-                   WHEN '>=' THEN value >= threshold
-                   WHEN '<' THEN value < threshold
-                   WHEN '<=' THEN value <= threshold
-               END";
+fn breaches(operator: &str, value: &str, threshold: &str) -> String {
+    format!(
+        "CASE {operator}
+                   WHEN '>' THEN {value} > {threshold}
+                   WHEN '>=' THEN {value} >= {threshold}
+                   WHEN '<' THEN {value} < {threshold}
+                   WHEN '<=' THEN {value} <= {threshold}
+               END"
+    )
+}
 
 /// How long an `oom_killed` event keeps a container_oom_killed condition holding after Docker
 /// restarted the container (which clears `oom_killed` on the container's row).
@@ -211,9 +215,11 @@ pub fn findings_sql(branches: &[Branch]) -> String {
 
 /// A metric_threshold branch: each series' samples in `for` plus a margin, each a value and
 /// whether it breaks the rule. A series' condition holds when its newest sample breaks the rule;
-/// it has held since the first breaking sample after the newest one that did not. The samples
-/// are read in one pass over the time range (no per-host lookups), and only the series that
-/// hold are read again, for their `since` and newest value.
+/// it has held since the first breaking sample after the newest one that did not. Raw gauges
+/// read each series' newest sample first (an index probe) and the window only for the series
+/// it breaks, so a healthy fleet costs one sample per series; rates and rollups read the
+/// window in one pass over the time range, and only the series that hold are read again, for
+/// their `since` and newest value.
 fn metric_sql(subject: Subject, resolution: Resolution, rate: bool) -> String {
     let samples = match (subject, resolution) {
         (Subject::Host, Resolution::Raw) => host_raw_samples(rate),
@@ -244,11 +250,12 @@ fn metric_sql(subject: Subject, resolution: Resolution, rate: bool) -> String {
         .replace("{SINCE}", &since)
         .replace("{BOUND}", &bound)
         .replace("{SCOPE}", SCOPE);
+    let breach = breaches("operator", "value", "threshold");
     format!(
         "SELECT * FROM (
     WITH judged AS MATERIALIZED (
         SELECT rule_id, host_id, container_id, t, value,
-               {BREACHES} AS breach
+               {breach} AS breach
         FROM ({samples}) samples
         WHERE value IS NOT NULL
     ),
@@ -305,20 +312,13 @@ fn counter_rates(counters: &[(&str, &str)]) -> String {
 /// The samples of the host rules (`{RULES}`) since `{SINCE}` with the rule's metric as
 /// `value`; byte rates (`rate`) from consecutive samples' counter deltas.
 fn host_raw_samples(rate: bool) -> String {
-    let value = if rate {
-        counter_rates(&[
-            ("host_network_rx_bytes_per_second", "network_rx_bytes"),
-            ("host_network_tx_bytes_per_second", "network_tx_bytes"),
-        ])
-    } else {
-        "CASE r.metric
-                   WHEN 'host_cpu_percent' THEN m.cpu_percent
-                   WHEN 'host_memory_percent' THEN 100.0 * m.memory_used_mb::double precision / nullif(m.memory_total_mb, 0)
-                   WHEN 'host_disk_used_percent' THEN 100.0 * m.disk_used_gb::double precision / nullif(m.disk_total_gb, 0)
-                   WHEN 'host_load_average' THEN m.load_average
-               END"
-        .to_owned()
-    };
+    if !rate {
+        return host_raw_gauge_samples();
+    }
+    let value = counter_rates(&[
+        ("host_network_rx_bytes_per_second", "network_rx_bytes"),
+        ("host_network_tx_bytes_per_second", "network_tx_bytes"),
+    ]);
     let window = rate_window(rate, "m.host_id");
     format!(
         "SELECT r.id AS rule_id, r.operator, r.threshold, m.host_id, NULL::text AS container_id,
@@ -331,24 +331,61 @@ fn host_raw_samples(rate: bool) -> String {
     )
 }
 
-fn container_raw_samples(rate: bool) -> String {
-    let value = if rate {
-        counter_rates(&[
-            ("container_network_rx_bytes_per_second", "network_rx_bytes"),
-            ("container_network_tx_bytes_per_second", "network_tx_bytes"),
-            ("container_block_read_bytes_per_second", "block_read_bytes"),
-            (
-                "container_block_write_bytes_per_second",
-                "block_write_bytes",
-            ),
-        ])
-    } else {
+/// A host gauge's value in sample `m`.
+fn host_gauge(m: &str) -> String {
+    format!(
         "CASE r.metric
-                   WHEN 'container_cpu_percent' THEN m.cpu_percent
-                   WHEN 'container_memory_percent' THEN memory_percent(m.memory_usage_mb, m.memory_limit_mb)
+                   WHEN 'host_cpu_percent' THEN {m}.cpu_percent
+                   WHEN 'host_memory_percent' THEN 100.0 * {m}.memory_used_mb::double precision / nullif({m}.memory_total_mb, 0)
+                   WHEN 'host_disk_used_percent' THEN 100.0 * {m}.disk_used_gb::double precision / nullif({m}.disk_total_gb, 0)
+                   WHEN 'host_load_average' THEN {m}.load_average
                END"
-        .to_owned()
-    };
+    )
+}
+
+/// The window's samples of the host gauge rules, only for the hosts whose newest reading breaks
+/// the rule (one index probe per rule and host finds it).
+fn host_raw_gauge_samples() -> String {
+    let newest = host_gauge("n");
+    let breach = breaches("r.operator", "newest.value", "r.threshold");
+    let value = host_gauge("m");
+    format!(
+        "WITH breaking_now AS MATERIALIZED (
+                SELECT r.id AS rule_id, h.id AS host_id
+                FROM rules r
+                JOIN hosts h ON {{SCOPE}}
+                CROSS JOIN LATERAL (
+                    SELECT {newest} AS value
+                    FROM host_metric_snapshots n
+                    WHERE n.host_id = h.id AND n.recorded_at > {{SINCE}}
+                      AND n.recorded_at > {{BOUND}} AND {newest} IS NOT NULL
+                    ORDER BY n.recorded_at DESC
+                    LIMIT 1
+                ) newest
+                WHERE {{RULES}} AND {breach}
+            )
+            SELECT r.id AS rule_id, r.operator, r.threshold, m.host_id,
+                   NULL::text AS container_id, m.recorded_at AS t, {value} AS value
+            FROM breaking_now b
+            JOIN rules r ON r.id = b.rule_id
+            JOIN host_metric_snapshots m ON m.host_id = b.host_id AND m.recorded_at > {{SINCE}}
+            WHERE m.recorded_at > {{BOUND}}"
+    )
+}
+
+fn container_raw_samples(rate: bool) -> String {
+    if !rate {
+        return container_raw_gauge_samples();
+    }
+    let value = counter_rates(&[
+        ("container_network_rx_bytes_per_second", "network_rx_bytes"),
+        ("container_network_tx_bytes_per_second", "network_tx_bytes"),
+        ("container_block_read_bytes_per_second", "block_read_bytes"),
+        (
+            "container_block_write_bytes_per_second",
+            "block_write_bytes",
+        ),
+    ]);
     let window = rate_window(rate, "m.container_id");
     format!(
         "SELECT r.id AS rule_id, r.operator, r.threshold, m.host_id, c.container_id,
@@ -359,6 +396,48 @@ fn container_raw_samples(rate: bool) -> String {
             JOIN hosts h ON h.id = m.host_id AND {{SCOPE}}
             WHERE {{RULES}} AND m.recorded_at > {{BOUND}}
             {window}"
+    )
+}
+
+/// A container gauge's value in sample `m`.
+fn container_gauge(m: &str) -> String {
+    format!(
+        "CASE r.metric
+                   WHEN 'container_cpu_percent' THEN {m}.cpu_percent
+                   WHEN 'container_memory_percent' THEN memory_percent({m}.memory_usage_mb, {m}.memory_limit_mb)
+               END"
+    )
+}
+
+/// The window's samples of the container gauge rules, only for the containers whose newest
+/// reading breaks the rule (one index probe per rule and container finds it).
+fn container_raw_gauge_samples() -> String {
+    let newest = container_gauge("n");
+    let breach = breaches("r.operator", "newest.value", "r.threshold");
+    let value = container_gauge("m");
+    format!(
+        "WITH breaking_now AS MATERIALIZED (
+                SELECT r.id AS rule_id, c.id AS container_key, c.container_id
+                FROM rules r
+                JOIN hosts h ON {{SCOPE}}
+                JOIN containers c ON c.host_id = h.id AND c.removed_at IS NULL
+                CROSS JOIN LATERAL (
+                    SELECT {newest} AS value
+                    FROM container_metric_snapshots n
+                    WHERE n.container_id = c.id AND n.recorded_at > {{SINCE}}
+                      AND n.recorded_at > {{BOUND}} AND {newest} IS NOT NULL
+                    ORDER BY n.recorded_at DESC
+                    LIMIT 1
+                ) newest
+                WHERE {{RULES}} AND {breach}
+            )
+            SELECT r.id AS rule_id, r.operator, r.threshold, m.host_id, b.container_id,
+                   m.recorded_at AS t, {value} AS value
+            FROM breaking_now b
+            JOIN rules r ON r.id = b.rule_id
+            JOIN container_metric_snapshots m
+              ON m.container_id = b.container_key AND m.recorded_at > {{SINCE}}
+            WHERE m.recorded_at > {{BOUND}}"
     )
 }
 
