@@ -435,6 +435,232 @@ async fn a_container_rate_over_the_threshold_fires_from_counter_deltas() {
     assert!((4000.0..=5000.0).contains(&rate), "{rate} B/s");
 }
 
+/// One metric a metric_threshold rule accepts, broken and then restored on a host of its own.
+struct MetricCase {
+    metric: &'static str,
+    /// Where a snapshot carries the metric's reading (a JSON pointer into the body).
+    field: &'static str,
+    threshold: f64,
+    /// The reading of three snapshots, 20 s ago, 10 s ago and once the alert fired: under the
+    /// threshold, over it, under it again. Rates are counter totals (10,000 B/s between the
+    /// first two, at most 1 B/s after).
+    readings: [Value; 3],
+    /// What the firing alert's value must lie within.
+    fired: std::ops::RangeInclusive<f64>,
+}
+
+/// A rate metric read from the counter at `field`.
+fn rate_case(metric: &'static str, field: &'static str) -> MetricCase {
+    MetricCase {
+        metric,
+        field,
+        threshold: 1000.0,
+        readings: [json!(1_000_000), json!(1_100_000), json!(1_100_010)],
+        // 100,000 bytes over the 10 s between the snapshots (and the moment between posts).
+        fired: 9_900.0..=10_000.0,
+    }
+}
+
+fn gauge_case(
+    metric: &'static str,
+    field: &'static str,
+    threshold: f64,
+    readings: [Value; 3],
+    fired: f64,
+) -> MetricCase {
+    MetricCase {
+        metric,
+        field,
+        threshold,
+        readings,
+        fired: fired - 0.01..=fired + 0.01,
+    }
+}
+
+/// Every metric the rules accept (the defaults' snapshot carries the other readings: 8 GB of
+/// memory and 100 GB of disk on the host, a 1 GB limit on the container).
+fn metric_cases() -> Vec<MetricCase> {
+    vec![
+        gauge_case(
+            "host_cpu_percent",
+            "/host/metrics/cpu_percent",
+            90.0,
+            [json!(12.5), json!(97.5), json!(12.5)],
+            97.5,
+        ),
+        gauge_case(
+            "host_memory_percent",
+            "/host/metrics/memory_used_mb",
+            90.0,
+            [json!(2048), json!(7782), json!(2048)],
+            100.0 * 7782.0 / 8192.0,
+        ),
+        gauge_case(
+            "host_disk_used_percent",
+            "/host/metrics/disk_used_gb",
+            90.0,
+            [json!(40), json!(95), json!(40)],
+            95.0,
+        ),
+        gauge_case(
+            "host_load_average",
+            "/host/metrics/load_average",
+            4.0,
+            [json!(0.42), json!(6.5), json!(0.42)],
+            6.5,
+        ),
+        rate_case(
+            "host_network_rx_bytes_per_second",
+            "/host/metrics/network_rx_bytes",
+        ),
+        rate_case(
+            "host_network_tx_bytes_per_second",
+            "/host/metrics/network_tx_bytes",
+        ),
+        gauge_case(
+            "container_cpu_percent",
+            "/containers/0/metrics/cpu_percent",
+            300.0,
+            [json!(50.0), json!(350.25), json!(50.0)],
+            350.25,
+        ),
+        gauge_case(
+            "container_memory_percent",
+            "/containers/0/metrics/memory_usage_mb",
+            90.0,
+            [json!(256), json!(1000), json!(256)],
+            97.66, // rounded to 2 places, as the table's memory_percent does
+        ),
+        rate_case(
+            "container_network_rx_bytes_per_second",
+            "/containers/0/metrics/network_rx_bytes",
+        ),
+        rate_case(
+            "container_network_tx_bytes_per_second",
+            "/containers/0/metrics/network_tx_bytes",
+        ),
+        rate_case(
+            "container_block_read_bytes_per_second",
+            "/containers/0/metrics/block_read_bytes",
+        ),
+        rate_case(
+            "container_block_write_bytes_per_second",
+            "/containers/0/metrics/block_write_bytes",
+        ),
+    ]
+}
+
+/// A snapshot `seconds` from now whose reading at `field` is `reading`.
+fn reading_snapshot(seconds: i64, field: &str, reading: &Value) -> Value {
+    let mut body = snapshot_with(seconds, json!({}));
+    *body
+        .pointer_mut(field)
+        .unwrap_or_else(|| panic!("the snapshot has {field}")) = reading.clone();
+    body
+}
+
+/// Waits until each rule's alerts are `expected` (`rules[i]` watching `cases[i]`'s metric);
+/// a timeout names the metrics whose alerts are not.
+async fn wait_for_each(app: &TestApp, cases: &[MetricCase], rules: &[i64], expected: &[&str]) {
+    let started = Instant::now();
+    loop {
+        let mut behind = Vec::new();
+        for (case, rule) in cases.iter().zip(rules) {
+            let now = states(app, *rule).await;
+            if now != expected {
+                behind.push(format!("{}: {now:?}", case.metric));
+            }
+        }
+        if behind.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "expected {expected:?} of every metric's rule; {behind:#?}"
+        );
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_metric_a_rule_accepts_fires_over_its_threshold_and_resolves_back_under_it() {
+    use clap::ValueEnum;
+    use nexus_telemetry::domain::alert_rule::Metric;
+    let cases = metric_cases();
+    let tested: Vec<&str> = cases.iter().map(|case| case.metric).collect();
+    for metric in Metric::value_variants() {
+        let name = serde_json::to_value(metric).unwrap();
+        assert!(
+            tested.contains(&name.as_str().unwrap()),
+            "{name} has no case here"
+        );
+    }
+    let app = evaluating_app().await;
+    // Each metric on a host of its own, its rule scoped to that host: a rule that read another
+    // metric's column would see an unchanged reading and not fire.
+    let mut rules = Vec::new();
+    let mut tokens = Vec::new();
+    for case in &cases {
+        let (host, token) = app.host_with_token(&case.metric.replace('_', "-")).await;
+        rules.push(
+            rule(
+                &app,
+                case.metric,
+                "metric_threshold",
+                &[
+                    ("metric", &format!("'{}'", case.metric)),
+                    ("operator", "'>'"),
+                    ("threshold", &case.threshold.to_string()),
+                    ("host_ids", &format!("ARRAY[{host}]::bigint[]")),
+                ],
+            )
+            .await,
+        );
+        tokens.push(token);
+    }
+    for (case, token) in cases.iter().zip(&tokens) {
+        post(
+            &app,
+            token,
+            &reading_snapshot(-20, case.field, &case.readings[0]),
+        )
+        .await;
+        post(
+            &app,
+            token,
+            &reading_snapshot(-10, case.field, &case.readings[1]),
+        )
+        .await;
+    }
+    wait_for_each(&app, &cases, &rules, &["firing"]).await;
+    for (case, rule) in cases.iter().zip(&rules) {
+        let [(_, container, value)] = &alerts(&app, *rule).await[..] else {
+            panic!("{}: one alert", case.metric);
+        };
+        let expected_container = case
+            .metric
+            .starts_with("container_")
+            .then(|| "c1".to_owned());
+        assert_eq!(container, &expected_container, "{}'s subject", case.metric);
+        let value = value.unwrap_or_else(|| panic!("{} fired without a value", case.metric));
+        assert!(
+            case.fired.contains(&value),
+            "{} fired at {value}, expected {:?}",
+            case.metric,
+            case.fired
+        );
+    }
+    for (case, token) in cases.iter().zip(&tokens) {
+        post(
+            &app,
+            token,
+            &reading_snapshot(0, case.field, &case.readings[2]),
+        )
+        .await;
+    }
+    wait_for_each(&app, &cases, &rules, &["resolved"]).await;
+}
+
 #[tokio::test]
 async fn a_condition_held_for_the_rules_for_duration_goes_pending_then_fires() {
     let app = evaluating_app().await;
