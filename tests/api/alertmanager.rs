@@ -886,7 +886,7 @@ async fn a_firing_alert_stays_active_in_alertmanager_past_its_first_end_because_
     let listed = alertmanager.alerts().await;
     let alert = listed
         .iter()
-        .find(|alert| alert["labels"]["rule_id"] == rule_id.to_string())
+        .find(|alert| alert["labels"]["rule_id"].as_str() == Some(&rule_id.to_string()))
         .unwrap_or_else(|| {
             panic!("Alertmanager no longer lists the alert 2 s past its first end: {listed:?}")
         });
