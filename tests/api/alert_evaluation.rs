@@ -4,12 +4,12 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use nexus_telemetry::alerts::evaluation::{Cycle, Evaluator};
 use nexus_telemetry::startup::Application;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, at, payload, serve_args};
+use crate::helpers::{TestApp, at, payload, rfc3339, serve_args};
 
 /// Evaluation every second, a 2-second lease: what these tests wait for comes within seconds.
 const FAST: [&str; 4] = [
@@ -456,8 +456,7 @@ fn rate_case(metric: &'static str, field: &'static str) -> MetricCase {
         field,
         threshold: 1000.0,
         readings: [json!(1_000_000), json!(1_100_000), json!(1_100_010)],
-        // 100,000 bytes over the 10 s between the snapshots (and the moment between posts).
-        fired: 9_900.0..=10_000.0,
+        fired: 9_999.0..=10_001.0,
     }
 }
 
@@ -550,13 +549,45 @@ fn metric_cases() -> Vec<MetricCase> {
     ]
 }
 
-/// A snapshot `seconds` from now whose reading at `field` is `reading`.
-fn reading_snapshot(seconds: i64, field: &str, reading: &Value) -> Value {
-    let mut body = snapshot_with(seconds, json!({}));
+/// A snapshot recorded at `recorded_at` whose reading at `field` is `reading`.
+fn reading_snapshot(recorded_at: DateTime<Utc>, field: &str, reading: &Value) -> Value {
+    let mut body = payload(&rfc3339(recorded_at), &[("c1", "running")]);
     *body
         .pointer_mut(field)
         .unwrap_or_else(|| panic!("the snapshot has {field}")) = reading.clone();
     body
+}
+
+/// One host per case with a rule `metric > threshold` scoped to it, `for_seconds` long:
+/// `(rule ids, the hosts' tokens)` in the cases' order. A rule that read another metric's column
+/// sees that column's unchanged reading, and does not fire or fires with the wrong value.
+async fn scoped_metric_rules(
+    app: &TestApp,
+    cases: &[MetricCase],
+    for_seconds: i32,
+) -> (Vec<i64>, Vec<String>) {
+    let mut rules = Vec::new();
+    let mut tokens = Vec::new();
+    for case in cases {
+        let (host, token) = app.host_with_token(&case.metric.replace('_', "-")).await;
+        rules.push(
+            rule(
+                app,
+                case.metric,
+                "metric_threshold",
+                &[
+                    ("metric", &format!("'{}'", case.metric)),
+                    ("operator", "'>'"),
+                    ("threshold", &case.threshold.to_string()),
+                    ("for_seconds", &for_seconds.to_string()),
+                    ("host_ids", &format!("ARRAY[{host}]::bigint[]")),
+                ],
+            )
+            .await,
+        );
+        tokens.push(token);
+    }
+    (rules, tokens)
 }
 
 /// Waits until each rule's alerts are `expected` (`rules[i]` watching `cases[i]`'s metric);
@@ -582,59 +613,11 @@ async fn wait_for_each(app: &TestApp, cases: &[MetricCase], rules: &[i64], expec
     }
 }
 
-#[tokio::test]
-async fn every_metric_a_rule_accepts_fires_over_its_threshold_and_resolves_back_under_it() {
-    use clap::ValueEnum;
-    use nexus_telemetry::domain::alert_rule::Metric;
-    let cases = metric_cases();
-    let tested: Vec<&str> = cases.iter().map(|case| case.metric).collect();
-    for metric in Metric::value_variants() {
-        let name = serde_json::to_value(metric).unwrap();
-        assert!(
-            tested.contains(&name.as_str().unwrap()),
-            "{name} has no case here"
-        );
-    }
-    let app = evaluating_app().await;
-    // Each metric on a host of its own, its rule scoped to that host: a rule that read another
-    // metric's column would see an unchanged reading and not fire.
-    let mut rules = Vec::new();
-    let mut tokens = Vec::new();
-    for case in &cases {
-        let (host, token) = app.host_with_token(&case.metric.replace('_', "-")).await;
-        rules.push(
-            rule(
-                &app,
-                case.metric,
-                "metric_threshold",
-                &[
-                    ("metric", &format!("'{}'", case.metric)),
-                    ("operator", "'>'"),
-                    ("threshold", &case.threshold.to_string()),
-                    ("host_ids", &format!("ARRAY[{host}]::bigint[]")),
-                ],
-            )
-            .await,
-        );
-        tokens.push(token);
-    }
-    for (case, token) in cases.iter().zip(&tokens) {
-        post(
-            &app,
-            token,
-            &reading_snapshot(-20, case.field, &case.readings[0]),
-        )
-        .await;
-        post(
-            &app,
-            token,
-            &reading_snapshot(-10, case.field, &case.readings[1]),
-        )
-        .await;
-    }
-    wait_for_each(&app, &cases, &rules, &["firing"]).await;
-    for (case, rule) in cases.iter().zip(&rules) {
-        let [(_, container, value)] = &alerts(&app, *rule).await[..] else {
+/// Each rule's one alert is about the case's subject (the container `c1` for container
+/// metrics) and carries the reading that fired it.
+async fn assert_each_fired_with_its_value(app: &TestApp, cases: &[MetricCase], rules: &[i64]) {
+    for (case, rule) in cases.iter().zip(rules) {
+        let [(_, container, value)] = &alerts(app, *rule).await[..] else {
             panic!("{}: one alert", case.metric);
         };
         let expected_container = case
@@ -650,15 +633,85 @@ async fn every_metric_a_rule_accepts_fires_over_its_threshold_and_resolves_back_
             case.fired
         );
     }
+}
+
+#[tokio::test]
+async fn every_metric_a_rule_accepts_fires_over_its_threshold_and_resolves_back_under_it() {
+    use clap::ValueEnum;
+    use nexus_telemetry::domain::alert_rule::Metric;
+    let cases = metric_cases();
+    let tested: Vec<&str> = cases.iter().map(|case| case.metric).collect();
+    for metric in Metric::value_variants() {
+        let name = serde_json::to_value(metric).unwrap();
+        assert!(
+            tested.contains(&name.as_str().unwrap()),
+            "{name} has no case here"
+        );
+    }
+    let app = evaluating_app().await;
+    let (rules, tokens) = scoped_metric_rules(&app, &cases, 0).await;
+    let now = Utc::now();
+    for (case, token) in cases.iter().zip(&tokens) {
+        for (seconds, reading) in [(-20, &case.readings[0]), (-10, &case.readings[1])] {
+            let body = reading_snapshot(now + Duration::seconds(seconds), case.field, reading);
+            post(&app, token, &body).await;
+        }
+    }
+    wait_for_each(&app, &cases, &rules, &["firing"]).await;
+    assert_each_fired_with_its_value(&app, &cases, &rules).await;
     for (case, token) in cases.iter().zip(&tokens) {
         post(
             &app,
             token,
-            &reading_snapshot(0, case.field, &case.readings[2]),
+            &reading_snapshot(Utc::now(), case.field, &case.readings[2]),
         )
         .await;
     }
     wait_for_each(&app, &cases, &rules, &["resolved"]).await;
+}
+
+/// Every metric's rule with a 30-minute `for`, which reads the 5-minute rollups (conditions.rs,
+/// `Resolution`), fires from samples over its threshold for 40 minutes.
+async fn every_metric_fires_from_the_5_minute_rollups_on(app: TestApp) {
+    disable_default_rules(&app).await;
+    let cases = metric_cases();
+    let (rules, tokens) = scoped_metric_rules(&app, &cases, 1800).await;
+    // 40 minutes over the threshold, two samples in every 5-minute bucket (150 s apart), so
+    // each bucket has a rate: the counters grow 10,000 B/s throughout.
+    let now = Utc::now();
+    for (case, token) in cases.iter().zip(&tokens) {
+        for step in 0..=16 {
+            let elapsed = 150 * step;
+            let reading = if case.metric.ends_with("_bytes_per_second") {
+                json!(case.readings[0].as_i64().unwrap() + 10_000 * elapsed)
+            } else {
+                case.readings[1].clone()
+            };
+            let recorded_at = now + Duration::seconds(elapsed - 2401);
+            post(
+                &app,
+                token,
+                &reading_snapshot(recorded_at, case.field, &reading),
+            )
+            .await;
+        }
+    }
+    app.refresh_rollups().await;
+    wait_for_each(&app, &cases, &rules, &["firing"]).await;
+    assert_each_fired_with_its_value(&app, &cases, &rules).await;
+}
+
+#[tokio::test]
+async fn every_metric_a_rule_accepts_fires_from_the_5_minute_rollups_over_a_long_for_window() {
+    every_metric_fires_from_the_5_minute_rollups_on(TestApp::spawn_with(&FAST).await).await;
+}
+
+#[tokio::test]
+async fn every_metric_a_rule_accepts_fires_from_the_5_minute_rollups_on_the_apache_edition() {
+    every_metric_fires_from_the_5_minute_rollups_on(
+        TestApp::spawn_on_apache_edition_with(&FAST).await,
+    )
+    .await;
 }
 
 #[tokio::test]
