@@ -1008,6 +1008,80 @@ async fn a_long_for_window_reads_the_rollups_on_the_apache_edition() {
         .await;
 }
 
+#[tokio::test]
+async fn a_below_threshold_rule_on_the_rollups_fires_only_where_no_sample_in_its_window_rose_over()
+{
+    let app = evaluating_app().await;
+    // `<` reads each bucket's maximum: a bucket counts as under only if all its samples were.
+    let rule = rule(
+        &app,
+        "idle",
+        "metric_threshold",
+        &[
+            ("metric", "'host_load_average'"),
+            ("operator", "'<'"),
+            ("threshold", "1"),
+            ("for_seconds", "1800"),
+        ],
+    )
+    .await;
+    let (idle, idle_token) = app.host_with_token("idle-for-long").await;
+    let (spiked, spiked_token) = app.host_with_token("spiked-recently").await;
+    let now = Utc::now();
+    // Two samples in every 5-minute bucket for 40 minutes; one sample 10 minutes ago spiked.
+    for step in 0..=16 {
+        let recorded_at = now - Duration::seconds(150 * step + 1);
+        let field = "/host/metrics/load_average";
+        post(
+            &app,
+            &idle_token,
+            &reading_snapshot(recorded_at, field, &json!(0.25)),
+        )
+        .await;
+        let load = if step == 4 { 6.5 } else { 0.25 };
+        post(
+            &app,
+            &spiked_token,
+            &reading_snapshot(recorded_at, field, &json!(load)),
+        )
+        .await;
+    }
+    app.refresh_rollups().await;
+    let expected = vec![(idle, "firing".to_owned()), (spiked, "pending".to_owned())];
+    let started = Instant::now();
+    loop {
+        let now: Vec<(i64, String)> = app
+            .db
+            .query(
+                "SELECT host_id, state FROM alerts WHERE rule_id = $1 ORDER BY host_id",
+                &[&rule],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        if now == expected {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "alerts by host {now:?}, expected {expected:?} (the spike 10 minutes ago restarts the spiked host's window)"
+        );
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+    let value: Option<f64> = app
+        .db
+        .query_one(
+            "SELECT value FROM alerts WHERE rule_id = $1 AND host_id = $2",
+            &[&rule, &idle],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(value, Some(0.25), "the newest bucket's maximum");
+}
+
 /// A server process of its own on `database_url`, evaluating fast, that can be stopped.
 struct Server {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
