@@ -1009,52 +1009,64 @@ async fn a_long_for_window_reads_the_rollups_on_the_apache_edition() {
 }
 
 #[tokio::test]
-async fn a_below_threshold_rule_on_the_rollups_fires_only_where_no_sample_in_its_window_rose_over()
-{
+async fn a_rule_on_the_rollups_holds_only_where_every_sample_in_each_bucket_broke_it() {
     let app = evaluating_app().await;
-    // `<` reads each bucket's maximum: a bucket counts as under only if all its samples were.
-    let rule = rule(
-        &app,
-        "idle",
-        "metric_threshold",
-        &[
-            ("metric", "'host_load_average'"),
-            ("operator", "'<'"),
-            ("threshold", "1"),
-            ("for_seconds", "1800"),
-        ],
-    )
-    .await;
-    let (idle, idle_token) = app.host_with_token("idle-for-long").await;
-    let (spiked, spiked_token) = app.host_with_token("spiked-recently").await;
-    let now = Utc::now();
-    // Two samples in every 5-minute bucket for 40 minutes; one sample 10 minutes ago spiked.
-    for step in 0..=16 {
-        let recorded_at = now - Duration::seconds(150 * step + 1);
-        let field = "/host/metrics/load_average";
-        post(
-            &app,
-            &idle_token,
-            &reading_snapshot(recorded_at, field, &json!(0.25)),
-        )
-        .await;
-        let load = if step == 4 { 6.5 } else { 0.25 };
-        post(
-            &app,
-            &spiked_token,
-            &reading_snapshot(recorded_at, field, &json!(load)),
-        )
-        .await;
+    // `>` reads each bucket's minimum, `<` its maximum: a bucket breaks the rule only if all its
+    // samples did. Per operator: the threshold, a breaking reading and one that is not.
+    let field = "/host/metrics/load_average";
+    let mut rules = Vec::new();
+    for (word, operator, threshold, breaking, fine) in [
+        ("over", ">", "4", 6.5, 0.25),
+        ("under", "<", "1", 0.25, 6.5),
+    ] {
+        let (always, always_token) = app.host_with_token(&format!("always-{word}")).await;
+        let (once_not, once_not_token) = app.host_with_token(&format!("once-not-{word}")).await;
+        rules.push(
+            rule(
+                &app,
+                word,
+                "metric_threshold",
+                &[
+                    ("metric", "'host_load_average'"),
+                    ("operator", &format!("'{operator}'")),
+                    ("threshold", threshold),
+                    ("for_seconds", "1800"),
+                    (
+                        "host_ids",
+                        &format!("ARRAY[{always}, {once_not}]::bigint[]"),
+                    ),
+                ],
+            )
+            .await,
+        );
+        // Two samples in every 5-minute bucket for 40 minutes; one of them, 10 minutes ago,
+        // does not break the rule on the second host.
+        let now = Utc::now();
+        for step in 0..=16 {
+            let recorded_at = now - Duration::seconds(150 * step + 1);
+            let body = reading_snapshot(recorded_at, field, &json!(breaking));
+            post(&app, &always_token, &body).await;
+            let reading = if step == 4 { fine } else { breaking };
+            let body = reading_snapshot(recorded_at, field, &json!(reading));
+            post(&app, &once_not_token, &body).await;
+        }
     }
     app.refresh_rollups().await;
-    let expected = vec![(idle, "firing".to_owned()), (spiked, "pending".to_owned())];
+    let expected = [
+        ("always-over", "firing"),
+        ("always-under", "firing"),
+        ("once-not-over", "pending"),
+        ("once-not-under", "pending"),
+    ]
+    .map(|(host, state)| (host.to_owned(), state.to_owned()));
     let started = Instant::now();
     loop {
-        let now: Vec<(i64, String)> = app
+        let now: Vec<(String, String)> = app
             .db
             .query(
-                "SELECT host_id, state FROM alerts WHERE rule_id = $1 ORDER BY host_id",
-                &[&rule],
+                "SELECT h.name, a.state FROM alerts a JOIN hosts h ON h.id = a.host_id
+                 WHERE a.rule_id = ANY ($1) ORDER BY h.name",
+                &[&rules],
             )
             .await
             .unwrap()
@@ -1066,20 +1078,11 @@ async fn a_below_threshold_rule_on_the_rollups_fires_only_where_no_sample_in_its
         }
         assert!(
             started.elapsed() < PATIENCE,
-            "alerts by host {now:?}, expected {expected:?} (the spike 10 minutes ago restarts the spiked host's window)"
+            "alerts by host {now:?}, expected {expected:?} (the reading 10 minutes ago that did \
+             not break the rule restarts the once-not hosts' windows)"
         );
         tokio::time::sleep(StdDuration::from_millis(100)).await;
     }
-    let value: Option<f64> = app
-        .db
-        .query_one(
-            "SELECT value FROM alerts WHERE rule_id = $1 AND host_id = $2",
-            &[&rule, &idle],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(value, Some(0.25), "the newest bucket's maximum");
 }
 
 /// A server process of its own on `database_url`, evaluating fast, that can be stopped.
