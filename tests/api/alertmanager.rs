@@ -18,7 +18,7 @@ use tokio::time::{Instant, sleep};
 use crate::helpers::{TestApp, at, http_client, payload, serve_args};
 
 /// The tests write their alerts themselves (standing for the evaluator), which must not resolve
-/// them: evaluation is off in every server here.
+/// them: evaluation is off in every server here but the one test's that lets it fire.
 const NO_EVALUATION: [&str; 2] = ["--alert-evaluation-interval-seconds", "0"];
 
 /// Evaluation every second with a 2-second lease, for the test where the evaluator fires.
