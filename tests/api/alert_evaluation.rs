@@ -4,12 +4,12 @@
 
 use std::time::{Duration as StdDuration, Instant};
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use nexus_telemetry::alerts::evaluation::{Cycle, Evaluator};
 use nexus_telemetry::startup::Application;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, at, payload, serve_args};
+use crate::helpers::{TestApp, at, payload, rfc3339, serve_args};
 
 /// Evaluation every second, a 2-second lease: what these tests wait for comes within seconds.
 const FAST: [&str; 4] = [
@@ -435,6 +435,285 @@ async fn a_container_rate_over_the_threshold_fires_from_counter_deltas() {
     assert!((4000.0..=5000.0).contains(&rate), "{rate} B/s");
 }
 
+/// One metric a metric_threshold rule accepts, broken and then restored on a host of its own.
+struct MetricCase {
+    metric: &'static str,
+    /// Where a snapshot carries the metric's reading (a JSON pointer into the body).
+    field: &'static str,
+    threshold: f64,
+    /// The reading of three snapshots, 20 s ago, 10 s ago and once the alert fired: under the
+    /// threshold, over it, under it again. Rates are counter totals (10,000 B/s between the
+    /// first two, at most 1 B/s after).
+    readings: [Value; 3],
+    /// What the firing alert's value must lie within.
+    fired: std::ops::RangeInclusive<f64>,
+}
+
+/// A rate metric read from the counter at `field`.
+fn rate_case(metric: &'static str, field: &'static str) -> MetricCase {
+    MetricCase {
+        metric,
+        field,
+        threshold: 1000.0,
+        readings: [json!(1_000_000), json!(1_100_000), json!(1_100_010)],
+        fired: 9_999.0..=10_001.0,
+    }
+}
+
+fn gauge_case(
+    metric: &'static str,
+    field: &'static str,
+    threshold: f64,
+    readings: [Value; 3],
+    fired: f64,
+) -> MetricCase {
+    MetricCase {
+        metric,
+        field,
+        threshold,
+        readings,
+        fired: fired - 0.01..=fired + 0.01,
+    }
+}
+
+/// Every metric the rules accept (the defaults' snapshot carries the other readings: 8 GB of
+/// memory and 100 GB of disk on the host, a 1 GB limit on the container).
+fn metric_cases() -> Vec<MetricCase> {
+    vec![
+        gauge_case(
+            "host_cpu_percent",
+            "/host/metrics/cpu_percent",
+            90.0,
+            [json!(12.5), json!(97.5), json!(12.5)],
+            97.5,
+        ),
+        gauge_case(
+            "host_memory_percent",
+            "/host/metrics/memory_used_mb",
+            90.0,
+            [json!(2048), json!(7782), json!(2048)],
+            100.0 * 7782.0 / 8192.0,
+        ),
+        gauge_case(
+            "host_disk_used_percent",
+            "/host/metrics/disk_used_gb",
+            90.0,
+            [json!(40), json!(95), json!(40)],
+            95.0,
+        ),
+        gauge_case(
+            "host_load_average",
+            "/host/metrics/load_average",
+            4.0,
+            [json!(0.42), json!(6.5), json!(0.42)],
+            6.5,
+        ),
+        rate_case(
+            "host_network_rx_bytes_per_second",
+            "/host/metrics/network_rx_bytes",
+        ),
+        rate_case(
+            "host_network_tx_bytes_per_second",
+            "/host/metrics/network_tx_bytes",
+        ),
+        gauge_case(
+            "container_cpu_percent",
+            "/containers/0/metrics/cpu_percent",
+            300.0,
+            [json!(50.0), json!(350.25), json!(50.0)],
+            350.25,
+        ),
+        gauge_case(
+            "container_memory_percent",
+            "/containers/0/metrics/memory_usage_mb",
+            90.0,
+            [json!(256), json!(1000), json!(256)],
+            97.66, // rounded to 2 places, as the table's memory_percent does
+        ),
+        rate_case(
+            "container_network_rx_bytes_per_second",
+            "/containers/0/metrics/network_rx_bytes",
+        ),
+        rate_case(
+            "container_network_tx_bytes_per_second",
+            "/containers/0/metrics/network_tx_bytes",
+        ),
+        rate_case(
+            "container_block_read_bytes_per_second",
+            "/containers/0/metrics/block_read_bytes",
+        ),
+        rate_case(
+            "container_block_write_bytes_per_second",
+            "/containers/0/metrics/block_write_bytes",
+        ),
+    ]
+}
+
+/// A snapshot recorded at `recorded_at` whose reading at `field` is `reading`.
+fn reading_snapshot(recorded_at: DateTime<Utc>, field: &str, reading: &Value) -> Value {
+    let mut body = payload(&rfc3339(recorded_at), &[("c1", "running")]);
+    *body
+        .pointer_mut(field)
+        .unwrap_or_else(|| panic!("the snapshot has {field}")) = reading.clone();
+    body
+}
+
+/// One host per case with a rule `metric > threshold` scoped to it, `for_seconds` long:
+/// `(rule ids, the hosts' tokens)` in the cases' order. A rule that read another metric's column
+/// sees that column's unchanged reading, and does not fire or fires with the wrong value.
+async fn scoped_metric_rules(
+    app: &TestApp,
+    cases: &[MetricCase],
+    for_seconds: i32,
+) -> (Vec<i64>, Vec<String>) {
+    let mut rules = Vec::new();
+    let mut tokens = Vec::new();
+    for case in cases {
+        let (host, token) = app.host_with_token(&case.metric.replace('_', "-")).await;
+        rules.push(
+            rule(
+                app,
+                case.metric,
+                "metric_threshold",
+                &[
+                    ("metric", &format!("'{}'", case.metric)),
+                    ("operator", "'>'"),
+                    ("threshold", &case.threshold.to_string()),
+                    ("for_seconds", &for_seconds.to_string()),
+                    ("host_ids", &format!("ARRAY[{host}]::bigint[]")),
+                ],
+            )
+            .await,
+        );
+        tokens.push(token);
+    }
+    (rules, tokens)
+}
+
+/// Waits until each rule's alerts are `expected` (`rules[i]` watching `cases[i]`'s metric);
+/// a timeout names the metrics whose alerts are not.
+async fn wait_for_each(app: &TestApp, cases: &[MetricCase], rules: &[i64], expected: &[&str]) {
+    let started = Instant::now();
+    loop {
+        let mut behind = Vec::new();
+        for (case, rule) in cases.iter().zip(rules) {
+            let now = states(app, *rule).await;
+            if now != expected {
+                behind.push(format!("{}: {now:?}", case.metric));
+            }
+        }
+        if behind.is_empty() {
+            return;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "expected {expected:?} of every metric's rule; {behind:#?}"
+        );
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+}
+
+/// Each rule's one alert is about the case's subject (the container `c1` for container
+/// metrics) and carries the reading that fired it.
+async fn assert_each_fired_with_its_value(app: &TestApp, cases: &[MetricCase], rules: &[i64]) {
+    for (case, rule) in cases.iter().zip(rules) {
+        let [(_, container, value)] = &alerts(app, *rule).await[..] else {
+            panic!("{}: one alert", case.metric);
+        };
+        let expected_container = case
+            .metric
+            .starts_with("container_")
+            .then(|| "c1".to_owned());
+        assert_eq!(container, &expected_container, "{}'s subject", case.metric);
+        let value = value.unwrap_or_else(|| panic!("{} fired without a value", case.metric));
+        assert!(
+            case.fired.contains(&value),
+            "{} fired at {value}, expected {:?}",
+            case.metric,
+            case.fired
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_metric_a_rule_accepts_fires_over_its_threshold_and_resolves_back_under_it() {
+    use clap::ValueEnum;
+    use nexus_telemetry::domain::alert_rule::Metric;
+    let cases = metric_cases();
+    let tested: Vec<&str> = cases.iter().map(|case| case.metric).collect();
+    for metric in Metric::value_variants() {
+        let name = serde_json::to_value(metric).unwrap();
+        assert!(
+            tested.contains(&name.as_str().unwrap()),
+            "{name} has no case here"
+        );
+    }
+    let app = evaluating_app().await;
+    let (rules, tokens) = scoped_metric_rules(&app, &cases, 0).await;
+    let now = Utc::now();
+    for (case, token) in cases.iter().zip(&tokens) {
+        for (seconds, reading) in [(-20, &case.readings[0]), (-10, &case.readings[1])] {
+            let body = reading_snapshot(now + Duration::seconds(seconds), case.field, reading);
+            post(&app, token, &body).await;
+        }
+    }
+    wait_for_each(&app, &cases, &rules, &["firing"]).await;
+    assert_each_fired_with_its_value(&app, &cases, &rules).await;
+    for (case, token) in cases.iter().zip(&tokens) {
+        post(
+            &app,
+            token,
+            &reading_snapshot(Utc::now(), case.field, &case.readings[2]),
+        )
+        .await;
+    }
+    wait_for_each(&app, &cases, &rules, &["resolved"]).await;
+}
+
+/// Every metric's rule with a 30-minute `for`, which reads the 5-minute rollups (conditions.rs,
+/// `Resolution`), fires from samples over its threshold for 40 minutes.
+async fn every_metric_fires_from_the_5_minute_rollups_on(app: TestApp) {
+    disable_default_rules(&app).await;
+    let cases = metric_cases();
+    let (rules, tokens) = scoped_metric_rules(&app, &cases, 1800).await;
+    // 40 minutes over the threshold, two samples in every 5-minute bucket (150 s apart), so
+    // each bucket has a rate: the counters grow 10,000 B/s throughout.
+    let now = Utc::now();
+    for (case, token) in cases.iter().zip(&tokens) {
+        for step in 0..=16 {
+            let elapsed = 150 * step;
+            let reading = if case.metric.ends_with("_bytes_per_second") {
+                json!(case.readings[0].as_i64().unwrap() + 10_000 * elapsed)
+            } else {
+                case.readings[1].clone()
+            };
+            let recorded_at = now + Duration::seconds(elapsed - 2401);
+            post(
+                &app,
+                token,
+                &reading_snapshot(recorded_at, case.field, &reading),
+            )
+            .await;
+        }
+    }
+    app.refresh_rollups().await;
+    wait_for_each(&app, &cases, &rules, &["firing"]).await;
+    assert_each_fired_with_its_value(&app, &cases, &rules).await;
+}
+
+#[tokio::test]
+async fn every_metric_a_rule_accepts_fires_from_the_5_minute_rollups_over_a_long_for_window() {
+    every_metric_fires_from_the_5_minute_rollups_on(TestApp::spawn_with(&FAST).await).await;
+}
+
+#[tokio::test]
+async fn every_metric_a_rule_accepts_fires_from_the_5_minute_rollups_on_the_apache_edition() {
+    every_metric_fires_from_the_5_minute_rollups_on(
+        TestApp::spawn_on_apache_edition_with(&FAST).await,
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn a_condition_held_for_the_rules_for_duration_goes_pending_then_fires() {
     let app = evaluating_app().await;
@@ -727,6 +1006,83 @@ async fn a_long_for_window_reads_the_rollups() {
 async fn a_long_for_window_reads_the_rollups_on_the_apache_edition() {
     a_long_for_window_reads_the_rollups_on(&TestApp::spawn_on_apache_edition_with(&FAST).await)
         .await;
+}
+
+#[tokio::test]
+async fn a_rule_on_the_rollups_holds_only_where_every_sample_in_each_bucket_broke_it() {
+    let app = evaluating_app().await;
+    // `>` reads each bucket's minimum, `<` its maximum: a bucket breaks the rule only if all its
+    // samples did. Per operator: the threshold, a breaking reading and one that is not.
+    let field = "/host/metrics/load_average";
+    let mut rules = Vec::new();
+    for (word, operator, threshold, breaking, fine) in [
+        ("over", ">", "4", 6.5, 0.25),
+        ("under", "<", "1", 0.25, 6.5),
+    ] {
+        let (always, always_token) = app.host_with_token(&format!("always-{word}")).await;
+        let (once_not, once_not_token) = app.host_with_token(&format!("once-not-{word}")).await;
+        rules.push(
+            rule(
+                &app,
+                word,
+                "metric_threshold",
+                &[
+                    ("metric", "'host_load_average'"),
+                    ("operator", &format!("'{operator}'")),
+                    ("threshold", threshold),
+                    ("for_seconds", "1800"),
+                    (
+                        "host_ids",
+                        &format!("ARRAY[{always}, {once_not}]::bigint[]"),
+                    ),
+                ],
+            )
+            .await,
+        );
+        // Two samples in every 5-minute bucket for 40 minutes; one of them, 10 minutes ago,
+        // does not break the rule on the second host.
+        let now = Utc::now();
+        for step in 0..=16 {
+            let recorded_at = now - Duration::seconds(150 * step + 1);
+            let body = reading_snapshot(recorded_at, field, &json!(breaking));
+            post(&app, &always_token, &body).await;
+            let reading = if step == 4 { fine } else { breaking };
+            let body = reading_snapshot(recorded_at, field, &json!(reading));
+            post(&app, &once_not_token, &body).await;
+        }
+    }
+    app.refresh_rollups().await;
+    let expected = [
+        ("always-over", "firing"),
+        ("always-under", "firing"),
+        ("once-not-over", "pending"),
+        ("once-not-under", "pending"),
+    ]
+    .map(|(host, state)| (host.to_owned(), state.to_owned()));
+    let started = Instant::now();
+    loop {
+        let now: Vec<(String, String)> = app
+            .db
+            .query(
+                "SELECT h.name, a.state FROM alerts a JOIN hosts h ON h.id = a.host_id
+                 WHERE a.rule_id = ANY ($1) ORDER BY h.name",
+                &[&rules],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        if now == expected {
+            break;
+        }
+        assert!(
+            started.elapsed() < PATIENCE,
+            "alerts by host {now:?}, expected {expected:?} (the reading 10 minutes ago that did \
+             not break the rule restarts the once-not hosts' windows)"
+        );
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
 }
 
 /// A server process of its own on `database_url`, evaluating fast, that can be stopped.

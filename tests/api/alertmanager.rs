@@ -1,24 +1,33 @@
 //! Delivery to a real Prometheus Alertmanager (Debian's, `NEXUS_ALERTMANAGER_BIN`, which
 //! scripts/alertmanager installs): each test starts its own on a free loopback port with its own
-//! storage, stands for the evaluator by writing alerts and their events with SQL, and checks
-//! what Alertmanager holds through its own API.
+//! storage, stands for the evaluator by writing alerts and their events with SQL (or, in one,
+//! lets the evaluator fire from posted snapshots), and checks what Alertmanager holds through
+//! its own API.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use nexus_telemetry::startup::Application;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
 
-use crate::helpers::{TestApp, http_client, serve_args};
+use crate::helpers::{TestApp, at, http_client, payload, serve_args};
 
 /// The tests write their alerts themselves (standing for the evaluator), which must not resolve
-/// them: evaluation is off in every server here.
+/// them: evaluation is off in every server here but the one test's that lets it fire.
 const NO_EVALUATION: [&str; 2] = ["--alert-evaluation-interval-seconds", "0"];
+
+/// Evaluation every second with a 2-second lease, for the test where the evaluator fires.
+const EVALUATING: [&str; 4] = [
+    "--alert-evaluation-interval-seconds",
+    "1",
+    "--alert-lease-seconds",
+    "2",
+];
 
 /// An Alertmanager process on loopback; killed, its directory removed, when dropped.
 struct Alertmanager {
@@ -722,4 +731,173 @@ async fn an_alertmanager_that_never_answers_does_not_delay_the_others() {
         .wait_for_alert(rule_id, host, Duration::from_secs(5))
         .await;
     held.abort();
+}
+
+/// A snapshot `seconds` from now of one container `c1` in `state`, exiting with code 1 when
+/// not running.
+fn container_snapshot(seconds: i64, state: &str) -> Value {
+    let mut body = payload(&at(chrono::Duration::seconds(seconds)), &[("c1", state)]);
+    if state != "running" {
+        body["containers"][0]["exit_code"] = json!(1);
+    }
+    body
+}
+
+async fn post(app: &TestApp, token: &str, body: &Value) {
+    let response = app.post_telemetry(token, body).await;
+    assert_eq!(response.status(), 204, "{}", response.text().await.unwrap());
+}
+
+#[tokio::test]
+async fn a_container_that_dies_reaches_alertmanager_through_the_evaluator_and_resolves_there() {
+    let alertmanager = Alertmanager::start().await;
+    let app = TestApp::spawn_with(
+        &[&EVALUATING[..], &["--alertmanager-url", &alertmanager.url]].concat(),
+    )
+    .await;
+    // The default rule, firing at once; the other defaults off, so nothing else is sent.
+    app.db
+        .execute(
+            "UPDATE alert_rules SET enabled = (name = 'container not running'),
+                 for_seconds = CASE WHEN name = 'container not running' THEN 0 ELSE for_seconds END",
+            &[],
+        )
+        .await
+        .expect("rules updated");
+    let rule_id: i64 = app
+        .db
+        .query_one(
+            "SELECT id FROM alert_rules WHERE name = 'container not running'",
+            &[],
+        )
+        .await
+        .expect("the default rule")
+        .get(0);
+    let (host, token) = app.host_with_token("web-01").await;
+    app.db
+        .execute(
+            "UPDATE hosts SET labels = $2 WHERE id = $1",
+            &[&host, &json!({"env": "prod"})],
+        )
+        .await
+        .expect("labels set");
+    post(&app, &token, &container_snapshot(-3, "running")).await;
+    post(&app, &token, &container_snapshot(-2, "exited")).await;
+
+    let alert = alertmanager
+        .wait_for_alert(rule_id, host, Duration::from_secs(15))
+        .await;
+    let row = app
+        .db
+        .query_one(
+            "SELECT id, started_at FROM alerts WHERE rule_id = $1 AND state = 'firing'",
+            &[&rule_id],
+        )
+        .await
+        .expect("the evaluator's one firing alert");
+    let (alert_id, started_at): (i64, DateTime<Utc>) = (row.get(0), row.get(1));
+    assert_eq!(
+        alert["labels"],
+        json!({
+            "alertname": "container not running",
+            "severity": "warning",
+            "host": "web-01",
+            "host_id": host.to_string(),
+            "container": "app-c1",
+            "container_id": "c1",
+            "rule_id": rule_id.to_string(),
+            "env": "prod",
+        })
+    );
+    let link = format!("{}/api/v1/alerts/{alert_id}", app.address);
+    assert_eq!(
+        alert["annotations"],
+        json!({
+            "summary": "A container that was running has stopped",
+            "value": "1",
+            "api_url": link,
+        }),
+        "the value is the exit code"
+    );
+    assert_eq!(time(&alert["startsAt"]), started_at.trunc_subsecs(3));
+    assert_eq!(alert["status"]["state"], "active");
+    let ends_in = time(&alert["endsAt"]) - Utc::now();
+    assert!(
+        ends_in > chrono::Duration::seconds(200),
+        "firing, it ends 4 resend intervals (4 × 60 s) after it was sent, not in {ends_in}"
+    );
+
+    post(&app, &token, &container_snapshot(-1, "running")).await;
+    // Alertmanager 0.25 lists no alert whose endsAt has passed (resolved), whatever the
+    // filters; as firing it would list this one for another 4 minutes.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let listed = alertmanager.alerts().await;
+        if listed.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager still lists the alert 15 s after the container ran again: {listed:?}"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+    let resolved: Option<DateTime<Utc>> = app
+        .db
+        .query_one(
+            "SELECT resolved_at FROM alerts WHERE id = $1 AND state = 'resolved'",
+            &[&alert_id],
+        )
+        .await
+        .expect("the alert resolved")
+        .get(0);
+    assert!(resolved.is_some(), "resolved with its time");
+}
+
+#[tokio::test]
+async fn a_firing_alert_stays_active_in_alertmanager_past_its_first_end_because_it_is_re_sent() {
+    let alertmanager = Alertmanager::start().await;
+    // Re-sent every second: each post ends the alert 4 s ahead.
+    let app = TestApp::spawn_with(&[
+        NO_EVALUATION[0],
+        NO_EVALUATION[1],
+        "--alertmanager-url",
+        &alertmanager.url,
+        "--alertmanager-resend-interval-seconds",
+        "1",
+    ])
+    .await;
+    let host = app.create_host("web-8").await;
+    let (_, rule_id) = fire(&app, "host offline", host, None, Utc::now()).await;
+    let first = alertmanager
+        .wait_for_alert(rule_id, host, Duration::from_secs(5))
+        .await;
+    let first_end = time(&first["endsAt"]);
+    assert!(
+        first_end - Utc::now() <= chrono::Duration::seconds(4),
+        "sent to end 4 × 1 s ahead, ends {first_end}"
+    );
+    // Past that end Alertmanager would hold it resolved (and list it no more) had nothing
+    // re-sent it.
+    while Utc::now() < first_end + chrono::Duration::seconds(2) {
+        sleep(Duration::from_millis(100)).await;
+    }
+    let now = Utc::now();
+    let listed = alertmanager.alerts().await;
+    let alert = listed
+        .iter()
+        .find(|alert| alert["labels"]["rule_id"].as_str() == Some(&rule_id.to_string()))
+        .unwrap_or_else(|| {
+            panic!("Alertmanager no longer lists the alert 2 s past its first end: {listed:?}")
+        });
+    assert_eq!(alert["status"]["state"], "active");
+    assert!(
+        time(&alert["endsAt"]) > now,
+        "re-sent to end later: {alert}"
+    );
+    assert_eq!(
+        (&alert["startsAt"], &alert["fingerprint"]),
+        (&first["startsAt"], &first["fingerprint"]),
+        "the same alert, not a new one"
+    );
 }

@@ -420,3 +420,96 @@ async fn nothing_listens_while_no_stream_is_open() {
         tokio::time::sleep(StdDuration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_stream_of_the_alert_kinds_gets_the_evaluators_firing_and_resolving_events() {
+    let app = TestApp::spawn_with(&[
+        "--alert-evaluation-interval-seconds",
+        "1",
+        "--alert-lease-seconds",
+        "2",
+    ])
+    .await;
+    // One rule of the test's own, firing at once.
+    app.db
+        .execute("UPDATE alert_rules SET enabled = false", &[])
+        .await
+        .unwrap();
+    let rule: i64 = app
+        .db
+        .query_one(
+            "INSERT INTO alert_rules (name, kind) VALUES ('down', 'container_not_running')
+             RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let admin = app.admin_token().await;
+    let (host, token) = app.host_with_token("web-01").await;
+    let mut stream = open(
+        &app.address,
+        "?kind=alert_firing&kind=alert_resolved",
+        Some(&admin),
+        None,
+    )
+    .await;
+    let container = |seconds: i64, state: &str| {
+        let mut body = payload(&at(Duration::seconds(seconds)), &[("c1", state)]);
+        if state != "running" {
+            body["containers"][0]["exit_code"] = serde_json::json!(1);
+        }
+        body
+    };
+    post(&app, &token, &container(-3, "running")).await;
+    post(&app, &token, &container(-2, "exited")).await;
+    let firing = stream.events(1).await.remove(0);
+    post(&app, &token, &container(-1, "running")).await;
+    let resolved = stream.events(1).await.remove(0);
+
+    let alert: i64 = app
+        .db
+        .query_one(
+            "SELECT id FROM alerts WHERE rule_id = $1 AND state = 'resolved'",
+            &[&rule],
+        )
+        .await
+        .expect("the evaluator's one alert, resolved")
+        .get(0);
+    let written: Vec<(i64, String)> = app
+        .db
+        .query(
+            "SELECT id, kind FROM events WHERE alert_id = $1 ORDER BY id",
+            &[&alert],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let received: Vec<(i64, String)> = [&firing, &resolved]
+        .iter()
+        .map(|m| (m.id.parse().unwrap(), m.event.clone()))
+        .collect();
+    assert_eq!(
+        received, written,
+        "`id:` and `event:` are the alert's events' ids and kinds, and nothing else came first"
+    );
+    for (message, from, to) in [
+        (&firing, None, "firing"),
+        (&resolved, Some("firing"), "resolved"),
+    ] {
+        assert_eq!(message.data["id"].to_string(), message.id);
+        assert_eq!(message.data["kind"], message.event.as_str());
+        assert_eq!(message.data["alert_id"], alert, "{}", message.event);
+        assert_eq!(message.data["host_id"], host, "{}", message.event);
+        assert_eq!(message.data["container_id"], "c1", "{}", message.event);
+        assert_eq!(
+            message.data["from_value"].as_str(),
+            from,
+            "{}",
+            message.event
+        );
+        assert_eq!(message.data["to_value"], to, "{}", message.event);
+    }
+}
