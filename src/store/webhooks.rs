@@ -596,15 +596,17 @@ impl Store {
         let statement = client
             .prepare_cached(
                 "WITH due AS ( \
-                     SELECT id FROM ( \
-                         SELECT d.id, row_number() OVER (PARTITION BY d.endpoint_id \
-                                                         ORDER BY d.next_attempt_at, d.id) AS nth \
-                         FROM webhook_deliveries d \
-                         JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.enabled \
-                         WHERE d.state = 'pending' AND d.next_attempt_at <= now() \
+                     SELECT d.id FROM webhook_endpoints w \
+                     CROSS JOIN LATERAL ( \
+                         SELECT d.id FROM webhook_deliveries d \
+                         WHERE d.endpoint_id = w.id AND d.state = 'pending' \
+                           AND d.next_attempt_at <= now() \
                            AND (d.locked_until IS NULL OR d.locked_until < now()) \
-                           AND d.endpoint_id <> ALL ($4::bigint[]) \
-                     ) ranked WHERE nth = 1 LIMIT $3 \
+                         ORDER BY d.next_attempt_at, d.id \
+                         LIMIT 1 \
+                     ) d \
+                     WHERE w.enabled AND w.id <> ALL ($4::bigint[]) \
+                     LIMIT $3 \
                  ), claimed AS ( \
                      SELECT id FROM webhook_deliveries \
                      WHERE id IN (SELECT id FROM due) AND state = 'pending' \
@@ -690,15 +692,22 @@ impl Store {
         Ok(updated == 1)
     }
 
-    /// When the earliest pending delivery of an enabled endpoint not in `busy` is due, if any
-    /// is.
+    /// When the next delivery of an enabled endpoint not in `busy` is due, if any is: the
+    /// earliest of each endpoint's first pending delivery (one index probe per endpoint; a
+    /// first one held by another worker hides the rest until the caller's next poll).
     pub async fn next_webhook_due(&self, busy: &[i64]) -> Result<Option<DateTime<Utc>>, Error> {
         let client = self.client().await?;
         let statement = client
             .prepare_cached(
-                "SELECT min(GREATEST(d.next_attempt_at, d.locked_until)) FROM webhook_deliveries d \
-                 JOIN webhook_endpoints w ON w.id = d.endpoint_id AND w.enabled \
-                 WHERE d.state = 'pending' AND d.endpoint_id <> ALL ($1::bigint[])",
+                "SELECT min(d.due) FROM webhook_endpoints w \
+                 CROSS JOIN LATERAL ( \
+                     SELECT GREATEST(d.next_attempt_at, d.locked_until) AS due \
+                     FROM webhook_deliveries d \
+                     WHERE d.endpoint_id = w.id AND d.state = 'pending' \
+                     ORDER BY d.next_attempt_at, d.id \
+                     LIMIT 1 \
+                 ) d \
+                 WHERE w.enabled AND w.id <> ALL ($1::bigint[])",
             )
             .await?;
         Ok(client.query_one(&statement, &[&busy]).await?.get(0))
