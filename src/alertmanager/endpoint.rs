@@ -171,7 +171,7 @@ impl Endpoint {
             return Ok(());
         }
         // A process that lost the lease leaves the silences to the new holder.
-        if !store.take_lease(&self.lease).await? {
+        if !store.holds_lease(&self.lease).await? {
             return Ok(());
         }
         for silence in to_expire {
