@@ -967,3 +967,57 @@ async fn a_silence_created_in_alertmanager_before_a_crash_is_adopted_not_doubled
     );
     assert_eq!(our_silence_state(&app, alert_id).await.2, 1);
 }
+
+#[tokio::test]
+async fn a_silenced_alert_that_resolves_has_its_alertmanager_silence_expired() {
+    let alertmanager = Alertmanager::start().await;
+    let app = TestApp::spawn_with(&[
+        NO_EVALUATION[0],
+        NO_EVALUATION[1],
+        "--alertmanager-url",
+        &alertmanager.url,
+        "--alertmanager-resend-interval-seconds",
+        "1",
+    ])
+    .await;
+    let admin = app.admin_token().await;
+    let host = app.create_host("web-8").await;
+    let (alert_id, rule_id) = fire(&app, "host offline", host, None, Utc::now()).await;
+    let answer = app
+        .admin(
+            reqwest::Method::POST,
+            &format!("/alerts/{alert_id}/silence"),
+            Some(&admin),
+            Some(&json!({ "until": "2099-01-01T00:00:00Z" })),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    wait_in_alertmanager(
+        &alertmanager,
+        rule_id,
+        host,
+        "our silence",
+        |silences, _| silences.len() == 1,
+    )
+    .await;
+
+    resolve(&app, alert_id).await;
+    // The next occurrence of this rule and host would carry the same labels: it must not find
+    // the resolved alert's silence still there.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !our_silences(&alertmanager).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the resolved alert's silence is still active in Alertmanager"
+        );
+        sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while our_silence_state(&app, alert_id).await.2 != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the expired silence is still recorded"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+}
