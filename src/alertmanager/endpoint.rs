@@ -234,7 +234,8 @@ impl Endpoint {
         let response = self
             .http
             .post(format!("{}/api/v2/silences", self.base))
-            .json(&body)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
             .send()
             .await
             .map_err(reqwest::Error::without_url)
