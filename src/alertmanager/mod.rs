@@ -3,7 +3,8 @@
 //! [`RESOLVE_RETENTION`], to every `--alertmanager-url`, as Prometheus does: again every resend
 //! interval (a firing alert's `endsAt` lies [`RESENDS_BEFORE_END`] intervals ahead, so
 //! Alertmanager resolves it by itself if we stop), and at once when the event feed shows an
-//! alert firing or resolving.
+//! alert firing or resolving. It also keeps a silence in each Alertmanager for every alert
+//! silenced through our API (`endpoint.rs`), so those notify through neither path.
 
 mod endpoint;
 pub mod payload;
@@ -104,7 +105,7 @@ pub async fn run(store: Store, feed: Arc<EventFeed>, settings: Settings) {
     let mut deliveries = JoinSet::new();
     let retry = RETRY.min(settings.resend_interval);
     for url in &settings.urls {
-        let endpoint = Endpoint::new(url, http.clone());
+        let endpoint = Endpoint::new(url, http.clone(), lease.clone(), &settings.public_url);
         deliveries.spawn(endpoint.deliver(batches.clone(), store.clone(), retry));
     }
     let mut lease_check = tokio::time::interval(LEASE_CHECK);

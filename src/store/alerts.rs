@@ -293,18 +293,24 @@ impl Store {
         self.alert(id).await
     }
 
-    /// Holds back an open alert's notifications until `until`; `None` or a time already past
-    /// clears the silence. A resolved alert is a conflict.
+    /// Holds back an open alert's notifications until `until` (webhooks skip its events; the
+    /// Alertmanager sender copies the silence there); `None` or a time already past clears the
+    /// silence. A resolved alert is a conflict.
     pub async fn silence_alert(
         &self,
         id: i64,
         until: Option<DateTime<Utc>>,
     ) -> Result<Alert, Error> {
         let client = self.client().await?;
+        // A silence still running keeps its start when moved; a new one starts now. Webhooks
+        // hold back the events between the two (docs/alerts.md, "Silence").
         let statement = client
             .prepare_cached(
                 "UPDATE alerts \
-                 SET silenced_until = CASE WHEN $2::timestamptz > now() THEN $2 END \
+                 SET silenced_since = CASE WHEN $2::timestamptz > now() THEN \
+                         CASE WHEN silenced_until > now() THEN silenced_since ELSE now() END END, \
+                     silenced_via = CASE WHEN $2::timestamptz > now() THEN 'api' END, \
+                     silenced_until = CASE WHEN $2::timestamptz > now() THEN $2 END \
                  WHERE id = $1 AND state <> 'resolved' RETURNING id",
             )
             .await?;

@@ -21,6 +21,9 @@ RETURNING holder";
 
 const RELEASE: &str = "DELETE FROM leases WHERE name = $1 AND holder = $2";
 
+const HOLDS: &str =
+    "SELECT 1 FROM leases WHERE name = $1 AND holder = $2 AND expires_at > clock_timestamp()";
+
 /// A process's claim on one lease: its name, who we are, and how long a claim lasts.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -49,6 +52,16 @@ impl Store {
     pub async fn take_lease(&self, lease: &Lease) -> Result<bool, Error> {
         let client = self.client().await?;
         lease.claim(&client).await
+    }
+
+    /// Whether we hold the lease now, without taking or renewing it.
+    pub async fn holds_lease(&self, lease: &Lease) -> Result<bool, Error> {
+        let client = self.client().await?;
+        let statement = client.prepare_cached(HOLDS).await?;
+        Ok(client
+            .query_opt(&statement, &[&lease.name, &lease.holder])
+            .await?
+            .is_some())
     }
 
     /// Gives the lease up if we hold it; whether we did.

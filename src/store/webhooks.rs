@@ -17,6 +17,7 @@ use tokio_postgres::Row;
 
 use super::Store;
 use super::events::{Event, EventKind};
+use crate::domain::alert_rule::{Severity, from_name};
 use crate::domain::webhook::message_id;
 use crate::error::Error;
 
@@ -189,6 +190,19 @@ pub struct FeedEvent {
     pub event: Event,
     pub host_name: Option<String>,
     pub container_name: Option<String>,
+    /// An `alert_*` event's alert, while it exists.
+    pub alert: Option<AlertFacts>,
+}
+
+/// What an `alert_*` event's webhook says of its alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertFacts {
+    pub rule_name: String,
+    pub severity: Severity,
+    /// The rule's summary (may be empty).
+    pub summary: String,
+    /// The value that made it fire (the newest, as `GET /api/v1/alerts/{id}` shows it).
+    pub value: Option<f64>,
 }
 
 /// A claimed delivery, ready to post. Not `Debug`: it holds the endpoint's secret.
@@ -523,32 +537,55 @@ impl Store {
             transaction.commit().await?;
             return Ok(Some(0));
         }
+        // An alert's event is `silenced` when the alert's silence had begun and not yet ended
+        // at the event's time: it is skipped, never queued for later (docs/alerts.md, "Silence").
         let read = transaction
             .prepare_cached(
                 "SELECT e.id, e.kind, e.at, e.host_id, e.container_id, e.from_value, e.to_value, \
-                        e.exit_code, e.alert_id, h.name AS host_name, c.name AS container_name \
+                        e.exit_code, e.alert_id, h.name AS host_name, c.name AS container_name, \
+                        r.name AS rule_name, r.severity, r.summary, a.value, \
+                        coalesce(e.kind IN ('alert_firing', 'alert_resolved', 'alert_acknowledged') \
+                                 AND a.silenced_since <= e.at AND e.at < a.silenced_until, \
+                                 false) AS silenced \
                  FROM events e \
                  LEFT JOIN hosts h ON h.id = e.host_id \
                  LEFT JOIN containers c ON c.host_id = e.host_id AND c.container_id = e.container_id \
+                 LEFT JOIN alerts a ON a.id = e.alert_id \
+                 LEFT JOIN alert_rules r ON r.id = a.rule_id \
                  WHERE e.id > $1 ORDER BY e.id LIMIT $2",
             )
             .await?;
-        let events = transaction
-            .query(&read, &[&after, &page])
-            .await?
+        let rows = transaction.query(&read, &[&after, &page]).await?;
+        let Some(last) = rows.last().map(|row| row.get::<_, i64>("id")) else {
+            transaction.commit().await?;
+            return Ok(Some(0));
+        };
+        let read_count = rows.len();
+        let events = rows
             .iter()
+            .filter(|row| !row.get::<_, bool>("silenced"))
             .map(|row| {
                 Ok(FeedEvent {
                     event: super::events::event_of(row)?,
                     host_name: row.get("host_name"),
                     container_name: row.get("container_name"),
+                    alert: row
+                        .get::<_, Option<String>>("rule_name")
+                        .map(|rule_name| AlertFacts {
+                            rule_name,
+                            severity: from_name(row.get("severity")),
+                            summary: row.get("summary"),
+                            value: row.get("value"),
+                        }),
                 })
             })
             .collect::<Result<Vec<_>, Error>>()?;
-        let Some(last) = events.last().map(|feed| feed.event.id) else {
-            transaction.commit().await?;
-            return Ok(Some(0));
-        };
+        if events.len() < read_count {
+            tracing::debug!(
+                skipped = read_count - events.len(),
+                "events of silenced alerts not queued for webhooks"
+            );
+        }
         let (mut endpoint_ids, mut event_ids, mut kinds, mut bodies) =
             (vec![], vec![], vec![], vec![]);
         for feed in &events {
@@ -577,7 +614,7 @@ impl Store {
         }
         transaction.execute(&advance, &[&last]).await?;
         transaction.commit().await?;
-        Ok(Some(events.len()))
+        Ok(Some(read_count))
     }
 
     /// Claims up to `limit` due deliveries for `holder` until `lease` from now: at most one per

@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use poem_openapi::Object;
 
+use crate::domain::alert_rule::Severity;
 use crate::store::events::{Event, EventKind};
-use crate::store::webhooks::{FeedEvent, WebhookFormat};
+use crate::store::webhooks::{AlertFacts, FeedEvent, WebhookFormat};
 
 /// The body of a `json` webhook: one event of the feed.
 #[derive(Debug, Clone, Object, serde::Serialize)]
@@ -32,6 +33,21 @@ pub struct WebhookEventData {
     /// The container's name; null for host events.
     #[oai(nullable)]
     pub container_name: Option<String>,
+    /// The alert's rule's name (`alert_*` events); null for other events, or when the alert is
+    /// gone (its rule deleted).
+    #[oai(nullable)]
+    pub rule_name: Option<String>,
+    /// The alert's rule's severity (`alert_*` events); null otherwise.
+    #[oai(nullable)]
+    pub severity: Option<Severity>,
+    /// The alert's rule's summary (`alert_*` events; may be empty); null otherwise.
+    #[oai(nullable)]
+    pub summary: Option<String>,
+    /// The value that made the alert fire (a percent, a restart count, an exit code, …), as
+    /// `GET /api/v1/alerts/{alert_id}` shows it; null for other events and for rule kinds
+    /// without a value.
+    #[oai(nullable)]
+    pub value: Option<f64>,
 }
 
 /// The body of a `slack` webhook: Slack's incoming-webhook message.
@@ -51,6 +67,10 @@ pub fn render(feed: &FeedEvent, format: WebhookFormat) -> String {
                 event: feed.event.clone(),
                 host_name: feed.host_name.clone(),
                 container_name: feed.container_name.clone(),
+                rule_name: feed.alert.as_ref().map(|alert| alert.rule_name.clone()),
+                severity: feed.alert.as_ref().map(|alert| alert.severity),
+                summary: feed.alert.as_ref().map(|alert| alert.summary.clone()),
+                value: feed.alert.as_ref().and_then(|alert| alert.value),
             },
         }),
         WebhookFormat::Slack => serde_json::to_string(&SlackMessage {
@@ -102,15 +122,40 @@ fn slack_line(feed: &FeedEvent) -> String {
         EventKind::OomKilled => format!("{subject} was killed by the OOM killer"),
         EventKind::AlertFiring | EventKind::AlertResolved | EventKind::AlertAcknowledged => {
             let state = match kind {
-                EventKind::AlertFiring => "firing",
-                EventKind::AlertResolved => "resolved",
-                _ => "acknowledged",
+                EventKind::AlertFiring => "FIRING",
+                EventKind::AlertResolved => "RESOLVED",
+                _ => "ACKNOWLEDGED",
             };
-            let alert = alert_id.map_or_else(String::new, |id| format!(" {id}"));
-            format!("alert{alert} {state} ({subject})")
+            let alert = alert_id.map_or_else(String::new, |id| format!("alert {id}"));
+            match &feed.alert {
+                Some(facts) => alert_line(state, facts, container.as_deref(), &alert),
+                // The alert is gone (its rule was deleted): what the event itself says.
+                None => format!("{state} {subject} ({alert})"),
+            }
         }
     };
     format!("[{host}] {what}")
+}
+
+/// `FIRING warning: A container that was running has stopped, container db, value 137 (rule
+/// "container not running", alert 42)`: the severity and the rule's summary first, as a pager
+/// shows them (the host is the line's `[host]`).
+fn alert_line(state: &str, facts: &AlertFacts, container: Option<&str>, alert: &str) -> String {
+    let AlertFacts {
+        rule_name,
+        severity,
+        summary,
+        value,
+    } = facts;
+    let severity = crate::domain::alert_rule::name_of(severity);
+    let summary = if summary.is_empty() {
+        rule_name
+    } else {
+        summary
+    };
+    let container = container.map_or_else(String::new, |container| format!(", {container}"));
+    let value = value.map_or_else(String::new, |value| format!(", value {value}"));
+    format!("{state} {severity}: {summary}{container}{value} (rule \"{rule_name}\", {alert})")
 }
 
 #[cfg(test)]
@@ -132,7 +177,27 @@ mod tests {
             },
             host_name: Some("web-01".into()),
             container_name: Some("shop-db".into()),
+            alert: None,
         }
+    }
+
+    fn alert_feed(kind: EventKind, container: bool) -> FeedEvent {
+        let mut feed = feed(kind);
+        feed.event.alert_id = Some(42);
+        feed.event.from_value = Some("pending".into());
+        feed.event.to_value = Some("firing".into());
+        feed.event.exit_code = None;
+        if !container {
+            feed.event.container_id = None;
+            feed.container_name = None;
+        }
+        feed.alert = Some(AlertFacts {
+            rule_name: "container not running".into(),
+            severity: Severity::Critical,
+            summary: "A container that was running has stopped".into(),
+            value: Some(137.0),
+        });
+        feed
     }
 
     #[test]
@@ -149,7 +214,8 @@ mod tests {
                     "id": 42, "kind": "state_changed", "at": "2023-11-14T22:13:20Z",
                     "host_id": 7, "container_id": "0123456789abcdef",
                     "from_value": "running", "to_value": "exited", "exit_code": 137,
-                    "alert_id": null, "host_name": "web-01", "container_name": "shop-db"
+                    "alert_id": null, "host_name": "web-01", "container_name": "shop-db",
+                    "rule_name": null, "severity": null, "summary": null, "value": null
                 }
             })
         );
@@ -160,6 +226,47 @@ mod tests {
         assert_eq!(
             render(&feed(EventKind::StateChanged), WebhookFormat::Slack),
             r#"{"text":"[web-01] container shop-db running → exited (exit code 137)"}"#
+        );
+    }
+
+    #[test]
+    fn an_alert_events_json_body_carries_its_rule_name_severity_summary_and_value() {
+        let body: serde_json::Value = serde_json::from_str(&render(
+            &alert_feed(EventKind::AlertFiring, true),
+            WebhookFormat::Json,
+        ))
+        .unwrap();
+        let data = &body["data"];
+        assert_eq!(data["alert_id"], 42);
+        assert_eq!(data["rule_name"], "container not running");
+        assert_eq!(data["severity"], "critical");
+        assert_eq!(data["summary"], "A container that was running has stopped");
+        assert_eq!(data["value"], 137.0);
+    }
+
+    #[test]
+    fn an_alert_events_slack_line_says_severity_summary_host_container_and_value() {
+        assert_eq!(
+            slack_line(&alert_feed(EventKind::AlertFiring, true)),
+            "[web-01] FIRING critical: A container that was running has stopped, \
+             container shop-db, value 137 (rule \"container not running\", alert 42)"
+        );
+        let mut resolved = alert_feed(EventKind::AlertResolved, false);
+        if let Some(facts) = resolved.alert.as_mut() {
+            facts.summary = String::new();
+            facts.value = None;
+        }
+        assert_eq!(
+            slack_line(&resolved),
+            "[web-01] RESOLVED critical: container not running \
+             (rule \"container not running\", alert 42)",
+            "without a summary the rule's name stands in; without a value none is shown"
+        );
+        let mut gone = alert_feed(EventKind::AlertAcknowledged, true);
+        gone.alert = None;
+        assert_eq!(
+            slack_line(&gone),
+            "[web-01] ACKNOWLEDGED container shop-db (alert 42)"
         );
     }
 }

@@ -901,3 +901,301 @@ async fn a_firing_alert_stays_active_in_alertmanager_past_its_first_end_because_
         "the same alert, not a new one"
     );
 }
+
+/// `GET {path}` of Alertmanager's API, as JSON.
+async fn am_get(alertmanager: &Alertmanager, path: &str) -> Value {
+    let response = alertmanager
+        .http
+        .get(format!("{}{path}", alertmanager.url))
+        .send()
+        .await
+        .expect("Alertmanager answers");
+    assert!(
+        response.status().is_success(),
+        "GET {path}: {}",
+        response.status()
+    );
+    response.json().await.expect("JSON")
+}
+
+/// The silences we created in Alertmanager that are not expired.
+async fn our_silences(alertmanager: &Alertmanager) -> Vec<Value> {
+    am_get(alertmanager, "/api/v2/silences")
+        .await
+        .as_array()
+        .expect("a list of silences")
+        .iter()
+        .filter(|s| s["createdBy"] == "nexus-telemetry" && s["status"]["state"] != "expired")
+        .cloned()
+        .collect()
+}
+
+/// Waits up to 15 s for `done` to hold of our silences and the alert `(rule_id, host_id)` as
+/// Alertmanager lists them; returns them.
+async fn wait_in_alertmanager(
+    alertmanager: &Alertmanager,
+    rule_id: i64,
+    host_id: i64,
+    what: &str,
+    done: impl Fn(&[Value], &Value) -> bool,
+) -> (Vec<Value>, Value) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let silences = our_silences(alertmanager).await;
+        let alert = alertmanager
+            .wait_for_alert(rule_id, host_id, Duration::from_secs(5))
+            .await;
+        if done(&silences, &alert) {
+            return (silences, alert);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Alertmanager did not come to {what} within 15 s: silences {silences:#?}, alert {alert:#}"
+        );
+        sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `(silenced_until, silenced_via)` of alert `id`, and how many silences the sender recorded.
+async fn our_silence_state(app: &TestApp, id: i64) -> (Option<DateTime<Utc>>, Option<String>, i64) {
+    let row = app
+        .db
+        .query_one(
+            "SELECT silenced_until, silenced_via FROM alerts WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .expect("the alert");
+    let recorded = app
+        .count("SELECT count(*) FROM alertmanager_silences")
+        .await;
+    (row.get(0), row.get(1), recorded)
+}
+
+#[tokio::test]
+async fn an_alert_silenced_through_our_api_is_silenced_in_alertmanager_and_clearing_it_expires_that_silence()
+ {
+    let alertmanager = Alertmanager::start().await;
+    let app = TestApp::spawn_with(&[
+        NO_EVALUATION[0],
+        NO_EVALUATION[1],
+        "--alertmanager-url",
+        &alertmanager.url,
+        "--alertmanager-resend-interval-seconds",
+        "1",
+    ])
+    .await;
+    let admin = app.admin_token().await;
+    let host = app.create_host("web-6").await;
+    let (alert_id, rule_id) = fire(&app, "host offline", host, None, Utc::now()).await;
+    alertmanager
+        .wait_for_alert(rule_id, host, Duration::from_secs(5))
+        .await;
+    let silence = |until: Value| {
+        let (app, admin) = (&app, &admin);
+        async move {
+            let answer = app
+                .admin(
+                    reqwest::Method::POST,
+                    &format!("/alerts/{alert_id}/silence"),
+                    Some(admin),
+                    Some(&json!({ "until": until })),
+                )
+                .await;
+            assert_eq!(answer.status, 200, "{}", answer.body);
+        }
+    };
+    let ends = |silences: &[Value], until: DateTime<Utc>| {
+        silences.len() == 1 && time(&silences[0]["endsAt"]) == until
+    };
+
+    let until: DateTime<Utc> = (Utc::now() + chrono::Duration::hours(2))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        .parse()
+        .unwrap();
+    silence(json!(until)).await;
+    let (silences, alert) = wait_in_alertmanager(
+        &alertmanager,
+        rule_id,
+        host,
+        "our silence",
+        |silences, alert| ends(silences, until) && alert["status"]["state"] == "suppressed",
+    )
+    .await;
+    let mut matchers: Vec<(String, String)> = silences[0]["matchers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(
+                (&m["isRegex"], &m["isEqual"]),
+                (&json!(false), &json!(true))
+            );
+            (
+                m["name"].as_str().unwrap().into(),
+                m["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    matchers.sort();
+    assert_eq!(
+        matchers,
+        [
+            ("container_id".into(), String::new()),
+            ("host_id".into(), host.to_string()),
+            ("rule_id".into(), rule_id.to_string()),
+        ],
+        "the silence matches this alert's rule and host, and no container's alert"
+    );
+    assert_eq!(alert["status"]["silencedBy"], json!([silences[0]["id"]]));
+    // Re-sends every second, each followed by the mirror: our own silence does not come back
+    // as Alertmanager's, and is not created twice.
+    sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        our_silence_state(&app, alert_id).await,
+        (Some(until), Some("api".into()), 1)
+    );
+    assert_eq!(our_silences(&alertmanager).await.len(), 1);
+
+    let later = until + chrono::Duration::hours(1);
+    silence(json!(later)).await;
+    wait_in_alertmanager(
+        &alertmanager,
+        rule_id,
+        host,
+        "the silence moved",
+        |silences, alert| ends(silences, later) && alert["status"]["state"] == "suppressed",
+    )
+    .await;
+
+    silence(Value::Null).await;
+    wait_in_alertmanager(
+        &alertmanager,
+        rule_id,
+        host,
+        "no silence",
+        |silences, alert| silences.is_empty() && alert["status"]["state"] == "active",
+    )
+    .await;
+    sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        our_silence_state(&app, alert_id).await,
+        (None, None, 0),
+        "the expired silence is forgotten and not mirrored back"
+    );
+}
+
+#[tokio::test]
+async fn a_silence_created_in_alertmanager_before_a_crash_is_adopted_not_doubled() {
+    let alertmanager = Alertmanager::start().await;
+    let app = TestApp::spawn_with(&[
+        NO_EVALUATION[0],
+        NO_EVALUATION[1],
+        "--alertmanager-url",
+        &alertmanager.url,
+        "--alertmanager-resend-interval-seconds",
+        "1",
+    ])
+    .await;
+    let admin = app.admin_token().await;
+    let host = app.create_host("web-7").await;
+    let (alert_id, rule_id) = fire(&app, "host offline", host, None, Utc::now()).await;
+    // What a sender that died between Alertmanager's answer and its own record left behind.
+    let response = alertmanager
+        .http
+        .post(format!("{}/api/v2/silences", alertmanager.url))
+        .json(&json!({
+            "matchers": [
+                {"name": "rule_id", "value": rule_id.to_string(), "isRegex": false, "isEqual": true},
+                {"name": "host_id", "value": host.to_string(), "isRegex": false, "isEqual": true},
+                {"name": "container_id", "value": "", "isRegex": false, "isEqual": true},
+            ],
+            "startsAt": Utc::now().to_rfc3339(),
+            "endsAt": (Utc::now() + chrono::Duration::minutes(30)).to_rfc3339(),
+            "createdBy": "nexus-telemetry",
+            "comment": format!("nexus-telemetry alert {alert_id}: silenced through its API"),
+        }))
+        .send()
+        .await
+        .expect("silence created");
+    assert!(response.status().is_success(), "{}", response.status());
+
+    let until: DateTime<Utc> = "2099-01-01T00:00:00Z".parse().unwrap();
+    let answer = app
+        .admin(
+            reqwest::Method::POST,
+            &format!("/alerts/{alert_id}/silence"),
+            Some(&admin),
+            Some(&json!({ "until": until })),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let (silences, _) = wait_in_alertmanager(
+        &alertmanager,
+        rule_id,
+        host,
+        "one silence to 2099",
+        |silences, _| silences.iter().any(|s| time(&s["endsAt"]) == until),
+    )
+    .await;
+    assert_eq!(
+        silences.len(),
+        1,
+        "adopted and moved, not doubled: {silences:#?}"
+    );
+    assert_eq!(our_silence_state(&app, alert_id).await.2, 1);
+}
+
+#[tokio::test]
+async fn a_silenced_alert_that_resolves_has_its_alertmanager_silence_expired() {
+    let alertmanager = Alertmanager::start().await;
+    let app = TestApp::spawn_with(&[
+        NO_EVALUATION[0],
+        NO_EVALUATION[1],
+        "--alertmanager-url",
+        &alertmanager.url,
+        "--alertmanager-resend-interval-seconds",
+        "1",
+    ])
+    .await;
+    let admin = app.admin_token().await;
+    let host = app.create_host("web-8").await;
+    let (alert_id, rule_id) = fire(&app, "host offline", host, None, Utc::now()).await;
+    let answer = app
+        .admin(
+            reqwest::Method::POST,
+            &format!("/alerts/{alert_id}/silence"),
+            Some(&admin),
+            Some(&json!({ "until": "2099-01-01T00:00:00Z" })),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    wait_in_alertmanager(
+        &alertmanager,
+        rule_id,
+        host,
+        "our silence",
+        |silences, _| silences.len() == 1,
+    )
+    .await;
+
+    resolve(&app, alert_id).await;
+    // The next occurrence of this rule and host would carry the same labels: it must not find
+    // the resolved alert's silence still there.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !our_silences(&alertmanager).await.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the resolved alert's silence is still active in Alertmanager"
+        );
+        sleep(Duration::from_millis(200)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while our_silence_state(&app, alert_id).await.2 != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the expired silence is still recorded"
+        );
+        sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -88,6 +88,16 @@ pub fn violations(
     found
 }
 
+/// Every way `value` breaks the document's schema `components/schemas/{name}` (such as a
+/// webhook's body, `WebhookEvent`, published under `x-webhooks`); empty when it conforms.
+pub fn schema_violations(name: &str, value: &Value) -> Vec<String> {
+    let schema = &document()["components"]["schemas"][name];
+    assert!(schema.is_object(), "the document has no schema {name}");
+    let mut found = Vec::new();
+    check(schema, value, name, &mut found);
+    found
+}
+
 fn check(schema: &Value, value: &Value, at: &str, found: &mut Vec<String>) {
     if schema.get("$ref").is_some() {
         return check(resolve(schema), value, at, found);

@@ -1006,3 +1006,244 @@ async fn a_receiver_answering_410_gone_gets_its_endpoint_disabled_and_the_delive
     assert_eq!(shown.body["enabled"], false);
     assert_eq!(receiver.requests().len(), 1);
 }
+
+/// An alert of the default rule `host offline` about `host`, written `pending` as the evaluator
+/// opens one (no event: nothing has fired yet); its id.
+async fn pending_alert(app: &TestApp, host: i64) -> i64 {
+    app.db
+        .query_one(
+            "INSERT INTO alerts (rule_id, host_id, fingerprint, state, pending_since)
+             SELECT id, $1, alert_fingerprint(id, $1, NULL), 'pending', now()
+             FROM alert_rules WHERE name = 'host offline'
+             RETURNING id",
+            &[&host],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// Moves alert `id` to `to` (`firing` or `resolved`) with its event, as the evaluator does.
+async fn transition(app: &TestApp, id: i64, to: &str) {
+    app.db
+        .execute(
+            "WITH alert AS (
+                 UPDATE alerts SET state = $2,
+                     started_at = CASE WHEN $2 = 'firing' THEN now() ELSE started_at END,
+                     resolved_at = CASE WHEN $2 = 'resolved' THEN now() END
+                 WHERE id = $1
+                 RETURNING id, host_id, container_id
+             )
+             INSERT INTO events (kind, host_id, container_id, alert_id, from_value, to_value)
+             SELECT 'alert_' || $2, host_id, container_id, id,
+                    CASE WHEN $2 = 'firing' THEN 'pending' ELSE 'firing' END, $2
+             FROM alert",
+            &[&id, &to],
+        )
+        .await
+        .unwrap();
+}
+
+/// Silences alert `id` through the API until `until` (null clears it).
+async fn silence(app: &TestApp, admin: &str, id: i64, until: Value) {
+    let answer = app
+        .admin(
+            Method::POST,
+            &format!("/alerts/{id}/silence"),
+            Some(admin),
+            Some(&json!({ "until": until })),
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+}
+
+/// `(alert_id, type)` of each request the receiver answered 2xx, in arrival order.
+fn alert_deliveries(requests: &[Value]) -> Vec<(i64, String)> {
+    acknowledged(requests)
+        .iter()
+        .map(|r| {
+            (
+                r["body"]["data"]["alert_id"].as_i64().unwrap(),
+                r["body"]["type"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+const ALERT_KINDS: [&str; 3] = ["alert_firing", "alert_acknowledged", "alert_resolved"];
+
+#[tokio::test]
+async fn a_silenced_alerts_firing_acknowledgement_and_resolution_reach_no_webhook_while_an_unsilenced_ones_do()
+ {
+    let app = TestApp::spawn_with(&[
+        "--allow-private-webhooks",
+        "--alert-evaluation-interval-seconds",
+        "0",
+    ])
+    .await;
+    let admin = app.admin_token().await;
+    let receiver = Receiver::start(&[]).await;
+    subscribe(&app.http, &app.address, &admin, &receiver, &ALERT_KINDS).await;
+    let silenced = pending_alert(&app, app.create_host("web-01").await).await;
+    let loud = pending_alert(&app, app.create_host("web-02").await).await;
+    silence(&app, &admin, silenced, json!("2099-01-01T00:00:00Z")).await;
+
+    // The silenced alert's events come first: once the other's last one arrives, the fan-out
+    // (which reads in id order) has passed them all.
+    transition(&app, silenced, "firing").await;
+    transition(&app, loud, "firing").await;
+    for id in [silenced, loud] {
+        let answer = app
+            .admin(
+                Method::POST,
+                &format!("/alerts/{id}/acknowledge"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+    }
+    transition(&app, silenced, "resolved").await;
+    transition(&app, loud, "resolved").await;
+
+    let requests = receiver
+        .wait_until(LONG, |r| {
+            alert_deliveries(r).contains(&(loud, "alert_resolved".into()))
+        })
+        .await;
+    assert_eq!(
+        alert_deliveries(&requests),
+        [
+            (loud, "alert_firing".into()),
+            (loud, "alert_acknowledged".into()),
+            (loud, "alert_resolved".into()),
+        ],
+        "only the unsilenced alert's events are delivered"
+    );
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) FROM webhook_deliveries d JOIN events e ON e.id = d.event_id
+             WHERE e.alert_id = {silenced}"
+        ))
+        .await,
+        0,
+        "nothing of the silenced alert is queued, to be sent later or otherwise"
+    );
+}
+
+#[tokio::test]
+async fn a_silence_that_ends_while_the_alert_fires_brings_back_nothing_it_held_and_lets_the_resolution_through()
+ {
+    let app = TestApp::spawn_with(&[
+        "--allow-private-webhooks",
+        "--alert-evaluation-interval-seconds",
+        "0",
+    ])
+    .await;
+    let admin = app.admin_token().await;
+    let receiver = Receiver::start(&[]).await;
+    subscribe(&app.http, &app.address, &admin, &receiver, &ALERT_KINDS).await;
+    let alert = pending_alert(&app, app.create_host("web-01").await).await;
+    let ends = chrono::Utc::now() + Duration::seconds(3);
+    silence(&app, &admin, alert, json!(ends.to_rfc3339())).await;
+    transition(&app, alert, "firing").await;
+    // The silence ends; the alert still fires.
+    tokio::time::sleep(
+        (ends - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default()
+            .max(StdDuration::from_millis(100))
+            + StdDuration::from_millis(200),
+    )
+    .await;
+    transition(&app, alert, "resolved").await;
+
+    let requests = receiver
+        .wait_until(LONG, |r| !alert_deliveries(r).is_empty())
+        .await;
+    // A moment for anything else that might come (the firing, were it queued).
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    assert_eq!(
+        alert_deliveries(&receiver.requests()),
+        [(alert, "alert_resolved".into())],
+        "the firing held back while silenced is not sent when the silence ends: {requests:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_alert_firing_webhook_names_its_rule_severity_summary_and_value_and_fits_the_published_schema()
+ {
+    let app = TestApp::spawn_with(&[
+        "--allow-private-webhooks",
+        "--alert-evaluation-interval-seconds",
+        "1",
+        "--alert-lease-seconds",
+        "2",
+    ])
+    .await;
+    app.db
+        .execute("UPDATE alert_rules SET enabled = false", &[])
+        .await
+        .unwrap();
+    app.db
+        .execute(
+            "INSERT INTO alert_rules (name, kind, for_seconds, severity, summary)
+             VALUES ('shop down', 'container_not_running', 0, 'critical', 'The shop stopped')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let admin = app.admin_token().await;
+    let receiver = Receiver::start(&[]).await;
+    subscribe(
+        &app.http,
+        &app.address,
+        &admin,
+        &receiver,
+        &["alert_firing"],
+    )
+    .await;
+    let (_, token) = app.host_with_token("web-01").await;
+
+    post(&app.http, &app.address, &token, -20, &[("c1", "running")]).await;
+    let mut exited = payload(&at(Duration::seconds(-10)), &[("c1", "exited")]);
+    exited["containers"][0]["exit_code"] = json!(137);
+    let response = app.post_telemetry(&token, &exited).await;
+    assert_eq!(response.status(), 204);
+
+    let requests = receiver.wait_until(LONG, |r| !r.is_empty()).await;
+    // Another evaluation cycle or two: still one delivery.
+    tokio::time::sleep(StdDuration::from_millis(2500)).await;
+    let requests = {
+        let all = receiver.requests();
+        assert_eq!(all.len(), 1, "one firing, one delivery: {all:#?}");
+        assert_eq!(all, requests);
+        all
+    };
+    assert_eq!(requests[0]["verified"], true);
+    let body = &requests[0]["body"];
+    assert_eq!(body["type"], "alert_firing");
+    let data = &body["data"];
+    assert_eq!(
+        (
+            &data["rule_name"],
+            &data["severity"],
+            &data["summary"],
+            &data["value"],
+        ),
+        (
+            &json!("shop down"),
+            &json!("critical"),
+            &json!("The shop stopped"),
+            &json!(137.0),
+        ),
+        "{body:#}"
+    );
+    assert_eq!(data["host_name"], "web-01");
+    assert_eq!(data["container_name"], "app-c1");
+    assert_eq!(
+        crate::response_schema::schema_violations("WebhookEvent", body),
+        Vec::<String>::new(),
+        "the body breaks the published WebhookEvent schema"
+    );
+}

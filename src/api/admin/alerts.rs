@@ -214,7 +214,10 @@ impl AlertsApi {
     /// Silence an alert
     ///
     /// Holds back the alert's notifications until `until`; `until` absent, null or already
-    /// past clears the silence. The alert itself goes on firing and resolving.
+    /// past clears the silence. Meanwhile webhooks skip the alert's events and each
+    /// Alertmanager holds a matching silence; what is held back is dropped, not sent when the
+    /// silence ends (docs/alerts.md). The alert itself goes on firing and resolving, and its
+    /// events stay in the feed.
     #[oai(
         path = "/alerts/:alert_id/silence",
         method = "post",
