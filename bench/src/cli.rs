@@ -56,9 +56,9 @@ pub struct Cli {
     pub churn_tokens: usize,
 
     /// Run the scenario first with the server's alert evaluation off, then on (its default, the
-    /// default rules) with delivery running: a webhook endpoint for every event kind at a
-    /// receiver in this process, and --alertmanager-url when given; both in this run (one
-    /// scenario).
+    /// default rules) with delivery running: a webhook endpoint for the kinds operators are paged
+    /// for (alerts, liveness, container trouble) at a receiver in this process, and
+    /// --alertmanager-url when given; both in this run (one scenario).
     #[arg(long)]
     pub compare_alert_evaluation: bool,
 

@@ -71,12 +71,18 @@ pub async fn provision_hosts(db: &Client, prefix: &str, count: usize) -> Result<
 }
 
 /// Waits until the database and the kernel have written out what earlier scenarios left
-/// dirty: a `CHECKPOINT`, then until the kernel's dirty and in-writeback pages are below
-/// [`SETTLED_DIRTY_MIB`] (at most [`SETTLE_LIMIT`]). Otherwise a scenario is measured while the
-/// previous one's hundreds of MB are flushed: on this machine's disk that writeback holds WAL
-/// flushes, so every commit, for up to a few hundred ms (BENCHMARKS.md). Returns the time taken.
+/// dirty: a `VACUUM (ANALYZE)` of what they and the warm-up inserted (else autovacuum takes it
+/// up during the next scenario, which then pays for its predecessor: a second scenario's
+/// PostgreSQL CPU per post came out 2-3x the first's), a `CHECKPOINT`, then until the kernel's
+/// dirty and in-writeback pages are below [`SETTLED_DIRTY_MIB`] (at most [`SETTLE_LIMIT`]).
+/// Otherwise a scenario is measured while the previous one's hundreds of MB are flushed: on
+/// this machine's disk that writeback holds WAL flushes, so every commit, for up to a few
+/// hundred ms (BENCHMARKS.md). Returns the time taken.
 pub async fn settle(db: &Client) -> Duration {
     let start = Instant::now();
+    if let Err(error) = db.batch_execute("VACUUM (ANALYZE, SKIP_LOCKED)").await {
+        eprintln!("bench: no VACUUM before the scenario ({error})");
+    }
     if let Err(error) = db.batch_execute("CHECKPOINT").await {
         // A role without pg_checkpoint: measure anyway, as before this step existed.
         eprintln!("bench: no CHECKPOINT before the scenario ({error})");

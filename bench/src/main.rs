@@ -26,6 +26,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use nexus_telemetry::store::events::EventKind;
 use nexus_telemetry::store::webhooks::WebhookFormat;
 use nexus_telemetry::store::{DbSettings, Store};
 use nexus_test_support::clusters::StreamingPair;
@@ -223,7 +224,9 @@ async fn run(cli: &Cli, db_url: &str, replica: Option<(&str, &LagMonitor)>) -> R
     Ok(())
 }
 
-/// A receiver in this process and an enabled endpoint for every event kind delivering to it.
+/// A receiver in this process and an enabled endpoint delivering to it every kind an operator
+/// is paged for: alerts, host liveness and container trouble (not `created`/`removed`, of which
+/// a fleet's first posts write one per container).
 async fn webhook_receiver(db_url: &str) -> Result<receiver::Receiver> {
     let receiver = receiver::Receiver::start().await?;
     let store = Store::new(&DbSettings {
@@ -233,11 +236,23 @@ async fn webhook_receiver(db_url: &str) -> Result<receiver::Receiver> {
         acquire_timeout: Duration::from_secs(30),
     })?;
     store
-        .create_webhook(&receiver.url, &[], WebhookFormat::Json, true)
+        .create_webhook(&receiver.url, PAGED_KINDS, WebhookFormat::Json, true)
         .await
         .context("Failed to create the bench's webhook endpoint")?;
     Ok(receiver)
 }
+
+const PAGED_KINDS: &[EventKind] = &[
+    EventKind::Offline,
+    EventKind::Recovered,
+    EventKind::StateChanged,
+    EventKind::HealthChanged,
+    EventKind::Restarted,
+    EventKind::OomKilled,
+    EventKind::AlertFiring,
+    EventKind::AlertResolved,
+    EventKind::AlertAcknowledged,
+];
 
 /// The one scenario the flags describe (without --matrix).
 fn single_scenario(cli: &Cli) -> Scenario {

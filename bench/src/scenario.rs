@@ -318,7 +318,7 @@ pub async fn run(index: usize, scenario: &Scenario, target: Target<'_>) -> Resul
     };
     let settled = database::settle(target.db).await;
     eprintln!(
-        "bench: [{}] checkpoint and the kernel's writeback took {:.1} s",
+        "bench: [{}] vacuum, checkpoint and the kernel's writeback took {:.1} s",
         scenario.label,
         settled.as_secs_f64()
     );
