@@ -338,13 +338,11 @@ async fn the_feed_lists_oldest_first_filters_and_pages() {
         &payload(&at(Duration::seconds(-20)), &[("d1", "running")]),
     )
     .await;
+    let w1_exited_at = at(Duration::seconds(-10));
     post(
         &app,
         &web_token,
-        &payload(
-            &at(Duration::seconds(-10)),
-            &[("w1", "exited"), ("w2", "running")],
-        ),
+        &payload(&w1_exited_at, &[("w1", "exited"), ("w2", "running")]),
     )
     .await;
 
@@ -412,6 +410,27 @@ async fn the_feed_lists_oldest_first_filters_and_pages() {
         kinds(&list(&format!("?since={since}&host_id={web}")).await),
         ["online -", "state_changed w1"],
         "the host came online now, its container changed 10 s ago"
+    );
+    assert_eq!(
+        kinds(&list(&format!("?until={since}&host_id={web}")).await),
+        ["created w1", "created w2"],
+        "events at or after `until` are left out: w1's change 10 s ago, the host's coming online now"
+    );
+    assert_eq!(
+        kinds(&list(&format!("?until={w1_exited_at}")).await),
+        ["created w1", "created w2", "created d1"],
+        "`until` is exclusive: the change at exactly that instant is left out"
+    );
+    assert_eq!(
+        kinds(
+            &list(&format!(
+                "?since={w1_exited_at}&until={}",
+                at(Duration::seconds(-5))
+            ))
+            .await
+        ),
+        ["state_changed w1"],
+        "`since` is inclusive"
     );
 
     // Pages of two, each continuing where the last ended, none repeated or skipped.

@@ -11,7 +11,7 @@ use nexus_test_support::clusters::free_port;
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::helpers::{TestApp, at, http_client, payload};
+use crate::helpers::{TestApp, at, http_client, payload, rfc3339};
 
 /// One Server-Sent Events message, or a comment line (`id` and `event` empty).
 #[derive(Debug, Clone)]
@@ -305,6 +305,149 @@ async fn the_stream_takes_the_same_filters_as_the_listing() {
         described(&stream.events(2).await),
         ["state_changed w1", "removed w2"]
     );
+}
+
+#[tokio::test]
+async fn the_stream_passes_exactly_what_the_listing_lists_for_every_filter() {
+    // No alert evaluation: its events could land between the listing and the stream.
+    let app = TestApp::spawn_with(&["--alert-evaluation-interval-seconds", "0"]).await;
+    let admin = app.admin_token().await;
+    let (web, web_token) = app.host_with_token("web-01").await;
+    let (db, db_token) = app.host_with_token("db-01").await;
+    // Snapshot instants at the table's precision (microseconds), and finer ones beside them.
+    let instant = |seconds: i64| (Utc::now() + Duration::seconds(seconds)).trunc_subsecs(6);
+    let (t1, t2, t3) = (instant(-30), instant(-20), instant(-10));
+    let nanos = |t: DateTime<Utc>, n: i64| {
+        (t + Duration::nanoseconds(n)).to_rfc3339_opts(SecondsFormat::Nanos, true)
+    };
+    let filters = [
+        format!("?host_id={db}"),
+        "?container_id=w1".to_string(),
+        "?container_id=nope".to_string(),
+        "?kind=created&kind=removed".to_string(),
+        format!("?since={}", rfc3339(t2)),
+        format!("?until={}", rfc3339(t2)),
+        format!("?since={}", nanos(t2, 1)),
+        format!("?since={}", nanos(t2, -1)),
+        format!("?until={}", nanos(t2, 1)),
+        format!("?until={}", nanos(t2, -1)),
+        format!(
+            "?container_id=w1&since={}&until={}",
+            rfc3339(t2),
+            rfc3339(t3)
+        ),
+        format!("?host_id={web}&kind=state_changed&since={}", nanos(t1, 999)),
+    ];
+    // Live streams only: their filter runs in Rust, the listing's in SQL.
+    let mut streams = Vec::new();
+    for filter in &filters {
+        streams.push(open(&app.address, filter, Some(&admin), None).await);
+    }
+    let snapshot = |t: DateTime<Utc>, containers: &[(&str, &str)]| payload(&rfc3339(t), containers);
+    post(
+        &app,
+        &web_token,
+        &snapshot(t1, &[("w1", "running"), ("w2", "running")]),
+    )
+    .await;
+    post(&app, &db_token, &snapshot(t2, &[("d1", "running")])).await;
+    post(
+        &app,
+        &web_token,
+        &snapshot(t2, &[("w1", "exited"), ("w2", "running")]),
+    )
+    .await;
+    post(&app, &web_token, &snapshot(t3, &[("w1", "running")])).await;
+    let total = app.count("SELECT count(*) FROM events").await;
+    assert_eq!(
+        total, 8,
+        "online, created ×2, online, created, state_changed ×2, removed"
+    );
+
+    let mut listed_by_filter = Vec::new();
+    for (filter, stream) in filters.iter().zip(&mut streams) {
+        let path = format!("/events{filter}&limit=200");
+        let answer = app.admin(Method::GET, &path, Some(&admin), None).await;
+        assert_eq!(answer.status, 200, "{path}: {}", answer.body);
+        let listed: Vec<String> = answer.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["id"].to_string())
+            .collect();
+        let streamed: Vec<String> = stream
+            .events(listed.len())
+            .await
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(
+            streamed, listed,
+            "{filter}: the stream and the listing differ"
+        );
+        if let Ok(Some(message)) = tokio::time::timeout(
+            StdDuration::from_millis(500),
+            stream.next(StdDuration::from_secs(2)),
+        )
+        .await
+        {
+            assert!(
+                message.comment,
+                "{filter}: the stream passed more: {message:?}"
+            );
+        }
+        listed_by_filter.push((filter.as_str(), described_ids(&app, &listed).await));
+    }
+    // What the filters pass, so the comparison above is not between two empty lists.
+    let expected: [&[&str]; 12] = [
+        &["online -", "created d1"],
+        &["created w1", "state_changed w1", "state_changed w1"],
+        &[],
+        &["created w1", "created w2", "created d1", "removed w2"],
+        // `since` is inclusive; the hosts came online now.
+        &[
+            "online -",
+            "online -",
+            "created d1",
+            "state_changed w1",
+            "state_changed w1",
+            "removed w2",
+        ],
+        &["created w1", "created w2"],
+        // A nanosecond past t2 passes nothing at t2; a nanosecond before it passes t2.
+        &["online -", "online -", "state_changed w1", "removed w2"],
+        &[
+            "online -",
+            "online -",
+            "created d1",
+            "state_changed w1",
+            "state_changed w1",
+            "removed w2",
+        ],
+        &["created w1", "created w2", "created d1", "state_changed w1"],
+        &["created w1", "created w2"],
+        &["state_changed w1"],
+        &["state_changed w1", "state_changed w1"],
+    ];
+    for ((filter, listed), expected) in listed_by_filter.iter().zip(expected) {
+        assert_eq!(listed, expected, "{filter}");
+    }
+}
+
+/// `kind container` of the events with these ids, in id order.
+async fn described_ids(app: &TestApp, ids: &[String]) -> Vec<String> {
+    let ids: Vec<i64> = ids.iter().map(|id| id.parse().unwrap()).collect();
+    app.db
+        .query(
+            "SELECT kind || ' ' || coalesce(container_id, '-') FROM events
+             WHERE id = ANY ($1) ORDER BY id",
+            &[&ids],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
 }
 
 #[tokio::test]
