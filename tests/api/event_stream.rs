@@ -15,22 +15,22 @@ use crate::helpers::{TestApp, at, http_client, payload, rfc3339};
 
 /// One Server-Sent Events message, or a comment line (`id` and `event` empty).
 #[derive(Debug, Clone)]
-struct Message {
-    id: String,
-    event: String,
+pub(crate) struct Message {
+    pub(crate) id: String,
+    pub(crate) event: String,
     data: Value,
     comment: bool,
 }
 
 /// A client of the stream, reading messages as they arrive.
-struct Stream {
+pub(crate) struct Stream {
     body: futures_util::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
     buffer: String,
 }
 
 /// Opens `{address}/api/v1/events/stream{query}` with the admin token in the header (or none,
 /// when it is in the query), resuming after `last_event_id` if given.
-async fn open(
+pub(crate) async fn open(
     address: &str,
     query: &str,
     bearer: Option<&str>,
@@ -73,7 +73,7 @@ impl Stream {
     }
 
     /// The next `n` event messages (comments skipped).
-    async fn events(&mut self, n: usize) -> Vec<Message> {
+    pub(crate) async fn events(&mut self, n: usize) -> Vec<Message> {
         let mut events = Vec::new();
         while events.len() < n {
             let message = self
