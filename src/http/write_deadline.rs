@@ -128,8 +128,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WriteDeadlineIo<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let polled = Pin::new(&mut self.inner).poll_flush(cx);
-        self.watch(cx, polled)
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            // A flush that finds nothing to do (a TCP socket's always does) is no sign that the
+            // client read anything: only a write's progress clears the deadline.
+            Poll::Pending => self.watch(cx, Poll::Pending),
+            ready => ready,
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
