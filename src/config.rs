@@ -100,6 +100,10 @@ pub struct ServeArgs {
     /// Seconds a client may take to send a request's line and headers (slower: connection closed)
     #[arg(long, env = "NEXUS_HEADER_TIMEOUT_SECONDS", default_value_t = 10)]
     pub header_timeout_seconds: u64,
+    /// Seconds a response may wait for the client to read any of it before the connection is
+    /// closed (a live event stream whose client stopped reading is cut off by this)
+    #[arg(long, env = "NEXUS_WRITE_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub write_timeout_seconds: u64,
     /// Seconds a connection may stay silent before it is closed
     #[arg(long, env = "NEXUS_IDLE_TIMEOUT_SECONDS", default_value_t = 60)]
     pub idle_timeout_seconds: u64,

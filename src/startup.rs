@@ -17,6 +17,7 @@ use crate::background::{self, Schedule};
 use crate::config::ServeArgs;
 use crate::http::header_deadline::HeaderDeadline;
 use crate::http::read_cap::ReadCap;
+use crate::http::write_deadline::WriteDeadline;
 use crate::store::agent_cache::AgentTokenCache;
 use crate::store::event_feed::EventFeed;
 use crate::store::ingest::queue::IngestQueue;
@@ -31,6 +32,7 @@ pub struct Application {
     state: AppState,
     idle_timeout: Duration,
     header_timeout: Duration,
+    write_timeout: Duration,
     schedule: Schedule,
     pub local_addr: SocketAddr,
 }
@@ -111,6 +113,7 @@ impl Application {
             state,
             idle_timeout: Duration::from_secs(config.idle_timeout_seconds),
             header_timeout: Duration::from_secs(config.header_timeout_seconds),
+            write_timeout: Duration::from_secs(config.write_timeout_seconds.max(1)),
             schedule: Schedule {
                 heartbeat_timeout: Duration::from_secs(config.heartbeat_timeout_seconds),
                 lifecycle: config.lifecycle(),
@@ -144,7 +147,10 @@ impl Application {
             .store
             .spawn_agent_cache_listener(self.state.agent_cache.clone());
         tracing::info!(addr = %self.local_addr, "serving");
-        let acceptor = HeaderDeadline::new(ReadCap(self.acceptor), self.header_timeout);
+        let acceptor = WriteDeadline::new(
+            HeaderDeadline::new(ReadCap(self.acceptor), self.header_timeout),
+            self.write_timeout,
+        );
         let result = poem::Server::new_with_acceptor(acceptor)
             .idle_timeout(self.idle_timeout)
             .run_with_graceful_shutdown(

@@ -6,7 +6,9 @@
 //! last id it handed out; ids are taken in commit order, so reading "after id N" misses nothing.
 //! A subscriber gets events through a bounded ring ([`broadcast`]): one that falls further
 //! behind than the ring holds is told so ([`RecvError::Lagged`]) and its stream is ended, never
-//! waited for, so a reader that does not read slows neither the listener nor the ingest.
+//! waited for, so a reader that does not read slows neither the listener nor the ingest. (A
+//! client that stops reading altogether stops its stream from being polled, so it never hears
+//! of its lag; the connection's write deadline, src/http/write_deadline.rs, closes that one.)
 //!
 //! Nothing runs while nobody listens: the listener connects with the first subscriber and stops
 //! (closing its connection) once the last one is gone.

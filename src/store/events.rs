@@ -5,7 +5,7 @@
 //! id N" never skips one that commits late: the pages of `GET /api/v1/events`, the live
 //! stream's replay and its reads after each wake-up all rest on that.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use poem_openapi::{Enum, Object};
 use tokio_postgres::Row;
 
@@ -144,8 +144,28 @@ impl EventFilter {
                 .as_deref()
                 .is_none_or(|id| event.container_id.as_deref() == Some(id))
             && (self.kinds.is_empty() || self.kinds.contains(&event.kind))
-            && self.since.is_none_or(|since| event.at >= since)
-            && self.until.is_none_or(|until| event.at < until)
+            && self
+                .since
+                .is_none_or(|since| event.at >= table_precision(since))
+            && self
+                .until
+                .is_none_or(|until| event.at < table_precision(until))
+    }
+}
+
+/// `instant` at the table's precision (microseconds), rounded up: an event's `at` (whole
+/// microseconds) is at or after `instant` exactly when it is at or after this, so the query and
+/// [`EventFilter::matches`] decide alike. (The driver would truncate a finer instant instead,
+/// and `since` = an event's `at` plus a nanosecond would pass that event in SQL only.)
+fn table_precision(instant: DateTime<Utc>) -> DateTime<Utc> {
+    let truncated = instant.trunc_subsecs(6);
+    if truncated == instant {
+        instant
+    } else {
+        // Only the largest instant has no later microsecond (RFC 3339 cannot name it).
+        truncated
+            .checked_add_signed(chrono::Duration::microseconds(1))
+            .unwrap_or(truncated)
     }
 }
 
@@ -227,8 +247,8 @@ pub async fn events_after(
                 &filter.host_id,
                 &filter.container_id,
                 &kinds,
-                &filter.since,
-                &filter.until,
+                &filter.since.map(table_precision),
+                &filter.until.map(table_precision),
                 &limit,
             ],
         )
@@ -330,6 +350,41 @@ mod tests {
             ),
         ];
         for (filter, expected) in cases {
+            assert_eq!(filter.matches(&restart), expected, "{filter:?}");
+        }
+        // Finer than the table's microseconds: as the query, which compares whole microseconds.
+        let nanosecond = chrono::Duration::nanoseconds(1);
+        let finer = [
+            (
+                EventFilter {
+                    since: Some(at + nanosecond),
+                    ..Default::default()
+                },
+                false,
+            ),
+            (
+                EventFilter {
+                    since: Some(at - nanosecond),
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                EventFilter {
+                    until: Some(at + nanosecond),
+                    ..Default::default()
+                },
+                true,
+            ),
+            (
+                EventFilter {
+                    until: Some(at - nanosecond),
+                    ..Default::default()
+                },
+                false,
+            ),
+        ];
+        for (filter, expected) in finer {
             assert_eq!(filter.matches(&restart), expected, "{filter:?}");
         }
         let offline = event(EventKind::Offline, 7, None);

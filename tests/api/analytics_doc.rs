@@ -1,10 +1,11 @@
 //! Every query in docs/analytics.md runs, as the analyst role, against a seeded database, on
 //! both TimescaleDB editions.
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, SubsecRound, Utc};
+use serde_json::{Value, json};
 
 use crate::fleet::{self, assert_filled, query_rows};
-use crate::helpers::{TestApp, at, payload};
+use crate::helpers::{TestApp, payload, rfc3339};
 
 const DOC: &str = include_str!("../../docs/analytics.md");
 
@@ -15,29 +16,55 @@ fn queries() -> Vec<&'static str> {
         .collect()
 }
 
+/// What the seed's API hosts report of their container `a1` in each of their three snapshots
+/// (20 and 10 minutes before the seed's instant, and at it).
+struct A1 {
+    host: &'static str,
+    restart_count: [i64; 3],
+    oom_killed: [bool; 3],
+    health: [&'static str; 3],
+}
+
+/// web-01's `a1` restarts once, then twice at once (two `restarted` events, three restarts), is
+/// OOM-killed (exit code 137) and unhealthy for exactly the ten minutes between two snapshots;
+/// db-01's restarts once and stays healthy.
+const A1_HISTORY: [A1; 2] = [
+    A1 {
+        host: "web-01",
+        restart_count: [0, 1, 3],
+        oom_killed: [false, true, false],
+        health: ["healthy", "unhealthy", "healthy"],
+    },
+    A1 {
+        host: "db-01",
+        restart_count: [0, 1, 1],
+        oom_killed: [false, false, false],
+        health: ["healthy", "healthy", "healthy"],
+    },
+];
+
 /// Hours of history for a small fleet, plus two hosts that posted a few snapshots through the
-/// API, one of them offline since.
-async fn seed(app: &TestApp) {
+/// API ([`A1_HISTORY`]), one of them offline since. Returns the instant of the last snapshots.
+async fn seed(app: &TestApp) -> DateTime<Utc> {
     fleet::seed(app, &["cache-01", "worker-01"]).await;
-    for host in ["web-01", "db-01"] {
+    // One instant for every snapshot, at the table's precision, so the periods between them
+    // are exact.
+    let now = Utc::now().trunc_subsecs(6);
+    for a1 in &A1_HISTORY {
+        let host = a1.host;
         let (id, token) = app.host_with_token(host).await;
-        for minutes in [20, 10, 0] {
+        for (n, minutes) in [20, 10, 0].into_iter().enumerate() {
             let mut body = payload(
-                &at(Duration::minutes(-minutes)),
+                &rfc3339(now - Duration::minutes(minutes)),
                 &[("a1", "running"), ("b2", "exited")],
             );
             body["host"]["metrics"]["network_rx_bytes"] =
                 serde_json::json!(1_000_000 - minutes * 1000);
-            // Ten minutes ago a1 was OOM-killed, unhealthy, and restarted: one of each event.
-            let a1 = &mut body["containers"][0];
-            a1["restart_count"] = serde_json::json!(if minutes == 20 { 0 } else { 1 });
-            a1["oom_killed"] = serde_json::json!(minutes == 10);
-            a1["exit_code"] = serde_json::json!(if minutes == 10 { Some(137) } else { None });
-            a1["health_status"] = serde_json::json!(if minutes == 10 {
-                "unhealthy"
-            } else {
-                "healthy"
-            });
+            let container = &mut body["containers"][0];
+            container["restart_count"] = serde_json::json!(a1.restart_count[n]);
+            container["oom_killed"] = serde_json::json!(a1.oom_killed[n]);
+            container["exit_code"] = serde_json::json!(a1.oom_killed[n].then_some(137));
+            container["health_status"] = serde_json::json!(a1.health[n]);
             let response = app.post_telemetry(&token, &body).await;
             assert_eq!(response.status(), 204);
         }
@@ -69,10 +96,11 @@ async fn seed(app: &TestApp) {
                 .unwrap();
         }
     }
+    now
 }
 
 async fn run_every_documented_query(app: &TestApp) {
-    seed(app).await;
+    let seeded_at = seed(app).await;
     app.refresh_rollups().await;
     app.db
         .batch_execute("SET ROLE nexus_analyst")
@@ -86,6 +114,84 @@ async fn run_every_documented_query(app: &TestApp) {
         assert_filled(&rows, &what, query);
     }
     the_raw_rate_query_gives_the_hourly_rollups_rates(app).await;
+    the_event_queries_count_what_was_seeded(app, seeded_at).await;
+}
+
+/// The one documented query that contains `marker`.
+fn documented_query(marker: &str) -> &'static str {
+    let found: Vec<_> = queries()
+        .into_iter()
+        .filter(|query| query.contains(marker))
+        .collect();
+    assert_eq!(found.len(), 1, "one documented query has {marker:?}");
+    found[0]
+}
+
+/// The three event queries ("restarts per container this week", "containers OOM-killed in
+/// the last 24 hours", "time spent unhealthy per container") give exactly the values of
+/// [`A1_HISTORY`], whose last snapshots were at `seeded_at`.
+async fn the_event_queries_count_what_was_seeded(app: &TestApp, seeded_at: DateTime<Utc>) {
+    let rows = |query: &'static str, what: &'static str| async move {
+        query_rows(app, query, what)
+            .await
+            .into_iter()
+            .map(Value::Object)
+            .collect::<Vec<_>>()
+    };
+    let restarts = rows(
+        documented_query("e.kind = 'restarted'"),
+        "restarts per container this week",
+    )
+    .await;
+    assert_eq!(
+        restarts,
+        [
+            json!({"host": "web-01", "container": "app-a1", "restart_events": 2, "restarts": 3}),
+            json!({"host": "db-01", "container": "app-a1", "restart_events": 1, "restarts": 1}),
+        ],
+        "a rise of two counts two"
+    );
+
+    let oom_kills = rows(
+        documented_query("e.kind = 'oom_killed'"),
+        "containers OOM-killed in the last 24 hours",
+    )
+    .await;
+    assert_eq!(oom_kills.len(), 1, "only web-01's a1: {oom_kills:?}");
+    let oom = &oom_kills[0];
+    assert_eq!(
+        (
+            &oom["host"],
+            &oom["container"],
+            &oom["container_id"],
+            &oom["oom_kills"],
+            &oom["last_exit_code"]
+        ),
+        (
+            &json!("web-01"),
+            &json!("app-a1"),
+            &json!("a1"),
+            &json!(1),
+            &json!(137)
+        )
+    );
+    let last_at: DateTime<Utc> = oom["last_oom_kill_at"]
+        .as_str()
+        .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
+        .unwrap_or_else(|| panic!("a timestamp: {oom}"))
+        .into();
+    assert_eq!(last_at, seeded_at - Duration::minutes(10));
+
+    let unhealthy = rows(
+        documented_query("e.kind = 'health_changed'"),
+        "time spent unhealthy per container",
+    )
+    .await;
+    assert_eq!(
+        unhealthy,
+        [json!({"host": "web-01", "container": "app-a1", "unhealthy_for": "00:10:00"})],
+        "unhealthy from the snapshot 10 minutes before the last to the last"
+    );
 }
 
 /// The document says its windowed rate over raw rows equals `host_metrics_1h`'s rates.

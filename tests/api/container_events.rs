@@ -338,13 +338,11 @@ async fn the_feed_lists_oldest_first_filters_and_pages() {
         &payload(&at(Duration::seconds(-20)), &[("d1", "running")]),
     )
     .await;
+    let w1_exited_at = at(Duration::seconds(-10));
     post(
         &app,
         &web_token,
-        &payload(
-            &at(Duration::seconds(-10)),
-            &[("w1", "exited"), ("w2", "running")],
-        ),
+        &payload(&w1_exited_at, &[("w1", "exited"), ("w2", "running")]),
     )
     .await;
 
@@ -412,6 +410,27 @@ async fn the_feed_lists_oldest_first_filters_and_pages() {
         kinds(&list(&format!("?since={since}&host_id={web}")).await),
         ["online -", "state_changed w1"],
         "the host came online now, its container changed 10 s ago"
+    );
+    assert_eq!(
+        kinds(&list(&format!("?until={since}&host_id={web}")).await),
+        ["created w1", "created w2"],
+        "events at or after `until` are left out: w1's change 10 s ago, the host's coming online now"
+    );
+    assert_eq!(
+        kinds(&list(&format!("?until={w1_exited_at}")).await),
+        ["created w1", "created w2", "created d1"],
+        "`until` is exclusive: the change at exactly that instant is left out"
+    );
+    assert_eq!(
+        kinds(
+            &list(&format!(
+                "?since={w1_exited_at}&until={}",
+                at(Duration::seconds(-5))
+            ))
+            .await
+        ),
+        ["state_changed w1"],
+        "`since` is inclusive"
     );
 
     // Pages of two, each continuing where the last ended, none repeated or skipped.
@@ -748,4 +767,167 @@ async fn a_container_is_removed_only_from_the_host_whose_snapshot_lacks_it() {
         .count("SELECT count(*) FROM events WHERE kind = 'created' AND container_id = 'c3'")
         .await;
     assert_eq!(created_c3, 1);
+}
+
+#[tokio::test]
+async fn compressed_event_chunks_still_serve_the_listing_a_resume_and_the_lifecycle_rollup() {
+    // No alert evaluation: it would add events of its own.
+    let app = TestApp::spawn_with(&["--alert-evaluation-interval-seconds", "0"]).await;
+    if !app.is_community_edition().await {
+        eprintln!("skipped: compression only on the community edition");
+        return;
+    }
+    app.store
+        .configure_lifecycle(&crate::helpers::serve_args("postgres://unused/x", &[]).lifecycle())
+        .await
+        .unwrap();
+    let settings = app
+        .db
+        .query_one(
+            "SELECT s.segmentby, s.orderby, j.config->>'compress_after'
+             FROM timescaledb_information.hypertable_compression_settings s,
+                  timescaledb_information.jobs j
+             WHERE s.hypertable = 'events'::regclass
+               AND j.proc_name = 'policy_compression' AND j.hypertable_name = 'events'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            settings.get::<_, String>(0),
+            settings.get::<_, String>(1),
+            settings.get::<_, String>(2)
+        ),
+        // TimescaleDB appends the time column to the order V13 gives.
+        ("host_id".into(), "id,at DESC".into(), "14 days".into()),
+        "V13's segments and order; the server's policy: a week-long chunk a week after it closes"
+    );
+
+    // Restarts three and two weeks back, each in a chunk of its own (a chunk is a week), then
+    // today's events through the API.
+    let (host, token) = app.host_with_token("web-01").await;
+    app.db
+        .execute(
+            "INSERT INTO events (at, kind, host_id, container_id, from_value, to_value)
+             SELECT time_bucket('5 minutes', now() - make_interval(days => d)), 'restarted', $1,
+                    'c1', r::text, (r + d / 7)::text
+             FROM (VALUES (21, 0), (14, 3)) AS old (d, r)",
+            &[&host],
+        )
+        .await
+        .unwrap();
+    post(
+        &app,
+        &token,
+        &snapshot_with(-10, json!({"restart_count": 5})),
+    )
+    .await;
+    let all: Vec<(i64, String)> = app
+        .db
+        .query("SELECT id, kind FROM events ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    let kinds: Vec<&str> = all.iter().map(|(_, kind)| kind.as_str()).collect();
+    assert_eq!(kinds, ["restarted", "restarted", "online", "created"]);
+
+    let chunks = app
+        .count("SELECT count(compress_chunk(c)) FROM show_chunks('events') c")
+        .await;
+    assert!(
+        chunks >= 3,
+        "a chunk for each of the two old weeks and this one: {chunks}"
+    );
+    let uncompressed = app
+        .count(
+            "SELECT count(*) FROM timescaledb_information.chunks
+             WHERE hypertable_name = 'events' AND NOT is_compressed",
+        )
+        .await;
+    assert_eq!(uncompressed, 0);
+
+    // The listing, whole and filtered, reads them back from the compressed chunks.
+    let admin = app.admin_token().await;
+    let listed = |query: String| {
+        let admin = admin.clone();
+        let app = &app;
+        async move {
+            let answer = app
+                .admin(Method::GET, &format!("/events{query}"), Some(&admin), None)
+                .await;
+            assert_eq!(answer.status, 200, "{query}: {}", answer.body);
+            answer.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| {
+                    (
+                        e["id"].as_i64().unwrap(),
+                        e["kind"].as_str().unwrap().to_owned(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(String::new()).await, all);
+    assert_eq!(
+        listed(format!(
+            "?container_id=c1&kind=restarted&until={}",
+            at(Duration::days(-7))
+        ))
+        .await,
+        all[..2],
+        "the two old restarts"
+    );
+    assert_eq!(listed(format!("?after={}", all[0].0)).await, all[1..]);
+
+    // A stream resumed after the first event replays the rest from the compressed chunks, then
+    // gets a live one (written into this week's compressed chunk).
+    let mut stream =
+        crate::event_stream::open(&app.address, "", Some(&admin), Some(all[0].0)).await;
+    let replayed: Vec<i64> = stream
+        .events(3)
+        .await
+        .iter()
+        .map(|m| m.id.parse().unwrap())
+        .collect();
+    assert_eq!(
+        replayed,
+        all[1..].iter().map(|(id, _)| *id).collect::<Vec<_>>()
+    );
+    post(
+        &app,
+        &token,
+        &snapshot_with(-5, json!({"restart_count": 6})),
+    )
+    .await;
+    let live = stream.events(1).await;
+    assert_eq!(live[0].event, "restarted");
+    assert!(live[0].id.parse::<i64>().unwrap() > all[3].0);
+
+    // The lifecycle rollup refreshes from them: 3 restarts three weeks back, 2 two weeks back,
+    // today's 1 → 2. (Its policy's window is hours, so the old weeks are materialized only by
+    // this refresh, after the compression.)
+    let old_buckets = "SELECT count(*) FROM container_lifecycle_5m_materialized
+                       WHERE bucket < now() - interval '7 days'";
+    assert_eq!(app.count(old_buckets).await, 0);
+    app.refresh_rollups().await;
+    assert_eq!(app.count(old_buckets).await, 2);
+    let restarts: Vec<i64> = app
+        .db
+        .query(
+            "SELECT restarts FROM container_lifecycle_5m_materialized
+             WHERE host_id = $1 AND container_id = 'c1' AND restarts > 0 ORDER BY bucket",
+            &[&host],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(restarts.iter().sum::<i64>(), 3 + 2 + 1, "{restarts:?}");
+    assert_eq!(restarts[..2], [3, 2], "one bucket each for the old weeks");
 }
