@@ -231,15 +231,7 @@ impl Endpoint {
         if let Some(id) = known {
             body["id"] = json!(id);
         }
-        let response = self
-            .http
-            .post(format!("{}/api/v2/silences", self.base))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(reqwest::Error::without_url)
-            .context("Failed to post to /api/v2/silences")?;
+        let response = self.post_json("/api/v2/silences", body.to_string()).await?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND && known.is_some() {
             // Gone (an Alertmanager restarted without its storage): a new one.
@@ -313,16 +305,7 @@ impl Endpoint {
     }
 
     async fn post(&self, body: &Bytes) -> anyhow::Result<()> {
-        let response = self
-            .http
-            .post(format!("{}/api/v2/alerts", self.base))
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.clone())
-            .send()
-            .await
-            // Its URL may hold a password.
-            .map_err(reqwest::Error::without_url)
-            .context("Failed to post to /api/v2/alerts")?;
+        let response = self.post_json("/api/v2/alerts", body.clone()).await?;
         let status = response.status();
         if !status.is_success() {
             let text = response.text().await.unwrap_or_default();
@@ -371,6 +354,23 @@ impl Endpoint {
             }
         }
         Ok(())
+    }
+
+    /// POSTs a JSON `body` to `path` of this Alertmanager; the answer, whatever its status.
+    async fn post_json(
+        &self,
+        path: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> anyhow::Result<reqwest::Response> {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            // Its URL may hold a password.
+            .map_err(reqwest::Error::without_url)
+            .with_context(|| format!("Failed to post to {path}"))
     }
 
     async fn get_json<T: serde::de::DeserializeOwned>(&self, url: Url) -> anyhow::Result<T> {
