@@ -222,8 +222,10 @@ pub fn findings_sql(branches: &[Branch]) -> String {
 /// their `since` and newest value.
 fn metric_sql(subject: Subject, resolution: Resolution, rate: bool) -> String {
     let samples = match (subject, resolution) {
-        (Subject::Host, Resolution::Raw) => host_raw_samples(rate),
-        (Subject::Container, Resolution::Raw) => container_raw_samples(rate),
+        (Subject::Host, Resolution::Raw) if rate => host_raw_rate_samples(),
+        (Subject::Host, Resolution::Raw) => host_raw_gauge_samples(),
+        (Subject::Container, Resolution::Raw) if rate => container_raw_rate_samples(),
+        (Subject::Container, Resolution::Raw) => container_raw_gauge_samples(),
         (Subject::Host, rollup) => host_rollup_samples(rollup),
         (Subject::Container, rollup) => container_rollup_samples(rollup),
     };
@@ -284,14 +286,9 @@ pub fn is_rate(metric: &str) -> bool {
     metric.ends_with("_bytes_per_second")
 }
 
-/// The window clause of raw rate samples (`partition`: a series' key); gauges need none (it
-/// would sort every sample).
-fn rate_window(rate: bool, partition: &str) -> String {
-    if rate {
-        format!("WINDOW w AS (PARTITION BY r.id, {partition} ORDER BY m.recorded_at)")
-    } else {
-        String::new()
-    }
+/// The window clause of raw rate samples (`partition`: a series' key).
+fn rate_window(partition: &str) -> String {
+    format!("WINDOW w AS (PARTITION BY r.id, {partition} ORDER BY m.recorded_at)")
 }
 
 /// The per-second rate of each `(metric, counter column)` from consecutive samples (window `w`).
@@ -309,17 +306,14 @@ fn counter_rates(counters: &[(&str, &str)]) -> String {
     format!("CASE r.metric{arms}\n               END")
 }
 
-/// The samples of the host rules (`{RULES}`) since `{SINCE}` with the rule's metric as
-/// `value`; byte rates (`rate`) from consecutive samples' counter deltas.
-fn host_raw_samples(rate: bool) -> String {
-    if !rate {
-        return host_raw_gauge_samples();
-    }
+/// The samples of the host byte-rate rules (`{RULES}`) since `{SINCE}` with the rule's rate as
+/// `value`, from consecutive samples' counter deltas.
+fn host_raw_rate_samples() -> String {
     let value = counter_rates(&[
         ("host_network_rx_bytes_per_second", "network_rx_bytes"),
         ("host_network_tx_bytes_per_second", "network_tx_bytes"),
     ]);
-    let window = rate_window(rate, "m.host_id");
+    let window = rate_window("m.host_id");
     format!(
         "SELECT r.id AS rule_id, r.operator, r.threshold, m.host_id, NULL::text AS container_id,
                m.recorded_at AS t, {value} AS value
@@ -373,10 +367,7 @@ fn host_raw_gauge_samples() -> String {
     )
 }
 
-fn container_raw_samples(rate: bool) -> String {
-    if !rate {
-        return container_raw_gauge_samples();
-    }
+fn container_raw_rate_samples() -> String {
     let value = counter_rates(&[
         ("container_network_rx_bytes_per_second", "network_rx_bytes"),
         ("container_network_tx_bytes_per_second", "network_tx_bytes"),
@@ -386,7 +377,7 @@ fn container_raw_samples(rate: bool) -> String {
             "block_write_bytes",
         ),
     ]);
-    let window = rate_window(rate, "m.container_id");
+    let window = rate_window("m.container_id");
     format!(
         "SELECT r.id AS rule_id, r.operator, r.threshold, m.host_id, c.container_id,
                m.recorded_at AS t, {value} AS value
