@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, at, payload, rfc3339, serve_args};
 
 /// Evaluation every second, a 2-second lease: what these tests wait for comes within seconds.
-const FAST: [&str; 4] = [
+/// (Also the evaluating servers of the Alertmanager, webhook and stream tests.)
+pub const FAST: [&str; 4] = [
     "--alert-evaluation-interval-seconds",
     "1",
     "--alert-lease-seconds",
@@ -29,7 +30,7 @@ async fn evaluating_app() -> TestApp {
 }
 
 /// The tests make their own rules; the defaults would add alerts of their own.
-async fn disable_default_rules(app: &TestApp) {
+pub async fn disable_default_rules(app: &TestApp) {
     app.db
         .execute("UPDATE alert_rules SET enabled = false", &[])
         .await
@@ -37,7 +38,7 @@ async fn disable_default_rules(app: &TestApp) {
 }
 
 /// A rule from `columns` (SQL column = value pairs, the values SQL literals); its id.
-async fn rule(app: &TestApp, name: &str, kind: &str, columns: &[(&str, &str)]) -> i64 {
+pub async fn rule(app: &TestApp, name: &str, kind: &str, columns: &[(&str, &str)]) -> i64 {
     let names: String = columns.iter().map(|(c, _)| format!(", {c}")).collect();
     let values: String = columns.iter().map(|(_, v)| format!(", {v}")).collect();
     app.db

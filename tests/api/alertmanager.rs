@@ -15,19 +15,12 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, sleep};
 
+use crate::alert_evaluation::FAST;
 use crate::helpers::{TestApp, at, http_client, payload, serve_args};
 
 /// The tests write their alerts themselves (standing for the evaluator), which must not resolve
 /// them: evaluation is off in every server here but the one test's that lets it fire.
 const NO_EVALUATION: [&str; 2] = ["--alert-evaluation-interval-seconds", "0"];
-
-/// Evaluation every second with a 2-second lease, for the test where the evaluator fires.
-const EVALUATING: [&str; 4] = [
-    "--alert-evaluation-interval-seconds",
-    "1",
-    "--alert-lease-seconds",
-    "2",
-];
 
 /// An Alertmanager process on loopback; killed, its directory removed, when dropped.
 struct Alertmanager {
@@ -751,10 +744,9 @@ async fn post(app: &TestApp, token: &str, body: &Value) {
 #[tokio::test]
 async fn a_container_that_dies_reaches_alertmanager_through_the_evaluator_and_resolves_there() {
     let alertmanager = Alertmanager::start().await;
-    let app = TestApp::spawn_with(
-        &[&EVALUATING[..], &["--alertmanager-url", &alertmanager.url]].concat(),
-    )
-    .await;
+    let app =
+        TestApp::spawn_with(&[&FAST[..], &["--alertmanager-url", &alertmanager.url]].concat())
+            .await;
     // The default rule, firing at once; the other defaults off, so nothing else is sent.
     app.db
         .execute(

@@ -11,6 +11,7 @@ use nexus_test_support::clusters::free_port;
 use reqwest::Method;
 use serde_json::Value;
 
+use crate::alert_evaluation::{FAST, disable_default_rules, rule};
 use crate::helpers::{TestApp, at, http_client, payload, rfc3339};
 
 /// One Server-Sent Events message, or a comment line (`id` and `event` empty).
@@ -567,28 +568,10 @@ async fn nothing_listens_while_no_stream_is_open() {
 
 #[tokio::test]
 async fn a_stream_of_the_alert_kinds_gets_the_evaluators_firing_and_resolving_events() {
-    let app = TestApp::spawn_with(&[
-        "--alert-evaluation-interval-seconds",
-        "1",
-        "--alert-lease-seconds",
-        "2",
-    ])
-    .await;
+    let app = TestApp::spawn_with(&FAST).await;
     // One rule of the test's own, firing at once.
-    app.db
-        .execute("UPDATE alert_rules SET enabled = false", &[])
-        .await
-        .unwrap();
-    let rule: i64 = app
-        .db
-        .query_one(
-            "INSERT INTO alert_rules (name, kind) VALUES ('down', 'container_not_running')
-             RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    disable_default_rules(&app).await;
+    let rule = rule(&app, "down", "container_not_running", &[]).await;
     let admin = app.admin_token().await;
     let (host, token) = app.host_with_token("web-01").await;
     let mut stream = open(

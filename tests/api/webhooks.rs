@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+use crate::alert_evaluation::{FAST, disable_default_rules, rule};
 use crate::helpers::{TestApp, at, call, fresh_database, http_client, payload};
 
 /// A webhook receiver process; what it received, one JSON value per request.
@@ -1173,26 +1174,19 @@ async fn a_silence_that_ends_while_the_alert_fires_brings_back_nothing_it_held_a
 #[tokio::test]
 async fn an_alert_firing_webhook_names_its_rule_severity_summary_and_value_and_fits_the_published_schema()
  {
-    let app = TestApp::spawn_with(&[
-        "--allow-private-webhooks",
-        "--alert-evaluation-interval-seconds",
-        "1",
-        "--alert-lease-seconds",
-        "2",
-    ])
+    let app = TestApp::spawn_with(&[&FAST[..], &["--allow-private-webhooks"]].concat()).await;
+    disable_default_rules(&app).await;
+    rule(
+        &app,
+        "shop down",
+        "container_not_running",
+        &[
+            ("for_seconds", "0"),
+            ("severity", "'critical'"),
+            ("summary", "'The shop stopped'"),
+        ],
+    )
     .await;
-    app.db
-        .execute("UPDATE alert_rules SET enabled = false", &[])
-        .await
-        .unwrap();
-    app.db
-        .execute(
-            "INSERT INTO alert_rules (name, kind, for_seconds, severity, summary)
-             VALUES ('shop down', 'container_not_running', 0, 'critical', 'The shop stopped')",
-            &[],
-        )
-        .await
-        .unwrap();
     let admin = app.admin_token().await;
     let receiver = Receiver::start(&[]).await;
     subscribe(
