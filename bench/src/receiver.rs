@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 pub struct Receiver {
     pub url: String,
-    pub received: Arc<AtomicU64>,
+    received: Arc<AtomicU64>,
     task: JoinHandle<()>,
 }
 
