@@ -15,9 +15,10 @@ use crate::api::openapi::document::Document;
 use crate::api::{self, AppState, State};
 use crate::background::{self, Schedule};
 use crate::config::ServeArgs;
-use crate::http::header_deadline::HeaderDeadline;
-use crate::http::read_cap::ReadCap;
-use crate::http::write_deadline::WriteDeadline;
+use crate::http::header_deadline::DeadlineIo;
+use crate::http::read_cap::CappedIo;
+use crate::http::wrap_io::WrapIo;
+use crate::http::write_deadline::WriteDeadlineIo;
 use crate::store::agent_cache::AgentTokenCache;
 use crate::store::event_feed::EventFeed;
 use crate::store::ingest::queue::IngestQueue;
@@ -147,10 +148,10 @@ impl Application {
             .store
             .spawn_agent_cache_listener(self.state.agent_cache.clone());
         tracing::info!(addr = %self.local_addr, "serving");
-        let acceptor = WriteDeadline::new(
-            HeaderDeadline::new(ReadCap(self.acceptor), self.header_timeout),
-            self.write_timeout,
-        );
+        let (header_timeout, write_timeout) = (self.header_timeout, self.write_timeout);
+        let acceptor = WrapIo::new(self.acceptor, move |io| {
+            WriteDeadlineIo::new(DeadlineIo::new(CappedIo(io), header_timeout), write_timeout)
+        });
         let result = poem::Server::new_with_acceptor(acceptor)
             .idle_timeout(self.idle_timeout)
             .run_with_graceful_shutdown(

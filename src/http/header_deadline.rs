@@ -13,42 +13,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use poem::http::uri::Scheme;
-use poem::listener::Acceptor;
-use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep, sleep_until};
-
-/// Accepts connections from `inner`, each with a header deadline.
-pub struct HeaderDeadline<A> {
-    inner: A,
-    limit: Duration,
-}
-
-impl<A> HeaderDeadline<A> {
-    pub fn new(inner: A, limit: Duration) -> Self {
-        Self { inner, limit }
-    }
-}
-
-impl<A: Acceptor> Acceptor for HeaderDeadline<A> {
-    type Io = DeadlineIo<A::Io>;
-
-    fn local_addr(&self) -> Vec<LocalAddr> {
-        self.inner.local_addr()
-    }
-
-    async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
-        let (io, local, remote, scheme) = self.inner.accept().await?;
-        let io = DeadlineIo {
-            inner: io,
-            limit: self.limit,
-            phase: Phase::Idle,
-            tail: [0; 3],
-        };
-        Ok((io, local, remote, scheme))
-    }
-}
 
 /// A connection whose request heads must arrive within a deadline.
 pub struct DeadlineIo<T> {
@@ -69,6 +35,15 @@ enum Phase {
 }
 
 impl<T> DeadlineIo<T> {
+    pub fn new(inner: T, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            phase: Phase::Idle,
+            tail: [0; 3],
+        }
+    }
+
     /// Follows the bytes of a request: the first one starts the deadline, the end of the head
     /// stops it.
     fn observe(&mut self, bytes: &[u8]) {

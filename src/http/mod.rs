@@ -7,4 +7,5 @@ pub mod header_deadline;
 pub mod metrics;
 pub mod read_cap;
 pub mod request_log;
+pub mod wrap_io;
 pub mod write_deadline;

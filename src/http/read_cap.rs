@@ -11,32 +11,13 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
-use poem::http::uri::Scheme;
-use poem::listener::Acceptor;
-use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Largest read from a connection, in bytes.
 pub const MAX_READ: usize = 8 * 1024;
 
-/// Accepts connections from `inner`, each with capped reads.
-pub struct ReadCap<A>(pub A);
-
-impl<A: Acceptor> Acceptor for ReadCap<A> {
-    type Io = CappedIo<A::Io>;
-
-    fn local_addr(&self) -> Vec<LocalAddr> {
-        self.0.local_addr()
-    }
-
-    async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
-        let (io, local, remote, scheme) = self.0.accept().await?;
-        Ok((CappedIo(io), local, remote, scheme))
-    }
-}
-
 /// A connection whose reads return at most [`MAX_READ`] bytes.
-pub struct CappedIo<T>(T);
+pub struct CappedIo<T>(pub T);
 
 impl<T: AsyncRead + Unpin> AsyncRead for CappedIo<T> {
     fn poll_read(

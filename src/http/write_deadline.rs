@@ -15,36 +15,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use poem::http::uri::Scheme;
-use poem::listener::Acceptor;
-use poem::web::{LocalAddr, RemoteAddr};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep, sleep_until};
-
-/// Accepts connections from `inner`, each with a write deadline.
-pub struct WriteDeadline<A> {
-    inner: A,
-    limit: Duration,
-}
-
-impl<A> WriteDeadline<A> {
-    pub fn new(inner: A, limit: Duration) -> Self {
-        Self { inner, limit }
-    }
-}
-
-impl<A: Acceptor> Acceptor for WriteDeadline<A> {
-    type Io = WriteDeadlineIo<A::Io>;
-
-    fn local_addr(&self) -> Vec<LocalAddr> {
-        self.inner.local_addr()
-    }
-
-    async fn accept(&mut self) -> io::Result<(Self::Io, LocalAddr, RemoteAddr, Scheme)> {
-        let (io, local, remote, scheme) = self.inner.accept().await?;
-        Ok((WriteDeadlineIo::new(io, self.limit), local, remote, scheme))
-    }
-}
 
 /// A connection whose writes fail once one has been blocked for the limit.
 pub struct WriteDeadlineIo<T> {
@@ -56,7 +28,7 @@ pub struct WriteDeadlineIo<T> {
 }
 
 impl<T> WriteDeadlineIo<T> {
-    fn new(inner: T, limit: Duration) -> Self {
+    pub fn new(inner: T, limit: Duration) -> Self {
         Self {
             inner,
             limit,
