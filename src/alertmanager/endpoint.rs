@@ -232,20 +232,9 @@ impl Endpoint {
             body["id"] = json!(id);
         }
         let response = self.post_json("/api/v2/silences", body.to_string()).await?;
-        let status = response.status();
-        if status == reqwest::StatusCode::NOT_FOUND && known.is_some() {
+        if response.status() == reqwest::StatusCode::NOT_FOUND && known.is_some() {
             // Gone (an Alertmanager restarted without its storage): a new one.
             return Box::pin(self.put_silence(silence, None)).await;
-        }
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(reqwest::Error::without_url)?;
-        if !status.is_success() {
-            anyhow::bail!(
-                "/api/v2/silences answered {status}: {}",
-                truncate(&String::from_utf8_lossy(&bytes))
-            );
         }
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
@@ -253,8 +242,7 @@ impl Endpoint {
             #[serde(rename = "silenceID")]
             silence_id: String,
         }
-        let created: Created =
-            serde_json::from_slice(&bytes).context("Failed to parse /api/v2/silences' answer")?;
+        let created: Created = json_answer("/api/v2/silences", response).await?;
         Ok(created.silence_id)
     }
 
@@ -382,19 +370,27 @@ impl Endpoint {
             .await
             .map_err(reqwest::Error::without_url)
             .with_context(|| format!("Failed to get {path}"))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(reqwest::Error::without_url)?;
-        if !status.is_success() {
-            anyhow::bail!(
-                "{path} answered {status}: {}",
-                truncate(&String::from_utf8_lossy(&bytes))
-            );
-        }
-        serde_json::from_slice(&bytes).with_context(|| format!("Failed to parse {path}'s answer"))
+        json_answer(&path, response).await
     }
+}
+
+/// The JSON of `path`'s answer; an error naming its status and body unless it succeeded.
+async fn json_answer<T: serde::de::DeserializeOwned>(
+    path: &str,
+    response: reqwest::Response,
+) -> anyhow::Result<T> {
+    let status = response.status();
+    let bytes = response
+        .bytes()
+        .await
+        .map_err(reqwest::Error::without_url)?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "{path} answered {status}: {}",
+            truncate(&String::from_utf8_lossy(&bytes))
+        );
+    }
+    serde_json::from_slice(&bytes).with_context(|| format!("Failed to parse {path}'s answer"))
 }
 
 /// An alert as `GET /api/v2/alerts` returns it (the fields we read).
